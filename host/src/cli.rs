@@ -1,0 +1,230 @@
+//! The subcommands. Each returns the process exit code: 0 for success, 1 when the thing
+//! checked failed (a fixture, a translation), and an error (exit 2) for bad input.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use dragoman::fixtures::{self, Verdict};
+use dragoman::plugin::{Limits, Plugin, PluginConfig, Runtime, TranslateError, VendorMessage};
+use serde_json::json;
+
+/// Runs vendor translators as sandboxed WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "dragoman", version)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with translator plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Check a component against the contract and print its metadata.
+    Check {
+        /// The component.
+        file: PathBuf,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+    /// Run a plugin's contract fixtures; exits 1 on any mismatch.
+    Test {
+        /// The component.
+        file: PathBuf,
+        /// The directory of `NAME.input.*` and `NAME.expected.json` files.
+        fixtures: PathBuf,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+    /// Translate one message read from stdin and print the events as JSON.
+    Translate {
+        /// The component.
+        file: PathBuf,
+        /// The content type the message declares.
+        #[arg(long)]
+        content_type: Option<String>,
+        /// A plugin config entry, `KEY=VALUE`; repeat for more.
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RuntimeArgs {
+    /// Where compiled components are cached [default: $XDG_CACHE_HOME/dragoman or ~/.cache/dragoman].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile every time; use no cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+    /// Wall-clock deadline of one plugin call, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    deadline_ms: u64,
+    /// Memory cap of one plugin instance, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    memory_mib: usize,
+}
+
+impl RuntimeArgs {
+    fn runtime(&self) -> Result<Runtime> {
+        let mut builder = Runtime::builder();
+        builder.limits(Limits {
+            deadline: Duration::from_millis(self.deadline_ms),
+            memory: self
+                .memory_mib
+                .checked_mul(1 << 20)
+                .context("--memory-mib is too large")?,
+            ..Limits::default()
+        });
+        // The command line runs one plugin at a time: a small pool is enough.
+        builder.max_instances(4);
+        if !self.no_cache {
+            if let Some(dir) = self.cache_dir.clone().or_else(default_cache_dir) {
+                builder.cache_dir(dir);
+            }
+        }
+        Ok(builder.build()?)
+    }
+
+    fn load(&self, file: &PathBuf) -> Result<Plugin> {
+        Ok(self.runtime()?.load_file(file)?)
+    }
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("dragoman").join("components"))
+}
+
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
+    match args.command {
+        Command::Plugin(PluginCommand::Check { file, runtime }) => check(&runtime.load(&file)?),
+        Command::Plugin(PluginCommand::Test {
+            file,
+            fixtures,
+            runtime,
+        }) => {
+            let found = fixtures::discover(&fixtures).map_err(dragoman::Error::from)?;
+            test(&runtime.load(&file)?, &found)
+        }
+        Command::Plugin(PluginCommand::Translate {
+            file,
+            content_type,
+            config,
+            runtime,
+        }) => {
+            let config = parse_config(&config)?;
+            let mut body = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut body)
+                .context("cannot read the message from stdin")?;
+            translate(&runtime.load(&file)?, content_type, config, body)
+        }
+    }
+}
+
+fn check(plugin: &Plugin) -> Result<ExitCode> {
+    let info = plugin.info();
+    let directions = plugin.directions();
+    let list: Vec<&str> = [
+        ("inbound", directions.inbound),
+        ("outbound", directions.outbound),
+    ]
+    .into_iter()
+    .filter_map(|(name, yes)| yes.then_some(name))
+    .collect();
+    println!("plugin:             {}", info.name);
+    println!("version:            {}", info.version);
+    println!("vendor api version: {}", info.vendor_api_version);
+    println!("contract:           {}", dragoman::plugin::CONTRACT);
+    println!("directions:         {}", list.join(", "));
+    println!("sha256:             {}", plugin.id().sha256);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn test(plugin: &Plugin, found: &[fixtures::Fixture]) -> Result<ExitCode> {
+    let (mut passed, mut failed) = (0, 0);
+    for fixture in found {
+        match fixtures::run(plugin, fixture).map_err(dragoman::Error::from)? {
+            Verdict::Pass => {
+                passed += 1;
+                println!("ok   {}", fixture.name);
+            }
+            Verdict::Fail { diff } => {
+                failed += 1;
+                println!("FAIL {}", fixture.name);
+                for line in diff.lines() {
+                    println!("     {line}");
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn translate(
+    plugin: &Plugin,
+    content_type: Option<String>,
+    config: PluginConfig,
+    body: Vec<u8>,
+) -> Result<ExitCode> {
+    let message = VendorMessage {
+        id: "cli".into(),
+        content_type,
+        headers: Vec::new(),
+        body,
+    };
+    let config = Arc::new(config);
+    let mut session = plugin.session(config)?;
+    let key = session.idempotency_key(&message)?;
+    match session.translate(&message)? {
+        Ok(events) => {
+            let out = json!({"idempotency_key": key, "events": events});
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(refusal) => {
+            let (kind, failure) = match refusal {
+                TranslateError::Rejected(f) => ("rejected", f),
+                TranslateError::Transient(f) => ("transient", f),
+            };
+            let out =
+                json!({"error": {"kind": kind, "code": failure.code, "message": failure.message}});
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn parse_config(entries: &[String]) -> Result<PluginConfig> {
+    let mut config = PluginConfig::new();
+    for entry in entries {
+        let Some((key, value)) = entry.split_once('=') else {
+            bail!("--config `{entry}` is not KEY=VALUE");
+        };
+        if key.is_empty() {
+            bail!("--config `{entry}` has an empty key");
+        }
+        config.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(config)
+}

@@ -1,0 +1,114 @@
+//! The crate's one error type: opaque, with a [`ErrorKind`] to branch on.
+
+use std::fmt;
+
+use crate::fixtures::FixtureError;
+use crate::plugin::{Fault, LoadError};
+
+/// What kind of thing failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A component could not be loaded as a plugin.
+    Load,
+    /// A plugin call faulted: trap, deadline, memory, output.
+    Fault,
+    /// Contract fixtures could not be read.
+    Fixture,
+}
+
+/// An error from the Dragoman host library.
+#[derive(Debug)]
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Inner {
+    #[error(transparent)]
+    Load(LoadError),
+    #[error(transparent)]
+    Fault(Fault),
+    #[error(transparent)]
+    Fixture(FixtureError),
+}
+
+impl Error {
+    /// What kind of thing failed.
+    ///
+    /// ```
+    /// use dragoman::{Error, ErrorKind};
+    /// use dragoman::plugin::Runtime;
+    ///
+    /// let runtime = Runtime::builder().build()?;
+    /// let error: Error = runtime.load(b"not wasm", "junk").unwrap_err().into();
+    /// assert_eq!(error.kind(), ErrorKind::Load);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        match *self.inner {
+            Inner::Load(_) => ErrorKind::Load,
+            Inner::Fault(_) => ErrorKind::Fault,
+            Inner::Fixture(_) => ErrorKind::Fixture,
+        }
+    }
+
+    /// Whether a plugin call faulted.
+    ///
+    /// ```
+    /// use dragoman::Error;
+    /// use dragoman::plugin::Runtime;
+    ///
+    /// let runtime = Runtime::builder().build()?;
+    /// let error: Error = runtime.load(b"not wasm", "junk").unwrap_err().into();
+    /// assert!(!error.is_fault());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_fault(&self) -> bool {
+        self.kind() == ErrorKind::Fault
+    }
+
+    /// The fault, when a plugin call faulted.
+    pub fn fault(&self) -> Option<&Fault> {
+        match &*self.inner {
+            Inner::Fault(fault) => Some(fault),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner.source()
+    }
+}
+
+impl From<LoadError> for Error {
+    fn from(e: LoadError) -> Self {
+        Self {
+            inner: Box::new(Inner::Load(e)),
+        }
+    }
+}
+
+impl From<Fault> for Error {
+    fn from(e: Fault) -> Self {
+        Self {
+            inner: Box::new(Inner::Fault(e)),
+        }
+    }
+}
+
+impl From<FixtureError> for Error {
+    fn from(e: FixtureError) -> Self {
+        Self {
+            inner: Box::new(Inner::Fixture(e)),
+        }
+    }
+}

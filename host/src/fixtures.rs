@@ -1,0 +1,291 @@
+//! Contract fixtures: vendor inputs with the domain output (or the error) they must give.
+//!
+//! A fixtures directory holds pairs `NAME.input.EXT` and `NAME.expected.json`. The input is
+//! the body, byte for byte. The expected file is a JSON object with these keys:
+//!
+//! - `content_type` (optional): the declared content type. By default it follows the input's
+//!   extension: `json` is `application/json`, `xml` is `application/xml`, `form` is
+//!   `application/x-www-form-urlencoded`, anything else declares none.
+//! - `config` (optional): the route's plugin config, string to string.
+//! - `idempotency_key` (optional): the key the plugin must derive (`null` for none).
+//! - exactly one of `events` (the list of events: `type`, `subject`, `partition_key`,
+//!   `data`) or `error` (`kind`: `rejected` or `transient`, `code`, and optionally the exact
+//!   `message`).
+//! - `description` (optional): what the fixture is about.
+//!
+//! A mismatch is shown as a line diff of the expected and actual JSON.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::plugin::{Fault, Plugin, PluginConfig, TranslateError, VendorMessage};
+
+/// Why fixtures could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FixtureError {
+    /// A file or directory could not be read.
+    #[error("cannot read {path}: {error}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// An expected file is not what this module describes.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One input with its expectation.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    /// The name shared by the two files.
+    pub name: String,
+    /// The body file.
+    pub input: PathBuf,
+    /// The expectation file.
+    pub expected: PathBuf,
+}
+
+/// The outcome of one fixture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The plugin gave what was expected.
+    Pass,
+    /// It did not; `diff` shows expected (`-`) against actual (`+`).
+    Fail {
+        /// A unified line diff of the two JSON documents.
+        diff: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expected {
+    #[serde(default)]
+    #[expect(dead_code, reason = "documentation for people reading the fixture")]
+    description: Option<String>,
+    content_type: Option<String>,
+    #[serde(default)]
+    config: PluginConfig,
+    #[serde(default, deserialize_with = "present")]
+    idempotency_key: Option<Option<String>>,
+    events: Option<Value>,
+    error: Option<ExpectedError>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectedError {
+    kind: String,
+    code: String,
+    message: Option<String>,
+}
+
+/// Tells an absent key (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// The fixtures in `dir`, sorted by name.
+///
+/// # Errors
+///
+/// [`FixtureError::Read`] when the directory cannot be listed, and
+/// [`FixtureError::Invalid`] for an input without an expected file or the reverse, or a
+/// directory with no fixture at all.
+pub fn discover(dir: &Path) -> Result<Vec<Fixture>, FixtureError> {
+    let read = |error| FixtureError::Read {
+        path: dir.to_owned(),
+        error,
+    };
+    let mut inputs = BTreeMap::new();
+    let mut expected = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).map_err(read)? {
+        let path = entry.map_err(read)?.path();
+        let Some(file) = path.file_name().and_then(|f| f.to_str()) else {
+            continue;
+        };
+        if let Some(name) = file.strip_suffix(".expected.json") {
+            expected.insert(name.to_owned(), path.clone());
+        } else if let Some((name, _ext)) = file.split_once(".input.") {
+            if inputs.insert(name.to_owned(), path.clone()).is_some() {
+                let message = format!("fixture `{name}` has more than one input file");
+                return Err(FixtureError::Invalid {
+                    path: path.clone(),
+                    message,
+                });
+            }
+        } else if let Some(name) = file.strip_suffix(".input") {
+            inputs.insert(name.to_owned(), path.clone());
+        }
+    }
+    if let Some((name, path)) = expected
+        .iter()
+        .find(|(name, _)| !inputs.contains_key(*name))
+    {
+        return Err(FixtureError::Invalid {
+            path: path.clone(),
+            message: format!("no `{name}.input.*` file beside it"),
+        });
+    }
+    let fixtures: Vec<Fixture> = inputs
+        .into_iter()
+        .map(|(name, input)| match expected.remove(&name) {
+            Some(expected) => Ok(Fixture {
+                name,
+                input,
+                expected,
+            }),
+            None => Err(FixtureError::Invalid {
+                path: input,
+                message: format!("no `{name}.expected.json` beside it"),
+            }),
+        })
+        .collect::<Result<_, _>>()?;
+    if fixtures.is_empty() {
+        return Err(FixtureError::Invalid {
+            path: dir.to_owned(),
+            message: "no fixtures (`NAME.input.*` with `NAME.expected.json`)".into(),
+        });
+    }
+    Ok(fixtures)
+}
+
+/// The declared content type for an input file, from its extension.
+pub fn content_type_for(input: &Path) -> Option<&'static str> {
+    match input.extension().and_then(|e| e.to_str()) {
+        Some("json") => Some("application/json"),
+        Some("xml") => Some("application/xml"),
+        Some("form") => Some("application/x-www-form-urlencoded"),
+        _ => None,
+    }
+}
+
+/// Runs one fixture through `plugin` in a fresh instance, as the host runs a message: the
+/// idempotency key first, then the translation.
+///
+/// # Errors
+///
+/// [`FixtureError`] when the files cannot be read or the expected file is malformed. A
+/// plugin fault is not an error: it is a failing verdict that shows the fault.
+pub fn run(plugin: &Plugin, fixture: &Fixture) -> Result<Verdict, FixtureError> {
+    let body = std::fs::read(&fixture.input).map_err(|error| FixtureError::Read {
+        path: fixture.input.clone(),
+        error,
+    })?;
+    let text = std::fs::read_to_string(&fixture.expected).map_err(|error| FixtureError::Read {
+        path: fixture.expected.clone(),
+        error,
+    })?;
+    let invalid = |message: String| FixtureError::Invalid {
+        path: fixture.expected.clone(),
+        message,
+    };
+    let spec: Expected = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+
+    let mut expected = serde_json::Map::new();
+    if let Some(key) = &spec.idempotency_key {
+        expected.insert("idempotency_key".into(), json!(key));
+    }
+    match (&spec.events, &spec.error) {
+        (Some(events), None) => {
+            expected.insert("events".into(), events.clone());
+        }
+        (None, Some(error)) => {
+            if error.kind != "rejected" && error.kind != "transient" {
+                return Err(invalid(format!(
+                    "error kind `{}` is neither `rejected` nor `transient`",
+                    error.kind
+                )));
+            }
+            let mut e = json!({"kind": error.kind, "code": error.code});
+            if let Some(message) = &error.message {
+                e["message"] = json!(message);
+            }
+            expected.insert("error".into(), e);
+        }
+        _ => return Err(invalid("give exactly one of `events` and `error`".into())),
+    }
+
+    let message = VendorMessage {
+        id: format!("fixture-{}", fixture.name),
+        content_type: spec
+            .content_type
+            .clone()
+            .or_else(|| content_type_for(&fixture.input).map(str::to_owned)),
+        headers: Vec::new(),
+        body,
+    };
+    let actual = match outcome(plugin, &message, Arc::new(spec.config.clone()), &spec) {
+        Ok(actual) => actual,
+        Err(fault) => json!({"fault": fault.to_string()}),
+    };
+    let expected = Value::Object(expected);
+    if actual == expected {
+        return Ok(Verdict::Pass);
+    }
+    Ok(Verdict::Fail {
+        diff: diff(&expected, &actual),
+    })
+}
+
+fn outcome(
+    plugin: &Plugin,
+    message: &VendorMessage,
+    config: Arc<PluginConfig>,
+    spec: &Expected,
+) -> Result<Value, Fault> {
+    let mut session = plugin.session(config)?;
+    let mut actual = serde_json::Map::new();
+    if spec.idempotency_key.is_some() {
+        actual.insert(
+            "idempotency_key".into(),
+            json!(session.idempotency_key(message)?),
+        );
+    }
+    match session.translate(message)? {
+        Ok(events) => {
+            actual.insert(
+                "events".into(),
+                serde_json::to_value(&events).expect("events serialize"),
+            );
+        }
+        Err(refusal) => {
+            let (kind, failure) = match refusal {
+                TranslateError::Rejected(f) => ("rejected", f),
+                TranslateError::Transient(f) => ("transient", f),
+            };
+            let mut e = json!({"kind": kind, "code": failure.code});
+            if spec.error.as_ref().is_some_and(|e| e.message.is_some()) {
+                e["message"] = json!(failure.message);
+            } else if spec.events.is_some() {
+                // Show the reason when events were expected.
+                e["message"] = json!(failure.message);
+            }
+            actual.insert("error".into(), e);
+        }
+    }
+    Ok(Value::Object(actual))
+}
+
+/// A unified diff of two JSON documents, pretty-printed, expected as `-` and actual as `+`.
+pub fn diff(expected: &Value, actual: &Value) -> String {
+    let expected = serde_json::to_string_pretty(expected).expect("JSON values serialize") + "\n";
+    let actual = serde_json::to_string_pretty(actual).expect("JSON values serialize") + "\n";
+    similar::TextDiff::from_lines(&expected, &actual)
+        .unified_diff()
+        .context_radius(3)
+        .header("expected", "actual")
+        .to_string()
+}

@@ -1,0 +1,808 @@
+//! Loading and running translator plugins: one [`Runtime`] (the wasmtime engine, the linker,
+//! the compiled-component cache) and a [`Plugin`] per loaded component.
+//!
+//! Every call gets a fresh instance from the plugin's `InstancePre` in the pooling allocator,
+//! with a new `Store` carrying the call's limits; nothing survives from one message to the
+//! next. A fault discards the instance and leaves the runtime serving.
+//!
+//! This module knows nothing of HTTP or storage.
+
+mod cache;
+mod engine;
+mod fault;
+mod limits;
+mod output;
+mod state;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use wasmtime::component::{Component, HasSelf, Instance, InstancePre, Linker};
+use wasmtime::{Engine, Store, Trap};
+
+use crate::bindings::dragoman::translator::types as wit;
+use crate::bindings::exports::dragoman::translator::{inbound, metadata, outbound};
+pub use cache::Provenance;
+pub use fault::{Fault, FaultKind};
+pub use limits::{DEFAULT_DEADLINE, DEFAULT_LOG_CAPTURE, DEFAULT_MEMORY, DEFAULT_OUTPUT, Limits};
+use state::PluginState;
+
+/// The contract version this host binds.
+pub const CONTRACT: &str = "dragoman:translator@0.1.0";
+
+/// A route's plugin config: string keys and values, read by the plugin through the `config`
+/// import.
+pub type PluginConfig = BTreeMap<String, String>;
+
+/// A message in the vendor's model.
+pub type VendorMessage = wit::VendorMessage;
+/// A header of a vendor message.
+pub type Header = wit::Header;
+/// Why a plugin refused a translation: a stable code and a sentence.
+pub type Failure = wit::Failure;
+/// A translation the plugin refused on purpose.
+pub type TranslateError = wit::TranslateError;
+/// A command of our domain model (outbound direction).
+pub type DomainCommand = wit::DomainCommand;
+/// An HTTP request in a vendor's model (outbound direction).
+pub type VendorRequest = wit::VendorRequest;
+/// A vendor's HTTP answer (outbound direction).
+pub type VendorResponse = wit::VendorResponse;
+
+/// By default, up to 64 instances alive at once.
+pub const DEFAULT_MAX_INSTANCES: u32 = 64;
+/// By default, the epoch ticks every 5 ms: deadlines are enforced to within that.
+pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(5);
+/// By default, 1 MiB of each linear memory stays mapped between instances.
+pub const DEFAULT_KEEP_RESIDENT: usize = 1 << 20;
+
+/// How much of a stderr tail goes into a trap's message.
+const STDERR_TAIL: usize = 2048;
+
+// ===== Errors =====
+
+/// Why a component could not be loaded as a plugin.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read plugin {path}: {error}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// The bytes are not a valid WebAssembly component.
+    #[error("{what} is not a valid WebAssembly component: {message}")]
+    Compile {
+        /// The file or description of the bytes.
+        what: String,
+        /// Why.
+        message: String,
+    },
+    /// The component imports something the host does not provide.
+    #[error("{what} cannot be linked: {message}")]
+    Link {
+        /// The file or description of the bytes.
+        what: String,
+        /// Why.
+        message: String,
+    },
+    /// The component does not implement the contract.
+    #[error("{what} does not implement {CONTRACT}: {message}")]
+    Contract {
+        /// The file or description of the bytes.
+        what: String,
+        /// What is missing or mistyped.
+        message: String,
+    },
+    /// The component's `metadata.info` call faulted.
+    #[error("{what}: calling metadata.info failed: {message}")]
+    Metadata {
+        /// The file or description of the bytes.
+        what: String,
+        /// Why.
+        message: String,
+    },
+    /// The runtime itself could not be built.
+    #[error("cannot build the plugin runtime: {message}")]
+    Runtime {
+        /// Why.
+        message: String,
+    },
+}
+
+// ===== Runtime =====
+
+/// The wasmtime engine, linker and compiled-component cache shared by every plugin.
+///
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache: cache::Cache,
+    settings: engine::EngineSettings,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeBuilder {
+    settings: engine::EngineSettings,
+    cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        Self {
+            settings: engine::EngineSettings {
+                limits: Limits::default(),
+                max_instances: DEFAULT_MAX_INSTANCES,
+                epoch_tick: DEFAULT_EPOCH_TICK,
+                keep_resident: DEFAULT_KEEP_RESIDENT,
+            },
+            cache_dir: None,
+        }
+    }
+}
+
+impl RuntimeBuilder {
+    /// The limits every call runs under.
+    ///
+    /// By default, [`Limits::default`].
+    pub fn limits(&mut self, limits: Limits) -> &mut Self {
+        self.settings.limits = limits;
+        self
+    }
+
+    /// Where compiled components are cached, so a restart does not recompile.
+    ///
+    /// By default, nowhere: every load compiles.
+    pub fn cache_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// How many plugin instances may be alive at once, across all plugins; a call beyond that
+    /// fails as a trap.
+    ///
+    /// By default, [`DEFAULT_MAX_INSTANCES`].
+    pub fn max_instances(&mut self, n: u32) -> &mut Self {
+        self.settings.max_instances = n.max(1);
+        self
+    }
+
+    /// How often the deadline clock ticks.
+    ///
+    /// By default, [`DEFAULT_EPOCH_TICK`].
+    pub fn epoch_tick(&mut self, tick: Duration) -> &mut Self {
+        self.settings.epoch_tick = tick.max(Duration::from_micros(100));
+        self
+    }
+
+    /// How many bytes of each linear memory stay mapped when an instance ends.
+    ///
+    /// By default, [`DEFAULT_KEEP_RESIDENT`].
+    pub fn keep_resident(&mut self, bytes: usize) -> &mut Self {
+        self.settings.keep_resident = bytes;
+        self
+    }
+
+    /// Builds the runtime and starts its epoch thread.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::Runtime`] when the engine cannot be configured (a memory cap the pooling
+    /// allocator refuses, for example) or the epoch thread cannot start.
+    pub fn build(&self) -> Result<Runtime, LoadError> {
+        let runtime = |message: String| LoadError::Runtime { message };
+        let engine = engine::build(&self.settings).map_err(|e| runtime(format!("{e:#}")))?;
+        engine::start_ticker(&engine, self.settings.epoch_tick)
+            .map_err(|e| runtime(format!("cannot start the epoch thread: {e}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| runtime(format!("{e:#}")))?;
+        crate::bindings::Translator::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)
+            .map_err(|e| runtime(format!("{e:#}")))?;
+        let cache = cache::Cache::new(&engine, self.cache_dir.clone());
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                cache,
+                settings: self.settings.clone(),
+            }),
+        })
+    }
+}
+
+impl Runtime {
+    /// A builder with the defaults.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// The limits calls run under.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.settings.limits
+    }
+
+    /// Loads the component in `path`.
+    ///
+    /// # Errors
+    ///
+    /// See [`Runtime::load`], and [`LoadError::Read`] when the file cannot be read.
+    pub fn load_file(&self, path: impl AsRef<Path>) -> Result<Plugin, LoadError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|error| LoadError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        self.load(&bytes, &path.display().to_string())
+    }
+
+    /// Compiles (or loads from the cache) a component, links it, checks it against the
+    /// contract and reads its metadata; `what` names it in errors.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::Compile`] for bytes that are not a component, [`LoadError::Link`] for a
+    /// component that imports what the host does not grant, [`LoadError::Contract`] for one
+    /// that exports neither direction or exports them with the wrong types, and
+    /// [`LoadError::Metadata`] when its `info` call faults.
+    pub fn load(&self, wasm: &[u8], what: &str) -> Result<Plugin, LoadError> {
+        self.load_with_provenance(wasm, what)
+            .map(|(plugin, _)| plugin)
+    }
+
+    /// [`Runtime::load`], also telling whether the compiled form came from the cache.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::load`].
+    pub fn load_with_provenance(
+        &self,
+        wasm: &[u8],
+        what: &str,
+    ) -> Result<(Plugin, Provenance), LoadError> {
+        let inner = &self.inner;
+        let sha256 = cache::sha256_hex(wasm);
+        if wasmparser_is_core_module(wasm) {
+            return Err(LoadError::Compile {
+                what: what.to_owned(),
+                message: "it is a core WebAssembly module, not a component (build for wasm32-wasip2, or wrap it with `wasm-tools component new`)".into(),
+            });
+        }
+        let (component, provenance) =
+            inner
+                .cache
+                .load(&inner.engine, wasm, &sha256)
+                .map_err(|e| LoadError::Compile {
+                    what: what.to_owned(),
+                    message: format!("{e:#}"),
+                })?;
+        let pre = inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link {
+                what: what.to_owned(),
+                message: format!("{e:#}"),
+            })?;
+        let contract = |message: String| LoadError::Contract {
+            what: what.to_owned(),
+            message,
+        };
+        let metadata = metadata::GuestIndices::new(&pre).map_err(|_| {
+            contract(format!(
+                "it exports no `dragoman:translator/metadata@0.1.0` ({})",
+                exports(&component, &inner.engine)
+            ))
+        })?;
+        let inbound = inbound::GuestIndices::new(&pre).ok();
+        let outbound = outbound::GuestIndices::new(&pre).ok();
+        if inbound.is_none() && outbound.is_none() {
+            return Err(contract(format!(
+                "it exports neither `dragoman:translator/inbound@0.1.0` nor `dragoman:translator/outbound@0.1.0` ({})",
+                exports(&component, &inner.engine)
+            )));
+        }
+
+        // Instantiate once: the exports are type-checked against the contract and the
+        // metadata is read, so a bad plugin is refused at load, not on its first message.
+        let provisional = PluginRef {
+            name: what.to_owned(),
+            version: "?".into(),
+            sha256: sha256.clone(),
+        };
+        let mut store = new_store(inner, &provisional, Arc::new(PluginConfig::new()));
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| LoadError::Metadata {
+                what: what.to_owned(),
+                message: format!("{e:#}"),
+            })?;
+        let info = metadata
+            .load(&mut store, &instance)
+            .map_err(|e| contract(format!("{e:#}")))?
+            .call_info(&mut store)
+            .map_err(|e| LoadError::Metadata {
+                what: what.to_owned(),
+                message: format!("{e:#}"),
+            })?;
+        if let Some(indices) = &inbound {
+            indices
+                .load(&mut store, &instance)
+                .map_err(|e| contract(format!("{e:#}")))?;
+        }
+        if let Some(indices) = &outbound {
+            indices
+                .load(&mut store, &instance)
+                .map_err(|e| contract(format!("{e:#}")))?;
+        }
+        store.data().flush_output();
+
+        let id = PluginRef {
+            name: info.name.clone(),
+            version: info.version.clone(),
+            sha256,
+        };
+        let plugin = Plugin {
+            inner: Arc::new(PluginInner {
+                runtime: self.clone(),
+                who: format!("{}@{}", id.name, id.version).into(),
+                id,
+                info: PluginInfo {
+                    name: info.name,
+                    version: info.version,
+                    vendor_api_version: info.vendor_api_version,
+                },
+                pre,
+                inbound,
+                outbound,
+            }),
+        };
+        Ok((plugin, provenance))
+    }
+}
+
+/// A component's exports, for error messages.
+fn exports(component: &Component, engine: &Engine) -> String {
+    let names: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| format!("`{name}`"))
+        .collect();
+    if names.is_empty() {
+        "it exports nothing".into()
+    } else {
+        format!("it exports {}", names.join(", "))
+    }
+}
+
+/// Core modules start with layer 0 in the version field; components with layer 1.
+fn wasmparser_is_core_module(wasm: &[u8]) -> bool {
+    wasm.len() >= 8 && wasm[..4] == *b"\0asm" && wasm[6..8] == [0, 0]
+}
+
+fn new_store(
+    inner: &RuntimeInner,
+    id: &PluginRef,
+    config: Arc<PluginConfig>,
+) -> Store<PluginState> {
+    let who: Arc<str> = format!("{}@{}", id.name, id.version).into();
+    new_store_for(inner, who, config)
+}
+
+fn new_store_for(
+    inner: &RuntimeInner,
+    who: Arc<str>,
+    config: Arc<PluginConfig>,
+) -> Store<PluginState> {
+    let limits = &inner.settings.limits;
+    let mut store = Store::new(&inner.engine, PluginState::new(who, config, limits));
+    store.limiter(|state| &mut state.limiter);
+    store.set_epoch_deadline(engine::ticks(limits.deadline, inner.settings.epoch_tick));
+    store.epoch_deadline_trap();
+    store
+}
+
+// ===== Plugin =====
+
+/// The name, version and content hash of a loaded plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct PluginRef {
+    /// The name the plugin gives itself.
+    pub name: String,
+    /// The plugin's own version.
+    pub version: String,
+    /// The sha256 of the component's bytes, lower-case hex.
+    pub sha256: String,
+}
+
+impl fmt::Display for PluginRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}@{} (sha256 {})",
+            self.name,
+            self.version,
+            &self.sha256[..12.min(self.sha256.len())]
+        )
+    }
+}
+
+/// What a plugin says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginInfo {
+    /// Its name.
+    pub name: String,
+    /// Its own version.
+    pub version: String,
+    /// The vendor API version it speaks.
+    pub vendor_api_version: String,
+}
+
+/// Which directions a plugin implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Directions {
+    /// Vendor message to domain events.
+    pub inbound: bool,
+    /// Domain command to vendor request, vendor response to domain events.
+    pub outbound: bool,
+}
+
+/// A loaded, checked plugin, ready to translate. Cheap to clone.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<PluginInner>,
+}
+
+struct PluginInner {
+    runtime: Runtime,
+    id: PluginRef,
+    who: Arc<str>,
+    info: PluginInfo,
+    pre: InstancePre<PluginState>,
+    inbound: Option<inbound::GuestIndices>,
+    outbound: Option<outbound::GuestIndices>,
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("id", &self.inner.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// Name, version and sha256.
+    pub fn id(&self) -> &PluginRef {
+        &self.inner.id
+    }
+
+    /// The plugin's metadata.
+    pub fn info(&self) -> &PluginInfo {
+        &self.inner.info
+    }
+
+    /// Which directions it implements.
+    pub fn directions(&self) -> Directions {
+        Directions {
+            inbound: self.inner.inbound.is_some(),
+            outbound: self.inner.outbound.is_some(),
+        }
+    }
+
+    /// A fresh instance for one message, with the route's plugin config.
+    ///
+    /// # Errors
+    ///
+    /// A [`Fault`] when instantiation traps or no pool slot is free.
+    pub fn session(&self, config: Arc<PluginConfig>) -> Result<Session, Fault> {
+        let inner = &self.inner;
+        let mut store = new_store_for(&inner.runtime.inner, inner.who.clone(), config);
+        match inner.pre.instantiate(&mut store) {
+            Ok(instance) => Ok(Session {
+                plugin: self.clone(),
+                store,
+                instance,
+                poisoned: false,
+            }),
+            Err(e) => {
+                let fault = classify(&inner.id, &inner.runtime.inner.settings.limits, &store, &e);
+                store.data().flush_output();
+                Err(fault)
+            }
+        }
+    }
+
+    /// Translates one vendor message in a fresh instance.
+    ///
+    /// # Errors
+    ///
+    /// A [`Fault`] when the plugin traps, misses its deadline, exceeds a cap or returns
+    /// invalid output. A refusal by the plugin is the inner `Err`.
+    pub fn translate(
+        &self,
+        message: &VendorMessage,
+        config: Arc<PluginConfig>,
+    ) -> Result<Result<Vec<DomainEvent>, TranslateError>, Fault> {
+        self.session(config)?.translate(message)
+    }
+}
+
+/// One fresh instance, for the calls about one message. After a fault it refuses every call:
+/// a trapped instance is never entered again.
+pub struct Session {
+    plugin: Plugin,
+    store: Store<PluginState>,
+    instance: Instance,
+    poisoned: bool,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("plugin", &self.plugin.inner.id)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+impl Session {
+    /// The key the plugin derives for the message, if it derives one.
+    ///
+    /// # Errors
+    ///
+    /// A [`Fault`] as for [`Plugin::translate`]; a plugin without the inbound direction is
+    /// an `InvalidOutput` fault.
+    pub fn idempotency_key(&mut self, message: &VendorMessage) -> Result<Option<String>, Fault> {
+        let key = self.call(|store, instance, plugin| {
+            let indices = plugin.inbound.as_ref().ok_or_else(|| missing("inbound"))?;
+            indices
+                .load(&mut *store, instance)?
+                .call_idempotency_key(&mut *store, message)
+        })?;
+        if let Some(key) = &key {
+            self.check_size(key.len())?;
+        }
+        Ok(key)
+    }
+
+    /// Translates a vendor message into domain events.
+    ///
+    /// # Errors
+    ///
+    /// As [`Plugin::translate`].
+    pub fn translate(
+        &mut self,
+        message: &VendorMessage,
+    ) -> Result<Result<Vec<DomainEvent>, TranslateError>, Fault> {
+        let result = self.call(|store, instance, plugin| {
+            let indices = plugin.inbound.as_ref().ok_or_else(|| missing("inbound"))?;
+            indices
+                .load(&mut *store, instance)?
+                .call_translate(&mut *store, message)
+        })?;
+        self.events(result)
+    }
+
+    /// Encodes a domain command as a vendor request.
+    ///
+    /// # Errors
+    ///
+    /// As [`Plugin::translate`].
+    pub fn encode(
+        &mut self,
+        command: &DomainCommand,
+    ) -> Result<Result<VendorRequest, TranslateError>, Fault> {
+        let result = self.call(|store, instance, plugin| {
+            let indices = plugin
+                .outbound
+                .as_ref()
+                .ok_or_else(|| missing("outbound"))?;
+            indices
+                .load(&mut *store, instance)?
+                .call_encode(&mut *store, command)
+        })?;
+        if let Ok(request) = &result {
+            let headers: usize = request
+                .headers
+                .iter()
+                .map(|h| h.name.len() + h.value.len())
+                .sum();
+            self.check_size(
+                request.method.len() + request.path.len() + headers + request.body.len(),
+            )?;
+        }
+        Ok(result)
+    }
+
+    /// Decodes a vendor response into domain events.
+    ///
+    /// # Errors
+    ///
+    /// As [`Plugin::translate`].
+    pub fn decode(
+        &mut self,
+        command: &DomainCommand,
+        response: &VendorResponse,
+    ) -> Result<Result<Vec<DomainEvent>, TranslateError>, Fault> {
+        let result = self.call(|store, instance, plugin| {
+            let indices = plugin
+                .outbound
+                .as_ref()
+                .ok_or_else(|| missing("outbound"))?;
+            indices
+                .load(&mut *store, instance)?
+                .call_decode(&mut *store, command, response)
+        })?;
+        self.events(result)
+    }
+
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store<PluginState>, &Instance, &PluginInner) -> wasmtime::Result<R>,
+    ) -> Result<R, Fault> {
+        let plugin = &self.plugin.inner;
+        if self.poisoned {
+            return Err(Fault::new(
+                plugin.id.clone(),
+                FaultKind::Trap {
+                    message: "the instance was discarded after an earlier fault".into(),
+                },
+            ));
+        }
+        let result = f(&mut self.store, &self.instance, plugin);
+        let result = result.map_err(|e| {
+            self.poisoned = true;
+            classify(
+                &plugin.id,
+                &plugin.runtime.inner.settings.limits,
+                &self.store,
+                &e,
+            )
+        });
+        self.store.data().flush_output();
+        result
+    }
+
+    fn check_size(&mut self, size: usize) -> Result<(), Fault> {
+        let limit = self.plugin.inner.runtime.inner.settings.limits.output;
+        if size > limit {
+            self.poisoned = true;
+            return Err(Fault::new(
+                self.plugin.inner.id.clone(),
+                FaultKind::Output { size, limit },
+            ));
+        }
+        Ok(())
+    }
+
+    fn events(
+        &mut self,
+        result: Result<Vec<wit::DomainEvent>, TranslateError>,
+    ) -> Result<Result<Vec<DomainEvent>, TranslateError>, Fault> {
+        let events = match result {
+            Ok(events) => events,
+            Err(refusal) => {
+                let failure = match &refusal {
+                    TranslateError::Rejected(f) | TranslateError::Transient(f) => f,
+                };
+                self.check_size(failure.code.len() + failure.message.len())?;
+                return Ok(Err(refusal));
+            }
+        };
+        let size = events
+            .iter()
+            .map(|e| e.event_type.len() + e.subject.len() + e.partition_key.len() + e.data.len())
+            .sum();
+        self.check_size(size)?;
+        let invalid = |message: String| {
+            Fault::new(
+                self.plugin.inner.id.clone(),
+                FaultKind::InvalidOutput { message },
+            )
+        };
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(n, event)| {
+                if event.event_type.trim().is_empty() {
+                    return Err(invalid(format!("event {n} has an empty event type")));
+                }
+                let data = RawValue::from_string(event.data).map_err(|e| {
+                    invalid(format!(
+                        "event {n} ({}) data is not JSON: {e}",
+                        event.event_type
+                    ))
+                })?;
+                Ok(DomainEvent {
+                    event_type: event.event_type,
+                    subject: event.subject,
+                    partition_key: event.partition_key,
+                    data,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Ok)
+    }
+}
+
+fn missing(direction: &str) -> wasmtime::Error {
+    wasmtime::format_err!("the plugin does not implement the {direction} direction")
+}
+
+/// Maps a wasmtime error from a call into a fault.
+fn classify(
+    id: &PluginRef,
+    limits: &Limits,
+    store: &Store<PluginState>,
+    error: &wasmtime::Error,
+) -> Fault {
+    let kind = if let Some(requested) = store.data().limiter.memory_exceeded {
+        FaultKind::Memory {
+            requested,
+            limit: limits.memory,
+        }
+    } else if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+        FaultKind::Deadline {
+            limit: limits.deadline,
+        }
+    } else {
+        let mut message = format!("{error:#}");
+        let tail = store.data().stderr_tail(STDERR_TAIL);
+        if !tail.is_empty() {
+            message.push_str("\nguest stderr:\n");
+            message.push_str(&tail);
+        }
+        FaultKind::Trap { message }
+    };
+    tracing::warn!(target: "dragoman::plugin", plugin = %id, fault = %kind, "plugin call failed");
+    Fault::new(id.clone(), kind)
+}
+
+/// One event of our domain model, as a plugin produced it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DomainEvent {
+    /// What happened, for example `order.created.v1`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The entity it is about.
+    pub subject: String,
+    /// The ordering key.
+    pub partition_key: String,
+    /// The payload, exactly as the plugin wrote it (checked to be JSON).
+    pub data: Box<RawValue>,
+}
+
+impl PartialEq for DomainEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.event_type == other.event_type
+            && self.subject == other.subject
+            && self.partition_key == other.partition_key
+            && self.data.get() == other.data.get()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,122 @@
+//! The on-disk cache of compiled components.
+//!
+//! A component is compiled once per engine configuration: the file name is the sha256 of the
+//! wasm bytes and a hash of everything in the engine that affects the machine code
+//! (`Engine::precompile_compatibility_hash`, which covers the wasmtime version, the target and
+//! the compiler settings). Files are written to a temporary name and renamed into place, so a
+//! crash leaves either no file or a whole one. A file that fails to load is recompiled and
+//! replaced.
+//!
+//! The cache directory must be as trusted as the host binary: loading a cached file runs the
+//! machine code in it.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Where compiled components live, or nowhere.
+#[derive(Debug, Clone)]
+pub(crate) struct Cache {
+    dir: Option<PathBuf>,
+    engine_hash: String,
+}
+
+/// How a component was obtained, for logs and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provenance {
+    /// Compiled from the wasm bytes (and written to the cache, if there is one).
+    Compiled,
+    /// Loaded from the on-disk cache.
+    Cached,
+}
+
+impl Cache {
+    pub(crate) fn new(engine: &Engine, dir: Option<PathBuf>) -> Self {
+        let mut hasher = Sha256Hasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        Self {
+            dir,
+            engine_hash: hex(&hasher.0.finalize()[..16]),
+        }
+    }
+
+    fn path(&self, sha256: &str) -> Option<PathBuf> {
+        self.dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{sha256}-{}.cwasm", self.engine_hash)))
+    }
+
+    /// The compiled form of `wasm`, from the cache when it has it.
+    pub(crate) fn load(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        sha256: &str,
+    ) -> wasmtime::Result<(Component, Provenance)> {
+        if let Some(path) = self.path(sha256) {
+            if path.exists() {
+                match deserialize(engine, &path) {
+                    Ok(component) => return Ok((component, Provenance::Cached)),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cached component unusable; recompiling")
+                    }
+                }
+            }
+        }
+        let component = Component::new(engine, wasm)?;
+        if let Some(path) = self.path(sha256) {
+            if let Err(e) = store(&component, &path) {
+                tracing::warn!(path = %path.display(), error = %e, "could not write the compiled component to the cache");
+            }
+        }
+        Ok((component, Provenance::Compiled))
+    }
+}
+
+#[expect(
+    unsafe_code,
+    reason = "loading precompiled machine code is unsafe by nature"
+)]
+fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: the file was written by `store` below from `Component::serialize` with an engine
+    // of the same compatibility hash (it is in the file name), into the cache directory that
+    // the operator owns; wasmtime checks the header and the engine settings again.
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+fn store(component: &Component, path: &Path) -> std::io::Result<()> {
+    let bytes = component.serialize().map_err(std::io::Error::other)?;
+    let dir = path.parent().expect("a cache path has a directory");
+    std::fs::create_dir_all(dir)?;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let unique = NEXT.fetch_add(1, Ordering::Relaxed);
+    let temporary = path.with_extension(format!("tmp-{}-{unique}", std::process::id()));
+    std::fs::write(&temporary, bytes)?;
+    std::fs::rename(&temporary, path)
+}
+
+/// The sha256 of `bytes`, lower-case hex.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Feeds `Hash` input into sha256, so the engine hash is stable across runs and builds.
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        unreachable!("only the sha256 digest is read")
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
