@@ -9,13 +9,11 @@ use dragoman_guest::de;
 use dragoman_guest::{
     Decimal, Error, Event, Inbound, Message, Money, Plugin, PluginInfo, Rounding,
 };
-use serde::{Deserialize, Serialize};
+use orders_domain::{Item, Order, Status};
+use serde::Deserialize;
 
 /// The currency when the route's plugin config sets none.
 pub const DEFAULT_CURRENCY: &str = "EUR";
-
-/// The event this plugin emits for every order.
-pub const ORDER_CREATED: &str = "order.created.v1";
 
 // ===== The vendor's model =====
 
@@ -43,36 +41,6 @@ struct VendorOrderId {
     ord_id: String,
 }
 
-// ===== Our domain model =====
-
-/// An order in the domain model.
-#[derive(Debug, Serialize)]
-pub struct Order {
-    id: String,
-    status: Status,
-    items: Vec<Item>,
-}
-
-/// Where an order stands.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Placed, not yet fulfilled.
-    Open,
-    /// Fulfilled.
-    Closed,
-    /// Called off.
-    Cancelled,
-}
-
-/// One line of an order.
-#[derive(Debug, Serialize)]
-pub struct Item {
-    product_sku: String,
-    quantity: i64,
-    unit_price: Money,
-}
-
 // ===== The translation =====
 
 struct AcmeErpOrders;
@@ -86,15 +54,14 @@ impl Plugin for AcmeErpOrders {
 impl Inbound for AcmeErpOrders {
     fn idempotency_key(message: &Message) -> Option<String> {
         let order: VendorOrderId = message.parse().ok()?;
-        let id = order.ord_id.trim();
-        (!id.is_empty()).then(|| format!("order-created-{id}"))
+        Order::created_key(&order.ord_id)
     }
 
     fn translate(message: &Message) -> Result<Vec<Event>, Error> {
         let currency =
             dragoman_guest::config::get("currency").unwrap_or_else(|| DEFAULT_CURRENCY.to_owned());
         let order = to_domain(message.parse()?, &currency)?;
-        Ok(vec![Event::json(ORDER_CREATED, &order.id, &order)?])
+        Ok(vec![order.created()?])
     }
 }
 

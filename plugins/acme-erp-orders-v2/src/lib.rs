@@ -1,0 +1,151 @@
+//! ACME ERP orders, vendor API v2, into the domain `Order`: the same domain output as the v1
+//! translator, so that swapping one for the other changes nothing downstream.
+//!
+//! API v2 renamed every field, spells the status as a word, sends prices as decimal strings
+//! and may carry the currency:
+//! `{orderNumber, orderStatus: "OPEN"|"CLOSED"|"CANCELLED", currency?, lines: [{productCode,
+//! quantity, unitPrice: "12.50"}]}`. A price sent as a JSON number is refused: v2 promises
+//! strings, and a number means the sender is not speaking v2. The currency is the message's,
+//! else the route's plugin config key `currency`, else EUR.
+
+use dragoman_guest::de;
+use dragoman_guest::{
+    Decimal, Error, Event, Inbound, Message, Money, Plugin, PluginInfo, Rounding,
+};
+use orders_domain::{Item, Order, Status};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The currency when neither the message nor the route's plugin config sets one.
+pub const DEFAULT_CURRENCY: &str = "EUR";
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VendorOrder {
+    #[serde(deserialize_with = "de::text")]
+    order_number: String,
+    order_status: String,
+    currency: Option<String>,
+    #[serde(deserialize_with = "de::list")]
+    lines: Vec<VendorLine>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VendorLine {
+    #[serde(deserialize_with = "de::text")]
+    product_code: String,
+    #[serde(deserialize_with = "de::number")]
+    quantity: i64,
+    unit_price: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VendorOrderId {
+    #[serde(deserialize_with = "de::text")]
+    order_number: String,
+}
+
+struct AcmeErpOrdersV2;
+
+impl Plugin for AcmeErpOrdersV2 {
+    fn info() -> PluginInfo {
+        PluginInfo::new("acme-erp-orders", env!("CARGO_PKG_VERSION"), "acme-erp/v2")
+    }
+}
+
+impl Inbound for AcmeErpOrdersV2 {
+    fn idempotency_key(message: &Message) -> Option<String> {
+        let order: VendorOrderId = message.parse().ok()?;
+        Order::created_key(&order.order_number)
+    }
+
+    fn translate(message: &Message) -> Result<Vec<Event>, Error> {
+        let order: VendorOrder = message.parse()?;
+        let currency = match order.currency.as_deref().map(str::trim) {
+            Some(currency) if !currency.is_empty() => currency.to_owned(),
+            _ => dragoman_guest::config::get("currency")
+                .unwrap_or_else(|| DEFAULT_CURRENCY.to_owned()),
+        };
+        Ok(vec![to_domain(order, &currency)?.created()?])
+    }
+}
+
+fn to_domain(order: VendorOrder, currency: &str) -> Result<Order, Error> {
+    let id = order.order_number.trim().to_owned();
+    if id.is_empty() {
+        return Err(Error::missing_field("orderNumber"));
+    }
+    let status = match order.order_status.trim().to_ascii_uppercase().as_str() {
+        "OPEN" => Status::Open,
+        "CLOSED" => Status::Closed,
+        "CANCELLED" | "CANCELED" => Status::Cancelled,
+        _ => {
+            return Err(Error::rejected(
+                "unknown-status",
+                format!(
+                    "orderStatus `{}` is not one of OPEN, CLOSED, CANCELLED",
+                    order.order_status
+                ),
+            ));
+        }
+    };
+    if order.lines.is_empty() {
+        return Err(Error::rejected(
+            "no-line-items",
+            format!("order {id} has no lines"),
+        ));
+    }
+    let items = order
+        .lines
+        .into_iter()
+        .enumerate()
+        .map(|(n, line)| item(n, line, currency))
+        .collect::<Result<_, _>>()?;
+    Ok(Order { id, status, items })
+}
+
+fn item(n: usize, line: VendorLine, currency: &str) -> Result<Item, Error> {
+    if line.quantity <= 0 {
+        return Err(Error::rejected(
+            "invalid-quantity",
+            format!(
+                "lines[{n}].quantity is {}; it must be at least 1",
+                line.quantity
+            ),
+        ));
+    }
+    let price: Decimal = match &line.unit_price {
+        Value::String(text) => text.trim().parse().map_err(|e: Error| {
+            Error::rejected(
+                "invalid-price",
+                format!("lines[{n}].unitPrice: {}", e.message()),
+            )
+        })?,
+        Value::Null => return Err(Error::missing_field(&format!("lines[{n}].unitPrice"))),
+        other => {
+            return Err(Error::rejected(
+                "invalid-price",
+                format!("lines[{n}].unitPrice is {other}; API v2 sends prices as decimal strings"),
+            ));
+        }
+    };
+    if price.is_negative() {
+        return Err(Error::rejected(
+            "invalid-price",
+            format!("lines[{n}].unitPrice is negative"),
+        ));
+    }
+    let sku = line.product_code.trim().to_owned();
+    if sku.is_empty() {
+        return Err(Error::missing_field(&format!("lines[{n}].productCode")));
+    }
+    Ok(Item {
+        product_sku: sku,
+        quantity: line.quantity,
+        unit_price: Money::from_decimal(price, currency, Rounding::HalfEven)?,
+    })
+}
+
+dragoman_guest::export!(AcmeErpOrdersV2: inbound);
