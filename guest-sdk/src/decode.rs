@@ -119,7 +119,7 @@ pub fn deserialize<T: DeserializeOwned>(document: Document) -> Result<T, Error> 
 
 fn text(body: &[u8]) -> Result<std::borrow::Cow<'_, str>, Error> {
     let utf16 = |bytes: &[u8], big_endian: bool| -> Result<String, Error> {
-        if bytes.len() % 2 != 0 {
+        if !bytes.len().is_multiple_of(2) {
             return Err(Error::rejected(
                 "invalid-encoding",
                 "the UTF-16 body has an odd number of bytes",

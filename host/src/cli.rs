@@ -90,10 +90,10 @@ impl RuntimeArgs {
         });
         // The command line runs one plugin at a time: a small pool is enough.
         builder.max_instances(4);
-        if !self.no_cache {
-            if let Some(dir) = self.cache_dir.clone().or_else(default_cache_dir) {
-                builder.cache_dir(dir);
-            }
+        if !self.no_cache
+            && let Some(dir) = self.cache_dir.clone().or_else(default_cache_dir)
+        {
+            builder.cache_dir(dir);
         }
         Ok(builder.build()?)
     }
@@ -194,9 +194,19 @@ fn translate(
         body,
     };
     let config = Arc::new(config);
-    let mut session = plugin.session(config)?;
-    let key = session.idempotency_key(&message)?;
-    match session.translate(&message)? {
+    let outcome = plugin.session(config).and_then(|mut session| {
+        let key = session.idempotency_key(&message)?;
+        Ok((key, session.translate(&message)?))
+    });
+    let (key, result) = match outcome {
+        Ok(outcome) => outcome,
+        Err(fault) => {
+            // The plugin failed, not the command line: exit 1, as for a refusal.
+            eprintln!("dragoman: {fault}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    match result {
         Ok(events) => {
             let out = json!({"idempotency_key": key, "events": events});
             println!("{}", serde_json::to_string_pretty(&out)?);

@@ -669,6 +669,7 @@ impl Session {
                 plugin.id.clone(),
                 FaultKind::Trap {
                     message: "the instance was discarded after an earlier fault".into(),
+                    backtrace: None,
                 },
             ));
         }
@@ -769,15 +770,36 @@ fn classify(
             limit: limits.deadline,
         }
     } else {
-        let mut message = format!("{error:#}");
+        let mut message = match error.downcast_ref::<Trap>() {
+            Some(trap) => trap.to_string(),
+            None => error.root_cause().to_string(),
+        };
         let tail = store.data().stderr_tail(STDERR_TAIL);
-        if !tail.is_empty() {
-            message.push_str("\nguest stderr:\n");
-            message.push_str(&tail);
+        let said: Vec<&str> = tail
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with("note: run with `RUST_BACKTRACE"))
+            .collect();
+        if !said.is_empty() {
+            message.push_str("; guest stderr: ");
+            message.push_str(&said.join(" "));
         }
-        FaultKind::Trap { message }
+        let backtrace = error
+            .downcast_ref::<wasmtime::WasmBacktrace>()
+            .map(ToString::to_string);
+        FaultKind::Trap { message, backtrace }
     };
-    tracing::warn!(target: "dragoman::plugin", plugin = %id, fault = %kind, "plugin call failed");
+    match &kind {
+        FaultKind::Trap {
+            backtrace: Some(backtrace),
+            ..
+        } => {
+            tracing::warn!(target: "dragoman::plugin", plugin = %id, fault = %kind, %backtrace, "plugin call failed");
+        }
+        _ => {
+            tracing::warn!(target: "dragoman::plugin", plugin = %id, fault = %kind, "plugin call failed")
+        }
+    }
     Fault::new(id.clone(), kind)
 }
 

@@ -1,1 +1,10 @@
+//! The integration tests: one binary, one module per area.
 
+// Contract fixtures of every Rust plugin, through the real runtime.
+mod fixtures;
+// Misbehaving guests are contained, each with its typed fault, and the runtime keeps serving.
+mod sandbox;
+// The on-disk cache of compiled components.
+mod cache;
+// The `dragoman` command line, as a user runs it.
+mod cli;

@@ -57,21 +57,20 @@ impl Cache {
         wasm: &[u8],
         sha256: &str,
     ) -> wasmtime::Result<(Component, Provenance)> {
-        if let Some(path) = self.path(sha256) {
-            if path.exists() {
-                match deserialize(engine, &path) {
-                    Ok(component) => return Ok((component, Provenance::Cached)),
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), error = %e, "cached component unusable; recompiling")
-                    }
-                }
+        let path = self.path(sha256);
+        if let Some(path) = path.as_ref().filter(|p| p.exists()) {
+            match deserialize(engine, path) {
+                Ok(component) => return Ok((component, Provenance::Cached)),
+                Err(e) => tracing::warn!(
+                    path = %path.display(), error = %e, "cached component unusable; recompiling"
+                ),
             }
         }
         let component = Component::new(engine, wasm)?;
-        if let Some(path) = self.path(sha256) {
-            if let Err(e) = store(&component, &path) {
-                tracing::warn!(path = %path.display(), error = %e, "could not write the compiled component to the cache");
-            }
+        if let Some(path) = path
+            && let Err(e) = store(&component, &path)
+        {
+            tracing::warn!(path = %path.display(), error = %e, "could not write the compiled component to the cache");
         }
         Ok((component, Provenance::Compiled))
     }

@@ -13,8 +13,10 @@ use super::PluginRef;
 pub enum FaultKind {
     /// The guest trapped: a panic, an `unreachable`, a stack overflow, a bad memory access.
     Trap {
-        /// The trap and the guest's last words on stderr, if any.
+        /// What the trap was, then the guest's last words on stderr, if any (a panic message).
         message: String,
+        /// Where in the guest it happened, when wasmtime could tell.
+        backtrace: Option<String>,
     },
     /// The call ran past its wall-clock deadline and was interrupted.
     Deadline {
@@ -70,7 +72,7 @@ impl Fault {
 impl fmt::Display for FaultKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Trap { message } => write!(f, "trapped: {message}"),
+            Self::Trap { message, .. } => write!(f, "trapped: {message}"),
             Self::Deadline { limit } => {
                 write!(f, "missed its deadline of {} ms", limit.as_millis())
             }

@@ -1,0 +1,114 @@
+use dragoman::fixtures::{self, Verdict};
+use tests::wasm;
+
+fn all_pass(plugin: &str, dir: &str) -> usize {
+    let plugin = tests::load(plugin);
+    let found = fixtures::discover(dir.as_ref()).expect("fixtures are readable");
+    let failures: Vec<String> = found
+        .iter()
+        .filter_map(
+            |fixture| match fixtures::run(&plugin, fixture).expect("fixture runs") {
+                Verdict::Pass => None,
+                Verdict::Fail { diff } => Some(format!("{}:\n{diff}", fixture.name)),
+            },
+        )
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "failing fixtures:\n{}",
+        failures.join("\n")
+    );
+    found.len()
+}
+
+#[test]
+fn acme_erp_orders_passes_its_fixtures() {
+    let n = all_pass(wasm::ACME_ERP_ORDERS, wasm::ACME_ERP_ORDERS_FIXTURES);
+    assert!(n >= 25, "expected the full fixture set, found {n}");
+}
+
+#[test]
+fn acme_erp_orders_v2_passes_its_fixtures() {
+    let n = all_pass(wasm::ACME_ERP_ORDERS_V2, wasm::ACME_ERP_ORDERS_V2_FIXTURES);
+    assert!(n >= 15, "expected the full fixture set, found {n}");
+}
+
+#[test]
+fn both_versions_give_the_same_domain_event_for_the_same_order() {
+    let v1 = tests::load(wasm::ACME_ERP_ORDERS);
+    let v2 = tests::load(wasm::ACME_ERP_ORDERS_V2);
+    let config = std::sync::Arc::new(dragoman::plugin::PluginConfig::new());
+    let dir = std::path::Path::new(wasm::ACME_ERP_ORDERS_FIXTURES);
+    let v1_body = std::fs::read_to_string(dir.join("open.input.json")).unwrap();
+    let dir = std::path::Path::new(wasm::ACME_ERP_ORDERS_V2_FIXTURES);
+    let v2_body = std::fs::read_to_string(dir.join("open.input.json")).unwrap();
+    let a = v1
+        .translate(&tests::message(&v1_body), config.clone())
+        .unwrap()
+        .unwrap();
+    let b = v2
+        .translate(&tests::message(&v2_body), config)
+        .unwrap()
+        .unwrap();
+    assert_eq!(a, b);
+    assert_eq!(
+        v1.info().name,
+        v2.info().name,
+        "v2 is a new version of the same plugin"
+    );
+    assert_ne!(v1.info().version, v2.info().version);
+}
+
+#[test]
+fn a_wrong_expectation_fails_with_a_diff() {
+    let plugin = tests::load(wasm::ACME_ERP_ORDERS);
+    let dir = tempfile::tempdir().unwrap();
+    let source = std::path::Path::new(wasm::ACME_ERP_ORDERS_FIXTURES);
+    std::fs::copy(
+        source.join("open.input.json"),
+        dir.path().join("open.input.json"),
+    )
+    .unwrap();
+    let expected = std::fs::read_to_string(source.join("open.expected.json")).unwrap();
+    std::fs::write(
+        dir.path().join("open.expected.json"),
+        expected.replace("1250", "1249"),
+    )
+    .unwrap();
+    let found = fixtures::discover(dir.path()).unwrap();
+    match fixtures::run(&plugin, &found[0]).unwrap() {
+        Verdict::Fail { diff } => {
+            assert!(
+                diff.contains("-") && diff.contains("1249") && diff.contains("+"),
+                "{diff}"
+            );
+            assert!(
+                diff.lines()
+                    .any(|l| l.starts_with('+') && l.contains("1250")),
+                "{diff}"
+            );
+        }
+        Verdict::Pass => panic!("a wrong expectation passed"),
+    }
+}
+
+#[test]
+fn malformed_fixture_directories_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        fixtures::discover(dir.path()).is_err(),
+        "an empty directory has no fixtures"
+    );
+    std::fs::write(dir.path().join("a.input.json"), "{}").unwrap();
+    let error = fixtures::discover(dir.path()).unwrap_err().to_string();
+    assert!(error.contains("a.expected.json"), "{error}");
+    std::fs::write(
+        dir.path().join("a.expected.json"),
+        r#"{"events": [], "surprise": 1}"#,
+    )
+    .unwrap();
+    let found = fixtures::discover(dir.path()).unwrap();
+    let plugin = tests::load(wasm::ACME_ERP_ORDERS);
+    let error = fixtures::run(&plugin, &found[0]).unwrap_err().to_string();
+    assert!(error.contains("surprise"), "{error}");
+}

@@ -1,0 +1,324 @@
+//! Each misbehaving guest fails its call with the right typed fault, within its limit, and
+//! the next call on the same runtime succeeds.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dragoman::plugin::{Fault, FaultKind, LoadError, Plugin, PluginConfig, Runtime};
+use tests::wasm;
+
+/// Every guest of `tests/guests` has a module here.
+macro_rules! assert_test_exists {
+    ($name:ident) => {
+        #[allow(unused_imports)]
+        use self::$name as _;
+    };
+}
+tests::foreach_guest!(assert_test_exists);
+
+fn config() -> Arc<PluginConfig> {
+    Arc::new(PluginConfig::new())
+}
+
+fn fault_of(plugin: &Plugin) -> Fault {
+    match plugin.translate(&tests::message("{}"), config()) {
+        Err(fault) => fault,
+        Ok(outcome) => panic!("{} did not fault: {outcome:?}", plugin.id()),
+    }
+}
+
+/// The runtime still serves: a well-behaved plugin translates right after the fault.
+fn still_serving() {
+    let plugin = tests::load(wasm::ACME_ERP_ORDERS);
+    let events = plugin
+        .translate(&tests::message(tests::seed_order()), config())
+        .unwrap()
+        .unwrap();
+    assert_eq!(events.len(), 1);
+}
+
+fn names_plugin(fault: &Fault, name: &str) {
+    let text = fault.to_string();
+    assert!(
+        text.contains(&format!("{name}@0.0.1")),
+        "the fault names the plugin and version: {text}"
+    );
+    assert_eq!(fault.plugin().name, name);
+}
+
+mod endless_loop {
+    use super::*;
+
+    #[test]
+    fn is_interrupted_at_its_deadline_and_the_runtime_keeps_serving() {
+        let plugin = tests::load(wasm::ENDLESS_LOOP);
+        let deadline = tests::test_limits().deadline;
+        let started = Instant::now();
+        let fault = fault_of(&plugin);
+        let took = started.elapsed();
+        assert_eq!(fault.kind(), &FaultKind::Deadline { limit: deadline });
+        names_plugin(&fault, "endless-loop");
+        assert!(
+            took >= deadline,
+            "interrupted after {took:?}, before the deadline {deadline:?}"
+        );
+        assert!(
+            took < deadline + Duration::from_secs(2),
+            "interrupted only after {took:?}"
+        );
+        still_serving();
+        // The same plugin is usable again too: the fault discarded only that instance.
+        assert!(matches!(
+            fault_of(&plugin).kind(),
+            FaultKind::Deadline { .. }
+        ));
+    }
+}
+
+mod memory_bomb {
+    use super::*;
+
+    #[test]
+    fn stops_at_the_memory_cap() {
+        let plugin = tests::load(wasm::MEMORY_BOMB);
+        let fault = fault_of(&plugin);
+        let cap = tests::test_limits().memory;
+        match fault.kind() {
+            FaultKind::Memory { requested, limit } => {
+                assert_eq!(*limit, cap);
+                assert!(*requested > cap, "asked for {requested}, cap {cap}");
+            }
+            other => panic!("expected a memory fault, got {other:?}"),
+        }
+        names_plugin(&fault, "memory-bomb");
+        still_serving();
+    }
+}
+
+mod panic {
+    use super::*;
+
+    #[test]
+    fn is_a_trap_that_carries_the_panic_message() {
+        let plugin = tests::load(wasm::PANIC);
+        let fault = fault_of(&plugin);
+        match fault.kind() {
+            FaultKind::Trap { message, backtrace } => {
+                assert!(
+                    message.contains("boom: cannot handle message test-message"),
+                    "{message}"
+                );
+                assert!(message.contains("unreachable"), "{message}");
+                assert!(
+                    backtrace
+                        .as_deref()
+                        .is_some_and(|b| b.contains("translate")),
+                    "{backtrace:?}"
+                );
+            }
+            other => panic!("expected a trap, got {other:?}"),
+        }
+        names_plugin(&fault, "panic");
+        still_serving();
+    }
+}
+
+mod huge_output {
+    use super::*;
+
+    #[test]
+    fn is_refused_over_the_output_cap() {
+        let plugin = tests::load(wasm::HUGE_OUTPUT);
+        let fault = fault_of(&plugin);
+        match fault.kind() {
+            FaultKind::Output { size, limit } => {
+                assert_eq!(*limit, tests::test_limits().output);
+                assert!(*size > 4 << 20, "{size}");
+            }
+            other => panic!("expected an output fault, got {other:?}"),
+        }
+        names_plugin(&fault, "huge-output");
+        still_serving();
+    }
+}
+
+mod invalid_output {
+    use super::*;
+
+    #[test]
+    fn event_data_that_is_not_json_is_refused() {
+        let plugin = tests::load(wasm::INVALID_OUTPUT);
+        let fault = fault_of(&plugin);
+        match fault.kind() {
+            FaultKind::InvalidOutput { message } => {
+                assert!(message.contains("not JSON"), "{message}")
+            }
+            other => panic!("expected invalid output, got {other:?}"),
+        }
+        names_plugin(&fault, "invalid-output");
+        still_serving();
+    }
+}
+
+mod counter {
+    use super::*;
+
+    #[test]
+    fn no_state_survives_between_messages() {
+        let plugin = tests::load(wasm::COUNTER);
+        for _ in 0..5 {
+            let events = plugin
+                .translate(&tests::message("{}"), config())
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                events[0].data.get(),
+                "1",
+                "each message sees a fresh instance"
+            );
+        }
+    }
+
+    #[test]
+    fn one_session_is_one_instance() {
+        let plugin = tests::load(wasm::COUNTER);
+        let mut session = plugin.session(config()).unwrap();
+        let first = session.translate(&tests::message("{}")).unwrap().unwrap();
+        let second = session.translate(&tests::message("{}")).unwrap().unwrap();
+        assert_eq!((first[0].data.get(), second[0].data.get()), ("1", "2"));
+    }
+
+    #[test]
+    fn concurrent_calls_each_get_their_own_instance() {
+        let plugin = tests::load(wasm::COUNTER);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        (0..20)
+                            .map(|_| {
+                                plugin
+                                    .translate(&tests::message("{}"), config())
+                                    .unwrap()
+                                    .unwrap()
+                            })
+                            .all(|events| events[0].data.get() == "1")
+                    })
+                })
+                .collect();
+            assert!(handles.into_iter().all(|h| h.join().unwrap()));
+        });
+    }
+}
+
+mod sandbox_probe {
+    use super::*;
+
+    #[test]
+    fn grants_no_files_environment_or_sockets() {
+        // Set something a leaky sandbox would show the guest.
+        let plugin = tests::load(wasm::SANDBOX_PROBE);
+        let mut config = PluginConfig::new();
+        config.insert("probe".into(), "visible".into());
+        let events = plugin
+            .translate(&tests::message("{}"), Arc::new(config))
+            .unwrap()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_str(events[0].data.get()).unwrap();
+        for key in ["read_dir_root", "read_file", "tcp_connect"] {
+            assert!(
+                report[key].as_str().unwrap().starts_with("denied"),
+                "{key}: {report}"
+            );
+        }
+        assert_eq!(report["env_vars"], "0", "{report}");
+        assert_eq!(report["args"], "0", "{report}");
+        assert_eq!(
+            report["config_probe"], "visible",
+            "the route's plugin config is readable"
+        );
+    }
+}
+
+mod wrong_world {
+    use super::*;
+
+    #[test]
+    fn is_refused_at_load_naming_what_it_exports() {
+        let bytes = std::fs::read(wasm::WRONG_WORLD).unwrap();
+        match tests::runtime().load(&bytes, "wrong-world.wasm") {
+            Err(LoadError::Contract { message, .. }) => {
+                assert!(
+                    message.contains("dragoman:translator/metadata@0.1.0"),
+                    "{message}"
+                );
+                assert!(message.contains("`greet`"), "{message}");
+            }
+            other => panic!("expected a contract error, got {other:?}"),
+        }
+        still_serving();
+    }
+}
+
+#[test]
+fn bytes_that_are_not_a_component_are_refused() {
+    let runtime = tests::runtime();
+    assert!(
+        matches!(runtime.load(b"\0asm\x01\0\0\0", "core.wasm"), Err(LoadError::Compile { message, .. }) if message.contains("core WebAssembly module"))
+    );
+    assert!(matches!(
+        runtime.load(b"hello", "junk.wasm"),
+        Err(LoadError::Compile { .. })
+    ));
+    assert!(matches!(
+        runtime.load(b"", "empty.wasm"),
+        Err(LoadError::Compile { .. })
+    ));
+    let truncated = std::fs::read(wasm::ACME_ERP_ORDERS).unwrap();
+    assert!(matches!(
+        runtime.load(&truncated[..truncated.len() / 2], "half.wasm"),
+        Err(LoadError::Compile { .. })
+    ));
+    still_serving();
+}
+
+#[test]
+fn a_plugin_without_a_direction_is_refused_when_called_for_it() {
+    let plugin = tests::load(wasm::ACME_ERP_ORDERS);
+    assert!(plugin.directions().inbound && !plugin.directions().outbound);
+    let command = dragoman::plugin::DomainCommand {
+        command_type: "x.v1".into(),
+        subject: "s".into(),
+        data: "{}".into(),
+    };
+    let fault = plugin
+        .session(config())
+        .unwrap()
+        .encode(&command)
+        .unwrap_err();
+    assert!(
+        fault
+            .to_string()
+            .contains("does not implement the outbound direction"),
+        "{fault}"
+    );
+}
+
+#[test]
+fn a_full_pool_is_a_fault_not_a_hang() {
+    let runtime = Runtime::builder()
+        .max_instances(2)
+        .limits(tests::test_limits())
+        .cache_dir(tests::shared_cache())
+        .build()
+        .unwrap();
+    let plugin = runtime.load_file(wasm::COUNTER).unwrap();
+    let held: Vec<_> = (0..2).map(|_| plugin.session(config()).unwrap()).collect();
+    let fault = plugin.session(config()).unwrap_err();
+    assert!(matches!(fault.kind(), FaultKind::Trap { .. }), "{fault}");
+    drop(held);
+    assert!(
+        plugin.session(config()).is_ok(),
+        "slots come back when sessions end"
+    );
+}
