@@ -5,7 +5,11 @@
 //! this script, so a test run needs nothing but `cargo test`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+#[path = "wasm_build.rs"]
+mod wasm_build;
+
+use wasm_build::{artifact, build};
 
 /// The Rust plugin projects, each with its own manifest and lockfile.
 const PLUGINS: &[&str] = &["acme-erp-orders", "acme-erp-orders-v2"];
@@ -28,10 +32,7 @@ fn main() -> anyhow::Result<()> {
         .parent()
         .expect("tests/ sits in the repository root")
         .to_owned();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("wasm");
+    let target = wasm_build::target_dir(&root);
 
     for watched in [
         "wit",
@@ -48,7 +49,8 @@ fn main() -> anyhow::Result<()> {
         build(
             &root.join("plugins").join(plugin).join("Cargo.toml"),
             &target,
-        )?;
+        )
+        .map_err(anyhow::Error::msg)?;
         out += &constant(plugin, &artifact(&target, plugin), "plugin");
         let fixtures = root.join("plugins").join(plugin).join("fixtures");
         out += &format!(
@@ -57,7 +59,7 @@ fn main() -> anyhow::Result<()> {
             fixtures.display().to_string()
         );
     }
-    build(&root.join("tests/guests/Cargo.toml"), &target)?;
+    build(&root.join("tests/guests/Cargo.toml"), &target).map_err(anyhow::Error::msg)?;
     for guest in GUESTS {
         out += &constant(guest, &artifact(&target, guest), "test guest");
     }
@@ -70,49 +72,6 @@ fn main() -> anyhow::Result<()> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out_dir.join("wasm.rs"), out)?;
     Ok(())
-}
-
-fn build(manifest: &Path, target: &Path) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(manifest)
-        .arg("--target-dir")
-        .arg(target);
-    // The outer build's settings are for the host, not for wasm guests.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "CARGO_TARGET_DIR",
-        "CARGO_MAKEFLAGS",
-        "MAKEFLAGS",
-        "MFLAGS",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_PRIMARY_PACKAGE",
-    ] {
-        command.env_remove(var);
-    }
-    let status = command.status()?;
-    anyhow::ensure!(
-        status.success(),
-        "building {} for wasm32-wasip2 failed ({status}); is the target installed? `rustup target add wasm32-wasip2`",
-        manifest.display()
-    );
-    Ok(())
-}
-
-fn artifact(target: &Path, crate_name: &str) -> PathBuf {
-    target
-        .join("wasm32-wasip2/release")
-        .join(format!("{}.wasm", crate_name.replace('-', "_")))
 }
 
 fn constant(name: &str, path: &Path, what: &str) -> String {

@@ -85,6 +85,35 @@ pub fn decode(body: &[u8], declared: Option<&str>) -> Result<Document, Error> {
     }
 }
 
+/// Decodes `body` and deserializes it into `T`. A JSON body is read straight into `T`, with
+/// no intermediate tree; XML and form data go through [`decode`].
+///
+/// # Errors
+///
+/// As [`decode`] and [`deserialize`].
+pub fn parse<T: DeserializeOwned>(body: &[u8], declared: Option<&str>) -> Result<T, Error> {
+    let text = text(body)?;
+    let trimmed = text.trim_start();
+    if matches!(trimmed.as_bytes().first(), Some(b'{' | b'[')) {
+        let mut json = serde_json::Deserializer::from_str(trimmed);
+        let value = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+            if e.inner().is_syntax() || e.inner().is_eof() {
+                Error::rejected(
+                    "malformed-json",
+                    format!("the body is not valid JSON: {}", e.inner()),
+                )
+            } else {
+                data_error(&e.path().to_string(), &e.into_inner().to_string())
+            }
+        })?;
+        json.end().map_err(|e| {
+            Error::rejected("malformed-json", format!("the body is not valid JSON: {e}"))
+        })?;
+        return Ok(value);
+    }
+    deserialize(decode(body, declared)?)
+}
+
 /// Deserializes a decoded document into `T`, mapping serde's complaints to stable codes.
 ///
 /// # Errors
@@ -92,29 +121,36 @@ pub fn decode(body: &[u8], declared: Option<&str>) -> Result<Document, Error> {
 /// `rejected` with code `missing-field` (a required field is absent), `invalid-value` (a
 /// field has the wrong type or an unknown variant) or `invalid-payload` (anything else).
 pub fn deserialize<T: DeserializeOwned>(document: Document) -> Result<T, Error> {
-    serde_path_to_error::deserialize(document.value).map_err(|e| {
-        let path = e.path().to_string();
-        let message = e.into_inner().to_string();
-        // Errors from inside a list start with the element's index: `[0] missing field ..`.
-        let bare = message
-            .trim_start_matches(|c: char| c == '[' || c == ']' || c.is_ascii_digit() || c == ' ');
-        let code = if bare.starts_with("missing field") {
-            "missing-field"
-        } else if bare.starts_with("invalid type")
-            || bare.starts_with("invalid value")
-            || bare.starts_with("unknown variant")
-        {
-            "invalid-value"
-        } else {
-            "invalid-payload"
-        };
-        // A missing field is named by serde itself; anything else gets the path to it.
-        if path == "." || (code == "missing-field" && bare.len() == message.len()) {
-            Error::rejected(code, message)
-        } else {
-            Error::rejected(code, format!("{path}: {message}"))
-        }
-    })
+    serde_path_to_error::deserialize(document.value)
+        .map_err(|e| data_error(&e.path().to_string(), &e.into_inner().to_string()))
+}
+
+/// A document that does not fit the type: `missing-field`, `invalid-value` or
+/// `invalid-payload`, with the path to the value when serde does not name it.
+fn data_error(path: &str, message: &str) -> Error {
+    // Errors from inside a list read from a tree start with the element's index: `[0] ..`.
+    let bare = message
+        .trim_start_matches(|c: char| c == '[' || c == ']' || c.is_ascii_digit() || c == ' ');
+    let code = if bare.starts_with("missing field") {
+        "missing-field"
+    } else if bare.starts_with("invalid type")
+        || bare.starts_with("invalid value")
+        || bare.starts_with("unknown variant")
+    {
+        "invalid-value"
+    } else {
+        "invalid-payload"
+    };
+    // serde_json appends the position for errors read from text; the path says more.
+    let message = match message.rfind(" at line ") {
+        Some(at) if message[at..].contains(" column ") => &message[..at],
+        _ => message,
+    };
+    if path == "." {
+        Error::rejected(code, message)
+    } else {
+        Error::rejected(code, format!("{path}: {message}"))
+    }
 }
 
 fn text(body: &[u8]) -> Result<std::borrow::Cow<'_, str>, Error> {

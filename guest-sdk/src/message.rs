@@ -90,6 +90,6 @@ impl Message {
     /// The decoding errors of [`Message::decode`], then `rejected` with code
     /// `missing-field`, `invalid-value` or `invalid-payload` when the document does not fit `T`.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        decode::deserialize(self.decode()?)
+        decode::parse(&self.body, self.content_type())
     }
 }

@@ -8,7 +8,6 @@ use core::fmt;
 use core::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
 
 use crate::Error;
 
@@ -97,14 +96,8 @@ impl fmt::Display for Decimal {
 impl<'de> Deserialize<'de> for Decimal {
     /// Reads a JSON number (by its exact text) or a string.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use serde::de::Error as _;
-        match Value::deserialize(deserializer)? {
-            Value::Number(n) => n.to_string().parse().map_err(|e: Error| invalid::<D>(&e)),
-            Value::String(s) => s.trim().parse().map_err(|e: Error| invalid::<D>(&e)),
-            other => Err(D::Error::custom(format!(
-                "invalid type: expected a decimal number, found {other}"
-            ))),
-        }
+        let text = crate::de::scalar_text(deserializer, "a decimal number")?;
+        text.trim().parse().map_err(|e: Error| invalid::<D>(&e))
     }
 }
 

@@ -1,1 +1,188 @@
-fn main() {}
+//! Translating the 1 KiB seed order: (a) the same logic compiled natively, the limit; (b)
+//! the plugin with a fresh instance per message; (c) a cold load that compiles the component
+//! from its bytes; (d) a load from the on-disk cache.
+//!
+//! Criterion measures each; then a summary measures the median of each again in the same run
+//! and prints the ratios (b)/(a) and (c)/(d).
+//!
+//! Run: `cargo bench -p dragoman --bench translate`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use std::hint::black_box;
+
+use criterion::Criterion;
+use dragoman::plugin::{PluginConfig, Provenance, Runtime, VendorMessage};
+
+#[path = "../../tests/wasm_build.rs"]
+mod wasm_build;
+
+/// The seed translator's own source, compiled natively: the baseline.
+#[path = "../../plugins/acme-erp-orders/src/lib.rs"]
+#[allow(
+    dead_code,
+    unreachable_pub,
+    reason = "only the translation is used here"
+)]
+mod acme_erp_orders;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ sits in the repository root")
+        .to_owned()
+}
+
+/// Builds the seed translator for wasm32-wasip2 (a no-op when it is fresh) and returns its bytes.
+fn plugin_bytes() -> Vec<u8> {
+    let root = root();
+    let target = wasm_build::target_dir(&root);
+    wasm_build::build(&root.join("plugins/acme-erp-orders/Cargo.toml"), &target)
+        .expect("the plugin builds");
+    std::fs::read(wasm_build::artifact(&target, "acme-erp-orders")).expect("the plugin was built")
+}
+
+fn seed() -> Vec<u8> {
+    std::fs::read(root().join("examples/seed-order.json")).expect("the seed order")
+}
+
+fn message(body: &[u8]) -> VendorMessage {
+    VendorMessage {
+        id: "bench".into(),
+        content_type: Some("application/json".into()),
+        headers: vec![],
+        body: body.to_vec(),
+    }
+}
+
+fn native(body: &[u8]) -> usize {
+    let message = dragoman_guest::Message::new("bench", Some("application/json"), body.to_vec());
+    let events = acme_erp_orders::translate_in(&message, "EUR").expect("the seed order translates");
+    events.len()
+}
+
+fn main() {
+    let wasm = plugin_bytes();
+    let body = seed();
+    let config = Arc::new(PluginConfig::new());
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let runtime = Runtime::builder()
+        .cache_dir(cache.path())
+        .build()
+        .expect("the runtime builds");
+    let plugin = runtime
+        .load(&wasm, "acme-erp-orders")
+        .expect("the plugin loads");
+    let msg = message(&body);
+    assert_eq!(native(&body), 1);
+    assert_eq!(
+        plugin
+            .translate(&msg, config.clone())
+            .expect("no fault")
+            .expect("translates")
+            .len(),
+        1
+    );
+
+    let mut criterion = Criterion::default().configure_from_args();
+    let mut group = criterion.benchmark_group("translate");
+    group.bench_function("a_native", |b| b.iter(|| native(black_box(&body))));
+    group.bench_function("b_fresh_instance", |b| {
+        b.iter(|| plugin.translate(black_box(&msg), config.clone()))
+    });
+    group.finish();
+
+    let mut group = criterion.benchmark_group("load");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(15));
+    let cold = Runtime::builder().build().expect("the runtime builds");
+    group.bench_function("c_cold_compile", |b| {
+        b.iter(|| cold.load(black_box(&wasm), "cold").expect("loads"))
+    });
+    group.bench_function("d_cached", |b| {
+        b.iter(|| {
+            let (plugin, provenance) = runtime
+                .load_with_provenance(black_box(&wasm), "cached")
+                .expect("loads");
+            debug_assert_eq!(provenance, Provenance::Cached);
+            plugin
+        })
+    });
+    group.finish();
+    criterion.final_summary();
+
+    if std::env::args().any(|a| a == "--test" || a == "--list") {
+        return;
+    }
+    // The summary: medians measured again, in this run, so that the ratios compare like with like.
+    let a = median(50_000, || {
+        black_box(native(&body));
+    });
+    let b = median(20_000, || {
+        black_box(plugin.translate(&msg, config.clone()).ok());
+    });
+    let c = median(10, || {
+        black_box(cold.load(&wasm, "cold").ok());
+    });
+    let d = median(200, || {
+        black_box(runtime.load(&wasm, "cached").ok());
+    });
+    // Where (b)'s time goes: a fresh instance alone, and a call on an instance reused.
+    let instantiate = median(20_000, || {
+        black_box(plugin.session(config.clone()).ok());
+    });
+    let mut session = plugin.session(config.clone()).expect("instantiates");
+    let reused = median(20_000, || {
+        black_box(session.translate(&msg).ok());
+    });
+    println!();
+    println!("seed order: {} bytes", body.len());
+    println!(
+        "    fresh instance alone         p50 {:>10.1} us",
+        micros(instantiate)
+    );
+    println!(
+        "    call on a reused instance    p50 {:>10.1} us",
+        micros(reused)
+    );
+    println!(
+        "(a) native translation           p50 {:>10.1} us",
+        micros(a)
+    );
+    println!(
+        "(b) plugin, fresh instance       p50 {:>10.1} us",
+        micros(b)
+    );
+    println!(
+        "(c) cold load, compiling         p50 {:>10.1} us",
+        micros(c)
+    );
+    println!(
+        "(d) load from the on-disk cache  p50 {:>10.1} us",
+        micros(d)
+    );
+    println!("(b)/(a) = {:.1}", b.as_secs_f64() / a.as_secs_f64());
+    println!("(c)/(d) = {:.1}", c.as_secs_f64() / d.as_secs_f64());
+}
+
+fn median(n: usize, mut f: impl FnMut()) -> Duration {
+    for _ in 0..n.div_ceil(10) {
+        f();
+    }
+    let mut samples: Vec<Duration> = (0..n)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed()
+        })
+        .collect();
+    samples.sort_unstable();
+    samples[n / 2]
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}

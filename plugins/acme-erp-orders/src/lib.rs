@@ -60,9 +60,19 @@ impl Inbound for AcmeErpOrders {
     fn translate(message: &Message) -> Result<Vec<Event>, Error> {
         let currency =
             dragoman_guest::config::get("currency").unwrap_or_else(|| DEFAULT_CURRENCY.to_owned());
-        let order = to_domain(message.parse()?, &currency)?;
-        Ok(vec![order.created()?])
+        translate_in(message, &currency)
     }
+}
+
+/// The whole translation for a given currency, with no host import: what `translate` does
+/// once it has read the config. The host's benchmark runs this same source natively.
+///
+/// # Errors
+///
+/// `rejected`, as the fixtures list.
+pub fn translate_in(message: &Message, currency: &str) -> Result<Vec<Event>, Error> {
+    let order = to_domain(message.parse()?, currency)?;
+    Ok(vec![order.created()?])
 }
 
 fn to_domain(order: VendorOrder, currency: &str) -> Result<Order, Error> {
