@@ -24,6 +24,8 @@ const GUESTS: &[&str] = &[
     "counter",
     "sandbox-probe",
     "wrong-world",
+    "outbound-only",
+    "both-directions",
 ];
 
 fn main() -> anyhow::Result<()> {

@@ -1,6 +1,6 @@
 //! Serde helpers for bodies where every value is text (XML, form data) as well as JSON.
 //!
-//! ```ignore
+//! ```no_run
 //! #[derive(serde::Deserialize)]
 //! struct Line {
 //!     #[serde(deserialize_with = "dragoman_guest::de::text")]

@@ -3,7 +3,7 @@
 //! A translator turns a vendor's model into ours. With this crate a plugin is a type that
 //! implements [`Plugin`] and [`Inbound`] (and/or [`Outbound`]), exported with one macro:
 //!
-//! ```ignore
+//! ```no_run
 //! use dragoman_guest::{Error, Event, Inbound, Message, Plugin, PluginInfo};
 //!
 //! struct Orders;
@@ -132,12 +132,43 @@ pub trait Outbound: Plugin {
 
 /// Exports a plugin type as a translator component.
 ///
-/// Name the directions it implements: `inbound`, `outbound` or both.
+/// Name the directions it implements: `export!(T: inbound)`, `export!(T: outbound)` or
+/// `export!(T: inbound, outbound)`. Use it once per plugin crate.
 ///
-/// ```ignore
-/// dragoman_guest::export!(Orders: inbound);
-/// dragoman_guest::export!(Carrier: outbound);
+/// ```no_run
+/// use dragoman_guest::{Command, Error, Event, Inbound, Message, Outbound, Plugin, PluginInfo};
+/// use dragoman_guest::{Request, Response};
+///
+/// struct Erp;
+///
+/// impl Plugin for Erp {
+///     fn info() -> PluginInfo {
+///         PluginInfo::new("erp", "1.0.0", "erp/v3")
+///     }
+/// }
+///
+/// impl Inbound for Erp {
+///     fn translate(message: &Message) -> Result<Vec<Event>, Error> {
+///         Ok(vec![Event::json("erp.touched.v1", message.id(), &message.body().len())?])
+///     }
+/// }
+///
+/// impl Outbound for Erp {
+///     fn encode(command: &Command) -> Result<Request, Error> {
+///         Request::new("post", format!("/orders/{}", command.subject)).json(&command.data)
+///     }
+///
+///     fn decode(command: &Command, response: &Response) -> Result<Vec<Event>, Error> {
+///         match response.status {
+///             200..=299 => Ok(vec![Event::json("erp.accepted.v1", &command.subject, &response.status)?]),
+///             500..=599 => Err(Error::transient("vendor-unavailable", format!("status {}", response.status))),
+///             status => Err(Error::rejected("vendor-refused", format!("status {status}"))),
+///         }
+///     }
+/// }
+///
 /// dragoman_guest::export!(Erp: inbound, outbound);
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! export {

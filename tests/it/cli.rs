@@ -126,6 +126,17 @@ fn plugin_check_prints_metadata_and_directions() {
 }
 
 #[test]
+fn plugin_check_lists_both_directions() {
+    let output = dragoman(&["plugin", "check", wasm::BOTH_DIRECTIONS], b"");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("directions:         inbound, outbound"),
+        "{}",
+        text(&output.stdout)
+    );
+}
+
+#[test]
 fn plugin_check_refuses_the_wrong_world_in_one_line() {
     let output = dragoman(&["plugin", "check", wasm::WRONG_WORLD], b"");
     assert_eq!(output.status.code(), Some(2));

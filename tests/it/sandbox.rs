@@ -322,3 +322,118 @@ fn a_full_pool_is_a_fault_not_a_hang() {
         "slots come back when sessions end"
     );
 }
+
+mod outbound_only {
+    use dragoman::plugin::{DomainCommand, VendorResponse};
+
+    use super::*;
+
+    fn command() -> DomainCommand {
+        DomainCommand {
+            command_type: "shipment.book.v1".into(),
+            subject: "SH-1".into(),
+            data: r#"{"parcels": 2}"#.into(),
+        }
+    }
+
+    #[test]
+    fn encodes_a_command_and_decodes_the_answer() {
+        let plugin = tests::load(wasm::OUTBOUND_ONLY);
+        assert!(!plugin.directions().inbound && plugin.directions().outbound);
+        let mut account = PluginConfig::new();
+        account.insert("account".into(), "ACC-9".into());
+        let mut session = plugin.session(Arc::new(account)).unwrap();
+        let request = session.encode(&command()).unwrap().unwrap();
+        assert_eq!(
+            (request.method.as_str(), request.path.as_str()),
+            ("POST", "/shipments/SH-1")
+        );
+        assert!(
+            request
+                .headers
+                .iter()
+                .any(|h| h.name == "x-carrier-account" && h.value == "ACC-9")
+        );
+        assert_eq!(request.body, br#"{"parcels":2}"#);
+
+        let answer = |status: u16| VendorResponse {
+            status,
+            headers: vec![],
+            body: br#"{"tracking": "T-1"}"#.to_vec(),
+        };
+        let events = plugin
+            .session(config())
+            .unwrap()
+            .decode(&command(), &answer(201))
+            .unwrap()
+            .unwrap();
+        assert_eq!(events[0].event_type, "shipment.booked.v1");
+        assert_eq!(events[0].data.get(), r#"{"tracking":"T-1"}"#);
+        let refusal = plugin
+            .session(config())
+            .unwrap()
+            .decode(&command(), &answer(503))
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(refusal, dragoman::plugin::TranslateError::Transient(f) if f.code == "carrier-unavailable")
+        );
+        let refusal = plugin
+            .session(config())
+            .unwrap()
+            .decode(&command(), &answer(404))
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(refusal, dragoman::plugin::TranslateError::Rejected(f) if f.code == "carrier-refused")
+        );
+    }
+
+    #[test]
+    fn has_no_inbound_direction() {
+        let plugin = tests::load(wasm::OUTBOUND_ONLY);
+        let fault = plugin
+            .translate(&tests::message("{}"), config())
+            .unwrap_err();
+        assert!(
+            fault
+                .to_string()
+                .contains("does not implement the inbound direction"),
+            "{fault}"
+        );
+    }
+}
+
+mod both_directions {
+    use super::*;
+
+    #[test]
+    fn one_component_serves_both_directions() {
+        let plugin = tests::load(wasm::BOTH_DIRECTIONS);
+        assert!(plugin.directions().inbound && plugin.directions().outbound);
+        let mut message = tests::message("{}");
+        message.headers.push(dragoman::plugin::Header {
+            name: "X-Request-Id".into(),
+            value: "42".into(),
+        });
+        let mut session = plugin.session(config()).unwrap();
+        assert_eq!(
+            session.idempotency_key(&message).unwrap().as_deref(),
+            Some("request-42")
+        );
+        assert_eq!(
+            session.translate(&message).unwrap().unwrap()[0].event_type,
+            "inbound.seen.v1"
+        );
+        let command = dragoman::plugin::DomainCommand {
+            command_type: "x.v1".into(),
+            subject: "T-7".into(),
+            data: "{}".into(),
+        };
+        let request = session.encode(&command).unwrap().unwrap();
+        assert_eq!(
+            (request.method.as_str(), request.path.as_str()),
+            ("GET", "/things/T-7")
+        );
+    }
+}
