@@ -23,9 +23,93 @@ pub(crate) struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the host: the HTTP API and the outbox relay, until SIGTERM or ctrl-c.
+    Serve {
+        /// The configuration file.
+        #[arg(long, value_name = "FILE.toml")]
+        config: PathBuf,
+    },
     /// Work with translator plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// The dead letter channel of a running host.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Receive webhook deliveries and print each event on a line: a sink to watch.
+    Watch {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: std::net::SocketAddr,
+    },
+    /// Print a running host's routes, plugins and sinks.
+    Topology {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// List the entries.
+    List,
+    /// Show one entry with its original message.
+    Show {
+        /// The entry's id.
+        id: String,
+    },
+    /// Re-run an entry through the route's current plugin (or re-queue its event).
+    Replay {
+        /// The entry's id.
+        id: String,
+    },
+    /// Discard an entry for good (recorded in the audit trail).
+    Discard {
+        /// The entry's id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk every audit stream and report any altered, missing or reordered event; exits 1
+    /// when there is one.
+    Verify {
+        /// Read the store in this directory (the host must not be running).
+        #[arg(long, value_name = "DIR", conflicts_with = "server")]
+        data_dir: Option<PathBuf>,
+        /// Ask a running host instead.
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// The admin token of the running host.
+        #[arg(long, env = "DRAGOMAN_TOKEN")]
+        token: Option<String>,
+    },
+    /// Print one message's state and its audit events, from a running host.
+    Show {
+        /// The message id.
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ServerArgs {
+    /// The running host.
+    #[arg(long, env = "DRAGOMAN_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Its admin token.
+    #[arg(long, env = "DRAGOMAN_TOKEN")]
+    token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,6 +196,50 @@ fn default_cache_dir() -> Option<PathBuf> {
 
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
     match args.command {
+        Command::Serve { config } => crate::serve::run(&config),
+        Command::Dlq { command, server } => {
+            let (method, path) = match &command {
+                DlqCommand::List => ("GET", "/v1/dlq".to_owned()),
+                DlqCommand::Show { id } => ("GET", format!("/v1/dlq/{id}")),
+                DlqCommand::Replay { id } => ("POST", format!("/v1/dlq/{id}/replay")),
+                DlqCommand::Discard { id } => ("DELETE", format!("/v1/dlq/{id}")),
+            };
+            crate::serve::call(&server.server, server.token.as_deref(), method, &path)
+        }
+        Command::Watch { listen } => crate::serve::watch(listen),
+        Command::Topology { server } => {
+            crate::serve::call(&server.server, server.token.as_deref(), "GET", "/v1/routes")
+        }
+        Command::Audit {
+            command: AuditCommand::Show { id, server },
+        } => {
+            crate::serve::call(
+                &server.server,
+                server.token.as_deref(),
+                "GET",
+                &format!("/v1/messages/{id}"),
+            )?;
+            crate::serve::call(
+                &server.server,
+                server.token.as_deref(),
+                "GET",
+                &format!("/v1/messages/{id}/history"),
+            )
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    data_dir,
+                    server,
+                    token,
+                },
+        } => match (data_dir, server) {
+            (Some(dir), _) => crate::serve::verify_offline(&dir),
+            (None, Some(server)) => crate::serve::verify_online(&server, token.as_deref()),
+            (None, None) => {
+                bail!("give --data-dir DIR (host stopped) or --server URL (host running)")
+            }
+        },
         Command::Plugin(PluginCommand::Check { file, runtime }) => check(&runtime.load(&file)?),
         Command::Plugin(PluginCommand::Test {
             file,

@@ -2,8 +2,10 @@
 
 use std::fmt;
 
+use crate::config::ConfigError;
 use crate::fixtures::FixtureError;
 use crate::plugin::{Fault, LoadError};
+use crate::storage::StorageError;
 
 /// What kind of thing failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +17,10 @@ pub enum ErrorKind {
     Fault,
     /// Contract fixtures could not be read.
     Fixture,
+    /// The configuration is invalid.
+    Config,
+    /// The store failed.
+    Storage,
 }
 
 /// An error from the Dragoman host library.
@@ -31,6 +37,12 @@ enum Inner {
     Fault(Fault),
     #[error(transparent)]
     Fixture(FixtureError),
+    #[error(transparent)]
+    Config(ConfigError),
+    #[error("{0}")]
+    ConfigMessage(String),
+    #[error(transparent)]
+    Storage(StorageError),
 }
 
 impl Error {
@@ -50,6 +62,8 @@ impl Error {
             Inner::Load(_) => ErrorKind::Load,
             Inner::Fault(_) => ErrorKind::Fault,
             Inner::Fixture(_) => ErrorKind::Fixture,
+            Inner::Config(_) | Inner::ConfigMessage(_) => ErrorKind::Config,
+            Inner::Storage(_) => ErrorKind::Storage,
         }
     }
 
@@ -73,6 +87,14 @@ impl Error {
         match &*self.inner {
             Inner::Fault(fault) => Some(fault),
             _ => None,
+        }
+    }
+}
+
+impl Error {
+    pub(crate) fn config(message: String) -> Self {
+        Self {
+            inner: Box::new(Inner::ConfigMessage(message)),
         }
     }
 }
@@ -109,6 +131,22 @@ impl From<FixtureError> for Error {
     fn from(e: FixtureError) -> Self {
         Self {
             inner: Box::new(Inner::Fixture(e)),
+        }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Self {
+            inner: Box::new(Inner::Config(e)),
+        }
+    }
+}
+
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        Self {
+            inner: Box::new(Inner::Storage(e)),
         }
     }
 }

@@ -25,15 +25,33 @@
 //! ```
 //!
 //! # Layout
+//! - [`Host`]: routes, ingest, the dead letter channel, the audit trail; `serve` runs the
+//!   HTTP API and the outbox relay.
+//! - [`config`]: the TOML configuration.
+//! - [`storage`]: the storage trait and its records; [`db`]: the sled implementation.
+//! - [`audit`]: the hash chain, its verification and the fold of a message's state.
 //! - [`plugin`]: the wasmtime runtime, loading, limits, faults and calls.
 //! - [`fixtures`]: contract fixtures and the readable diff of a mismatch.
+//! - [`clock`]: the injectable clock.
 //! - [`Error`]: the crate's one error type.
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub)]
 
+pub mod audit;
 mod bindings;
+pub mod clock;
+pub mod config;
+pub mod db;
 mod error;
 pub mod fixtures;
+mod host;
+mod metrics;
 pub mod plugin;
+mod relay;
+mod sink;
+pub mod storage;
+mod transport;
 
 pub use error::{Error, ErrorKind};
+pub use host::{Answer, Host, HostBuilder, Incoming, MAX_KEY_LEN};
+pub use transport::{MAX_HEADERS, handle};

@@ -2,6 +2,7 @@
 //! error. The only place that uses `anyhow`.
 
 mod cli;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -49,11 +50,20 @@ fn main() -> ExitCode {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("DRAGOMAN_LOG").unwrap_or_else(|_| EnvFilter::new("error"));
+    let filter = EnvFilter::try_from_env("DRAGOMAN_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(default_filter()));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+}
+
+/// `serve` logs its own progress; the one-shot commands only errors.
+fn default_filter() -> &'static str {
+    if std::env::args().nth(1).as_deref() == Some("serve") {
+        "info"
+    } else {
+        "error"
+    }
 }

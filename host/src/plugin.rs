@@ -28,6 +28,7 @@ use wasmtime::{Engine, Store, Trap};
 use crate::bindings::dragoman::translator::types as wit;
 use crate::bindings::exports::dragoman::translator::{inbound, metadata, outbound};
 pub use cache::Provenance;
+pub(crate) use cache::sha256_hex;
 pub use fault::{Fault, FaultKind};
 pub use limits::{DEFAULT_DEADLINE, DEFAULT_LOG_CAPTURE, DEFAULT_MEMORY, DEFAULT_OUTPUT, Limits};
 use state::PluginState;

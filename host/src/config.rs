@@ -1,0 +1,412 @@
+//! The configuration file: `RawConfig` is what serde reads from TOML (unknown keys refused,
+//! with their line), `Config` is what the host runs on, checked and with paths resolved.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::plugin::{Limits, PluginConfig};
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {error}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown, missing or mistyped keys.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line.
+        message: String,
+    },
+}
+
+/// By default, at most 1 MiB of body per message.
+pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+/// By default, an idempotency key is remembered for 24 hours.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// By default, a claim left by a crash can be taken over after 30 s.
+pub const DEFAULT_INFLIGHT_TIMEOUT: Duration = Duration::from_secs(30);
+/// By default, published events are kept for an hour before they are compacted.
+pub const DEFAULT_PUBLISHED_RETENTION: Duration = Duration::from_secs(3600);
+
+// ===== What the file says =====
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    admin_token: Option<String>,
+    max_body_bytes: Option<usize>,
+    #[serde(default)]
+    sandbox: RawSandbox,
+    #[serde(default)]
+    relay: RawRelay,
+    #[serde(default)]
+    sinks: BTreeMap<String, RawSink>,
+    routes: BTreeMap<String, RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSandbox {
+    deadline_ms: Option<u64>,
+    memory_mib: Option<usize>,
+    output_kib: Option<usize>,
+    max_instances: Option<u32>,
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelay {
+    poll_interval_ms: Option<u64>,
+    published_retention_secs: Option<u64>,
+    concurrency: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+enum RawSink {
+    Http {
+        url: String,
+        timeout_ms: Option<u64>,
+    },
+    Nats {
+        url: String,
+        stream: String,
+        subject: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    plugin: Spanned<PathBuf>,
+    #[serde(default)]
+    plugin_config: PluginConfig,
+    #[serde(default)]
+    sinks: Vec<Spanned<String>>,
+    idempotency_retention_secs: Option<u64>,
+    inflight_timeout_secs: Option<u64>,
+    #[serde(default)]
+    retry: RawRetry,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    max_attempts: Option<u32>,
+    initial_backoff_ms: Option<u64>,
+    max_backoff_ms: Option<u64>,
+    multiplier: Option<u32>,
+}
+
+// ===== What the host runs on =====
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the HTTP API listens.
+    pub listen: SocketAddr,
+    /// Where the store keeps its files.
+    pub data_dir: PathBuf,
+    /// The bearer token admin calls must carry, if any.
+    pub admin_token: Option<String>,
+    /// The largest message body accepted, in bytes.
+    pub max_body: usize,
+    /// The sandbox limits of every plugin call.
+    pub limits: Limits,
+    /// How many plugin instances may be alive at once.
+    pub max_instances: u32,
+    /// Where compiled components are cached.
+    pub cache_dir: PathBuf,
+    /// The relay's settings.
+    pub relay: RelayConfig,
+    /// The sinks, by name.
+    pub sinks: BTreeMap<String, SinkConfig>,
+    /// The routes, by name.
+    pub routes: BTreeMap<String, RouteConfig>,
+}
+
+/// How the outbox relay runs.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// The backstop timer: the relay also wakes on every commit.
+    pub poll_interval: Duration,
+    /// How long published events are kept before they are compacted.
+    pub published_retention: Duration,
+    /// How many partition keys a sink publishes to at once.
+    pub concurrency: usize,
+}
+
+/// Where events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkConfig {
+    /// An HTTP webhook, CloudEvents binary mode.
+    Http {
+        /// The URL events are POSTed to.
+        url: String,
+        /// How long one delivery may take.
+        timeout: Duration,
+    },
+    /// A NATS JetStream subject.
+    Nats {
+        /// The server, `nats://host:port`.
+        url: String,
+        /// The stream that must hold the subject.
+        stream: String,
+        /// The subject events are published on.
+        subject: String,
+    },
+}
+
+/// A route: a translator and where its events go.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// The component file.
+    pub plugin: PathBuf,
+    /// What the plugin reads through its `config` import.
+    pub plugin_config: PluginConfig,
+    /// The sinks, by name, that get every event.
+    pub sinks: Vec<String>,
+    /// How long an idempotency key is remembered.
+    pub retention: Duration,
+    /// How long an in-flight claim blocks a redelivery before it can be taken over.
+    pub inflight_timeout: Duration,
+    /// How deliveries are retried.
+    pub retry: RetryPolicy,
+}
+
+/// Retries of a delivery: attempt `n` (from 1) waits `min(initial * multiplier^(n-1), max)`,
+/// with up to 20% taken off at random so that retries of many events spread out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts before the event goes to the dead letter channel.
+    pub max_attempts: u32,
+    /// The first wait.
+    pub initial_backoff: Duration,
+    /// The longest wait.
+    pub max_backoff: Duration,
+    /// The growth factor.
+    pub multiplier: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30),
+            multiplier: 2,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `attempt + 1`, after `attempt` failures, without jitter.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = self
+            .multiplier
+            .max(1)
+            .saturating_pow(attempt.saturating_sub(1));
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+
+    /// [`RetryPolicy::backoff`] less a jitter of up to 20%, `unit` being a random number in
+    /// `[0, 1)`.
+    pub fn backoff_with_jitter(&self, attempt: u32, unit: f64) -> Duration {
+        let base = self.backoff(attempt);
+        base.mul_f64(1.0 - 0.2 * unit.clamp(0.0, 1.0))
+    }
+}
+
+impl Config {
+    /// Reads and checks a configuration file. Relative paths in it are relative to the
+    /// file's directory.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Read`] when the file cannot be read, [`ConfigError::Invalid`] for bad
+    /// TOML, an unknown, missing or mistyped key (named, with its line), a route that names
+    /// an unknown sink, or a value out of range.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base).map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses a configuration from text; relative paths are taken from `base`.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the key and the line.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
+        let line = |span: Range<usize>| text[..span.start.min(text.len())].lines().count().max(1);
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
+
+        let mut sinks = BTreeMap::new();
+        for (name, sink) in raw.sinks {
+            let sink = match sink {
+                RawSink::Http { url, timeout_ms } => {
+                    if !url.starts_with("http://") {
+                        return Err(format!("sinks.{name}.url: `{url}` is not an http:// URL"));
+                    }
+                    SinkConfig::Http {
+                        url,
+                        timeout: Duration::from_millis(timeout_ms.unwrap_or(5000)),
+                    }
+                }
+                RawSink::Nats {
+                    url,
+                    stream,
+                    subject,
+                } => SinkConfig::Nats {
+                    url,
+                    stream,
+                    subject,
+                },
+            };
+            sinks.insert(name, sink);
+        }
+        if raw.routes.is_empty() {
+            return Err("no routes: add at least one `[routes.NAME]` table".into());
+        }
+        let mut routes = BTreeMap::new();
+        for (name, route) in raw.routes {
+            if !valid_name(&name) {
+                return Err(format!(
+                    "routes.{name}: a route name is letters, digits, `-` and `_`"
+                ));
+            }
+            let mut names = Vec::new();
+            for sink in route.sinks {
+                if !sinks.contains_key(sink.get_ref()) {
+                    return Err(format!(
+                        "line {}: routes.{name}.sinks names `{}`, which no `[sinks.{}]` table defines",
+                        line(sink.span()),
+                        sink.get_ref(),
+                        sink.get_ref()
+                    ));
+                }
+                names.push(sink.into_inner());
+            }
+            let retry = RetryPolicy {
+                max_attempts: route
+                    .retry
+                    .max_attempts
+                    .unwrap_or(RetryPolicy::default().max_attempts)
+                    .max(1),
+                initial_backoff: route.retry.initial_backoff_ms.map_or(
+                    RetryPolicy::default().initial_backoff,
+                    Duration::from_millis,
+                ),
+                max_backoff: route
+                    .retry
+                    .max_backoff_ms
+                    .map_or(RetryPolicy::default().max_backoff, Duration::from_millis),
+                multiplier: route
+                    .retry
+                    .multiplier
+                    .unwrap_or(RetryPolicy::default().multiplier),
+            };
+            routes.insert(
+                name,
+                RouteConfig {
+                    plugin: resolve(route.plugin.get_ref()),
+                    plugin_config: route.plugin_config,
+                    sinks: names,
+                    retention: route
+                        .idempotency_retention_secs
+                        .map_or(DEFAULT_RETENTION, Duration::from_secs),
+                    inflight_timeout: route
+                        .inflight_timeout_secs
+                        .map_or(DEFAULT_INFLIGHT_TIMEOUT, Duration::from_secs),
+                    retry,
+                },
+            );
+        }
+        let data_dir = resolve(&raw.data_dir);
+        let defaults = Limits::default();
+        let limits = Limits {
+            deadline: raw
+                .sandbox
+                .deadline_ms
+                .map_or(defaults.deadline, Duration::from_millis),
+            memory: raw.sandbox.memory_mib.map_or(defaults.memory, |m| m << 20),
+            output: raw.sandbox.output_kib.map_or(defaults.output, |k| k << 10),
+            ..defaults
+        };
+        Ok(Self {
+            listen: raw.listen,
+            cache_dir: raw
+                .sandbox
+                .cache_dir
+                .map_or_else(|| data_dir.join("compiled"), |d| resolve(&d)),
+            data_dir,
+            admin_token: raw.admin_token.filter(|t| !t.is_empty()),
+            max_body: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+            limits,
+            max_instances: raw
+                .sandbox
+                .max_instances
+                .unwrap_or(crate::plugin::DEFAULT_MAX_INSTANCES),
+            relay: RelayConfig {
+                poll_interval: Duration::from_millis(raw.relay.poll_interval_ms.unwrap_or(1000)),
+                published_retention: raw
+                    .relay
+                    .published_retention_secs
+                    .map_or(DEFAULT_PUBLISHED_RETENTION, Duration::from_secs),
+                concurrency: raw.relay.concurrency.unwrap_or(32).max(1),
+            },
+            sinks,
+            routes,
+        })
+    }
+}
+
+/// Route and sink names appear in URLs and keys.
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// TOML errors come with a source snippet over several lines; keep them on one.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,80 @@
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+const GOOD: &str = r#"
+listen = "127.0.0.1:0"
+data_dir = "data"
+
+[sinks.hook]
+type = "http"
+url = "http://127.0.0.1:9/events"
+
+[routes.orders]
+plugin = "orders.wasm"
+sinks = ["hook"]
+plugin_config = { currency = "JPY" }
+retry = { max_attempts = 3 }
+"#;
+
+#[test]
+fn a_good_config_resolves_paths_and_defaults() {
+    let config = Config::parse(GOOD, Path::new("/etc/dragoman")).unwrap();
+    let route = &config.routes["orders"];
+    assert_eq!(route.plugin, Path::new("/etc/dragoman/orders.wasm"));
+    assert_eq!(config.data_dir, Path::new("/etc/dragoman/data"));
+    assert_eq!(config.cache_dir, Path::new("/etc/dragoman/data/compiled"));
+    assert_eq!(route.plugin_config["currency"], "JPY");
+    assert_eq!(route.retry.max_attempts, 3);
+    assert_eq!(route.retention, DEFAULT_RETENTION);
+    assert_eq!(config.max_body, DEFAULT_MAX_BODY);
+}
+
+#[test]
+fn unknown_keys_are_named_with_their_line() {
+    let text = GOOD.replace("retry = { max_attempts = 3 }", "retyr = 3");
+    let error = Config::parse(&text, Path::new(".")).unwrap_err();
+    assert!(
+        error.contains("retyr") && error.contains("line 15"),
+        "{error}"
+    );
+}
+
+#[test]
+fn missing_keys_are_named() {
+    let text = GOOD.replace("listen = \"127.0.0.1:0\"", "");
+    let error = Config::parse(&text, Path::new(".")).unwrap_err();
+    assert!(error.contains("missing field `listen`"), "{error}");
+}
+
+#[test]
+fn an_unknown_sink_is_named_with_its_line() {
+    let text = GOOD.replace("sinks = [\"hook\"]", "sinks = [\"hook\", \"nope\"]");
+    let error = Config::parse(&text, Path::new(".")).unwrap_err();
+    assert!(
+        error.contains("`nope`") && error.starts_with("line 11"),
+        "{error}"
+    );
+}
+
+#[test]
+fn backoff_grows_to_its_cap_and_jitter_only_shortens() {
+    let policy = RetryPolicy {
+        max_attempts: 10,
+        initial_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(1),
+        multiplier: 2,
+    };
+    let waits: Vec<u128> = (1..=6).map(|n| policy.backoff(n).as_millis()).collect();
+    assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
+    assert_eq!(
+        policy.backoff_with_jitter(3, 0.0),
+        Duration::from_millis(400)
+    );
+    assert_eq!(
+        policy.backoff_with_jitter(3, 0.5),
+        Duration::from_millis(360)
+    );
+    assert!(policy.backoff_with_jitter(3, 0.999) > Duration::from_millis(320));
+}

@@ -1,0 +1,422 @@
+//! What the pipeline keeps, and the one trait every backend implements: idempotency claims,
+//! the transactional outbox, the dead letter channel and the audit trail.
+//!
+//! The promises a backend makes (each checked by the conformance suite in
+//! `tests/it/storage.rs`):
+//! - [`Storage::commit`] writes the idempotency outcome, the message, the outbox events, the
+//!   dead letter entry and the audit events all at once or not at all, and only while the
+//!   caller's claim is still the current one;
+//! - outbox sequence numbers grow in commit order, and [`Storage::pending`] returns only
+//!   records that [`Storage::durable`] has made durable;
+//! - audit events of one message form a chain: versions 1, 2, 3… each carrying the hash of
+//!   the one before.
+//!
+//! The sled implementation is [`crate::db::Db`].
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// A storage failure: the operation did not happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The backend failed (I/O, corruption).
+    #[error("storage failed: {0}")]
+    Backend(String),
+    /// A record could not be decoded: the data is from a newer version or damaged.
+    #[error("stored record {key} cannot be decoded: {message}")]
+    Corrupt {
+        /// Which record.
+        key: String,
+        /// Why.
+        message: String,
+    },
+    /// The claim this commit relies on is no longer the caller's.
+    #[error("the idempotency claim on {key} was lost")]
+    ClaimLost {
+        /// The idempotency key.
+        key: String,
+    },
+    /// No such record.
+    #[error("no {what} `{id}`")]
+    NotFound {
+        /// What kind of record.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+}
+
+/// The result of claiming an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Nobody holds the key: the caller does now.
+    Fresh(ClaimToken),
+    /// The key was processed: here is what was answered.
+    Done(Completed),
+    /// Another delivery of the key is being processed right now.
+    InFlight,
+}
+
+/// Proof of holding a claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimToken {
+    /// The route.
+    pub route: String,
+    /// The idempotency key.
+    pub key: String,
+    /// Unique per claim.
+    pub token: u64,
+}
+
+/// What a processed key keeps: the payload's fingerprint and the response, byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completed {
+    /// The sha256 of the body that was processed.
+    pub fingerprint: String,
+    /// The message it became.
+    pub message_id: String,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// The body answered.
+    pub body: Vec<u8>,
+    /// When the key may be forgotten.
+    pub expires_at: Timestamp,
+}
+
+/// A message as received, kept for the dead letter channel and the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    /// The host's id, also the correlation id.
+    pub id: String,
+    /// The route it came in on.
+    pub route: String,
+    /// Its idempotency key.
+    pub key: String,
+    /// The declared content type.
+    pub content_type: Option<String>,
+    /// Its headers.
+    pub headers: Vec<(String, String)>,
+    /// Its body.
+    pub body: Vec<u8>,
+    /// When it arrived.
+    pub received_at: Timestamp,
+}
+
+/// A domain event on its way to the sinks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEvent {
+    /// The event's id: stable across retries, the downstream deduplication key.
+    pub id: String,
+    /// The message that caused it (its causation and correlation id).
+    pub message_id: String,
+    /// The route.
+    pub route: String,
+    /// The CloudEvents `type`.
+    pub event_type: String,
+    /// The CloudEvents `subject`.
+    pub subject: String,
+    /// Events with the same key are published in commit order.
+    pub partition_key: String,
+    /// The JSON payload, exactly as the plugin wrote it.
+    pub data: String,
+    /// When the event was committed.
+    pub time: Timestamp,
+    /// The W3C trace context of the message.
+    pub traceparent: String,
+}
+
+/// An outbox event with its delivery state per sink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    /// Commit order.
+    pub seq: u64,
+    /// The event.
+    pub event: OutboxEvent,
+    /// Sink name to its delivery state; a sink is removed once delivered or dead-lettered.
+    pub pending: BTreeMap<String, Delivery>,
+}
+
+/// One sink's delivery state for one event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Not before this instant.
+    pub next_at: Option<Timestamp>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// What the relay learned from one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// The sink acknowledged the event.
+    Delivered,
+    /// It failed; try again at `next_at`.
+    Failed {
+        /// Why.
+        error: String,
+        /// When to try again.
+        next_at: Timestamp,
+    },
+    /// It failed for the last time; the event goes to the dead letter channel.
+    DeadLettered(Box<DeadLetter>),
+}
+
+/// An entry of the dead letter channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The entry's id.
+    pub id: String,
+    /// Why it is here.
+    pub kind: DeadLetterKind,
+    /// The message concerned.
+    pub message_id: String,
+    /// The route.
+    pub route: String,
+    /// The last error, for people.
+    pub error: String,
+    /// A stable error code, for machines.
+    pub code: String,
+    /// The plugin that handled it: `name@version`.
+    pub plugin: String,
+    /// The plugin's sha256.
+    pub plugin_sha256: String,
+    /// Attempts so far (translations or deliveries).
+    pub attempts: u32,
+    /// When it first arrived here.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+}
+
+/// Why an entry is in the dead letter channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DeadLetterKind {
+    /// The plugin refused the message or faulted on it.
+    Translation,
+    /// A sink refused an event too many times.
+    Delivery {
+        /// The sink.
+        sink: String,
+        /// The event, as it was in the outbox.
+        event: Box<OutboxEvent>,
+    },
+}
+
+/// An audit event before the store gives it a version and a hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditDraft {
+    /// The message whose stream it joins.
+    pub message_id: String,
+    /// What happened: `received`, `translated`, `committed`, …
+    pub kind: String,
+    /// Details.
+    pub data: serde_json::Value,
+    /// When (the host's clock).
+    pub at: Timestamp,
+}
+
+/// An audit event as stored: immutable, chained to its predecessor by hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// The message whose stream it belongs to.
+    pub message_id: String,
+    /// 1 for the first event of a stream, then one more each time.
+    pub version: u64,
+    /// What happened.
+    pub kind: String,
+    /// Details.
+    pub data: serde_json::Value,
+    /// When it was recorded.
+    pub at: Timestamp,
+    /// The hash of the previous event of the stream (64 zeros for the first).
+    pub prev: String,
+    /// This event's hash: sha256 over `prev` and the event's other fields.
+    pub hash: String,
+}
+
+/// Everything one ingest (or replay) commits, all or nothing.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// The claim held; the commit fails with [`StorageError::ClaimLost`] if it is not current.
+    /// `None` for a replay from the dead letter channel, which holds no claim.
+    pub claim: Option<ClaimToken>,
+    /// The outcome remembered under the key.
+    pub completed: Completed,
+    /// The message, stored unless it already is.
+    pub message: MessageRecord,
+    /// Events for the outbox, with the sinks that get them.
+    pub events: Vec<(OutboxEvent, Vec<String>)>,
+    /// An entry for the dead letter channel.
+    pub dead_letter: Option<DeadLetter>,
+    /// A dead letter entry that this commit resolves (a successful replay).
+    pub resolves: Option<String>,
+    /// Audit events.
+    pub audit: Vec<AuditDraft>,
+}
+
+/// What a backend reports to `/metrics` and `/readyz`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Depths {
+    /// Outbox records with at least one sink to go.
+    pub outbox: u64,
+    /// When the oldest of them was committed.
+    pub oldest: Option<Timestamp>,
+    /// Entries in the dead letter channel.
+    pub dead_letters: u64,
+}
+
+/// A future that resolves once everything committed before it was created is durable.
+pub type Durable = Pin<Box<dyn Future<Output = Result<(), StorageError>> + Send>>;
+
+/// A storage backend. Methods block briefly (they are called from blocking threads);
+/// [`Storage::durable`] is the one that waits for the disk, and is async so that concurrent
+/// commits share a flush.
+pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
+    /// Claims `key` on `route` for this process until `now + in_flight_timeout`.
+    ///
+    /// A key that is done and not expired at `now` is [`Claim::Done`]; one that is held by
+    /// another live claim is [`Claim::InFlight`]; anything else (never seen, expired, a claim
+    /// past its timeout or left by a process that is gone) is claimed afresh.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails; then nothing is claimed.
+    fn claim(
+        &self,
+        route: &str,
+        key: &str,
+        now: Timestamp,
+        in_flight_timeout: Duration,
+    ) -> Result<Claim, StorageError>;
+
+    /// Gives a claim up, so that a redelivery runs again.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn release(&self, claim: &ClaimToken) -> Result<(), StorageError>;
+
+    /// Writes everything in `commit` at once.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::ClaimLost`] when the claim is no longer current, else a backend error;
+    /// either way nothing was written.
+    fn commit(&self, commit: Commit) -> Result<(), StorageError>;
+
+    /// Appends audit events on their own (a duplicate delivery noted on the original
+    /// message's stream, for example). Not flushed on its own.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn append(&self, audit: Vec<AuditDraft>) -> Result<(), StorageError>;
+
+    /// Resolves once every commit made before the call is durable.
+    fn durable(&self) -> Durable;
+
+    /// Up to `limit` durable outbox records with sinks to go, in commit order.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn pending(&self, limit: usize) -> Result<Vec<OutboxRecord>, StorageError>;
+
+    /// Records one delivery attempt of event `seq` to `sink`, with its audit events.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn record_delivery(
+        &self,
+        seq: u64,
+        sink: &str,
+        outcome: DeliveryOutcome,
+        audit: Vec<AuditDraft>,
+        now: Timestamp,
+    ) -> Result<(), StorageError>;
+
+    /// Puts an event back in the outbox for one sink (a delivery dead letter replayed).
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::NotFound`] for an unknown entry, else a backend error.
+    fn requeue(&self, dead_letter: &str, audit: Vec<AuditDraft>) -> Result<(), StorageError>;
+
+    /// The dead letter channel, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn dead_letters(&self) -> Result<Vec<DeadLetter>, StorageError>;
+
+    /// One dead letter entry.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StorageError>;
+
+    /// Replaces a dead letter entry (a replay that failed again), with audit events.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::NotFound`] for an unknown entry, else a backend error.
+    fn update_dead_letter(
+        &self,
+        entry: DeadLetter,
+        audit: Vec<AuditDraft>,
+    ) -> Result<(), StorageError>;
+
+    /// Removes a dead letter entry for good, with audit events.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::NotFound`] for an unknown entry, else a backend error.
+    fn discard_dead_letter(&self, id: &str, audit: Vec<AuditDraft>) -> Result<(), StorageError>;
+
+    /// A stored message.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn message(&self, id: &str) -> Result<Option<MessageRecord>, StorageError>;
+
+    /// A message's audit events, in version order.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn history(&self, message_id: &str) -> Result<Vec<AuditEvent>, StorageError>;
+
+    /// Every audit stream, for verification: message id to its events in stored order.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn audit_streams(&self) -> Result<BTreeMap<String, Vec<AuditEvent>>, StorageError>;
+
+    /// Forgets idempotency keys expired at `now` and published events older than
+    /// `published_before`; returns how many records went.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn sweep(&self, now: Timestamp, published_before: Timestamp) -> Result<u64, StorageError>;
+
+    /// Outbox and dead letter sizes.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn depths(&self) -> Result<Depths, StorageError>;
+}
