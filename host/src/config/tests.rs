@@ -36,7 +36,7 @@ fn unknown_keys_are_named_with_their_line() {
     let text = GOOD.replace("retry = { max_attempts = 3 }", "retyr = 3");
     let error = Config::parse(&text, Path::new(".")).unwrap_err();
     assert!(
-        error.contains("retyr") && error.contains("line 15"),
+        error.contains("retyr") && error.contains("line 13"),
         "{error}"
     );
 }
