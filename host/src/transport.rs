@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming as Body;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -19,6 +19,8 @@ use crate::host::{Answer, Host, Incoming, internal, not_found, valid_key};
 
 /// Headers beyond this many get 431 from the parser.
 pub const MAX_HEADERS: usize = 100;
+/// The most of a refused body that is read (and dropped) before answering.
+const DRAIN_LIMIT: usize = 64 << 20;
 /// How long in-flight requests may take to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(30);
 
@@ -230,14 +232,28 @@ async fn read(headers: &HeaderMap, body: Body, max_body: usize) -> Result<Incomi
             json!({"limit": max_body}),
         )
     };
-    if let Some(length) = headers
+    // The body first, so that whatever the answer, the client has finished sending.
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        && length > max_body
-    {
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > max_body) {
+        drain(body).await;
         return Err(too_large());
     }
+    let mut body = body;
+    let mut collected = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| bad(format!("the body could not be read: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if collected.len() + data.len() > max_body {
+                drain(body).await;
+                return Err(too_large());
+            }
+            collected.extend_from_slice(&data);
+        }
+    }
+    let body = collected;
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,
         Some(value) => {
@@ -265,26 +281,31 @@ async fn read(headers: &HeaderMap, body: Body, max_body: usize) -> Result<Incomi
             )
         })
         .collect();
-    let body = match Limited::new(body, max_body).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return Err(too_large());
-        }
-        Err(e) => return Err(bad(format!("the body could not be read: {e}"))),
-    };
     if body.is_empty() {
         return Err(bad("the body is empty".into()));
     }
     Ok(Incoming {
         content_type,
         headers,
-        body: body.to_vec(),
+        body,
         idempotency_key,
         traceparent,
     })
+}
+
+/// Reads and drops what is left of a body that is refused, so the client gets the answer
+/// instead of a reset connection: at most [`DRAIN_LIMIT`] bytes, for at most 10 s.
+async fn drain(mut body: Body) {
+    let mut seen = 0usize;
+    let reading = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), reading).await;
 }
 
 fn query<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {

@@ -8,3 +8,5 @@ mod sandbox;
 mod cache;
 // The `dragoman` command line, as a user runs it.
 mod cli;
+// Durable ingest over HTTP: duplicates, answers, bad input.
+mod ingest;

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use dragoman::plugin::{Limits, Plugin, Runtime, VendorMessage};
 
+pub mod net;
+
 /// Paths of the components built for the tests.
 pub mod wasm {
     include!(concat!(env!("OUT_DIR"), "/wasm.rs"));

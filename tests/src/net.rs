@@ -1,0 +1,451 @@
+//! Real processes and sockets for the pipeline tests: a `dragoman serve` process, a webhook
+//! sink that records what it receives (and fails on demand), and an HTTP client.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// Waits until `done` holds, polling every 20 ms, at most `limit`.
+///
+/// # Panics
+///
+/// When it does not hold in time, with `what`.
+pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ===== The server process =====
+
+/// A `dragoman serve` process with its own config and data directory.
+#[derive(Debug)]
+pub struct Server {
+    child: Option<Child>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    config: PathBuf,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    /// Writes `config` (with `{data_dir}` and `{cache_dir}` filled in) to `dir` and starts the
+    /// host on it.
+    pub fn start(dir: &Path, config: &str) -> Self {
+        let data_dir = dir.join("data");
+        let config_text = config
+            .replace("{data_dir}", &data_dir.display().to_string())
+            .replace(
+                "{cache_dir}",
+                &crate::shared_cache().join("serve").display().to_string(),
+            );
+        let path = dir.join("dragoman.toml");
+        std::fs::write(&path, config_text).expect("the config is written");
+        let mut server = Self {
+            child: None,
+            addr: "127.0.0.1:0".parse().expect("an address"),
+            config: path,
+            data_dir,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(crate::dragoman_bin())
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("DRAGOMAN_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("dragoman serve starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the host never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("dragoman serve did not say where it listens within 60 s")
+            });
+        let addr = line
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"));
+        self.addr = addr.parse().expect("a socket address");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL is delivered");
+            child.wait().expect("the process is reaped");
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the server is running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("the process can be waited for") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dragoman serve did not stop within 60 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the host again on the same config and data directory (and a new port).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the server first");
+        self.spawn();
+    }
+
+    /// The base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ===== The webhook sink =====
+
+/// One event as the webhook received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// `ce-id`.
+    pub id: String,
+    /// `ce-type`.
+    pub event_type: String,
+    /// `ce-subject`.
+    pub subject: String,
+    /// `ce-partitionkey`.
+    pub partition_key: String,
+    /// `Idempotency-Key`.
+    pub idempotency_key: String,
+    /// `traceparent`.
+    pub traceparent: String,
+    /// The body.
+    pub data: serde_json::Value,
+}
+
+/// A webhook on loopback that records every delivery it acknowledges.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    state: Arc<WebhookState>,
+}
+
+#[derive(Debug, Default)]
+struct WebhookState {
+    received: Mutex<Vec<Received>>,
+    /// Answer 503 to this many requests, then accept.
+    fail_next: AtomicU32,
+    /// Answer 503 to one request in this many (0: never), by a seeded counter.
+    fail_one_in: AtomicU32,
+    requests: AtomicU64,
+}
+
+impl Webhook {
+    /// Starts a webhook on its own thread and runtime.
+    pub fn start() -> Self {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        std_listener.set_nonblocking(true).expect("non-blocking");
+        let addr = std_listener.local_addr().expect("an address");
+        let state = Arc::new(WebhookState::default());
+        let serving = state.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                let listener =
+                    tokio::net::TcpListener::from_std(std_listener).expect("a tokio listener");
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let state = serving.clone();
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |request| {
+                            let state = state.clone();
+                            async move {
+                                Ok::<_, std::convert::Infallible>(state.receive(request).await)
+                            }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            });
+        });
+        Self { addr, state }
+    }
+
+    /// The URL to configure as the sink.
+    pub fn url(&self) -> String {
+        format!("http://{}/events", self.addr)
+    }
+
+    /// Fails the next `n` requests with 503.
+    pub fn fail_next(&self, n: u32) {
+        self.state.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Fails one request in `n` with 503 (0 stops).
+    pub fn fail_one_in(&self, n: u32) {
+        self.state.fail_one_in.store(n, Ordering::SeqCst);
+    }
+
+    /// What was acknowledged, in arrival order.
+    pub fn received(&self) -> Vec<Received> {
+        self.state
+            .received
+            .lock()
+            .expect("the lock is not poisoned")
+            .clone()
+    }
+
+    /// Acknowledged deliveries per event id.
+    pub fn counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for r in self.received() {
+            *counts.entry(r.id).or_default() += 1;
+        }
+        counts
+    }
+
+    /// How many requests arrived, failed or not.
+    pub fn requests(&self) -> u64 {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl WebhookState {
+    async fn receive(
+        &self,
+        request: http::Request<hyper::body::Incoming>,
+    ) -> http::Response<Full<Bytes>> {
+        let n = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
+        let (parts, body) = request.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let failing = self
+            .fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok();
+        let one_in = self.fail_one_in.load(Ordering::SeqCst);
+        if failing || (one_in > 0 && n.is_multiple_of(u64::from(one_in))) {
+            return http::Response::builder()
+                .status(503)
+                .body(Full::new(Bytes::new()))
+                .expect("a response");
+        }
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let received = Received {
+            id: header("ce-id"),
+            event_type: header("ce-type"),
+            subject: header("ce-subject"),
+            partition_key: header("ce-partitionkey"),
+            idempotency_key: header("idempotency-key"),
+            traceparent: header("traceparent"),
+            data: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        };
+        self.received
+            .lock()
+            .expect("the lock is not poisoned")
+            .push(received);
+        http::Response::new(Full::new(Bytes::new()))
+    }
+}
+
+// ===== The client =====
+
+/// An answer: status, headers, body.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The status.
+    pub status: u16,
+    /// The headers.
+    pub headers: http::HeaderMap,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// An HTTP/1 client with its own runtime, for synchronous tests.
+#[derive(Debug)]
+pub struct Http {
+    runtime: tokio::runtime::Runtime,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Http {
+    /// A client.
+    pub fn new() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Self { runtime, client }
+    }
+
+    /// Sends a request and waits for the answer.
+    ///
+    /// # Errors
+    ///
+    /// When the connection fails (the server is down, for example).
+    pub fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Reply, String> {
+        self.runtime
+            .block_on(send(&self.client, method, url, headers, body.to_vec()))
+    }
+
+    /// The runtime, for tests that send concurrently.
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.runtime
+    }
+
+    /// A clone of the client, for tasks.
+    pub fn client(&self) -> Client<HttpConnector, Full<Bytes>> {
+        self.client.clone()
+    }
+}
+
+/// Sends one request.
+///
+/// # Errors
+///
+/// When the connection fails or no answer comes within 30 s.
+pub async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<Reply, String> {
+    let mut request = http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(Duration::from_secs(30), client.request(request))
+        .await
+        .map_err(|_| "no answer within 30 s".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes()
+        .to_vec();
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// A config for one route `orders` on the seed plugin, with the given sinks block and route
+/// extras; `{data_dir}` and `{cache_dir}` are filled in by [`Server::start`].
+pub fn config(sinks: &str, route_sinks: &str, extra: &str) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+data_dir = "{{data_dir}}"
+
+[sandbox]
+cache_dir = "{{cache_dir}}"
+
+[relay]
+poll_interval_ms = 100
+
+{sinks}
+
+[routes.orders]
+plugin = "{plugin}"
+sinks = [{route_sinks}]
+{extra}
+"#,
+        plugin = crate::wasm::ACME_ERP_ORDERS,
+    )
+}
