@@ -105,10 +105,15 @@ enum AuditCommand {
 #[derive(Debug, clap::Args)]
 struct ServerArgs {
     /// The running host.
-    #[arg(long, env = "DRAGOMAN_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "DRAGOMAN_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
     server: String,
     /// Its admin token.
-    #[arg(long, env = "DRAGOMAN_TOKEN")]
+    #[arg(long, global = true, env = "DRAGOMAN_TOKEN")]
     token: Option<String>,
 }
 

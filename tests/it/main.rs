@@ -10,3 +10,7 @@ mod cache;
 mod cli;
 // Durable ingest over HTTP: duplicates, answers, bad input.
 mod ingest;
+// The dead letter channel, replay and the audit trail.
+mod dlq;
+// The outbox relay: order, dead-lettered deliveries, NATS JetStream.
+mod relay;

@@ -49,23 +49,24 @@ impl Server {
     /// Writes `config` (with `{data_dir}` and `{cache_dir}` filled in) to `dir` and starts the
     /// host on it.
     pub fn start(dir: &Path, config: &str) -> Self {
-        let data_dir = dir.join("data");
-        let config_text = config
-            .replace("{data_dir}", &data_dir.display().to_string())
-            .replace(
-                "{cache_dir}",
-                &crate::shared_cache().join("serve").display().to_string(),
-            );
-        let path = dir.join("dragoman.toml");
-        std::fs::write(&path, config_text).expect("the config is written");
         let mut server = Self {
             child: None,
             addr: "127.0.0.1:0".parse().expect("an address"),
-            config: path,
-            data_dir,
+            config: dir.join("dragoman.toml"),
+            data_dir: dir.join("data"),
         };
+        server.set_config(config);
         server.spawn();
         server
+    }
+
+    /// Rewrites the config file; it takes effect at the next (re)start.
+    pub fn set_config(&mut self, config: &str) {
+        let cache = crate::shared_cache().join("serve");
+        let text = config
+            .replace("{data_dir}", &self.data_dir.display().to_string())
+            .replace("{cache_dir}", &cache.display().to_string());
+        std::fs::write(&self.config, text).expect("the config is written");
     }
 
     fn spawn(&mut self) {

@@ -1,0 +1,203 @@
+//! The dead letter channel: a rejected message lands there, is replayed once the cause is
+//! fixed, and the audit trail tells the whole story.
+
+use std::process::Command;
+use std::time::Duration;
+
+use tests::net::{self, Http, Server, Webhook, wait_until};
+
+fn dragoman(server: &Server, args: &[&str]) -> (i32, serde_json::Value) {
+    let output = Command::new(tests::dragoman_bin())
+        .args(args)
+        .arg("--server")
+        .arg(server.url())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+    (output.status.code().unwrap_or(-1), json)
+}
+
+#[test]
+fn a_rejected_message_is_dead_lettered_then_replayed_once_fixed() {
+    let webhook = Webhook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = format!(
+        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
+        webhook.url()
+    );
+    let broken = net::config(
+        &sinks,
+        "\"hook\"",
+        "[routes.orders.plugin_config]\ncurrency = \"euro\"\n",
+    );
+    let mut server = Server::start(dir.path(), &broken);
+    let http = Http::new();
+    let body = tests::seed_order().replacen("SEED-2026-000417", "DLQ-1", 1);
+    let url = |server: &Server| format!("{}/v1/routes/orders/messages", server.url());
+
+    // The route's config names a currency that does not exist: the plugin rejects.
+    let rejected = http
+        .send(
+            "POST",
+            &url(&server),
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(rejected.status, 422);
+    let problem = rejected.json();
+    assert_eq!(problem["code"], "invalid-currency");
+    let entry = problem["dead_letter"].as_str().unwrap().to_owned();
+    let message_id = problem["message_id"].as_str().unwrap().to_owned();
+
+    let (code, listed) = dragoman(&server, &["dlq", "list"]);
+    assert_eq!(code, 0);
+    assert_eq!(listed["dead_letters"][0]["id"], entry.as_str());
+    let (code, shown) = dragoman(&server, &["dlq", "show", &entry]);
+    assert_eq!(code, 0);
+    assert_eq!(shown["dead_letter"]["plugin"], "acme-erp-orders@1.0.0");
+    assert_eq!(shown["dead_letter"]["attempts"], 1);
+    assert!(
+        shown["message"]["body"].as_str().unwrap().contains("DLQ-1"),
+        "the original message is kept"
+    );
+
+    // Replaying before the fix fails again and keeps the entry, with the new attempt.
+    let (code, again) = dragoman(&server, &["dlq", "replay", &entry]);
+    assert_eq!(code, 1);
+    assert_eq!(again["code"], "invalid-currency");
+    let (_, shown) = dragoman(&server, &["dlq", "show", &entry]);
+    assert_eq!(shown["dead_letter"]["attempts"], 2);
+
+    // Fix the cause: restart with the right currency (a clean stop first).
+    let status = server.stop();
+    assert!(status.success(), "SIGTERM stops the host cleanly: {status}");
+    server.set_config(&net::config(
+        &sinks,
+        "\"hook\"",
+        "[routes.orders.plugin_config]\ncurrency = \"EUR\"\n",
+    ));
+    server.restart();
+    let (code, replayed) = dragoman(&server, &["dlq", "replay", &entry]);
+    assert_eq!(code, 0, "{replayed}");
+    let event = replayed["events"][0].as_str().unwrap().to_owned();
+    wait_until(
+        Duration::from_secs(30),
+        "the replayed event at the sink",
+        || webhook.counts().contains_key(&event),
+    );
+    assert_eq!(
+        webhook.received()[0].data["items"][0]["unit_price"]["currency"],
+        "EUR"
+    );
+
+    // Replaying twice creates nothing: the entry is gone.
+    let (code, _) = dragoman(&server, &["dlq", "replay", &entry]);
+    assert_eq!(code, 1);
+    // The vendor redelivering the original now gets the accepted outcome.
+    let redelivered = http
+        .send(
+            "POST",
+            &url(&server),
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(redelivered.status, 200);
+    assert_eq!(redelivered.json()["events"][0], event.as_str());
+    assert_eq!(webhook.counts().len(), 1, "no second event");
+
+    // The audit trail tells the story.
+    wait_until(
+        Duration::from_secs(10),
+        "the delivery in the audit trail",
+        || {
+            let state = http
+                .send(
+                    "GET",
+                    &format!("{}/v1/messages/{message_id}", server.url()),
+                    &[],
+                    b"",
+                )
+                .unwrap();
+            state.json()["status"] == "published"
+        },
+    );
+    let history = http
+        .send(
+            "GET",
+            &format!("{}/v1/messages/{message_id}/history", server.url()),
+            &[],
+            b"",
+        )
+        .unwrap()
+        .json();
+    let kinds: Vec<&str> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "received",
+            "rejected",
+            "dead_lettered",
+            "replayed",
+            "replayed",
+            "translated",
+            "committed",
+            "publish_succeeded",
+            "deduplicated"
+        ],
+    );
+
+    // A second rejected message, discarded: the discard is audited.
+    server.stop();
+    server.set_config(&broken);
+    server.restart();
+    let other = tests::seed_order().replacen("SEED-2026-000417", "DLQ-2", 1);
+    let rejected = http
+        .send(
+            "POST",
+            &url(&server),
+            &[("content-type", "application/json")],
+            other.as_bytes(),
+        )
+        .unwrap();
+    let entry = rejected.json()["dead_letter"].as_str().unwrap().to_owned();
+    let other_id = rejected.json()["message_id"].as_str().unwrap().to_owned();
+    let discarded = Command::new(tests::dragoman_bin())
+        .args(["dlq", "discard", &entry, "--server", &server.url()])
+        .status()
+        .unwrap();
+    assert!(discarded.success());
+    let state = http
+        .send(
+            "GET",
+            &format!("{}/v1/messages/{other_id}", server.url()),
+            &[],
+            b"",
+        )
+        .unwrap()
+        .json();
+    assert_eq!(state["status"], "discarded");
+    let (_, listed) = dragoman(&server, &["dlq", "list"]);
+    assert_eq!(listed["dead_letters"].as_array().unwrap().len(), 0);
+
+    // Offline, the chains verify.
+    server.stop();
+    let verify = Command::new(tests::dragoman_bin())
+        .args(["audit", "verify", "--data-dir"])
+        .arg(&server.data_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("2 streams verified, 0 problems"),
+        "{stdout}"
+    );
+}

@@ -1,0 +1,223 @@
+//! The relay: order per partition key across retries, and a real NATS JetStream sink.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tests::net::{self, Http, Server, Webhook, wait_until};
+
+const RETRY_FAST: &str =
+    "[routes.orders.retry]\nmax_attempts = 100\ninitial_backoff_ms = 5\nmax_backoff_ms = 50\n";
+
+fn order(id: &str, qty: usize) -> String {
+    format!(
+        r#"{{"ord_id": "{id}", "ord_status": "O", "line_items": [{{"sku": "S", "qty": {qty}, "unit_prc": "1.00"}}]}}"#
+    )
+}
+
+#[test]
+fn events_of_one_partition_key_arrive_in_commit_order_across_retries() {
+    const KEYS: usize = 5;
+    const PER_KEY: usize = 20;
+    let webhook = Webhook::start();
+    webhook.fail_one_in(3);
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = format!(
+        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
+        webhook.url()
+    );
+    let server = Server::start(dir.path(), &net::config(&sinks, "\"hook\"", RETRY_FAST));
+    let http = Http::new();
+    let url = format!("{}/v1/routes/orders/messages", server.url());
+    let client = http.client();
+    // Each key's messages are sent one after another (so their commit order is known);
+    // the keys run concurrently.
+    http.runtime().block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for key in 0..KEYS {
+            let (client, url) = (client.clone(), url.clone());
+            tasks.spawn(async move {
+                for n in 1..=PER_KEY {
+                    let idempotency = format!("p{key}-n{n}");
+                    let headers = [
+                        ("content-type", "application/json"),
+                        ("idempotency-key", idempotency.as_str()),
+                    ];
+                    let reply = net::send(
+                        &client,
+                        "POST",
+                        &url,
+                        &headers,
+                        order(&format!("P-{key}"), n).into_bytes(),
+                    )
+                    .await
+                    .unwrap();
+                    assert_eq!(reply.status, 202);
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+    });
+    wait_until(Duration::from_secs(60), "every event at the sink", || {
+        webhook.counts().len() == KEYS * PER_KEY
+    });
+    assert!(
+        webhook.requests() > (KEYS * PER_KEY) as u64,
+        "the sink failed some deliveries, so some were retried"
+    );
+    let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut first = std::collections::BTreeSet::new();
+    for received in webhook.received() {
+        if first.insert(received.id.clone()) {
+            let qty = received.data["items"][0]["quantity"].as_u64().unwrap();
+            seen.entry(received.partition_key).or_default().push(qty);
+        }
+    }
+    assert_eq!(seen.len(), KEYS);
+    for (key, quantities) in seen {
+        let expected: Vec<u64> = (1..=PER_KEY as u64).collect();
+        assert_eq!(quantities, expected, "partition {key} in commit order");
+    }
+}
+
+#[test]
+fn a_delivery_that_keeps_failing_is_dead_lettered_and_can_be_requeued() {
+    let webhook = Webhook::start();
+    webhook.fail_next(3);
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = format!(
+        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
+        webhook.url()
+    );
+    let retry =
+        "[routes.orders.retry]\nmax_attempts = 3\ninitial_backoff_ms = 5\nmax_backoff_ms = 10\n";
+    let server = Server::start(dir.path(), &net::config(&sinks, "\"hook\"", retry));
+    let http = Http::new();
+    let reply = http
+        .send(
+            "POST",
+            &format!("{}/v1/routes/orders/messages", server.url()),
+            &[("content-type", "application/json")],
+            order("D-1", 1).as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(reply.status, 202);
+    let event = reply.json()["events"][0].as_str().unwrap().to_owned();
+    let message = reply.json()["message_id"].as_str().unwrap().to_owned();
+    let dlq = format!("{}/v1/dlq", server.url());
+    wait_until(
+        Duration::from_secs(30),
+        "the event in the dead letter channel",
+        || {
+            http.send("GET", &dlq, &[], b"").unwrap().json()["dead_letters"]
+                .as_array()
+                .unwrap()
+                .len()
+                == 1
+        },
+    );
+    let entry = http.send("GET", &dlq, &[], b"").unwrap().json()["dead_letters"][0].clone();
+    assert_eq!(entry["kind"]["kind"], "delivery");
+    assert_eq!(entry["attempts"], 3);
+    assert_eq!(webhook.requests(), 3);
+    assert!(webhook.counts().is_empty());
+    let replay = http
+        .send(
+            "POST",
+            &format!("{dlq}/{}/replay", entry["id"].as_str().unwrap()),
+            &[],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(
+        replay.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&replay.body)
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "the requeued event at the sink",
+        || webhook.counts().contains_key(&event),
+    );
+    let state = http
+        .send(
+            "GET",
+            &format!("{}/v1/messages/{message}", server.url()),
+            &[],
+            b"",
+        )
+        .unwrap()
+        .json();
+    assert_eq!(state["failed_attempts"], 3);
+}
+
+#[test]
+fn nats_jetstream_receives_events_and_drops_a_republished_one() {
+    let suffix = format!("{:08x}", rand::random::<u32>());
+    let stream = format!("DRAGOMAN_TEST_{suffix}");
+    let subject = format!("dragoman.test.{suffix}");
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = format!(
+        "[sinks.js]\ntype = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nstream = \"{stream}\"\nsubject = \"{subject}\"\n"
+    );
+    let server = Server::start(dir.path(), &net::config(&sinks, "\"js\"", ""));
+    let http = Http::new();
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let reply = http
+            .send(
+                "POST",
+                &format!("{}/v1/routes/orders/messages", server.url()),
+                &[("content-type", "application/json")],
+                order(&format!("N-{n}"), 1).as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(reply.status, 202);
+        ids.push(reply.json()["events"][0].as_str().unwrap().to_owned());
+    }
+    http.runtime().block_on(async {
+        let client = async_nats::connect("nats://127.0.0.1:4222")
+            .await
+            .expect("NATS runs on 127.0.0.1:4222");
+        let js = async_nats::jetstream::new(client);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut count = 0;
+        while count < 5 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {count} of 5 events reached the stream"
+            );
+            if let Ok(mut s) = js.get_stream(&stream).await {
+                count = s.info().await.unwrap().state.messages;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut s = js.get_stream(&stream).await.unwrap();
+        let first = s.get_raw_message(1).await.unwrap();
+        let envelope: serde_json::Value = serde_json::from_slice(&first.payload).unwrap();
+        assert_eq!(envelope["specversion"], "1.0");
+        assert_eq!(envelope["type"], "order.created.v1");
+        assert_eq!(envelope["id"], ids[0].as_str());
+        assert_eq!(envelope["data"]["id"], "N-0");
+        assert_eq!(
+            first.headers.get("Nats-Msg-Id").map(|v| v.as_str()),
+            Some(ids[0].as_str())
+        );
+
+        // A re-publish of the same event (as after a crash between PubAck and marking it):
+        // the server drops it by its Nats-Msg-Id.
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", ids[0].as_str());
+        let ack = js
+            .publish_with_headers(subject.clone(), headers, first.payload.clone())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(ack.duplicate, "JetStream deduplicates by event id");
+        assert_eq!(s.info().await.unwrap().state.messages, 5);
+        js.delete_stream(&stream).await.unwrap();
+    });
+}
