@@ -209,7 +209,9 @@ fn bad_input_gets_the_right_4xx_and_stores_nothing() {
     let json = ("content-type", "application/json");
     let big = vec![b'x'; 10 << 20];
     let long_key = "k".repeat(10 << 10);
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, Vec<u8>, u16)> = vec![
+    /// What is sent, where, with which headers and body, and the status expected.
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
+    let cases: Vec<Case> = vec![
         (
             "malformed JSON",
             url.clone(),

@@ -14,3 +14,5 @@ mod ingest;
 mod dlq;
 // The outbox relay: order, dead-lettered deliveries, NATS JetStream.
 mod relay;
+// SIGKILL under load, restart on the same data directory.
+mod crash;
