@@ -85,6 +85,25 @@ pub fn decode(body: &[u8], declared: Option<&str>) -> Result<Document, Error> {
     }
 }
 
+/// Checks that `body` decodes, by the same rules as [`decode`], without building the tree
+/// for JSON (the host runs this on every message before any plugin).
+///
+/// # Errors
+///
+/// As [`decode`].
+pub fn check(body: &[u8], declared: Option<&str>) -> Result<Format, Error> {
+    let text = text(body)?;
+    let trimmed = text.trim_start();
+    if matches!(trimmed.as_bytes().first(), Some(b'{' | b'[')) {
+        return serde_json::from_str::<serde::de::IgnoredAny>(trimmed)
+            .map(|_| Format::Json)
+            .map_err(|e| {
+                Error::rejected("malformed-json", format!("the body is not valid JSON: {e}"))
+            });
+    }
+    decode(body, declared).map(|document| document.format)
+}
+
 /// Decodes `body` and deserializes it into `T`. A JSON body is read straight into `T`, with
 /// no intermediate tree; XML and form data go through [`decode`].
 ///

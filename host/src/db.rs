@@ -46,6 +46,31 @@ struct Inner {
     boot: u64,
     write: Mutex<WriteState>,
     flush: Arc<Flusher>,
+    flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    /// Stops the flush thread so that the sled files are released when the last handle goes.
+    fn drop(&mut self) {
+        self.flush.stop.store(true, Ordering::SeqCst);
+        {
+            let mut wake = self
+                .flush
+                .wake
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *wake = true;
+            self.flush.signal.notify_one();
+        }
+        let thread = self
+            .flusher
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -63,6 +88,8 @@ struct Flusher {
     durable_seq: AtomicU64,
     wake: Mutex<bool>,
     signal: Condvar,
+    /// Set when the store is dropped.
+    stop: std::sync::atomic::AtomicBool,
     done: watch::Sender<Result<u64, String>>,
 }
 
@@ -124,11 +151,12 @@ impl Db {
             durable_seq: AtomicU64::new(next_seq - 1),
             wake: Mutex::new(false),
             signal: Condvar::new(),
+            stop: std::sync::atomic::AtomicBool::new(false),
             done,
         });
         let flusher_db = db.clone();
         let flusher = Arc::downgrade(&flush);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("dragoman-flush".into())
             .spawn(move || run_flusher(&flusher_db, &flusher))
             .map_err(|e| backend(format!("cannot start the flush thread: {e}")))?;
@@ -139,6 +167,7 @@ impl Db {
                 boot: rand::random(),
                 write: Mutex::new(WriteState { next_seq }),
                 flush,
+                flusher: Mutex::new(Some(thread)),
             }),
         })
     }
@@ -281,7 +310,7 @@ impl Storage for Db {
         batch.insert(message_key(&commit.message.id), encode(&commit.message));
         let mut seq = guard.next_seq;
         for (event, sinks) in commit.events {
-            let pending = sinks
+            let pending: BTreeMap<String, Delivery> = sinks
                 .into_iter()
                 .map(|s| (s, Delivery::default()))
                 .collect();
@@ -290,7 +319,16 @@ impl Storage for Db {
                 event,
                 pending,
             };
-            batch.insert(outbox_key(b'o', seq).to_vec(), encode(&record));
+            if record.pending.is_empty() {
+                // A route without sinks: the event is published as it is committed.
+                let at = record.event.time;
+                batch.insert(
+                    outbox_key(b'p', seq).to_vec(),
+                    encode(&Published { at, record }),
+                );
+            } else {
+                batch.insert(outbox_key(b'o', seq).to_vec(), encode(&record));
+            }
             seq += 1;
         }
         batch.insert(b"s\0seq".to_vec(), seq.to_be_bytes().to_vec());
@@ -557,17 +595,17 @@ fn run_flusher(db: &sled::Db, flusher: &std::sync::Weak<Flusher>) {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             while !*wake {
-                let (guard, timeout) = f
+                wake = f
                     .signal
-                    .wait_timeout(wake, Duration::from_millis(200))
+                    .wait(wake)
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                wake = guard;
-                if timeout.timed_out() && Arc::strong_count(&f) == 1 {
-                    // Only this thread holds the flusher: the store was dropped.
-                    return;
-                }
             }
             *wake = false;
+        }
+        if f.stop.load(Ordering::SeqCst) {
+            // The store is being dropped: one last flush, then go.
+            let _ = db.flush();
+            return;
         }
         let generation = f.committed.load(Ordering::SeqCst);
         let seq = f.committed_seq.load(Ordering::SeqCst);

@@ -50,6 +50,9 @@ pub(crate) struct HostInner {
     pub(crate) metrics: Metrics,
     pub(crate) relay_wake: Notify,
     pub(crate) relay_running: AtomicBool,
+    /// Bounds the blocking work (plugin calls, store writes) running at once: more threads
+    /// than cores only add switching, and a fair queue keeps the latency tail short.
+    pub(crate) workers: tokio::sync::Semaphore,
 }
 
 /// A route with its loaded plugin.
@@ -162,6 +165,9 @@ impl HostBuilder {
                 metrics: Metrics::default(),
                 relay_wake: Notify::new(),
                 relay_running: AtomicBool::new(false),
+                workers: tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(4, |n| n.get() * 2),
+                ),
             }),
         })
     }
@@ -289,15 +295,19 @@ impl Host {
         let host = self.clone();
         let route = route.to_owned();
         let started = Instant::now();
+        let Ok(permit) = self.inner.workers.acquire().await else {
+            return internal("the host is shutting down");
+        };
         let ingested =
-            match tokio::task::spawn_blocking(move || host.ingest_blocking(&route, incoming)).await
-            {
-                Ok(ingested) => ingested,
-                Err(e) => {
-                    tracing::error!(error = %e, "ingest task failed");
-                    return internal("the ingest task failed");
-                }
-            };
+            tokio::task::spawn_blocking(move || host.ingest_blocking(&route, incoming)).await;
+        drop(permit);
+        let ingested = match ingested {
+            Ok(ingested) => ingested,
+            Err(e) => {
+                tracing::error!(error = %e, "ingest task failed");
+                return internal("the ingest task failed");
+            }
+        };
         if ingested.committed {
             let flushed = Instant::now();
             if let Err(e) = self.inner.storage.durable().await {
@@ -1036,11 +1046,58 @@ impl Host {
     }
 }
 
+/// Checks what arrives with a message before anything else runs: the caller's idempotency
+/// key (raw header bytes) and the body. `Err` is the 4xx answer. The HTTP layer and the fuzz
+/// target both go through here.
+///
+/// # Errors
+///
+/// The problem answer: 400 for a bad key or an unreadable body, 415 for a body that is not
+/// JSON, XML or form data.
+pub fn check_message(
+    content_type: Option<&str>,
+    idempotency_key: Option<&[u8]>,
+    body: &[u8],
+) -> Result<(), Answer> {
+    if let Some(key) = idempotency_key {
+        check_key(key)?;
+    }
+    check_not_empty(body)?;
+    well_formed_body(content_type, body)
+}
+
+/// A caller's `Idempotency-Key` header, checked: 1 to 255 bytes of visible ASCII.
+pub(crate) fn check_key(raw: &[u8]) -> Result<String, Answer> {
+    let bad =
+        |detail: String| Answer::problem(400, "bad-request", "Bad request", &detail, json!({}));
+    let key = std::str::from_utf8(raw)
+        .map_err(|_| bad("the Idempotency-Key header is not visible ASCII".into()))?;
+    valid_key(key).map_err(bad)?;
+    Ok(key.to_owned())
+}
+
+pub(crate) fn check_not_empty(body: &[u8]) -> Result<(), Answer> {
+    if body.is_empty() {
+        return Err(Answer::problem(
+            400,
+            "bad-request",
+            "Bad request",
+            "the body is empty",
+            json!({}),
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses at the door a body that no translator could read: not UTF-8 (or UTF-16 with a
 /// byte order mark), or not well-formed JSON, XML or form data, by the same rules the guest
 /// SDK decodes with. Nothing is stored for it: there is nothing a replay could fix.
 fn well_formed(incoming: &Incoming) -> Result<(), Answer> {
-    match dragoman_guest::decode::decode(&incoming.body, incoming.content_type.as_deref()) {
+    well_formed_body(incoming.content_type.as_deref(), &incoming.body)
+}
+
+fn well_formed_body(content_type: Option<&str>, body: &[u8]) -> Result<(), Answer> {
+    match dragoman_guest::decode::check(body, content_type) {
         Ok(_) => Ok(()),
         Err(e) => {
             let status = if e.code() == "unsupported-format" {

@@ -53,5 +53,5 @@ pub mod storage;
 mod transport;
 
 pub use error::{Error, ErrorKind};
-pub use host::{Answer, Host, HostBuilder, Incoming, MAX_KEY_LEN};
+pub use host::{Answer, Host, HostBuilder, Incoming, MAX_KEY_LEN, check_message};
 pub use transport::{MAX_HEADERS, handle};

@@ -33,6 +33,7 @@ pub(crate) async fn run(host: Host, cancel: CancellationToken) {
     let inner = &host.inner;
     inner.relay_running.store(true, Ordering::SeqCst);
     let mut last_sweep = Instant::now();
+    let mut last_depths = Instant::now();
     loop {
         let next_retry = match pass(&host).await {
             Ok(next) => next,
@@ -41,7 +42,11 @@ pub(crate) async fn run(host: Host, cancel: CancellationToken) {
                 None
             }
         };
-        host.refresh_depths();
+        // Depths scan the outbox: refreshed once a second, not on every pass.
+        if last_depths.elapsed() >= Duration::from_secs(1) {
+            last_depths = Instant::now();
+            host.refresh_depths();
+        }
         if last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
             sweep(&host);

@@ -84,6 +84,7 @@ pub struct Completed {
     /// The HTTP status answered.
     pub status: u16,
     /// The body answered.
+    #[serde(with = "base64_bytes")]
     pub body: Vec<u8>,
     /// When the key may be forgotten.
     pub expires_at: Timestamp,
@@ -103,6 +104,7 @@ pub struct MessageRecord {
     /// Its headers.
     pub headers: Vec<(String, String)>,
     /// Its body.
+    #[serde(with = "base64_bytes")]
     pub body: Vec<u8>,
     /// When it arrived.
     pub received_at: Timestamp,
@@ -419,4 +421,23 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     ///
     /// [`StorageError`] when the backend fails.
     fn depths(&self) -> Result<Depths, StorageError>;
+}
+
+/// Bytes in stored records as base64 text: a quarter of the size of a JSON array of numbers,
+/// and far quicker to write and read.
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
 }

@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::host::{Answer, Host, Incoming, internal, not_found, valid_key};
+use crate::host::{Answer, Host, Incoming, check_key, check_not_empty, internal, not_found};
 
 /// Headers beyond this many get 431 from the parser.
 pub const MAX_HEADERS: usize = 100;
@@ -254,16 +254,11 @@ async fn read(headers: &HeaderMap, body: Body, max_body: usize) -> Result<Incomi
         }
     }
     let body = collected;
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(value) => {
-            let key = value
-                .to_str()
-                .map_err(|_| bad("the Idempotency-Key header is not visible ASCII".into()))?;
-            valid_key(key).map_err(bad)?;
-            Some(key.to_owned())
-        }
-    };
+    check_not_empty(&body)?;
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .map(|v| check_key(v.as_bytes()))
+        .transpose()?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -281,9 +276,6 @@ async fn read(headers: &HeaderMap, body: Body, max_body: usize) -> Result<Incomi
             )
         })
         .collect();
-    if body.is_empty() {
-        return Err(bad("the body is empty".into()));
-    }
     Ok(Incoming {
         content_type,
         headers,

@@ -16,3 +16,7 @@ mod dlq;
 mod relay;
 // SIGKILL under load, restart on the same data directory.
 mod crash;
+// The storage conformance suite every backend must pass.
+mod storage;
+// Request decoding over fuzzed inputs (the stable twin of the cargo-fuzz target).
+mod decoding;

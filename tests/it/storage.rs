@@ -1,0 +1,531 @@
+//! The storage conformance suite, from ../shared/PROPERTIES.md: what any backend must do.
+//! Each property is a function over a `Backend`; sled (`Db`) is the one backend today.
+
+use std::path::Path;
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use dragoman::db::Db;
+use dragoman::storage::{
+    AuditDraft, Claim, ClaimToken, Commit, Completed, DeadLetter, DeadLetterKind, DeliveryOutcome,
+    MessageRecord, OutboxEvent, Storage, StorageError,
+};
+use jiff::Timestamp;
+use serde_json::json;
+
+/// How the suite opens a backend on a directory (reopening it on the same directory is a
+/// restart).
+type Backend = fn(&Path) -> Arc<dyn Storage>;
+
+fn sled(dir: &Path) -> Arc<dyn Storage> {
+    Arc::new(Db::open(dir).expect("the store opens"))
+}
+
+const BACKENDS: &[(&str, Backend)] = &[("sled", sled)];
+
+fn each(property: fn(Backend, &Path)) {
+    for (name, backend) in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        eprintln!("backend {name}");
+        property(*backend, dir.path());
+    }
+}
+
+fn t0() -> Timestamp {
+    Timestamp::from_second(1_800_000_000).unwrap()
+}
+
+fn at(ms: i64) -> Timestamp {
+    t0().checked_add(jiff::SignedDuration::from_millis(ms))
+        .unwrap()
+}
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn fresh(claim: Claim) -> ClaimToken {
+    match claim {
+        Claim::Fresh(token) => token,
+        other => panic!("expected a fresh claim, got {other:?}"),
+    }
+}
+
+fn message(id: &str, key: &str) -> MessageRecord {
+    MessageRecord {
+        id: id.into(),
+        route: "orders".into(),
+        key: key.into(),
+        content_type: None,
+        headers: vec![],
+        body: b"{}".to_vec(),
+        received_at: t0(),
+    }
+}
+
+fn event(id: &str, message_id: &str, partition: &str) -> OutboxEvent {
+    OutboxEvent {
+        id: id.into(),
+        message_id: message_id.into(),
+        route: "orders".into(),
+        event_type: "order.created.v1".into(),
+        subject: partition.into(),
+        partition_key: partition.into(),
+        data: "{}".into(),
+        time: t0(),
+        traceparent: "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01".into(),
+    }
+}
+
+fn draft(message_id: &str, kind: &str) -> AuditDraft {
+    AuditDraft {
+        message_id: message_id.into(),
+        kind: kind.into(),
+        data: json!({}),
+        at: t0(),
+    }
+}
+
+fn commit(
+    claim: Option<ClaimToken>,
+    message_id: &str,
+    key: &str,
+    events: &[&str],
+    expires_ms: i64,
+) -> Commit {
+    Commit {
+        claim,
+        completed: Completed {
+            fingerprint: "f".into(),
+            message_id: message_id.into(),
+            status: 202,
+            body: b"stored".to_vec(),
+            expires_at: at(expires_ms),
+        },
+        message: message(message_id, key),
+        events: events
+            .iter()
+            .map(|id| (event(id, message_id, "p"), vec!["hook".to_owned()]))
+            .collect(),
+        dead_letter: None,
+        resolves: None,
+        audit: vec![
+            draft(message_id, "received"),
+            draft(message_id, "committed"),
+        ],
+    }
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+#[test]
+fn ic1_a_committed_key_is_done_with_its_stored_outcome() {
+    each(|backend, dir| {
+        let store = backend(dir);
+        let token = fresh(store.claim("orders", "k", t0(), TIMEOUT).unwrap());
+        store
+            .commit(commit(Some(token), "m1", "k", &["e1"], 60_000))
+            .unwrap();
+        for _ in 0..3 {
+            match store.claim("orders", "k", at(1), TIMEOUT).unwrap() {
+                Claim::Done(done) => assert_eq!(
+                    (done.status, done.body.as_slice(), done.message_id.as_str()),
+                    (202, &b"stored"[..], "m1")
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
+        block_on(store.durable()).unwrap();
+        assert_eq!(
+            store.pending(100).unwrap().len(),
+            1,
+            "one set of outbox events"
+        );
+    });
+}
+
+#[test]
+fn ic2_concurrent_claims_of_one_key_give_exactly_one_fresh() {
+    each(|backend, dir| {
+        let store = backend(dir);
+        for m in [2usize, 8, 64] {
+            let key = format!("k{m}");
+            let barrier = Arc::new(Barrier::new(m));
+            let results: Vec<Claim> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..m)
+                    .map(|_| {
+                        let (store, barrier, key) = (store.clone(), barrier.clone(), key.clone());
+                        scope.spawn(move || {
+                            barrier.wait();
+                            store.claim("orders", &key, t0(), TIMEOUT).unwrap()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let fresh = results
+                .iter()
+                .filter(|c| matches!(c, Claim::Fresh(_)))
+                .count();
+            let in_flight = results
+                .iter()
+                .filter(|c| matches!(c, Claim::InFlight))
+                .count();
+            assert_eq!((fresh, in_flight), (1, m - 1), "M = {m}");
+        }
+    });
+}
+
+#[test]
+fn ic3_a_claim_left_by_a_crash_is_not_a_record_and_is_taken_after_restart() {
+    each(|backend, dir| {
+        {
+            let store = backend(dir);
+            fresh(store.claim("orders", "k", t0(), TIMEOUT).unwrap());
+            // The process dies between claim and commit: nothing but the claim was written.
+        }
+        let store = backend(dir);
+        fresh(store.claim("orders", "k", at(1), TIMEOUT).unwrap());
+        assert!(store.pending(10).unwrap().is_empty());
+        assert!(store.audit_streams().unwrap().is_empty());
+        assert!(store.message("m1").unwrap().is_none());
+    });
+}
+
+#[test]
+fn ic5_a_released_key_runs_again_and_a_rejection_is_remembered() {
+    each(|backend, dir| {
+        let store = backend(dir);
+        let token = fresh(store.claim("orders", "k", t0(), TIMEOUT).unwrap());
+        store.release(&token).unwrap();
+        let token = fresh(store.claim("orders", "k", t0(), TIMEOUT).unwrap());
+        let mut rejected = commit(Some(token), "m1", "k", &[], 60_000);
+        rejected.completed.status = 422;
+        rejected.dead_letter = Some(dead_letter("d1", "m1"));
+        store.commit(rejected).unwrap();
+        assert!(
+            matches!(store.claim("orders", "k", at(1), TIMEOUT).unwrap(), Claim::Done(d) if d.status == 422)
+        );
+        assert_eq!(store.dead_letters().unwrap().len(), 1);
+    });
+}
+
+fn dead_letter(id: &str, message_id: &str) -> DeadLetter {
+    DeadLetter {
+        id: id.into(),
+        kind: DeadLetterKind::Translation,
+        message_id: message_id.into(),
+        route: "orders".into(),
+        error: "bad".into(),
+        code: "rejected".into(),
+        plugin: "p@1".into(),
+        plugin_sha256: "ab".into(),
+        attempts: 1,
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+#[test]
+fn ic6_an_in_flight_claim_is_taken_after_its_timeout_never_before() {
+    each(|backend, dir| {
+        let store = backend(dir);
+        fresh(
+            store
+                .claim("orders", "k", t0(), Duration::from_millis(1000))
+                .unwrap(),
+        );
+        assert_eq!(
+            store.claim("orders", "k", at(999), TIMEOUT).unwrap(),
+            Claim::InFlight,
+            "timeout - 1 ms"
+        );
+        let late = fresh(store.claim("orders", "k", at(1001), TIMEOUT).unwrap());
+        assert_eq!(late.key, "k");
+        // The boundary, as for retention: a claim is over at the instant its timeout ends.
+        fresh(
+            store
+                .claim("orders", "j", t0(), Duration::from_millis(1000))
+                .unwrap(),
+        );
+        fresh(store.claim("orders", "j", at(1000), TIMEOUT).unwrap());
+    });
+}
+
+#[test]
+fn ic6_a_commit_by_a_claim_that_was_taken_over_writes_nothing() {
+    each(|backend, dir| {
+        let store = backend(dir);
+        let slow = fresh(
+            store
+                .claim("orders", "k", t0(), Duration::from_millis(10))
+                .unwrap(),
+        );
+        let fast = fresh(store.claim("orders", "k", at(11), TIMEOUT).unwrap());
+        let lost = store.commit(commit(Some(slow), "m-slow", "k", &["e-slow"], 60_000));
+        assert!(
+            matches!(lost, Err(StorageError::ClaimLost { .. })),
+            "{lost:?}"
+        );
+        store
+            .commit(commit(Some(fast), "m-fast", "k", &["e-fast"], 60_000))
+            .unwrap();
+        block_on(store.durable()).unwrap();
+        let pending: Vec<String> = store
+            .pending(10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.event.id)
+            .collect();
+        assert_eq!(
+            pending,
+            ["e-fast"],
+            "all or nothing: the lost commit left no event"
+        );
+        assert!(
+            store.history("m-slow").unwrap().is_empty(),
+            "nor an audit event"
+        );
+        assert!(
+            store.message("m-slow").unwrap().is_none(),
+            "nor the message"
+        );
+    });
+}
+
+#[test]
+fn ic7_expiry_compares_the_stored_expiry_with_the_clock() {
+    each(|backend, dir| {
+        let store = backend(dir);
+        let token = fresh(store.claim("orders", "k", t0(), TIMEOUT).unwrap());
+        store
+            .commit(commit(Some(token), "m1", "k", &[], 5_000))
+            .unwrap();
+        assert!(matches!(
+            store.claim("orders", "k", at(4_999), TIMEOUT).unwrap(),
+            Claim::Done(_)
+        ));
+        fresh(store.claim("orders", "k", at(5_000), TIMEOUT).unwrap());
+    });
+}
+
+#[test]
+fn ic10_keys_are_scoped_per_route() {
+    each(|backend, dir| {
+        let store = backend(dir);
+        fresh(store.claim("orders", "k", t0(), TIMEOUT).unwrap());
+        fresh(store.claim("invoices", "k", t0(), TIMEOUT).unwrap());
+    });
+}
+
+#[test]
+fn ic12_the_key_store_stays_bounded_under_steady_load() {
+    each(|backend, dir| {
+        let store = backend(dir);
+        // 10 rounds of 50 keys with a 1 s retention, one round a second, sweeping each round.
+        for round in 0..10i64 {
+            let now = at(round * 1000);
+            for k in 0..50 {
+                let key = format!("r{round}-k{k}");
+                let token = fresh(store.claim("orders", &key, now, TIMEOUT).unwrap());
+                let mut c = commit(
+                    Some(token),
+                    &format!("m-{key}"),
+                    &key,
+                    &[],
+                    round * 1000 + 1000,
+                );
+                c.audit.clear();
+                store.commit(c).unwrap();
+            }
+            let removed = store.sweep(now, now).unwrap();
+            if round > 0 {
+                assert_eq!(
+                    removed, 50,
+                    "round {round}: the previous round's keys expired"
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn ob1_ob5_events_are_pending_in_commit_order_once_durable() {
+    each(|backend, dir| {
+        let store = backend(dir);
+        for n in 0..5 {
+            let key = format!("k{n}");
+            let token = fresh(store.claim("orders", &key, t0(), TIMEOUT).unwrap());
+            store
+                .commit(commit(
+                    Some(token),
+                    &format!("m{n}"),
+                    &key,
+                    &[&format!("e{n}a"), &format!("e{n}b")],
+                    60_000,
+                ))
+                .unwrap();
+        }
+        block_on(store.durable()).unwrap();
+        let pending = store.pending(100).unwrap();
+        let ids: Vec<&str> = pending.iter().map(|r| r.event.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "e0a", "e0b", "e1a", "e1b", "e2a", "e2b", "e3a", "e3b", "e4a", "e4b"
+            ]
+        );
+        assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
+    });
+}
+
+#[test]
+fn ob8_an_event_leaves_only_when_every_sink_has_it_and_its_retention_passed() {
+    each(|backend, dir| {
+        let store = backend(dir);
+        let token = fresh(store.claim("orders", "k", t0(), TIMEOUT).unwrap());
+        let mut c = commit(Some(token), "m1", "k", &[], 60_000);
+        c.events = vec![(event("e1", "m1", "p"), vec!["a".into(), "b".into()])];
+        store.commit(c).unwrap();
+        block_on(store.durable()).unwrap();
+        let seq = store.pending(10).unwrap()[0].seq;
+        store
+            .record_delivery(
+                seq,
+                "a",
+                DeliveryOutcome::Delivered,
+                vec![draft("m1", "publish_succeeded")],
+                at(1),
+            )
+            .unwrap();
+        assert_eq!(store.pending(10).unwrap().len(), 1, "sink b still waits");
+        store
+            .record_delivery(seq, "b", DeliveryOutcome::Delivered, vec![], at(2))
+            .unwrap();
+        assert!(store.pending(10).unwrap().is_empty());
+        assert_eq!(
+            store.sweep(at(3), at(1)).unwrap(),
+            0,
+            "published at 2 ms: kept while its retention runs"
+        );
+        assert_eq!(store.sweep(at(3), at(2)).unwrap(), 1, "then compacted");
+    });
+}
+
+#[test]
+fn dl4_attempt_counts_survive_a_restart() {
+    each(|backend, dir| {
+        {
+            let store = backend(dir);
+            let token = fresh(store.claim("orders", "k", t0(), TIMEOUT).unwrap());
+            store
+                .commit(commit(Some(token), "m1", "k", &["e1"], 60_000))
+                .unwrap();
+            block_on(store.durable()).unwrap();
+            let seq = store.pending(10).unwrap()[0].seq;
+            for n in 1..=2 {
+                let outcome = DeliveryOutcome::Failed {
+                    error: format!("503 #{n}"),
+                    next_at: at(n * 100),
+                };
+                store
+                    .record_delivery(seq, "hook", outcome, vec![], at(n))
+                    .unwrap();
+            }
+            block_on(store.durable()).unwrap();
+        }
+        let store = backend(dir);
+        let pending = store.pending(10).unwrap();
+        let delivery = &pending[0].pending["hook"];
+        assert_eq!(
+            (delivery.attempts, delivery.last_error.as_deref()),
+            (2, Some("503 #2"))
+        );
+    });
+}
+
+#[test]
+fn es1_appends_to_one_stream_from_many_threads_stay_one_chain() {
+    each(|backend, dir| {
+        let store = backend(dir);
+        std::thread::scope(|scope| {
+            for t in 0..8 {
+                let store = store.clone();
+                scope.spawn(move || {
+                    for n in 0..25 {
+                        store
+                            .append(vec![AuditDraft {
+                                message_id: "m1".into(),
+                                kind: format!("t{t}-{n}"),
+                                data: json!({}),
+                                at: t0(),
+                            }])
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let streams = store.audit_streams().unwrap();
+        let versions: Vec<u64> = streams["m1"].iter().map(|e| e.version).collect();
+        assert_eq!(versions, (1..=200).collect::<Vec<u64>>());
+        assert!(dragoman::audit::verify(&streams).is_empty());
+    });
+}
+
+#[test]
+fn es7_the_state_at_an_instant_folds_the_events_recorded_by_then() {
+    each(|backend, dir| {
+        let store = backend(dir);
+        let mut events = Vec::new();
+        for (n, kind) in ["received", "translated", "committed"]
+            .into_iter()
+            .enumerate()
+        {
+            events.push(AuditDraft {
+                message_id: "m1".into(),
+                kind: kind.into(),
+                data: json!({"events": ["e1"], "sinks": ["hook"]}),
+                at: at(n as i64 * 10),
+            });
+        }
+        store.append(events).unwrap();
+        let history = store.history("m1").unwrap();
+        assert_eq!(
+            dragoman::audit::fold("m1", &history, Some(at(5))).status,
+            "received"
+        );
+        assert_eq!(
+            dragoman::audit::fold("m1", &history, Some(at(20))).status,
+            "committed"
+        );
+        assert_eq!(
+            dragoman::audit::fold("m1", &history, None),
+            dragoman::audit::fold("m1", &history, Some(at(1000)))
+        );
+    });
+}
+
+#[test]
+fn st2_a_damaged_data_dir_is_an_error_at_open_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Db::open(dir.path()).unwrap());
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::write(&path, b"this is not a sled file").unwrap();
+        }
+    }
+    let opened = std::panic::catch_unwind(|| Db::open(dir.path()).map(drop));
+    match opened {
+        Ok(Err(e)) => assert!(
+            e.to_string().contains(&dir.path().display().to_string()),
+            "{e}"
+        ),
+        Ok(Ok(())) => panic!("a damaged store opened"),
+        Err(_) => panic!("opening a damaged store panicked"),
+    }
+}
