@@ -122,14 +122,19 @@ fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
         .block_on(future)
 }
 
+/// Claims `key` and commits message `id` with `events` under it.
+fn commit_one(store: &dyn Storage, id: &str, key: &str, events: &[&str]) {
+    let token = fresh(store.claim("orders", key, t0(), TIMEOUT).unwrap());
+    store
+        .commit(commit(Some(token), id, key, events, 60_000))
+        .unwrap();
+}
+
 #[test]
 fn ic1_a_committed_key_is_done_with_its_stored_outcome() {
     each(|backend, dir| {
         let store = backend(dir);
-        let token = fresh(store.claim("orders", "k", t0(), TIMEOUT).unwrap());
-        store
-            .commit(commit(Some(token), "m1", "k", &["e1"], 60_000))
-            .unwrap();
+        commit_one(&*store, "m1", "k", &["e1"]);
         for _ in 0..3 {
             match store.claim("orders", "k", at(1), TIMEOUT).unwrap() {
                 Claim::Done(done) => assert_eq!(
@@ -421,10 +426,7 @@ fn dl4_attempt_counts_survive_a_restart() {
     each(|backend, dir| {
         {
             let store = backend(dir);
-            let token = fresh(store.claim("orders", "k", t0(), TIMEOUT).unwrap());
-            store
-                .commit(commit(Some(token), "m1", "k", &["e1"], 60_000))
-                .unwrap();
+            commit_one(&*store, "m1", "k", &["e1"]);
             block_on(store.durable()).unwrap();
             let seq = store.pending(10).unwrap()[0].seq;
             for n in 1..=2 {
