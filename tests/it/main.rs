@@ -20,3 +20,5 @@ mod crash;
 mod storage;
 // Request decoding over fuzzed inputs (the stable twin of the cargo-fuzz target).
 mod decoding;
+// Operating a host: token, health, topology, metrics, state at an instant, config errors.
+mod operations;

@@ -78,3 +78,18 @@ fn backoff_grows_to_its_cap_and_jitter_only_shortens() {
     );
     assert!(policy.backoff_with_jitter(3, 0.999) > Duration::from_millis(320));
 }
+
+#[test]
+fn the_readme_example_config_parses() {
+    let readme = include_str!("../../../README.md");
+    let start = readme.find("```toml\n").expect("the README shows a config") + "```toml\n".len();
+    let end = start + readme[start..].find("```").expect("the block ends");
+    let config = Config::parse(&readme[start..end], Path::new("/srv")).unwrap();
+    let route = &config.routes["erp-orders"];
+    assert_eq!(route.sinks, ["webhook", "stream"]);
+    assert_eq!(route.retry.max_attempts, 8);
+    assert_eq!(config.admin_token.as_deref(), Some("change-me"));
+    assert!(
+        matches!(&config.sinks["stream"], SinkConfig::Nats { stream, .. } if stream == "ORDERS")
+    );
+}
