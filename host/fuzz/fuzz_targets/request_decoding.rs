@@ -9,7 +9,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the declared content type, the next the key's length.
-    let (Some(&kind), Some(&key_len)) = (data.first(), data.get(1)) else { return };
+    let (Some(&kind), Some(&key_len)) = (data.first(), data.get(1)) else {
+        return;
+    };
     let rest = &data[2..];
     let split = usize::from(key_len).min(rest.len());
     let (key, body) = rest.split_at(split);
