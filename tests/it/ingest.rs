@@ -300,11 +300,10 @@ fn bad_input_gets_the_right_4xx_and_stores_nothing() {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let many = http.send("POST", &url, &headers, order("Q-4").as_bytes());
-    assert!(
-        matches!(&many, Ok(r) if r.status == 431) || many.is_err(),
-        "{many:?}"
-    );
+    let many = http
+        .send("POST", &url, &headers, order("Q-4").as_bytes())
+        .unwrap();
+    assert_eq!(many.status, 431, "the parser refuses a thousand headers");
 
     // Nothing was stored, nothing reached the sink, and the server still serves.
     let dlq = http
