@@ -103,6 +103,7 @@ struct RawRoute {
     sinks: Vec<Spanned<String>>,
     idempotency_retention_secs: Option<u64>,
     inflight_timeout_secs: Option<u64>,
+    instance_reuse: Option<u32>,
     #[serde(default)]
     retry: RawRetry,
 }
@@ -188,6 +189,9 @@ pub struct RouteConfig {
     pub retention: Duration,
     /// How long an in-flight claim blocks a redelivery before it can be taken over.
     pub inflight_timeout: Duration,
+    /// How many messages one plugin instance serves before it is dropped (1: a fresh
+    /// instance per message). See `plugin::Instances` for what survives between messages.
+    pub instance_reuse: u32,
     /// How deliveries are retried.
     pub retry: RetryPolicy,
 }
@@ -351,6 +355,7 @@ impl Config {
                     inflight_timeout: route
                         .inflight_timeout_secs
                         .map_or(DEFAULT_INFLIGHT_TIMEOUT, Duration::from_secs),
+                    instance_reuse: route.instance_reuse.unwrap_or(1).max(1),
                     retry,
                 },
             );

@@ -23,7 +23,7 @@ use crate::config::{Config, RetryPolicy};
 use crate::db::Db;
 use crate::metrics::{Metrics, RouteLabel};
 use crate::plugin::{
-    DomainEvent, Fault, Plugin, PluginConfig, Runtime, TranslateError, VendorMessage,
+    DomainEvent, Fault, Instances, Plugin, Runtime, TranslateError, VendorMessage,
 };
 use crate::sink::Sink;
 use crate::storage::{
@@ -59,7 +59,8 @@ pub(crate) struct HostInner {
 pub(crate) struct Route {
     pub(crate) name: String,
     pub(crate) plugin: Plugin,
-    pub(crate) config: Arc<PluginConfig>,
+    /// The plugin's instances with the route's config, reused as the route says.
+    pub(crate) instances: Instances,
     pub(crate) sinks: Vec<String>,
     pub(crate) retention: Duration,
     pub(crate) inflight_timeout: Duration,
@@ -137,8 +138,12 @@ impl HostBuilder {
                 name.clone(),
                 Route {
                     name: name.clone(),
+                    instances: Instances::new(
+                        plugin.clone(),
+                        Arc::new(route.plugin_config.clone()),
+                        route.instance_reuse,
+                    ),
                     plugin,
-                    config: Arc::new(route.plugin_config.clone()),
                     sinks: route.sinks.clone(),
                     retention: route.retention,
                     inflight_timeout: route.inflight_timeout,
@@ -350,7 +355,7 @@ impl Host {
         };
 
         let started = Instant::now();
-        let mut session = route.plugin.session(route.config.clone());
+        let mut session = route.instances.get();
         let mut fault: Option<Fault> = None;
         let key = match incoming.idempotency_key {
             Some(key) => key,
@@ -721,7 +726,7 @@ impl Host {
                     .collect(),
                 body: incoming.body,
             };
-            let mut session = route.plugin.session(route.config.clone())?;
+            let mut session = route.instances.get()?;
             let key = session.idempotency_key(&message)?;
             Ok::<_, Fault>((key, session.translate(&message)?))
         })
@@ -831,7 +836,10 @@ impl Host {
         };
         let plugin = route.plugin.id();
         let plugin_name = format!("{}@{}", plugin.name, plugin.version);
-        let outcome = route.plugin.translate(&message, route.config.clone());
+        let outcome = route
+            .instances
+            .get()
+            .and_then(|mut session| session.translate(&message));
         let (code, error) = match outcome {
             Ok(Ok(events)) => {
                 let fingerprint = crate::plugin::sha256_hex(&record.body);
@@ -994,6 +1002,7 @@ impl Host {
                     "sinks": route.sinks,
                     "idempotency_retention_secs": route.retention.as_secs(),
                     "inflight_timeout_secs": route.inflight_timeout.as_secs(),
+                    "instance_reuse": route.instances.max_uses(),
                     "retry": {
                         "max_attempts": route.retry.max_attempts,
                         "initial_backoff_ms": route.retry.initial_backoff.as_millis() as u64,

@@ -189,6 +189,63 @@ mod counter {
     }
 
     #[test]
+    fn a_reused_instance_serves_its_messages_then_is_dropped() {
+        let instances = dragoman::plugin::Instances::new(tests::load(wasm::COUNTER), config(), 3);
+        let mut seen = Vec::new();
+        for _ in 0..7 {
+            let mut lease = instances.get().unwrap();
+            let events = lease.translate(&tests::message("{}")).unwrap().unwrap();
+            seen.push(events[0].data.get().to_owned());
+        }
+        assert_eq!(
+            seen,
+            ["1", "2", "3", "1", "2", "3", "1"],
+            "state survives up to 3 messages, then a fresh instance"
+        );
+    }
+
+    #[test]
+    fn a_reused_instance_is_dropped_after_a_fault() {
+        let instances = dragoman::plugin::Instances::new(tests::load(wasm::COUNTER), config(), 100);
+        let count = |instances: &dragoman::plugin::Instances| {
+            let mut lease = instances.get().unwrap();
+            lease.translate(&tests::message("{}")).unwrap().unwrap()[0]
+                .data
+                .get()
+                .to_owned()
+        };
+        assert_eq!(count(&instances), "1");
+        assert_eq!(count(&instances), "2");
+        let fault = instances
+            .get()
+            .unwrap()
+            .translate(&tests::message("panic"))
+            .unwrap_err();
+        assert!(
+            fault
+                .to_string()
+                .contains("asked to panic after 3 messages"),
+            "{fault}"
+        );
+        assert_eq!(count(&instances), "1", "the trapped instance was discarded");
+    }
+
+    #[test]
+    fn a_reused_instance_gets_a_whole_deadline_per_call() {
+        // Ten calls on one instance take longer than one deadline together.
+        let instances =
+            dragoman::plugin::Instances::new(tests::load(wasm::COUNTER), config(), 1000);
+        let started = std::time::Instant::now();
+        let mut n = 0;
+        while started.elapsed() < tests::test_limits().deadline * 2 {
+            let mut lease = instances.get().unwrap();
+            assert!(lease.translate(&tests::message("{}")).unwrap().is_ok());
+            n += 1;
+            assert!(n < 10_000_000, "bounded");
+        }
+    }
+
+    #[test]
     fn concurrent_calls_each_get_their_own_instance() {
         let plugin = tests::load(wasm::COUNTER);
         std::thread::scope(|scope| {

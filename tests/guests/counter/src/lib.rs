@@ -1,4 +1,5 @@
 //! Counts the messages it has seen in a static: a fresh instance per message always says 1.
+//! A body of `panic` makes it panic.
 use dragoman_guest::{Error, Event, Inbound, Message, Plugin, PluginInfo};
 
 struct Guest;
@@ -14,8 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 static SEEN: AtomicU64 = AtomicU64::new(0);
 
 impl Inbound for Guest {
-    fn translate(_message: &Message) -> Result<Vec<Event>, Error> {
+    fn translate(message: &Message) -> Result<Vec<Event>, Error> {
         let seen = SEEN.fetch_add(1, Ordering::SeqCst) + 1;
+        if message.body() == b"panic" {
+            panic!("asked to panic after {seen} messages");
+        }
         Ok(vec![Event::json("counted.v1", "counter", &seen)?])
     }
 }
