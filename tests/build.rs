@@ -14,6 +14,20 @@ use wasm_build::{artifact, build};
 /// The Rust plugin projects, each with its own manifest and lockfile.
 const PLUGINS: &[&str] = &["acme-erp-orders", "acme-erp-orders-v2"];
 
+/// Python components: name, build script, the app it builds (None: the script's own).
+const PYTHON: &[(&str, &str, Option<&str>)] = &[
+    (
+        "acme-erp-orders-py",
+        "plugins/acme-erp-orders-py/build.sh",
+        None,
+    ),
+    (
+        "py-stray",
+        "plugins/acme-erp-orders-py/build.sh",
+        Some("tests/guests/py-stray"),
+    ),
+];
+
 /// The guests of `tests/guests`, one workspace.
 const GUESTS: &[&str] = &[
     "endless-loop",
@@ -65,6 +79,21 @@ fn main() -> anyhow::Result<()> {
     for guest in GUESTS {
         out += &constant(guest, &artifact(&target, guest), "test guest");
     }
+    // Non-Rust toolchains may be missing: their builds fail the tests that use them, with
+    // the reason, not the whole build.
+    for (name, script, app) in PYTHON {
+        let path = artifact(&target, name);
+        let result = build_python(&root, script, *app, &path);
+        out += &constant(name, &path, "Python component");
+        out += &format!(
+            "/// How building `{name}` went.\npub const {}_BUILD: Result<(), &str> = {};\n",
+            upper(name),
+            match result {
+                Ok(()) => "Ok(())".to_owned(),
+                Err(e) => format!("Err({e:?})"),
+            }
+        );
+    }
     out += "/// Calls `$m!(NAME)` for every test guest.\n#[macro_export]\nmacro_rules! foreach_guest {\n    ($m:ident) => {\n";
     for guest in GUESTS {
         out += &format!("        $m!({});\n", guest.replace('-', "_"));
@@ -86,4 +115,26 @@ fn constant(name: &str, path: &Path, what: &str) -> String {
 
 fn upper(name: &str) -> String {
     name.replace('-', "_").to_uppercase()
+}
+
+fn build_python(root: &Path, script: &str, app: Option<&str>, out: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(out.parent().expect("an artifact has a directory"))
+        .map_err(|e| e.to_string())?;
+    let mut command = std::process::Command::new("bash");
+    command.arg(root.join(script)).arg(out);
+    if let Some(app) = app {
+        command.arg(root.join(app));
+    }
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run {script}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{script} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
 }

@@ -22,3 +22,5 @@ mod storage;
 mod decoding;
 // Operating a host: token, health, topology, metrics, state at an instant, config errors.
 mod operations;
+// The Python translator on the same contract.
+mod python;

@@ -55,6 +55,18 @@ pub fn load(path: &str) -> Plugin {
         .unwrap_or_else(|e| panic!("{path} loads: {e}"))
 }
 
+/// The path of a component built by a non-Rust toolchain, or a panic with why its build failed.
+///
+/// # Panics
+///
+/// When the build failed.
+pub fn built(path: &'static str, build: Result<(), &str>) -> &'static str {
+    if let Err(e) = build {
+        panic!("{path} was not built: {e}");
+    }
+    path
+}
+
 /// A JSON message with the given body.
 pub fn message(body: &str) -> VendorMessage {
     VendorMessage {

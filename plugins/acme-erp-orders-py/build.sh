@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds the Python translator into a component: build.sh OUT.wasm [APP_DIR]
+# (APP_DIR builds another app.py with the same pinned toolchain; the tests use it.)
+# Installs the pinned componentize-py (requirements.txt) into a virtual environment beside
+# the output, once; needs python3 with venv and pip, and the PyPI registry.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+out="$1"
+app="${2:-$here}"
+venv="$(dirname "$out")/py-venv"
+if [ ! -x "$venv/bin/componentize-py" ] || ! cmp -s "$here/requirements.txt" "$venv/requirements.txt"; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+    cp "$here/requirements.txt" "$venv/requirements.txt"
+fi
+"$venv/bin/componentize-py" -d "$here/../../wit" -w dragoman:translator/inbound-translator \
+    componentize -p "$app" app -o "$out.tmp" >/dev/null
+mv "$out.tmp" "$out"
