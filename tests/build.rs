@@ -14,8 +14,9 @@ use wasm_build::{artifact, build};
 /// The Rust plugin projects, each with its own manifest and lockfile.
 const PLUGINS: &[&str] = &["acme-erp-orders", "acme-erp-orders-v2"];
 
-/// Python components: name, build script, the app it builds (None: the script's own).
-const PYTHON: &[(&str, &str, Option<&str>)] = &[
+/// Python and JavaScript components: name, build script, the app it builds (None: the
+/// script's own).
+const SCRIPTED: &[(&str, &str, Option<&str>)] = &[
     (
         "acme-erp-orders-py",
         "plugins/acme-erp-orders-py/build.sh",
@@ -25,6 +26,16 @@ const PYTHON: &[(&str, &str, Option<&str>)] = &[
         "py-stray",
         "plugins/acme-erp-orders-py/build.sh",
         Some("tests/guests/py-stray"),
+    ),
+    (
+        "acme-erp-orders-js",
+        "plugins/acme-erp-orders-js/build.sh",
+        None,
+    ),
+    (
+        "js-stray",
+        "plugins/acme-erp-orders-js/build.sh",
+        Some("tests/guests/js-stray/app.js"),
     ),
 ];
 
@@ -81,10 +92,10 @@ fn main() -> anyhow::Result<()> {
     }
     // Non-Rust toolchains may be missing: their builds fail the tests that use them, with
     // the reason, not the whole build.
-    for (name, script, app) in PYTHON {
+    for (name, script, app) in SCRIPTED {
         let path = artifact(&target, name);
-        let result = build_python(&root, script, *app, &path);
-        out += &constant(name, &path, "Python component");
+        let result = build_scripted(&root, script, *app, &path);
+        out += &constant(name, &path, "component");
         out += &format!(
             "/// How building `{name}` went.\npub const {}_BUILD: Result<(), &str> = {};\n",
             upper(name),
@@ -117,7 +128,7 @@ fn upper(name: &str) -> String {
     name.replace('-', "_").to_uppercase()
 }
 
-fn build_python(root: &Path, script: &str, app: Option<&str>, out: &Path) -> Result<(), String> {
+fn build_scripted(root: &Path, script: &str, app: Option<&str>, out: &Path) -> Result<(), String> {
     std::fs::create_dir_all(out.parent().expect("an artifact has a directory"))
         .map_err(|e| e.to_string())?;
     let mut command = std::process::Command::new("bash");

@@ -24,3 +24,5 @@ mod decoding;
 mod operations;
 // The Python translator on the same contract.
 mod python;
+// The JavaScript translator on the same contract.
+mod javascript;

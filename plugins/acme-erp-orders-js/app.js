@@ -1,0 +1,504 @@
+// ACME ERP orders, vendor API v1, into the domain `Order`: the same contract, fixtures and
+// output as the Rust `acme-erp-orders`, in JavaScript.
+//
+// The body is decoded by its bytes, whatever its declared content type: JSON (numbers kept
+// as their exact text), XML or form data, behind a UTF-8 or UTF-16 byte order mark. Prices
+// become integer minor units (BigInt) of the currency set by the route's plugin config key
+// `currency` (EUR when unset), rounded half to even: no floating point number on the way.
+
+import { get as configGet } from 'dragoman:translator/config@0.1.0';
+
+const PLUGIN = { name: 'acme-erp-orders', version: '1.0.0', vendorApiVersion: 'acme-erp/v1' };
+const ORDER_CREATED = 'order.created.v1';
+const DEFAULT_CURRENCY = 'EUR';
+
+/** The input is wrong and will stay wrong: a `rejected` translate error. */
+class Rejected extends Error {
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/** A JSON number, kept as the text it was written with. */
+class Num {
+  constructor(text) {
+    this.text = text;
+  }
+}
+
+// ===== Text =====
+
+function utf8(bytes, offset) {
+  // Strict UTF-8, reporting the first bad byte as the Rust SDK does.
+  let out = '';
+  let i = offset;
+  const bad = () => {
+    throw new Rejected('invalid-encoding', `the body is not valid UTF-8 (first bad byte at offset ${i - offset})`);
+  };
+  while (i < bytes.length) {
+    const b = bytes[i];
+    let need = 0;
+    let cp = 0;
+    let min = 0;
+    if (b < 0x80) {
+      out += String.fromCharCode(b);
+      i += 1;
+      continue;
+    } else if (b >= 0xc2 && b <= 0xdf) {
+      need = 1; cp = b & 0x1f; min = 0x80;
+    } else if (b >= 0xe0 && b <= 0xef) {
+      need = 2; cp = b & 0x0f; min = 0x800;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      need = 3; cp = b & 0x07; min = 0x10000;
+    } else {
+      bad();
+    }
+    for (let k = 1; k <= need; k += 1) {
+      const c = bytes[i + k];
+      if (c === undefined || (c & 0xc0) !== 0x80) bad();
+      cp = (cp << 6) | (c & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) bad();
+    out += String.fromCodePoint(cp);
+    i += need + 1;
+  }
+  return out;
+}
+
+function utf16(bytes, bigEndian) {
+  if ((bytes.length - 2) % 2 !== 0) throw new Rejected('invalid-encoding', 'the UTF-16 body has an odd number of bytes');
+  const units = [];
+  for (let i = 2; i < bytes.length; i += 2) {
+    units.push(bigEndian ? (bytes[i] << 8) | bytes[i + 1] : bytes[i] | (bytes[i + 1] << 8));
+  }
+  let out = '';
+  for (let i = 0; i < units.length; i += 1) {
+    const u = units[i];
+    if (u >= 0xd800 && u <= 0xdbff) {
+      const low = units[i + 1];
+      if (low === undefined || low < 0xdc00 || low > 0xdfff) throw new Rejected('invalid-encoding', 'the UTF-16 body is malformed');
+      out += String.fromCharCode(u, low);
+      i += 1;
+    } else if (u >= 0xdc00 && u <= 0xdfff) {
+      throw new Rejected('invalid-encoding', 'the UTF-16 body is malformed');
+    } else {
+      out += String.fromCharCode(u);
+    }
+  }
+  return out;
+}
+
+function bodyText(bytes) {
+  if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) return utf8(bytes, 3);
+  if (bytes[0] === 0xff && bytes[1] === 0xfe) return utf16(bytes, false);
+  if (bytes[0] === 0xfe && bytes[1] === 0xff) return utf16(bytes, true);
+  return utf8(bytes, 0);
+}
+
+// ===== JSON, with exact numbers =====
+
+function parseJson(text) {
+  let at = 0;
+  const fail = (what) => {
+    throw new Rejected('malformed-json', `the body is not valid JSON: ${what} at offset ${at}`);
+  };
+  const ws = () => {
+    while (at < text.length && ' \t\n\r'.includes(text[at])) at += 1;
+  };
+  const value = () => {
+    ws();
+    const c = text[at];
+    if (c === '{') {
+      at += 1;
+      const obj = {};
+      ws();
+      if (text[at] === '}') { at += 1; return obj; }
+      for (;;) {
+        ws();
+        if (text[at] !== '"') fail('expected a key');
+        const key = string();
+        ws();
+        if (text[at] !== ':') fail('expected `:`');
+        at += 1;
+        obj[key] = value();
+        ws();
+        if (text[at] === ',') { at += 1; continue; }
+        if (text[at] === '}') { at += 1; return obj; }
+        fail('expected `,` or `}`');
+      }
+    }
+    if (c === '[') {
+      at += 1;
+      const arr = [];
+      ws();
+      if (text[at] === ']') { at += 1; return arr; }
+      for (;;) {
+        arr.push(value());
+        ws();
+        if (text[at] === ',') { at += 1; continue; }
+        if (text[at] === ']') { at += 1; return arr; }
+        fail('expected `,` or `]`');
+      }
+    }
+    if (c === '"') return string();
+    const number = /-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/y;
+    number.lastIndex = at;
+    const m = number.exec(text);
+    if (m && m[0].length > 0) { at += m[0].length; return new Num(m[0]); }
+    for (const [word, v] of [['true', true], ['false', false], ['null', null]]) {
+      if (text.startsWith(word, at)) { at += word.length; return v; }
+    }
+    return fail('unexpected input');
+  };
+  const string = () => {
+    at += 1;
+    let out = '';
+    for (;;) {
+      const c = text[at];
+      if (c === undefined) fail('unterminated string');
+      if (c === '"') { at += 1; return out; }
+      if (c < ' ') fail('control character in a string');
+      if (c === '\\') {
+        const e = text[at + 1];
+        const simple = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
+        if (e in simple) { out += simple[e]; at += 2; continue; }
+        if (e === 'u' && /^[0-9a-fA-F]{4}$/.test(text.slice(at + 2, at + 6))) {
+          out += String.fromCharCode(parseInt(text.slice(at + 2, at + 6), 16));
+          at += 6;
+          continue;
+        }
+        fail('bad escape');
+      }
+      out += c;
+      at += 1;
+    }
+  };
+  const result = value();
+  ws();
+  if (at !== text.length) fail('trailing characters');
+  return result;
+}
+
+function isJson(text) {
+  try {
+    parseJson(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ===== XML =====
+
+const XML_TOKEN = /<!--[\s\S]*?-->|<\?[\s\S]*?\?>|<!\[CDATA\[([\s\S]*?)\]\]>|<!DOCTYPE[^>]*>|<(\/)?([A-Za-z_][\w.:-]*)((?:\s+[A-Za-z_][\w.:-]*\s*=\s*(?:"[^"<]*"|'[^'<]*'))*)\s*(\/)?>|([^<]+)/y;
+const XML_ATTR = /([A-Za-z_][\w.:-]*)\s*=\s*(?:"([^"<]*)"|'([^'<]*)')/g;
+const XML_NAMED = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
+
+function unescapeXml(text) {
+  if (/&(?!(#x[0-9A-Fa-f]+|#[0-9]+|lt|gt|amp|quot|apos);)/.test(text)) {
+    throw new Rejected('malformed-xml', 'the body is not valid XML: a bare `&` or an unknown entity');
+  }
+  return text.replace(/&(#x[0-9A-Fa-f]+|#[0-9]+|lt|gt|amp|quot|apos);/g, (_, name) => {
+    if (name.startsWith('#x')) return String.fromCodePoint(parseInt(name.slice(2), 16));
+    if (name.startsWith('#')) return String.fromCodePoint(parseInt(name.slice(1), 10));
+    return XML_NAMED[name];
+  });
+}
+
+const local = (name) => name.split(':').pop();
+
+function parseXml(text) {
+  const bad = (what) => new Rejected('malformed-xml', `the body is not valid XML: ${what}`);
+  const stack = [];
+  let root = null;
+  let at = 0;
+  while (at < text.length) {
+    XML_TOKEN.lastIndex = at;
+    const m = XML_TOKEN.exec(text);
+    if (!m) throw bad(`unexpected input at offset ${at}`);
+    at = XML_TOKEN.lastIndex;
+    const [, cdata, close, name, attrs, empty, chars] = m;
+    if (name) {
+      const tag = local(name);
+      if (close) {
+        if (!stack.length || stack[stack.length - 1].tag !== tag) throw bad(`unexpected end tag \`${tag}\``);
+        stack.pop();
+        continue;
+      }
+      const attrib = {};
+      for (const a of (attrs || '').matchAll(XML_ATTR)) {
+        if (a[1] === 'xmlns' || a[1].startsWith('xmlns:')) continue;
+        attrib[local(a[1])] = unescapeXml(a[2] ?? a[3]);
+      }
+      const node = { tag, attrib, children: [], texts: [] };
+      if (stack.length) stack[stack.length - 1].children.push(node);
+      else if (root === null) root = node;
+      else throw bad('more than one root element');
+      if (!empty) stack.push(node);
+    } else if (chars !== undefined) {
+      if (stack.length) stack[stack.length - 1].texts.push(unescapeXml(chars));
+      else if (chars.trim()) throw bad('text outside the root element');
+    } else if (cdata !== undefined && stack.length) {
+      stack[stack.length - 1].texts.push(cdata);
+    }
+  }
+  if (root === null || stack.length) throw bad('an element is not closed');
+  return element(root);
+}
+
+function insert(obj, key, value) {
+  if (!(key in obj)) obj[key] = value;
+  else if (Array.isArray(obj[key])) obj[key].push(value);
+  else obj[key] = [obj[key], value];
+}
+
+function element(node) {
+  const out = {};
+  for (const [k, v] of Object.entries(node.attrib)) out[`@${k}`] = v;
+  for (const child of node.children) insert(out, child.tag, element(child));
+  const text = node.texts.join('').trim();
+  if (!node.children.length && !Object.keys(out).length) return text ? text : null;
+  if (text) out['#text'] = text;
+  return out;
+}
+
+// ===== Form data =====
+
+function looksLikeForm(text) {
+  const t = text.trimEnd();
+  if (!t.includes('=') || !/^[A-Za-z0-9%+\-._~*[\]=!$'(),;:@/?&]*$/.test(t)) return false;
+  return t.split('&').every((pair) => pair.split('=')[0].length > 0);
+}
+
+function formDecode(text) {
+  try {
+    return decodeURIComponent(text.replace(/\+/g, ' '));
+  } catch {
+    throw new Rejected('malformed-form', 'form data with a bad percent escape');
+  }
+}
+
+function parseForm(text) {
+  const root = {};
+  for (const pair of text.trimEnd().split('&')) {
+    if (!pair) continue;
+    const eq = pair.indexOf('=');
+    const key = formDecode(eq < 0 ? pair : pair.slice(0, eq));
+    const value = eq < 0 ? '' : formDecode(pair.slice(eq + 1));
+    const path = keyPath(key);
+    if (!path) throw new Rejected('malformed-form', `form key \`${key}\` has unbalanced brackets`);
+    place(root, path, value);
+  }
+  return arrays(root);
+}
+
+function keyPath(key) {
+  const open = key.indexOf('[');
+  if (open < 0) return [key];
+  const path = [key.slice(0, open)];
+  let rest = key.slice(open);
+  while (rest) {
+    const end = rest.indexOf(']');
+    if (rest[0] !== '[' || end < 0) return null;
+    path.push(rest.slice(1, end));
+    rest = rest.slice(end + 1);
+  }
+  return path;
+}
+
+function place(obj, path, value) {
+  const [first, ...rest] = path;
+  if (!rest.length) { insert(obj, first, value); return; }
+  if (rest.length === 1 && rest[0] === '') {
+    if (!(first in obj)) obj[first] = [];
+    if (Array.isArray(obj[first])) obj[first].push(value);
+    else obj[first] = [obj[first], value];
+    return;
+  }
+  if (!(first in obj)) obj[first] = {};
+  if (typeof obj[first] !== 'object' || obj[first] === null || Array.isArray(obj[first])) obj[first] = { '#text': obj[first] };
+  place(obj[first], rest, value);
+}
+
+function arrays(value) {
+  if (Array.isArray(value)) return value.map(arrays);
+  if (value && typeof value === 'object' && !(value instanceof Num)) {
+    const keys = Object.keys(value);
+    const mapped = {};
+    for (const k of keys) mapped[k] = arrays(value[k]);
+    if (keys.length && keys.every((k) => /^\d+$/.test(k))) {
+      return keys.sort((a, b) => Number(a) - Number(b)).map((k) => mapped[k]);
+    }
+    return mapped;
+  }
+  return value;
+}
+
+// ===== Decoding =====
+
+function decode(bytes, declared) {
+  const text = bodyText(bytes);
+  const trimmed = text.trimStart();
+  if (!trimmed) throw new Rejected('empty-body', 'the body is empty');
+  const first = trimmed[0];
+  if (first === '{' || first === '[') return parseJson(trimmed);
+  if (first === '<') return parseXml(trimmed);
+  const declaredForm = (declared || '').trim().toLowerCase().startsWith('application/x-www-form-urlencoded');
+  if (looksLikeForm(trimmed) && (declaredForm || !isJson(trimmed))) return parseForm(trimmed);
+  if (isJson(trimmed)) return parseJson(trimmed);
+  throw new Rejected('unsupported-format', `the body is neither JSON, XML nor form data (declared content type: ${declared || 'none'})`);
+}
+
+// ===== Reading the vendor's fields =====
+
+function field(obj, name, path) {
+  if (!obj || typeof obj !== 'object' || Array.isArray(obj) || obj instanceof Num) {
+    throw new Rejected('invalid-value', `${path || '.'}: invalid type: expected a map`);
+  }
+  if (!Object.prototype.hasOwnProperty.call(obj, name)) {
+    throw new Rejected('missing-field', `${path ? `${path}: ` : ''}missing field \`${name}\``);
+  }
+  return obj[name];
+}
+
+function textValue(v, path) {
+  if (typeof v === 'string') return v;
+  if (v instanceof Num) return v.text;
+  throw new Rejected('invalid-value', `${path}: invalid type: expected a string`);
+}
+
+function stringValue(v, path) {
+  if (typeof v === 'string') return v;
+  throw new Rejected('invalid-value', `${path}: invalid type: expected a string`);
+}
+
+function integerValue(v, path) {
+  const text = typeof v === 'string' ? v.trim() : v instanceof Num ? v.text : null;
+  if (text === null || !/^[+-]?\d+$/.test(text)) throw new Rejected('invalid-value', `${path}: invalid value: \`${text}\` is not a whole number`);
+  return BigInt(text);
+}
+
+function decimalValue(v, path) {
+  const text = typeof v === 'string' ? v.trim() : v instanceof Num ? v.text : null;
+  const m = text === null ? null : /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(text);
+  if (!m || !(m[2] || m[3])) throw new Rejected('invalid-value', `${path}: invalid value: \`${text}\` is not a decimal number`);
+  const fraction = m[3] || '';
+  const digits = (m[2] + fraction).replace(/^0+/, '') || '0';
+  return { negative: m[1] === '-' && /[1-9]/.test(digits), mantissa: BigInt(digits), scale: fraction.length - Number(m[4] || 0) };
+}
+
+function listValue(v, path) {
+  if (v === null) return [];
+  if (Array.isArray(v)) return v;
+  if (v && typeof v === 'object' && !(v instanceof Num)) {
+    const values = Object.values(v);
+    if (values.length === 1 && Array.isArray(values[0])) return values[0];
+    if (values.length === 1 && values[0] && typeof values[0] === 'object' && !(values[0] instanceof Num)) return [values[0]];
+    return [v];
+  }
+  throw new Rejected('invalid-value', `${path}: invalid type: expected a list`);
+}
+
+// ===== Money =====
+
+const ZERO = new Set(['BIF', 'CLP', 'DJF', 'GNF', 'ISK', 'JPY', 'KMF', 'KRW', 'PYG', 'RWF', 'UGX', 'UYI', 'VND', 'VUV', 'XAF', 'XOF', 'XPF']);
+const THREE = new Set(['BHD', 'IQD', 'JOD', 'KWD', 'LYD', 'OMR', 'TND']);
+const FOUR = new Set(['CLF', 'UYW']);
+
+function minorUnitExponent(currency) {
+  if (!/^[A-Z]{3}$/.test(currency)) throw new Rejected('invalid-currency', `\`${currency}\` is not an ISO 4217 currency code`);
+  if (ZERO.has(currency)) return 0;
+  if (THREE.has(currency)) return 3;
+  if (FOUR.has(currency)) return 4;
+  return 2;
+}
+
+function money(amount, currency) {
+  const shift = minorUnitExponent(currency) - amount.scale;
+  let magnitude;
+  if (shift >= 0) {
+    magnitude = amount.mantissa * 10n ** BigInt(shift);
+  } else {
+    const divisor = 10n ** BigInt(-shift);
+    const quotient = amount.mantissa / divisor;
+    const twice = (amount.mantissa % divisor) * 2n;
+    const up = twice > divisor || (twice === divisor && quotient % 2n === 1n);
+    magnitude = quotient + (up ? 1n : 0n);
+  }
+  if (magnitude >= 2n ** 63n) throw new Rejected('amount-out-of-range', `amount is too large for ${currency}`);
+  return { amount_minor: amount.negative ? -magnitude : magnitude, currency };
+}
+
+// ===== The translation =====
+
+const STATUSES = { O: 'open', C: 'closed', X: 'cancelled' };
+
+function toOrder(doc, currency) {
+  const rawId = textValue(field(doc, 'ord_id', ''), 'ord_id');
+  const rawStatus = stringValue(field(doc, 'ord_status', ''), 'ord_status');
+  const lines = listValue(field(doc, 'line_items', ''), 'line_items').map((line, n) => {
+    const where = `line_items[${n}]`;
+    return [
+      textValue(field(line, 'sku', where), `${where}.sku`),
+      integerValue(field(line, 'qty', where), `${where}.qty`),
+      decimalValue(field(line, 'unit_prc', where), `${where}.unit_prc`),
+    ];
+  });
+  const id = rawId.trim();
+  if (!id) throw new Rejected('missing-field', 'missing field `ord_id`');
+  const code = rawStatus.trim();
+  if (!Object.prototype.hasOwnProperty.call(STATUSES, code)) throw new Rejected('unknown-status', `ord_status \`${code}\` is not one of O, C, X`);
+  if (!lines.length) throw new Rejected('no-line-items', `order ${id} has no line items`);
+  const items = lines.map(([sku, qty, price], n) => {
+    if (qty <= 0n) throw new Rejected('invalid-quantity', `line_items[${n}].qty is ${qty}; it must be at least 1`);
+    if (price.negative) throw new Rejected('invalid-price', `line_items[${n}].unit_prc is negative`);
+    const trimmed = sku.trim();
+    if (!trimmed) throw new Rejected('missing-field', `missing field \`line_items[${n}].sku\``);
+    return { product_sku: trimmed, quantity: qty, unit_price: money(price, currency) };
+  });
+  return { id, status: STATUSES[code], items };
+}
+
+/** JSON with BigInt written as its digits: integers of any size, never through a float. */
+function stringify(value) {
+  return JSON.stringify(value, (_, v) => (typeof v === 'bigint' ? `__int:${v}` : v)).replace(/"__int:(-?\d+)"/g, '$1');
+}
+
+/** A bug, not a refusal: report it where the host reads it, then fail the call. */
+function fault(error) {
+  console.error(`plugin fault: ${error}\n${(error && error.stack) || ""}`);
+  throw error;
+}
+
+function refusal(error) {
+  return { tag: 'rejected', val: { code: error.code, message: error.message } };
+}
+
+export const metadata = {
+  info() {
+    return PLUGIN;
+  },
+};
+
+export const inbound = {
+  idempotencyKey(message) {
+    try {
+      const id = textValue(field(decode(message.body, message.contentType), 'ord_id', ''), 'ord_id').trim();
+      return id ? `order-created-${id}` : undefined;
+    } catch (e) {
+      if (e instanceof Rejected) return undefined;
+      return fault(e);
+    }
+  },
+  translate(message) {
+    let order;
+    try {
+      order = toOrder(decode(message.body, message.contentType), configGet('currency') || DEFAULT_CURRENCY);
+    } catch (e) {
+      if (e instanceof Rejected) throw refusal(e);
+      return fault(e);
+    }
+    return [{ eventType: ORDER_CREATED, subject: order.id, partitionKey: order.id, data: stringify(order) }];
+  },
+};
