@@ -135,6 +135,21 @@ enum PluginCommand {
         #[command(flatten)]
         runtime: RuntimeArgs,
     },
+    /// Create a plugin folder (source, fixtures, build script) that builds and passes its
+    /// fixtures as generated: `./NAME/build.sh`, then `dragoman plugin test NAME/NAME.wasm NAME/fixtures`.
+    New {
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: crate::scaffold::Lang,
+        /// The plugin's name, kebab-case; also the folder's.
+        name: String,
+        /// Where to create the folder.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The guest SDK, for Rust plugins [default: the one this host was built from].
+        #[arg(long, value_name = "PATH")]
+        sdk: Option<PathBuf>,
+    },
     /// Translate one message read from stdin and print the events as JSON.
     Translate {
         /// The component.
@@ -245,6 +260,21 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 bail!("give --data-dir DIR (host stopped) or --server URL (host running)")
             }
         },
+        Command::Plugin(PluginCommand::New {
+            lang,
+            name,
+            dir,
+            sdk,
+        }) => {
+            let created = crate::scaffold::create(lang, &name, &dir, sdk)?;
+            println!("created {}", created.display());
+            println!("build it:  {}/build.sh", created.display());
+            println!(
+                "test it:   dragoman plugin test {0}/{name}.wasm {0}/fixtures",
+                created.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plugin(PluginCommand::Check { file, runtime }) => check(&runtime.load(&file)?),
         Command::Plugin(PluginCommand::Test {
             file,

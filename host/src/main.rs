@@ -2,6 +2,7 @@
 //! error. The only place that uses `anyhow`.
 
 mod cli;
+mod scaffold;
 mod serve;
 
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let args = match cli::Args::try_parse() {
         Ok(args) => args,
         Err(e)
@@ -65,5 +67,16 @@ fn default_filter() -> &'static str {
         "info"
     } else {
         "error"
+    }
+}
+
+/// Rust ignores SIGPIPE, so writing to a closed pipe (`dragoman … | head -1`) would panic;
+/// restore the default, which ends the process quietly as other command-line tools do.
+#[expect(unsafe_code, reason = "one libc call, before any other thread exists")]
+fn restore_sigpipe() {
+    // SAFETY: setting a signal disposition to its default has no preconditions; no other
+    // thread is running yet.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

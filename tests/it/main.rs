@@ -26,3 +26,5 @@ mod operations;
 mod python;
 // The JavaScript translator on the same contract.
 mod javascript;
+// `dragoman plugin new` in each language: generate, build, test.
+mod scaffold;
