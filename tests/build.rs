@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 #[path = "wasm_build.rs"]
 mod wasm_build;
 
-use wasm_build::{artifact, build};
+use wasm_build::{artifact, build, build_scripted};
 
 /// The Rust plugin projects, each with its own manifest and lockfile.
 const PLUGINS: &[&str] = &["acme-erp-orders", "acme-erp-orders-v2"];
@@ -126,26 +126,4 @@ fn constant(name: &str, path: &Path, what: &str) -> String {
 
 fn upper(name: &str) -> String {
     name.replace('-', "_").to_uppercase()
-}
-
-fn build_scripted(root: &Path, script: &str, app: Option<&str>, out: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(out.parent().expect("an artifact has a directory"))
-        .map_err(|e| e.to_string())?;
-    let mut command = std::process::Command::new("bash");
-    command.arg(root.join(script)).arg(out);
-    if let Some(app) = app {
-        command.arg(root.join(app));
-    }
-    let output = command
-        .output()
-        .map_err(|e| format!("cannot run {script}: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{script} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
 }

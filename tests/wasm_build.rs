@@ -85,3 +85,31 @@ fn ensure_wasm_target() -> Result<(), String> {
         ))
     }
 }
+
+/// Runs a non-Rust plugin's build script (`bash SCRIPT OUT [APP]`) to make `out`.
+pub(crate) fn build_scripted(
+    root: &Path,
+    script: &str,
+    app: Option<&str>,
+    out: &Path,
+) -> Result<(), String> {
+    std::fs::create_dir_all(out.parent().expect("an artifact has a directory"))
+        .map_err(|e| e.to_string())?;
+    let mut command = Command::new("bash");
+    command.arg(root.join(script)).arg(out);
+    if let Some(app) = app {
+        command.arg(root.join(app));
+    }
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run {script}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{script} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}

@@ -23,6 +23,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 #[path = "../../tests/wasm_build.rs"]
+#[allow(dead_code, reason = "this benchmark builds only the Rust plugin")]
 mod wasm_build;
 
 fn root() -> PathBuf {

@@ -3,7 +3,9 @@
 //! from its bytes; (d) a load from the on-disk cache.
 //!
 //! Criterion measures each; then a summary measures the median of each again in the same run
-//! and prints the ratios (b)/(a) and (c)/(d).
+//! and prints the ratios (b)/(a) and (c)/(d). Last, the same order through the Python and
+//! JavaScript translators: a fresh instance per message, an instance reused, a cold compile
+//! and a load from the cache, beside the Rust figures.
 //!
 //! Run: `cargo bench -p dragoman --bench translate`.
 
@@ -117,6 +119,7 @@ fn main() {
     if std::env::args().any(|a| a == "--test" || a == "--list") {
         return;
     }
+    let mut languages = Vec::new();
     // The summary: medians measured again, in this run, so that the ratios compare like with like.
     let a = median(50_000, || {
         black_box(native(&body));
@@ -166,6 +169,86 @@ fn main() {
     );
     println!("(b)/(a) = {:.1}", b.as_secs_f64() / a.as_secs_f64());
     println!("(c)/(d) = {:.1}", c.as_secs_f64() / d.as_secs_f64());
+
+    languages.push(("Rust", b, reused, c, d));
+    for (name, script, file) in [
+        (
+            "Python",
+            "plugins/acme-erp-orders-py/build.sh",
+            "acme_erp_orders_py.wasm",
+        ),
+        (
+            "JavaScript",
+            "plugins/acme-erp-orders-js/build.sh",
+            "acme_erp_orders_js.wasm",
+        ),
+    ] {
+        let root = root();
+        let out = wasm_build::target_dir(&root)
+            .join("wasm32-wasip2/release")
+            .join(file);
+        if let Err(e) = wasm_build::build_scripted(&root, script, None, &out) {
+            println!("{name}: not built: {e}");
+            continue;
+        }
+        let wasm = std::fs::read(&out).expect("the component was built");
+        languages.push(interpreted(name, &wasm, &msg, &config));
+    }
+    println!();
+    println!(
+        "per message, p50      fresh instance   reused instance      cold compile    cached load"
+    );
+    for (name, fresh, reused, cold, cached) in languages {
+        println!(
+            "{name:12} {:>14.1} us {:>14.1} us {:>14.1} ms {:>11.1} ms",
+            micros(fresh),
+            micros(reused),
+            micros(cold) / 1e3,
+            micros(cached) / 1e3
+        );
+    }
+}
+
+/// Fresh and reused per-message latency, cold compile and cached load of one component.
+fn interpreted(
+    name: &'static str,
+    wasm: &[u8],
+    msg: &VendorMessage,
+    config: &Arc<PluginConfig>,
+) -> (&'static str, Duration, Duration, Duration, Duration) {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let cold_runtime = Runtime::builder().build().expect("the runtime builds");
+    let cold = median(3, || {
+        black_box(cold_runtime.load(wasm, name).expect("loads"));
+    });
+    let runtime = Runtime::builder()
+        .cache_dir(cache.path())
+        .build()
+        .expect("the runtime builds");
+    let plugin = runtime.load(wasm, name).expect("loads");
+    let cached = median(10, || {
+        black_box(runtime.load(wasm, name).expect("loads"));
+    });
+    let fresh = median(300, || {
+        black_box(
+            plugin
+                .translate(msg, config.clone())
+                .expect("no fault")
+                .expect("translates"),
+        );
+    });
+    let instances = dragoman::plugin::Instances::new(plugin, config.clone(), u32::MAX);
+    let reused = median(3000, || {
+        black_box(
+            instances
+                .get()
+                .expect("an instance")
+                .translate(msg)
+                .expect("no fault")
+                .expect("translates"),
+        );
+    });
+    (name, fresh, reused, cold, cached)
 }
 
 fn median(n: usize, mut f: impl FnMut()) -> Duration {

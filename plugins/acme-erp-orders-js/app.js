@@ -29,41 +29,34 @@ class Num {
 
 // ===== Text =====
 
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 function utf8(bytes, offset) {
-  // Strict UTF-8, reporting the first bad byte as the Rust SDK does.
-  let out = '';
+  try {
+    return STRICT_UTF8.decode(bytes.subarray(offset));
+  } catch {
+    throw new Rejected('invalid-encoding', `the body is not valid UTF-8 (first bad byte at offset ${firstBadByte(bytes, offset)})`);
+  }
+}
+
+/** Where strict UTF-8 decoding fails, as the Rust SDK reports it (only on the error path). */
+function firstBadByte(bytes, offset) {
   let i = offset;
-  const bad = () => {
-    throw new Rejected('invalid-encoding', `the body is not valid UTF-8 (first bad byte at offset ${i - offset})`);
-  };
   while (i < bytes.length) {
     const b = bytes[i];
-    let need = 0;
-    let cp = 0;
-    let min = 0;
-    if (b < 0x80) {
-      out += String.fromCharCode(b);
-      i += 1;
-      continue;
-    } else if (b >= 0xc2 && b <= 0xdf) {
-      need = 1; cp = b & 0x1f; min = 0x80;
-    } else if (b >= 0xe0 && b <= 0xef) {
-      need = 2; cp = b & 0x0f; min = 0x800;
-    } else if (b >= 0xf0 && b <= 0xf4) {
-      need = 3; cp = b & 0x07; min = 0x10000;
-    } else {
-      bad();
-    }
+    const need = b < 0x80 ? 0 : b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : -1;
+    if (need < 0) return i - offset;
     for (let k = 1; k <= need; k += 1) {
-      const c = bytes[i + k];
-      if (c === undefined || (c & 0xc0) !== 0x80) bad();
-      cp = (cp << 6) | (c & 0x3f);
+      if (i + k >= bytes.length || (bytes[i + k] & 0xc0) !== 0x80) return i - offset;
     }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) bad();
-    out += String.fromCodePoint(cp);
+    try {
+      STRICT_UTF8.decode(bytes.subarray(i, i + need + 1));
+    } catch {
+      return i - offset;
+    }
     i += need + 1;
   }
-  return out;
+  return i - offset;
 }
 
 function utf16(bytes, bigEndian) {
@@ -98,86 +91,14 @@ function bodyText(bytes) {
 
 // ===== JSON, with exact numbers =====
 
+// The engine's JSON.parse, with the source text of every number (JSON.parse source text
+// access): numbers keep their exact text and never pass through a float.
 function parseJson(text) {
-  let at = 0;
-  const fail = (what) => {
-    throw new Rejected('malformed-json', `the body is not valid JSON: ${what} at offset ${at}`);
-  };
-  const ws = () => {
-    while (at < text.length && ' \t\n\r'.includes(text[at])) at += 1;
-  };
-  const value = () => {
-    ws();
-    const c = text[at];
-    if (c === '{') {
-      at += 1;
-      const obj = {};
-      ws();
-      if (text[at] === '}') { at += 1; return obj; }
-      for (;;) {
-        ws();
-        if (text[at] !== '"') fail('expected a key');
-        const key = string();
-        ws();
-        if (text[at] !== ':') fail('expected `:`');
-        at += 1;
-        obj[key] = value();
-        ws();
-        if (text[at] === ',') { at += 1; continue; }
-        if (text[at] === '}') { at += 1; return obj; }
-        fail('expected `,` or `}`');
-      }
-    }
-    if (c === '[') {
-      at += 1;
-      const arr = [];
-      ws();
-      if (text[at] === ']') { at += 1; return arr; }
-      for (;;) {
-        arr.push(value());
-        ws();
-        if (text[at] === ',') { at += 1; continue; }
-        if (text[at] === ']') { at += 1; return arr; }
-        fail('expected `,` or `]`');
-      }
-    }
-    if (c === '"') return string();
-    const number = /-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/y;
-    number.lastIndex = at;
-    const m = number.exec(text);
-    if (m && m[0].length > 0) { at += m[0].length; return new Num(m[0]); }
-    for (const [word, v] of [['true', true], ['false', false], ['null', null]]) {
-      if (text.startsWith(word, at)) { at += word.length; return v; }
-    }
-    return fail('unexpected input');
-  };
-  const string = () => {
-    at += 1;
-    let out = '';
-    for (;;) {
-      const c = text[at];
-      if (c === undefined) fail('unterminated string');
-      if (c === '"') { at += 1; return out; }
-      if (c < ' ') fail('control character in a string');
-      if (c === '\\') {
-        const e = text[at + 1];
-        const simple = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
-        if (e in simple) { out += simple[e]; at += 2; continue; }
-        if (e === 'u' && /^[0-9a-fA-F]{4}$/.test(text.slice(at + 2, at + 6))) {
-          out += String.fromCharCode(parseInt(text.slice(at + 2, at + 6), 16));
-          at += 6;
-          continue;
-        }
-        fail('bad escape');
-      }
-      out += c;
-      at += 1;
-    }
-  };
-  const result = value();
-  ws();
-  if (at !== text.length) fail('trailing characters');
-  return result;
+  try {
+    return JSON.parse(text, (_, value, context) => (typeof value === 'number' ? new Num(context.source) : value));
+  } catch (e) {
+    throw new Rejected('malformed-json', `the body is not valid JSON: ${e.message}`);
+  }
 }
 
 function isJson(text) {
@@ -373,19 +294,54 @@ function stringValue(v, path) {
   throw new Rejected('invalid-value', `${path}: invalid type: expected a string`);
 }
 
+/** Whether `text` is an optional sign and one or more ASCII digits (no regular expression: this
+ * runs for every line, and the engine interprets regular expressions slowly). */
+function isInteger(text) {
+  let i = text[0] === '+' || text[0] === '-' ? 1 : 0;
+  if (i >= text.length) return false;
+  for (; i < text.length; i += 1) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
+
 function integerValue(v, path) {
   const text = typeof v === 'string' ? v.trim() : v instanceof Num ? v.text : null;
-  if (text === null || !/^[+-]?\d+$/.test(text)) throw new Rejected('invalid-value', `${path}: invalid value: \`${text}\` is not a whole number`);
-  return BigInt(text);
+  if (text === null || !isInteger(text)) throw new Rejected('invalid-value', `${path}: invalid value: \`${text}\` is not a whole number`);
+  // Exact as a Number up to 15 digits; BigInt beyond.
+  return text.length <= 15 ? Number(text) : BigInt(text);
+}
+
+/** An exact decimal: `digits` (no sign, no leading zeros) times 10 to the minus `scale`. */
+function parseDecimal(text) {
+  let at = text[0] === '+' || text[0] === '-' ? 1 : 0;
+  const negative = text[0] === '-';
+  const dot = text.indexOf('.', at);
+  let end = text.length;
+  let exponent = 0;
+  const e = Math.max(text.indexOf('e', at), text.indexOf('E', at));
+  if (e >= 0) {
+    if (!isInteger(text.slice(e + 1))) return null;
+    exponent = Number(text.slice(e + 1));
+    end = e;
+  }
+  const whole = text.slice(at, dot >= 0 && dot < end ? dot : end);
+  const fraction = dot >= 0 && dot < end ? text.slice(dot + 1, end) : '';
+  if (!whole && !fraction) return null;
+  if ((whole && !isInteger(whole)) || (fraction && !isInteger(fraction)) || whole[0] === '+' || whole[0] === '-' || fraction[0] === '+' || fraction[0] === '-') return null;
+  let digits = whole + fraction;
+  let first = 0;
+  while (first < digits.length - 1 && digits[first] === '0') first += 1;
+  digits = digits.slice(first);
+  return { negative: negative && digits !== '0', digits, scale: fraction.length - exponent };
 }
 
 function decimalValue(v, path) {
   const text = typeof v === 'string' ? v.trim() : v instanceof Num ? v.text : null;
-  const m = text === null ? null : /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(text);
-  if (!m || !(m[2] || m[3])) throw new Rejected('invalid-value', `${path}: invalid value: \`${text}\` is not a decimal number`);
-  const fraction = m[3] || '';
-  const digits = (m[2] + fraction).replace(/^0+/, '') || '0';
-  return { negative: m[1] === '-' && /[1-9]/.test(digits), mantissa: BigInt(digits), scale: fraction.length - Number(m[4] || 0) };
+  const decimal = text === null ? null : parseDecimal(text);
+  if (!decimal) throw new Rejected('invalid-value', `${path}: invalid value: \`${text}\` is not a decimal number`);
+  return decimal;
 }
 
 function listValue(v, path) {
@@ -414,19 +370,35 @@ function minorUnitExponent(currency) {
   return 2;
 }
 
+const I64_LIMIT = 2n ** 63n;
+
+/** Integer minor units, rounded half to even: exact Number arithmetic while every value stays
+ * below 2^53, BigInt beyond. */
 function money(amount, currency) {
   const shift = minorUnitExponent(currency) - amount.scale;
   let magnitude;
-  if (shift >= 0) {
-    magnitude = amount.mantissa * 10n ** BigInt(shift);
-  } else {
-    const divisor = 10n ** BigInt(-shift);
-    const quotient = amount.mantissa / divisor;
-    const twice = (amount.mantissa % divisor) * 2n;
-    const up = twice > divisor || (twice === divisor && quotient % 2n === 1n);
-    magnitude = quotient + (up ? 1n : 0n);
+  if (amount.digits.length + Math.max(shift, 0) <= 15 && shift >= -15) {
+    const mantissa = Number(amount.digits);
+    if (shift >= 0) {
+      magnitude = mantissa * 10 ** shift;
+    } else {
+      const divisor = 10 ** -shift;
+      const quotient = Math.floor(mantissa / divisor);
+      const twice = (mantissa - quotient * divisor) * 2;
+      magnitude = quotient + (twice > divisor || (twice === divisor && quotient % 2 === 1) ? 1 : 0);
+    }
+    return { amount_minor: amount.negative ? -magnitude : magnitude, currency };
   }
-  if (magnitude >= 2n ** 63n) throw new Rejected('amount-out-of-range', `amount is too large for ${currency}`);
+  if (shift >= 0) {
+    magnitude = BigInt(amount.digits) * 10n ** BigInt(shift);
+  } else {
+    const mantissa = BigInt(amount.digits);
+    const divisor = 10n ** BigInt(-shift);
+    const quotient = mantissa / divisor;
+    const twice = (mantissa % divisor) * 2n;
+    magnitude = quotient + (twice > divisor || (twice === divisor && quotient % 2n === 1n) ? 1n : 0n);
+  }
+  if (magnitude >= I64_LIMIT) throw new Rejected('amount-out-of-range', `amount is too large for ${currency}`);
   return { amount_minor: amount.negative ? -magnitude : magnitude, currency };
 }
 
@@ -451,7 +423,7 @@ function toOrder(doc, currency) {
   if (!Object.prototype.hasOwnProperty.call(STATUSES, code)) throw new Rejected('unknown-status', `ord_status \`${code}\` is not one of O, C, X`);
   if (!lines.length) throw new Rejected('no-line-items', `order ${id} has no line items`);
   const items = lines.map(([sku, qty, price], n) => {
-    if (qty <= 0n) throw new Rejected('invalid-quantity', `line_items[${n}].qty is ${qty}; it must be at least 1`);
+    if (qty <= 0) throw new Rejected('invalid-quantity', `line_items[${n}].qty is ${qty}; it must be at least 1`);
     if (price.negative) throw new Rejected('invalid-price', `line_items[${n}].unit_prc is negative`);
     const trimmed = sku.trim();
     if (!trimmed) throw new Rejected('missing-field', `missing field \`line_items[${n}].sku\``);
@@ -461,8 +433,10 @@ function toOrder(doc, currency) {
 }
 
 /** JSON with BigInt written as its digits: integers of any size, never through a float. */
-function stringify(value) {
-  return JSON.stringify(value, (_, v) => (typeof v === 'bigint' ? `__int:${v}` : v)).replace(/"__int:(-?\d+)"/g, '$1');
+function stringify(order) {
+  const big = order.items.some((item) => typeof item.quantity === 'bigint' || typeof item.unit_price.amount_minor === 'bigint');
+  if (!big) return JSON.stringify(order);
+  return JSON.stringify(order, (_, v) => (typeof v === 'bigint' ? `__int:${v}` : v)).replace(/"__int:(-?\d+)"/g, '$1');
 }
 
 /** A bug, not a refusal: report it where the host reads it, then fail the call. */

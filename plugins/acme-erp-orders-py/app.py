@@ -4,14 +4,13 @@ output as the Rust `acme-erp-orders`, in Python.
 The body is decoded by its bytes, whatever its declared content type: JSON (numbers kept as
 their exact text), XML or form data, behind a UTF-8 or UTF-16 byte order mark. Prices become
 integer minor units of the currency set by the route's plugin config key `currency` (EUR when
-unset), rounded half to even, with `decimal`, never floats.
+unset), rounded half to even with integer arithmetic on the exact digits, never floats.
 """
 
 import json
 import re
 import sys
 import traceback
-from decimal import ROUND_HALF_EVEN, Decimal
 from urllib.parse import parse_qsl
 
 from componentize_py_types import Err
@@ -287,15 +286,19 @@ def integer_value(value, path):
     raise Rejected("invalid-value", f"{path}: invalid value: `{value}` is not a whole number")
 
 
-DECIMAL = re.compile(r"^[+-]?(\d*)(?:\.(\d*))?(?:[eE][+-]?\d+)?$")
+DECIMAL = re.compile(r"^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$")
 
 
 def decimal_value(value, path):
+    """An exact decimal as (negative, mantissa, scale): value = mantissa * 10**-scale."""
     text = value.strip() if isinstance(value, str) else None
     match = DECIMAL.match(text) if text is not None else None
-    if match is None or not (match.group(1) or match.group(2)):
+    if match is None or not (match.group(2) or match.group(3)):
         raise Rejected("invalid-value", f"{path}: invalid value: `{value}` is not a decimal number")
-    return Decimal(text)
+    sign, whole, fraction, exponent = match.groups()
+    fraction = fraction or ""
+    mantissa = int(whole + fraction or "0")
+    return (sign == "-" and mantissa != 0, mantissa, len(fraction) - int(exponent or 0))
 
 
 def list_value(value, path):
@@ -334,11 +337,19 @@ def minor_unit_exponent(currency):
 
 
 def money(amount, currency):
-    exponent = minor_unit_exponent(currency)
-    minor = int(amount.scaleb(exponent).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
-    if not -(2**63) <= minor < 2**63:
-        raise Rejected("amount-out-of-range", f"amount {amount} {currency} is too large")
-    return {"amount_minor": minor, "currency": currency}
+    """Integer minor units, rounded half to even, with integers only."""
+    negative, mantissa, scale = amount
+    shift = minor_unit_exponent(currency) - scale
+    if shift >= 0:
+        magnitude = mantissa * 10**shift
+    else:
+        divisor = 10**-shift
+        quotient, remainder = divmod(mantissa, divisor)
+        twice = remainder * 2
+        magnitude = quotient + (1 if twice > divisor or (twice == divisor and quotient % 2 == 1) else 0)
+    if magnitude >= 2**63:
+        raise Rejected("amount-out-of-range", f"amount is too large for {currency}")
+    return {"amount_minor": -magnitude if negative else magnitude, "currency": currency}
 
 
 # ===== The translation =====
@@ -372,7 +383,7 @@ def to_order(document, currency):
     for n, (sku, qty, price) in enumerate(parsed):
         if qty <= 0:
             raise Rejected("invalid-quantity", f"line_items[{n}].qty is {qty}; it must be at least 1")
-        if price < 0:
+        if price[0]:
             raise Rejected("invalid-price", f"line_items[{n}].unit_prc is negative")
         sku = sku.strip()
         if not sku:
