@@ -194,6 +194,17 @@ fn main() {
         let wasm = std::fs::read(&out).expect("the component was built");
         languages.push(interpreted(name, &wasm, &msg, &config));
     }
+    // More components to compare, as `NAME=PATH,NAME=PATH` (a plugin of your own, or an empty
+    // one to see what the toolchain costs before any logic).
+    let extra = std::env::var("DRAGOMAN_BENCH_COMPONENTS").unwrap_or_default();
+    for spec in extra.split(',').filter(|s| !s.is_empty()) {
+        let Some((name, path)) = spec.split_once('=') else {
+            continue;
+        };
+        let wasm = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        languages.push(interpreted(name, &wasm, &msg, &config));
+    }
     println!();
     println!(
         "per message, p50      fresh instance   reused instance      cold compile    cached load"

@@ -363,7 +363,8 @@ const THREE = new Set(['BHD', 'IQD', 'JOD', 'KWD', 'LYD', 'OMR', 'TND']);
 const FOUR = new Set(['CLF', 'UYW']);
 
 function minorUnitExponent(currency) {
-  if (!/^[A-Z]{3}$/.test(currency)) throw new Rejected('invalid-currency', `\`${currency}\` is not an ISO 4217 currency code`);
+  const upper = currency.length === 3 && [0, 1, 2].every((i) => currency.charCodeAt(i) >= 65 && currency.charCodeAt(i) <= 90);
+  if (!upper) throw new Rejected('invalid-currency', `\`${currency}\` is not an ISO 4217 currency code`);
   if (ZERO.has(currency)) return 0;
   if (THREE.has(currency)) return 3;
   if (FOUR.has(currency)) return 4;
@@ -374,8 +375,8 @@ const I64_LIMIT = 2n ** 63n;
 
 /** Integer minor units, rounded half to even: exact Number arithmetic while every value stays
  * below 2^53, BigInt beyond. */
-function money(amount, currency) {
-  const shift = minorUnitExponent(currency) - amount.scale;
+function money(amount, currency, exponent) {
+  const shift = exponent - amount.scale;
   let magnitude;
   if (amount.digits.length + Math.max(shift, 0) <= 15 && shift >= -15) {
     const mantissa = Number(amount.digits);
@@ -422,12 +423,15 @@ function toOrder(doc, currency) {
   const code = rawStatus.trim();
   if (!Object.prototype.hasOwnProperty.call(STATUSES, code)) throw new Rejected('unknown-status', `ord_status \`${code}\` is not one of O, C, X`);
   if (!lines.length) throw new Rejected('no-line-items', `order ${id} has no line items`);
+  let exponent = null;
   const items = lines.map(([sku, qty, price], n) => {
     if (qty <= 0) throw new Rejected('invalid-quantity', `line_items[${n}].qty is ${qty}; it must be at least 1`);
     if (price.negative) throw new Rejected('invalid-price', `line_items[${n}].unit_prc is negative`);
     const trimmed = sku.trim();
     if (!trimmed) throw new Rejected('missing-field', `missing field \`line_items[${n}].sku\``);
-    return { product_sku: trimmed, quantity: qty, unit_price: money(price, currency) };
+    // The currency is checked once, where the first price needs it (as the Rust plugin does).
+    if (exponent === null) exponent = minorUnitExponent(currency);
+    return { product_sku: trimmed, quantity: qty, unit_price: money(price, currency, exponent) };
   });
   return { id, status: STATUSES[code], items };
 }

@@ -86,7 +86,7 @@ def decode(body, declared):
 
 def parse_json(text):
     try:
-        return json.loads(text, parse_float=Number, parse_int=Number, parse_constant=reject_constant)
+        return json.loads(text, parse_float=Number, parse_constant=reject_constant)
     except (ValueError, Rejected) as e:
         raise Rejected("malformed-json", f"the body is not valid JSON: {e}")
 
@@ -271,6 +271,8 @@ def field(obj, name, path):
 def text_value(value, path):
     if isinstance(value, str):
         return str(value)
+    if type(value) is int:
+        return str(value)
     raise Rejected("invalid-value", f"{path}: invalid type: expected a string")
 
 
@@ -281,7 +283,9 @@ def string_value(value, path):
 
 
 def integer_value(value, path):
-    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+    if type(value) is int:
+        return value
+    if isinstance(value, str) and not isinstance(value, Number) and re.fullmatch(r"[+-]?\d+", value.strip()):
         return int(value.strip())
     raise Rejected("invalid-value", f"{path}: invalid value: `{value}` is not a whole number")
 
@@ -291,6 +295,8 @@ DECIMAL = re.compile(r"^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$")
 
 def decimal_value(value, path):
     """An exact decimal as (negative, mantissa, scale): value = mantissa * 10**-scale."""
+    if type(value) is int:
+        return (value < 0, abs(value), 0)
     text = value.strip() if isinstance(value, str) else None
     match = DECIMAL.match(text) if text is not None else None
     if match is None or not (match.group(2) or match.group(3)):
@@ -317,6 +323,31 @@ def list_value(value, path):
     raise Rejected("invalid-value", f"{path}: invalid type: expected a list")
 
 
+def plain_decimal(text):
+    """The common case, `123` or `123.45`, without a regular expression; None otherwise."""
+    whole, dot, fraction = text.partition(".")
+    if whole.isdigit() and whole.isascii() and (not dot or (fraction.isdigit() and fraction.isascii())):
+        return (False, int(whole + fraction), len(fraction))
+    return None
+
+
+def parse_line(line, n):
+    """One vendor line as (sku, qty, price). The usual shapes take the short way; anything
+    else goes through the checked helpers, which name the field at fault."""
+    if type(line) is dict:
+        sku, qty, price = line.get("sku"), line.get("qty"), line.get("unit_prc")
+        if type(sku) is str and type(qty) is int and isinstance(price, str):
+            decimal = plain_decimal(price.strip())
+            if decimal is not None:
+                return (sku, qty, decimal)
+    where = f"line_items[{n}]"
+    return (
+        text_value(field(line, "sku", where), f"{where}.sku"),
+        integer_value(field(line, "qty", where), f"{where}.qty"),
+        decimal_value(field(line, "unit_prc", where), f"{where}.unit_prc"),
+    )
+
+
 # ===== Money =====
 
 ZERO_DECIMALS = {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"}
@@ -336,10 +367,10 @@ def minor_unit_exponent(currency):
     return 2
 
 
-def money(amount, currency):
+def money(amount, currency, exponent):
     """Integer minor units, rounded half to even, with integers only."""
     negative, mantissa, scale = amount
-    shift = minor_unit_exponent(currency) - scale
+    shift = exponent - scale
     if shift >= 0:
         magnitude = mantissa * 10**shift
     else:
@@ -361,16 +392,7 @@ def to_order(document, currency):
     order_id = text_value(field(document, "ord_id", ""), "ord_id")
     status = string_value(field(document, "ord_status", ""), "ord_status")
     lines = list_value(field(document, "line_items", ""), "line_items")
-    parsed = []
-    for n, line in enumerate(lines):
-        where = f"line_items[{n}]"
-        parsed.append(
-            (
-                text_value(field(line, "sku", where), f"{where}.sku"),
-                integer_value(field(line, "qty", where), f"{where}.qty"),
-                decimal_value(field(line, "unit_prc", where), f"{where}.unit_prc"),
-            )
-        )
+    parsed = [parse_line(line, n) for n, line in enumerate(lines)]
     order_id = order_id.strip()
     if not order_id:
         raise Rejected("missing-field", "missing field `ord_id`")
@@ -380,6 +402,7 @@ def to_order(document, currency):
     if not parsed:
         raise Rejected("no-line-items", f"order {order_id} has no line items")
     items = []
+    exponent = None
     for n, (sku, qty, price) in enumerate(parsed):
         if qty <= 0:
             raise Rejected("invalid-quantity", f"line_items[{n}].qty is {qty}; it must be at least 1")
@@ -388,7 +411,10 @@ def to_order(document, currency):
         sku = sku.strip()
         if not sku:
             raise Rejected("missing-field", f"missing field `line_items[{n}].sku`")
-        items.append({"product_sku": sku, "quantity": qty, "unit_price": money(price, currency)})
+        if exponent is None:
+            # The currency is checked once, where the first price needs it.
+            exponent = minor_unit_exponent(currency)
+        items.append({"product_sku": sku, "quantity": qty, "unit_price": money(price, currency, exponent)})
     return {"id": order_id, "status": STATUSES[code], "items": items}
 
 
