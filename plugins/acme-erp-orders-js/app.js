@@ -407,32 +407,51 @@ function money(amount, currency, exponent) {
 
 const STATUSES = { O: 'open', C: 'closed', X: 'cancelled' };
 
+/** One vendor line as { sku, qty, price }. The usual shape (string sku, integer quantity,
+ * plain decimal price) takes the short way; anything else goes through the checked helpers,
+ * which name the field at fault. Plain loops: the engine interprets this code, and iterator
+ * protocols, closures and template strings cost here. */
+function parseLine(line, n) {
+  if (line && typeof line === 'object' && !Array.isArray(line) && !(line instanceof Num)) {
+    const sku = line.sku;
+    const qty = line.qty;
+    const price = line.unit_prc;
+    if (typeof sku === 'string' && qty instanceof Num && isInteger(qty.text) && qty.text.length <= 15 && price !== undefined && price !== null) {
+      const decimal = typeof price === 'string' || price instanceof Num ? parseDecimal(typeof price === 'string' ? price.trim() : price.text) : null;
+      if (decimal) return { sku, qty: Number(qty.text), price: decimal };
+    }
+  }
+  const where = 'line_items[' + n + ']';
+  return {
+    sku: textValue(field(line, 'sku', where), where + '.sku'),
+    qty: integerValue(field(line, 'qty', where), where + '.qty'),
+    price: decimalValue(field(line, 'unit_prc', where), where + '.unit_prc'),
+  };
+}
+
 function toOrder(doc, currency) {
   const rawId = textValue(field(doc, 'ord_id', ''), 'ord_id');
   const rawStatus = stringValue(field(doc, 'ord_status', ''), 'ord_status');
-  const lines = listValue(field(doc, 'line_items', ''), 'line_items').map((line, n) => {
-    const where = `line_items[${n}]`;
-    return [
-      textValue(field(line, 'sku', where), `${where}.sku`),
-      integerValue(field(line, 'qty', where), `${where}.qty`),
-      decimalValue(field(line, 'unit_prc', where), `${where}.unit_prc`),
-    ];
-  });
+  const raw = listValue(field(doc, 'line_items', ''), 'line_items');
+  const lines = new Array(raw.length);
+  for (let n = 0; n < raw.length; n += 1) lines[n] = parseLine(raw[n], n);
   const id = rawId.trim();
   if (!id) throw new Rejected('missing-field', 'missing field `ord_id`');
   const code = rawStatus.trim();
   if (!Object.prototype.hasOwnProperty.call(STATUSES, code)) throw new Rejected('unknown-status', `ord_status \`${code}\` is not one of O, C, X`);
   if (!lines.length) throw new Rejected('no-line-items', `order ${id} has no line items`);
+  // The currency is checked once, where the first price needs it (as the Rust plugin does).
   let exponent = null;
-  const items = lines.map(([sku, qty, price], n) => {
-    if (qty <= 0) throw new Rejected('invalid-quantity', `line_items[${n}].qty is ${qty}; it must be at least 1`);
-    if (price.negative) throw new Rejected('invalid-price', `line_items[${n}].unit_prc is negative`);
-    const trimmed = sku.trim();
-    if (!trimmed) throw new Rejected('missing-field', `missing field \`line_items[${n}].sku\``);
-    // The currency is checked once, where the first price needs it (as the Rust plugin does).
+  const items = new Array(lines.length);
+  for (let n = 0; n < lines.length; n += 1) {
+    const line = lines[n];
+    if (line.qty <= 0) throw new Rejected('invalid-quantity', `line_items[${n}].qty is ${line.qty}; it must be at least 1`);
+    if (line.price.negative) throw new Rejected('invalid-price', `line_items[${n}].unit_prc is negative`);
+    const sku = line.sku.trim();
+    if (!sku) throw new Rejected('missing-field', `missing field \`line_items[${n}].sku\``);
     if (exponent === null) exponent = minorUnitExponent(currency);
-    return { product_sku: trimmed, quantity: qty, unit_price: money(price, currency, exponent) };
-  });
+    items[n] = { product_sku: sku, quantity: line.qty, unit_price: money(line.price, currency, exponent) };
+  }
   return { id, status: STATUSES[code], items };
 }
 
