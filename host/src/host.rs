@@ -288,13 +288,18 @@ impl Host {
         self.inner.relay_wake.notify_one();
     }
 
+    /// What every message passes before any plugin runs: a known route and a readable body.
+    fn admit(&self, route: &str, incoming: &Incoming) -> Result<(), Answer> {
+        if !self.inner.routes.contains_key(route) {
+            return Err(unknown_route(route));
+        }
+        well_formed(incoming)
+    }
+
     /// Ingests one message on `route`: deduplicates it, translates it, commits the outcome
     /// and answers once it is durable.
     pub async fn ingest(&self, route: &str, incoming: Incoming) -> Answer {
-        if !self.inner.routes.contains_key(route) {
-            return unknown_route(route);
-        }
-        if let Err(answer) = well_formed(&incoming) {
+        if let Err(answer) = self.admit(route, &incoming) {
             return answer;
         }
         let host = self.clone();
@@ -706,10 +711,7 @@ impl Host {
 
     /// Translates a message with the route's plugin and stores nothing.
     pub async fn translate(&self, route: &str, incoming: Incoming) -> Answer {
-        if !self.inner.routes.contains_key(route) {
-            return unknown_route(route);
-        }
-        if let Err(answer) = well_formed(&incoming) {
+        if let Err(answer) = self.admit(route, &incoming) {
             return answer;
         }
         let host = self.clone();

@@ -2,23 +2,7 @@ use dragoman::fixtures::{self, Verdict};
 use tests::wasm;
 
 fn all_pass(plugin: &str, dir: &str) -> usize {
-    let plugin = tests::load(plugin);
-    let found = fixtures::discover(dir.as_ref()).expect("fixtures are readable");
-    let failures: Vec<String> = found
-        .iter()
-        .filter_map(
-            |fixture| match fixtures::run(&plugin, fixture).expect("fixture runs") {
-                Verdict::Pass => None,
-                Verdict::Fail { diff } => Some(format!("{}:\n{diff}", fixture.name)),
-            },
-        )
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "failing fixtures:\n{}",
-        failures.join("\n")
-    );
-    found.len()
+    tests::passes_fixtures(plugin, dir)
 }
 
 #[test]

@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use dragoman::fixtures::{self, Verdict};
-use dragoman::plugin::{FaultKind, Instances, PluginConfig};
+use dragoman::plugin::{FaultKind, PluginConfig};
 use tests::wasm;
 
 fn orders_py() -> &'static str {
@@ -13,18 +12,9 @@ fn orders_py() -> &'static str {
 
 #[test]
 fn the_python_translator_passes_the_rust_translators_fixtures() {
-    let plugin = tests::load(orders_py());
-    assert_eq!(plugin.info().name, "acme-erp-orders");
-    let found = fixtures::discover(wasm::ACME_ERP_ORDERS_FIXTURES.as_ref()).unwrap();
-    let failures: Vec<String> = found
-        .iter()
-        .filter_map(|fixture| match fixtures::run(&plugin, fixture).unwrap() {
-            Verdict::Pass => None,
-            Verdict::Fail { diff } => Some(format!("{}:\n{diff}", fixture.name)),
-        })
-        .collect();
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(found.len() >= 25);
+    assert_eq!(tests::load(orders_py()).info().name, "acme-erp-orders");
+    let n = tests::passes_fixtures(orders_py(), wasm::ACME_ERP_ORDERS_FIXTURES);
+    assert!(n >= 25, "the full fixture set, found {n}");
 }
 
 #[test]
@@ -52,19 +42,5 @@ fn a_stray_python_exception_is_a_fault_with_its_message_and_the_next_message_is_
 
 #[test]
 fn a_reused_python_instance_gives_the_same_output() {
-    let plugin = tests::load(orders_py());
-    let instances = Instances::new(plugin.clone(), Arc::new(PluginConfig::new()), 10);
-    let fresh = plugin
-        .translate(&tests::message(tests::seed_order()), Arc::default())
-        .unwrap()
-        .unwrap();
-    for _ in 0..5 {
-        let reused = instances
-            .get()
-            .unwrap()
-            .translate(&tests::message(tests::seed_order()))
-            .unwrap()
-            .unwrap();
-        assert_eq!(reused, fresh);
-    }
+    tests::reuse_gives_the_fresh_output(orders_py());
 }

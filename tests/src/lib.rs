@@ -67,6 +67,57 @@ pub fn built(path: &'static str, build: Result<(), &str>) -> &'static str {
     path
 }
 
+/// Runs every fixture in `dir` through the component at `path`; panics with the diffs of the
+/// failing ones, else returns how many passed.
+///
+/// # Panics
+///
+/// When a fixture fails or cannot be read.
+pub fn passes_fixtures(path: &str, dir: &str) -> usize {
+    use dragoman::fixtures::{self, Verdict};
+    let plugin = load(path);
+    let found = fixtures::discover(dir.as_ref()).expect("fixtures are readable");
+    let failures: Vec<String> = found
+        .iter()
+        .filter_map(
+            |fixture| match fixtures::run(&plugin, fixture).expect("fixture runs") {
+                Verdict::Pass => None,
+                Verdict::Fail { diff } => Some(format!("{}:\n{diff}", fixture.name)),
+            },
+        )
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "failing fixtures of {path}:\n{}",
+        failures.join("\n")
+    );
+    found.len()
+}
+
+/// Translates the seed order with a fresh instance, then five times on one reused instance,
+/// and checks every output is the same.
+///
+/// # Panics
+///
+/// When they differ or a call fails.
+pub fn reuse_gives_the_fresh_output(path: &str) {
+    use std::sync::Arc;
+    let plugin = load(path);
+    let instances = dragoman::plugin::Instances::new(plugin.clone(), Arc::default(), 10);
+    let fresh = plugin
+        .translate(&message(seed_order()), Arc::default())
+        .expect("no fault")
+        .expect("translates");
+    for _ in 0..5 {
+        let mut lease = instances.get().expect("an instance");
+        let reused = lease
+            .translate(&message(seed_order()))
+            .expect("no fault")
+            .expect("translates");
+        assert_eq!(reused, fresh);
+    }
+}
+
 /// A JSON message with the given body.
 pub fn message(body: &str) -> VendorMessage {
     VendorMessage {
