@@ -175,22 +175,8 @@ pub fn fold(message_id: &str, events: &[AuditEvent], at: Option<Timestamp>) -> M
             }
             "committed" => {
                 state.status = "committed".into();
-                state.events = event.data["events"]
-                    .as_array()
-                    .map(|ids| {
-                        ids.iter()
-                            .filter_map(|v| v.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                state.sinks = event.data["sinks"]
-                    .as_array()
-                    .map(|ids| {
-                        ids.iter()
-                            .filter_map(|v| v.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                state.events = strings(&event.data["events"]);
+                state.sinks = strings(&event.data["sinks"]);
                 state.dead_letter = None;
                 state.error = None;
                 if state.events.is_empty() || state.sinks.is_empty() {
@@ -238,6 +224,19 @@ pub fn fold(message_id: &str, events: &[AuditEvent], at: Option<Timestamp>) -> M
         }
     }
     state
+}
+
+/// The strings of a JSON array (none for anything else).
+fn strings(value: &serde_json::Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -446,15 +446,7 @@ impl Host {
                 if let Err(e) = inner.storage.release(&claim) {
                     tracing::error!(error = %e, "releasing a claim failed");
                 }
-                let mut answer = Answer::problem(
-                    503,
-                    "transient",
-                    "Try again later",
-                    &failure.message,
-                    json!({"code": failure.code}),
-                );
-                answer.retry_after = Some(1);
-                return refused(answer);
+                return refused(transient(&failure, json!({"code": failure.code})));
             }
             Ok(Err(TranslateError::Rejected(failure))) => self.rejected(
                 route,
@@ -745,15 +737,7 @@ impl Host {
                 json!({"code": f.code}),
             ),
             Ok(Ok((_, Err(TranslateError::Transient(f))))) => {
-                let mut answer = Answer::problem(
-                    503,
-                    "transient",
-                    "Try again later",
-                    &f.message,
-                    json!({"code": f.code}),
-                );
-                answer.retry_after = Some(1);
-                answer
+                transient(&f, json!({"code": f.code}))
             }
             Ok(Err(fault)) => Answer::problem(
                 422,
@@ -885,15 +869,7 @@ impl Host {
                 };
             }
             Ok(Err(TranslateError::Transient(f))) => {
-                let mut answer = Answer::problem(
-                    503,
-                    "transient",
-                    "Try again later",
-                    &f.message,
-                    json!({"code": f.code, "dead_letter": id}),
-                );
-                answer.retry_after = Some(1);
-                return refused(answer);
+                return refused(transient(&f, json!({"code": f.code, "dead_letter": id})));
             }
             Ok(Err(TranslateError::Rejected(f))) => (f.code, f.message),
             Err(fault) => ("plugin-fault".to_owned(), fault.to_string()),
@@ -1125,6 +1101,13 @@ fn well_formed_body(content_type: Option<&str>, body: &[u8]) -> Result<(), Answe
             ))
         }
     }
+}
+
+/// A `transient` refusal: 503, retry in a second, nothing stored.
+fn transient(failure: &crate::plugin::Failure, extra: serde_json::Value) -> Answer {
+    let mut answer = Answer::problem(503, "transient", "Try again later", &failure.message, extra);
+    answer.retry_after = Some(1);
+    answer
 }
 
 fn refused(answer: Answer) -> Ingested {

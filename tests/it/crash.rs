@@ -2,7 +2,6 @@
 //! that fails part of the time, restarted on the same data directory each time.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -182,12 +181,6 @@ fn acknowledged_messages_survive_sigkill_and_reach_the_sink_once_per_event_id() 
 
     // A clean stop, then the audit trail verifies offline.
     assert!(server.stop().success());
-    let verify = Command::new(tests::dragoman_bin())
-        .args(["audit", "verify", "--data-dir"])
-        .arg(&server.data_dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&verify.stdout);
-    assert!(verify.status.success(), "{stdout}");
+    let stdout = net::verify_offline(&server.data_dir);
     assert!(stdout.ends_with(", 0 problems\n"), "{stdout}");
 }

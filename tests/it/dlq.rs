@@ -189,13 +189,7 @@ fn a_rejected_message_is_dead_lettered_then_replayed_once_fixed() {
 
     // Offline, the chains verify.
     server.stop();
-    let verify = Command::new(tests::dragoman_bin())
-        .args(["audit", "verify", "--data-dir"])
-        .arg(&server.data_dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&verify.stdout);
-    assert!(verify.status.success(), "{stdout}");
+    let stdout = net::verify_offline(&server.data_dir);
     assert!(
         stdout.contains("2 streams verified, 0 problems"),
         "{stdout}"

@@ -148,6 +148,23 @@ impl Drop for Server {
     }
 }
 
+/// Runs `dragoman audit verify --data-dir` on a stopped server's store, asserts it exits 0
+/// and returns what it printed.
+///
+/// # Panics
+///
+/// When the verification fails.
+pub fn verify_offline(data_dir: &Path) -> String {
+    let verify = Command::new(crate::dragoman_bin())
+        .args(["audit", "verify", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("dragoman runs");
+    let stdout = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert!(verify.status.success(), "{stdout}");
+    stdout
+}
+
 // ===== The webhook sink =====
 
 /// One event as the webhook received it.
