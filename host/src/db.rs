@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use serde::de::DeserializeOwned;
@@ -115,20 +115,13 @@ impl Db {
     ///
     /// # Errors
     ///
-    /// [`StorageError::Backend`] when sled cannot open the directory (another process holds
-    /// it, or its files are damaged), and [`StorageError::Corrupt`] when the sequence counter
+    /// [`StorageError::Backend`] when sled cannot open the directory (another process still
+    /// holds it after a wait of a few seconds, or its files are damaged), and [`StorageError::Corrupt`] when the sequence counter
     /// cannot be read.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
-        let db = std::panic::catch_unwind(|| sled::Config::new().path(dir).open())
-            .map_err(|_| {
-                backend(format!(
-                    "the store in {} is damaged and cannot be opened",
-                    dir.display()
-                ))
-            })?
-            .map_err(|e| backend(format!("cannot open the store in {}: {e}", dir.display())))?;
+        let db = open_sled(dir)?;
         let tree = db.open_tree("pipeline").map_err(sled_error)?;
         let next_seq = match tree.get(b"s\0seq").map_err(sled_error)? {
             Some(bytes) => {
@@ -668,6 +661,47 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StorageErr
 
 fn sled_error(e: sled::Error) -> StorageError {
     backend(e.to_string())
+}
+
+/// How long `open` waits for the data dir's lock. sled releases the lock when the last of its
+/// handles goes, and its background threads hold handles for a moment after a store in this
+/// process is dropped; a restart in the same process waits that moment out. Another process
+/// holding the lock is reported when the wait runs out.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+fn open_sled(dir: &Path) -> Result<sled::Db, StorageError> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        let opened =
+            std::panic::catch_unwind(|| sled::Config::new().path(dir).open()).map_err(|_| {
+                backend(format!(
+                    "the store in {} is damaged and cannot be opened",
+                    dir.display()
+                ))
+            })?;
+        match opened {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                return Err(backend(format!(
+                    "the store in {} is in use: another process (or a store in this process \
+                     that is still open) holds its lock",
+                    dir.display()
+                )));
+            }
+            Err(e) => {
+                return Err(backend(format!(
+                    "cannot open the store in {}: {e}",
+                    dir.display()
+                )));
+            }
+        }
+    }
 }
 
 fn backend(message: String) -> StorageError {

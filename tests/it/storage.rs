@@ -531,3 +531,13 @@ fn st2_a_damaged_data_dir_is_an_error_at_open_not_a_panic() {
         Err(_) => panic!("opening a damaged store panicked"),
     }
 }
+
+#[test]
+fn st3_a_store_in_use_is_a_clear_error_and_opens_once_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Db::open(dir.path()).unwrap();
+    let err = Db::open(dir.path()).expect_err("the lock is held");
+    assert!(err.to_string().contains("is in use"), "{err}");
+    drop(first);
+    Db::open(dir.path()).expect("the store opens once the first is closed");
+}
