@@ -13,6 +13,12 @@ if [ ! -x "$venv/bin/componentize-py" ] || ! cmp -s "$here/requirements.txt" "$v
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
     cp "$here/requirements.txt" "$venv/requirements.txt"
 fi
+# The app's modules are staged beside the output: componentize-py writes bytecode caches next
+# to the sources it reads, and the source tree stays as it was checked out.
+stage="$out.src"
+rm -rf "$stage"
+mkdir -p "$stage"
+cp "$app"/*.py "$stage"/
 "$venv/bin/componentize-py" -d "$here/../../wit" -w dragoman:translator/inbound-translator \
-    componentize -p "$app" app -o "$out.tmp" >/dev/null
+    componentize -p "$stage" app -o "$out.tmp" >/dev/null
 mv "$out.tmp" "$out"
