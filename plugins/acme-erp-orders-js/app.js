@@ -407,26 +407,89 @@ function money(amount, currency, exponent) {
 
 const STATUSES = { O: 'open', C: 'closed', X: 'cancelled' };
 
-/** One vendor line as { sku, qty, price }. The usual shape (string sku, integer quantity,
- * plain decimal price) takes the short way; anything else goes through the checked helpers,
- * which name the field at fault. Plain loops: the engine interprets this code, and iterator
- * protocols, closures and template strings cost here. */
+/** One vendor line as { sku, qty, price }, read by the checked helpers, which name the field
+ * at fault. */
 function parseLine(line, n) {
-  if (line && typeof line === 'object' && !Array.isArray(line) && !(line instanceof Num)) {
-    const sku = line.sku;
-    const qty = line.qty;
-    const price = line.unit_prc;
-    if (typeof sku === 'string' && qty instanceof Num && isInteger(qty.text) && qty.text.length <= 15 && price !== undefined && price !== null) {
-      const decimal = typeof price === 'string' || price instanceof Num ? parseDecimal(typeof price === 'string' ? price.trim() : price.text) : null;
-      if (decimal) return { sku, qty: Number(qty.text), price: decimal };
-    }
-  }
   const where = 'line_items[' + n + ']';
   return {
     sku: textValue(field(line, 'sku', where), where + '.sku'),
     qty: integerValue(field(line, 'qty', where), where + '.qty'),
     price: decimalValue(field(line, 'unit_prc', where), where + '.unit_prc'),
   };
+}
+
+// ===== The short way =====
+//
+// The engine interprets this code, so a call's cost is mostly the operations it runs. The
+// usual order (string id and status, a list of lines with a string sku, a whole quantity and a
+// plain decimal price, every value valid) is translated with native string and number
+// operations; anything else, including every input that is refused, goes through `toOrder`,
+// which decides. The short way returns exactly what `toOrder` would, or null.
+
+/** The minor units of a plain price (ASCII digits with at most one dot, at most 15 digits)
+ * rounded half to even, or null when the text is anything else or the result would not be
+ * exact in a Number. */
+function plainMinor(text, exponent) {
+  const dot = text.indexOf('.');
+  const digits = dot < 0 ? text : text.slice(0, dot) + text.slice(dot + 1);
+  const shift = dot < 0 ? exponent : exponent - (text.length - dot - 1);
+  if (digits.length > 15 || digits.length + shift > 15) return null;
+  const mantissa = Number(digits);
+  // A whole, non-negative Number below 10^15 prints as digits only; padded back with zeros it
+  // equals `digits` exactly when `digits` is nothing but ASCII digits.
+  if (!(mantissa >= 0) || !Number.isInteger(mantissa) || String(mantissa).padStart(digits.length, '0') !== digits) return null;
+  if (shift >= 0) return mantissa * 10 ** shift;
+  const divisor = 10 ** -shift;
+  let quotient = Math.floor(mantissa / divisor);
+  let rest = mantissa - quotient * divisor;
+  if (rest < 0) {
+    quotient -= 1;
+    rest += divisor;
+  } else if (rest >= divisor) {
+    quotient += 1;
+    rest -= divisor;
+  }
+  return quotient + (rest * 2 > divisor || (rest * 2 === divisor && quotient % 2 === 1) ? 1 : 0);
+}
+
+function plainObject(value) {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Num);
+}
+
+/** The usual order, translated the short way, or null. */
+function usualOrder(doc, currency) {
+  if (!plainObject(doc)) return null;
+  const rawId = doc.ord_id;
+  const rawStatus = doc.ord_status;
+  const raw = doc.line_items;
+  if (typeof rawId !== 'string' || typeof rawStatus !== 'string' || !Array.isArray(raw) || raw.length === 0) return null;
+  const id = rawId.trim();
+  const code = rawStatus.trim();
+  const status = Object.prototype.hasOwnProperty.call(STATUSES, code) ? STATUSES[code] : null;
+  if (!id || status === null) return null;
+  let exponent;
+  try {
+    exponent = minorUnitExponent(currency);
+  } catch {
+    return null;
+  }
+  const items = new Array(raw.length);
+  for (let n = 0; n < raw.length; n += 1) {
+    const line = raw[n];
+    if (!plainObject(line)) return null;
+    const sku = line.sku;
+    const qty = line.qty;
+    const price = line.unit_prc;
+    if (typeof sku !== 'string' || !(qty instanceof Num) || qty.text.length > 15) return null;
+    const quantity = Number(qty.text);
+    if (!Number.isInteger(quantity) || quantity < 1 || String(quantity) !== qty.text) return null;
+    const productSku = sku.trim();
+    if (!productSku) return null;
+    const minor = price instanceof Num ? plainMinor(price.text, exponent) : typeof price === 'string' ? plainMinor(price.trim(), exponent) : null;
+    if (minor === null) return null;
+    items[n] = { product_sku: productSku, quantity, unit_price: { amount_minor: minor, currency } };
+  }
+  return { id, status, items };
 }
 
 function toOrder(doc, currency) {
@@ -490,12 +553,21 @@ export const inbound = {
   },
   translate(message) {
     let order;
+    let data;
     try {
-      order = toOrder(decode(message.body, message.contentType), configGet('currency') || DEFAULT_CURRENCY);
+      const doc = decode(message.body, message.contentType);
+      const currency = configGet('currency') || DEFAULT_CURRENCY;
+      order = usualOrder(doc, currency);
+      if (order) {
+        data = JSON.stringify(order);
+      } else {
+        order = toOrder(doc, currency);
+        data = stringify(order);
+      }
     } catch (e) {
       if (e instanceof Rejected) throw refusal(e);
       return fault(e);
     }
-    return [{ eventType: ORDER_CREATED, subject: order.id, partitionKey: order.id, data: stringify(order) }];
+    return [{ eventType: ORDER_CREATED, subject: order.id, partitionKey: order.id, data }];
   },
 };

@@ -44,3 +44,8 @@ fn a_stray_python_exception_is_a_fault_with_its_message_and_the_next_message_is_
 fn a_reused_python_instance_gives_the_same_output() {
     tests::reuse_gives_the_fresh_output(orders_py());
 }
+
+#[test]
+fn the_python_translator_agrees_with_the_rust_translator_on_generated_orders() {
+    tests::agrees_with_the_rust_translator(orders_py(), 400);
+}

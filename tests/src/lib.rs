@@ -169,3 +169,171 @@ pub fn dragoman_bin() -> &'static Path {
             .expect("cargo reports the dragoman executable")
     })
 }
+
+/// Translates `count` generated vendor orders (seeded, so a failure repeats) with the Rust
+/// `acme-erp-orders` and with the component at `path`, each order under one of several
+/// currencies, and checks both give the same events, or refuse with the same code.
+///
+/// The orders mix the usual shape with odd but valid values (prices as strings, with leading
+/// and trailing zeros, exponents, more digits than a float keeps; padded fields; numbers where
+/// text is expected) and carry at most one defect each (a bad price, quantity, sku, status or
+/// id, a missing field, no lines, an invalid currency), so the refusal is the same whichever
+/// order a translator checks the fields in.
+///
+/// # Panics
+///
+/// On the first order where they differ, naming it.
+pub fn agrees_with_the_rust_translator(path: &str, count: usize) {
+    use dragoman::plugin::{PluginConfig, TranslateError};
+    use rand::{RngExt, SeedableRng};
+    use std::sync::Arc;
+
+    fn outcome(plugin: &Plugin, body: &str, config: &Arc<PluginConfig>) -> String {
+        match plugin.translate(&message(body), config.clone()) {
+            Err(fault) => panic!("{} faulted on {body}: {fault}", plugin.info().name),
+            Ok(Ok(events)) => serde_json::to_string(&events).expect("events serialize"),
+            Ok(Err(TranslateError::Rejected(f))) => format!("rejected {}", f.code),
+            Ok(Err(TranslateError::Transient(f))) => format!("transient {}", f.code),
+        }
+    }
+
+    let rust = load(wasm::ACME_ERP_ORDERS);
+    let other = load(path);
+    let config = |currency: Option<&str>| {
+        let mut config = PluginConfig::new();
+        if let Some(currency) = currency {
+            config.insert("currency".into(), currency.into());
+        }
+        Arc::new(config)
+    };
+    let valid: Vec<_> = [None, Some("EUR"), Some("JPY"), Some("BHD"), Some("CLF")]
+        .into_iter()
+        .map(config)
+        .collect();
+    let invalid = config(Some("eur"));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+    let (mut translated, mut refused) = (0, 0);
+    for n in 0..count {
+        let mut order = Generated {
+            defects: usize::from(rng.random_range(0..10) < 4),
+            rng: &mut rng,
+        };
+        let config = if order.defects == 1 && order.rng.random_range(0..12) == 0 {
+            order.defects = 0;
+            &invalid
+        } else {
+            &valid[order.rng.random_range(0..valid.len())]
+        };
+        let body = order.body();
+        let expected = outcome(&rust, &body, config);
+        let actual = outcome(&other, &body, config);
+        assert_eq!(
+            actual, expected,
+            "order {n} under {config:?} differs from the Rust translator:\n{body}"
+        );
+        if expected.starts_with("rejected") {
+            refused += 1;
+        } else {
+            translated += 1;
+        }
+    }
+    assert!(
+        translated * 2 > count && refused * 10 > count,
+        "the generated orders should mostly translate and often be refused: {translated} translated, {refused} refused"
+    );
+}
+
+/// A generator of vendor orders as JSON text, with at most `defects` defects.
+struct Generated<'a> {
+    rng: &'a mut rand::rngs::StdRng,
+    defects: usize,
+}
+
+impl Generated<'_> {
+    /// `value`, or now and then one of the valid `odd` values, or while a defect is left and
+    /// `bad` has one, now and then a defect.
+    fn pick(&mut self, value: String, odd: &[&str], bad: &[&str]) -> String {
+        use rand::RngExt;
+        if self.defects > 0 && !bad.is_empty() && self.rng.random_range(0..6) == 0 {
+            self.defects -= 1;
+            return bad[self.rng.random_range(0..bad.len())].to_owned();
+        }
+        if !odd.is_empty() && self.rng.random_range(0..4) == 0 {
+            return odd[self.rng.random_range(0..odd.len())].to_owned();
+        }
+        value
+    }
+
+    fn body(&mut self) -> String {
+        use rand::RngExt;
+        let id = format!("\"ORD-{}\"", self.rng.random_range(0..100_000));
+        let id = self.pick(id, &["42", "\"  ORD-7 \""], &["\" \"", "null"]);
+        let status = format!("\"{}\"", ["O", "C", "X"][self.rng.random_range(0..3)]);
+        let status = self.pick(status, &["\" C \""], &["\"Z\"", "\"\"", "1", "\"open\""]);
+        let count = if self.defects > 0 && self.rng.random_range(0..10) == 0 {
+            self.defects -= 1;
+            0
+        } else {
+            self.rng.random_range(1..6)
+        };
+        let mut lines = Vec::new();
+        for _ in 0..count {
+            lines.push(self.line());
+        }
+        format!(
+            "{{\"ord_id\": {id}, \"ord_status\": {status}, \"line_items\": [{}]}}",
+            lines.join(", ")
+        )
+    }
+
+    fn line(&mut self) -> String {
+        use rand::RngExt;
+        let digits = self.rng.random_range(0..9);
+        let whole = self.rng.random_range(0..10u64.pow(digits));
+        let fraction: String = (0..self.rng.random_range(0..7))
+            .map(|_| char::from(b'0' + self.rng.random_range(0..10u8)))
+            .collect();
+        let mut price = if fraction.is_empty() {
+            whole.to_string()
+        } else {
+            format!("{whole}.{fraction}")
+        };
+        if self.rng.random_range(0..5) == 0 {
+            price = format!("\"{price}\"");
+        }
+        let price = self.pick(
+            price,
+            &[
+                "0.125",
+                "0.135",
+                "2.5e1",
+                "1E-3",
+                "-0.00",
+                "\" 12.30 \"",
+                "\"007.50\"",
+                "12345678901234567.5",
+                "0.12500000000000000001",
+                "99999999999999.995",
+            ],
+            &["-3.5", "\"12.3.4\"", "\"abc\"", "\"\"", "null", "true"],
+        );
+        let qty = self.rng.random_range(1..100).to_string();
+        let qty = self.pick(
+            qty,
+            &["\"5\"", "\" 3 \"", "123456789012"],
+            &["0", "-1", "2.0", "1e2", "2.5"],
+        );
+        let sku = format!("\"ACME-{}\"", self.rng.random_range(0..1000));
+        let sku = self.pick(sku, &["17", "\" ACME-PAD \""], &["\"\"", "\"  \""]);
+        let mut fields = vec![
+            format!("\"sku\": {sku}"),
+            format!("\"qty\": {qty}"),
+            format!("\"unit_prc\": {price}"),
+        ];
+        if self.defects > 0 && self.rng.random_range(0..12) == 0 {
+            self.defects -= 1;
+            fields.remove(self.rng.random_range(0..fields.len()));
+        }
+        format!("{{{}}}", fields.join(", "))
+    }
+}
