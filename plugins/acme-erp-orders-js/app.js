@@ -373,21 +373,31 @@ function minorUnitExponent(currency) {
 
 const I64_LIMIT = 2n ** 63n;
 
+/** `mantissa` (a whole Number below 10^15) times 10^`shift`, rounded half to even; exact while
+ * the result stays below 2^53. */
+function numberMinor(mantissa, shift) {
+  if (shift >= 0) return mantissa * 10 ** shift;
+  const divisor = 10 ** -shift;
+  let quotient = Math.floor(mantissa / divisor);
+  let rest = mantissa - quotient * divisor;
+  // The float division may round across a whole number; the integer remainder tells.
+  if (rest < 0) {
+    quotient -= 1;
+    rest += divisor;
+  } else if (rest >= divisor) {
+    quotient += 1;
+    rest -= divisor;
+  }
+  return quotient + (rest * 2 > divisor || (rest * 2 === divisor && quotient % 2 === 1) ? 1 : 0);
+}
+
 /** Integer minor units, rounded half to even: exact Number arithmetic while every value stays
  * below 2^53, BigInt beyond. */
 function money(amount, currency, exponent) {
   const shift = exponent - amount.scale;
   let magnitude;
   if (amount.digits.length + Math.max(shift, 0) <= 15 && shift >= -15) {
-    const mantissa = Number(amount.digits);
-    if (shift >= 0) {
-      magnitude = mantissa * 10 ** shift;
-    } else {
-      const divisor = 10 ** -shift;
-      const quotient = Math.floor(mantissa / divisor);
-      const twice = (mantissa - quotient * divisor) * 2;
-      magnitude = quotient + (twice > divisor || (twice === divisor && quotient % 2 === 1) ? 1 : 0);
-    }
+    magnitude = numberMinor(Number(amount.digits), shift);
     return { amount_minor: amount.negative ? -magnitude : magnitude, currency };
   }
   if (shift >= 0) {
@@ -438,18 +448,7 @@ function plainMinor(text, exponent) {
   // A whole, non-negative Number below 10^15 prints as digits only; padded back with zeros it
   // equals `digits` exactly when `digits` is nothing but ASCII digits.
   if (!(mantissa >= 0) || !Number.isInteger(mantissa) || String(mantissa).padStart(digits.length, '0') !== digits) return null;
-  if (shift >= 0) return mantissa * 10 ** shift;
-  const divisor = 10 ** -shift;
-  let quotient = Math.floor(mantissa / divisor);
-  let rest = mantissa - quotient * divisor;
-  if (rest < 0) {
-    quotient -= 1;
-    rest += divisor;
-  } else if (rest >= divisor) {
-    quotient += 1;
-    rest -= divisor;
-  }
-  return quotient + (rest * 2 > divisor || (rest * 2 === divisor && quotient % 2 === 1) ? 1 : 0);
+  return numberMinor(mantissa, shift);
 }
 
 function plainObject(value) {

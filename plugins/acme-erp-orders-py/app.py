@@ -353,17 +353,21 @@ def minor_unit_exponent(currency):
     return 2
 
 
+def minor_units(mantissa, scale, exponent):
+    """mantissa * 10**-scale in units of 10**-exponent, rounded half to even, with integers only."""
+    shift = exponent - scale
+    if shift >= 0:
+        return mantissa * 10**shift
+    divisor = 10**-shift
+    quotient, remainder = divmod(mantissa, divisor)
+    twice = remainder * 2
+    return quotient + (1 if twice > divisor or (twice == divisor and quotient % 2 == 1) else 0)
+
+
 def money(amount, currency, exponent):
     """Integer minor units, rounded half to even, with integers only."""
     negative, mantissa, scale = amount
-    shift = exponent - scale
-    if shift >= 0:
-        magnitude = mantissa * 10**shift
-    else:
-        divisor = 10**-shift
-        quotient, remainder = divmod(mantissa, divisor)
-        twice = remainder * 2
-        magnitude = quotient + (1 if twice > divisor or (twice == divisor and quotient % 2 == 1) else 0)
+    magnitude = minor_units(mantissa, scale, exponent)
     if magnitude >= 2**63:
         raise Rejected("amount-out-of-range", f"amount is too large for {currency}")
     return {"amount_minor": -magnitude if negative else magnitude, "currency": currency}
@@ -448,14 +452,7 @@ def usual_order(document, currency):
             mantissa, scale = int(whole + fraction), len(fraction)
         else:
             return None
-        shift = exponent - scale
-        if shift >= 0:
-            magnitude = mantissa * 10**shift
-        else:
-            divisor = 10**-shift
-            quotient, remainder = divmod(mantissa, divisor)
-            twice = remainder * 2
-            magnitude = quotient + (1 if twice > divisor or (twice == divisor and quotient % 2 == 1) else 0)
+        magnitude = minor_units(mantissa, scale, exponent)
         if magnitude >= 2**63:
             return None
         parts += ('{"product_sku":', encode_string(sku), ',"quantity":', str(qty), ',"unit_price":{"amount_minor":', str(magnitude), unit)
