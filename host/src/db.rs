@@ -115,9 +115,9 @@ impl Db {
     ///
     /// # Errors
     ///
-    /// [`StorageError::Backend`] when sled cannot open the directory (another process still
-    /// holds it after a wait of a few seconds, or its files are damaged), and [`StorageError::Corrupt`] when the sequence counter
-    /// cannot be read.
+    /// [`StorageError::Backend`] when sled cannot open the directory (another holder keeps
+    /// its lock for longer than a few seconds, or its files are damaged), and
+    /// [`StorageError::Corrupt`] when the sequence counter cannot be read.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
@@ -681,18 +681,15 @@ fn open_sled(dir: &Path) -> Result<sled::Db, StorageError> {
             })?;
         match opened {
             Ok(db) => return Ok(db),
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(10));
-            }
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-                return Err(backend(format!(
-                    "the store in {} is in use: another process (or a store in this process \
-                     that is still open) holds its lock",
-                    dir.display()
-                )));
+                if Instant::now() >= deadline {
+                    return Err(backend(format!(
+                        "the store in {} is in use: another process (or a store in this \
+                         process that is still open) holds its lock",
+                        dir.display()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(10));
             }
             Err(e) => {
                 return Err(backend(format!(
