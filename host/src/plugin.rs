@@ -621,15 +621,7 @@ impl Session {
         &mut self,
         command: &DomainCommand,
     ) -> Result<Result<VendorRequest, TranslateError>, Fault> {
-        let result = self.call(|store, instance, plugin| {
-            let indices = plugin
-                .outbound
-                .as_ref()
-                .ok_or_else(|| missing("outbound"))?;
-            indices
-                .load(&mut *store, instance)?
-                .call_encode(&mut *store, command)
-        })?;
+        let result = self.call_outbound(|store, exports| exports.call_encode(store, command))?;
         if let Ok(request) = &result {
             let headers: usize = request
                 .headers
@@ -653,16 +645,24 @@ impl Session {
         command: &DomainCommand,
         response: &VendorResponse,
     ) -> Result<Result<Vec<DomainEvent>, TranslateError>, Fault> {
-        let result = self.call(|store, instance, plugin| {
+        let result =
+            self.call_outbound(|store, exports| exports.call_decode(store, command, response))?;
+        self.events(result)
+    }
+
+    /// Calls into the outbound exports, a contract fault when the plugin has none.
+    fn call_outbound<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store<PluginState>, &outbound::Guest) -> wasmtime::Result<R>,
+    ) -> Result<R, Fault> {
+        self.call(|store, instance, plugin| {
             let indices = plugin
                 .outbound
                 .as_ref()
                 .ok_or_else(|| missing("outbound"))?;
-            indices
-                .load(&mut *store, instance)?
-                .call_decode(&mut *store, command, response)
-        })?;
-        self.events(result)
+            let exports = indices.load(&mut *store, instance)?;
+            f(store, &exports)
+        })
     }
 
     fn call<R>(
