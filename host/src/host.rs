@@ -345,19 +345,12 @@ impl Host {
         let message_id = message_id.to_string();
         let span = tracing::info_span!("message", message_id = %message_id, route = route_name);
         let _entered = span.enter();
-        let message = VendorMessage {
-            id: message_id.clone(),
-            content_type: incoming.content_type.clone(),
-            headers: incoming
-                .headers
-                .iter()
-                .map(|(name, value)| crate::plugin::Header {
-                    name: name.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
-            body: incoming.body,
-        };
+        let message = vendor_message(
+            message_id.clone(),
+            incoming.content_type.clone(),
+            incoming.headers.clone(),
+            incoming.body,
+        );
 
         let started = Instant::now();
         let mut session = route.instances.get();
@@ -710,16 +703,12 @@ impl Host {
         let route = route.to_owned();
         let result = tokio::task::spawn_blocking(move || {
             let route = &host.inner.routes[&route];
-            let message = VendorMessage {
-                id: uuid::Uuid::now_v7().to_string(),
-                content_type: incoming.content_type,
-                headers: incoming
-                    .headers
-                    .into_iter()
-                    .map(|(name, value)| crate::plugin::Header { name, value })
-                    .collect(),
-                body: incoming.body,
-            };
+            let message = vendor_message(
+                uuid::Uuid::now_v7().to_string(),
+                incoming.content_type,
+                incoming.headers,
+                incoming.body,
+            );
             let mut session = route.instances.get()?;
             let key = session.idempotency_key(&message)?;
             Ok::<_, Fault>((key, session.translate(&message)?))
@@ -807,19 +796,12 @@ impl Host {
                 json!({"dead_letter": id}),
             ));
         };
-        let message = VendorMessage {
-            id: record.id.clone(),
-            content_type: record.content_type.clone(),
-            headers: record
-                .headers
-                .iter()
-                .map(|(name, value)| crate::plugin::Header {
-                    name: name.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
-            body: record.body.clone(),
-        };
+        let message = vendor_message(
+            record.id.clone(),
+            record.content_type.clone(),
+            record.headers.clone(),
+            record.body.clone(),
+        );
         let plugin = route.plugin.id();
         let plugin_name = format!("{}@{}", plugin.name, plugin.version);
         let outcome = route
@@ -1187,5 +1169,23 @@ fn traceparent(given: Option<&str>, message_id: uuid::Uuid) -> String {
     match given.filter(|t| valid(t)) {
         Some(t) => format!("00-{}-{span:016x}-01", &t[3..35]),
         None => format!("00-{}-{span:016x}-01", message_id.simple()),
+    }
+}
+
+/// The plugin's view of a message: the headers as the contract's records.
+fn vendor_message(
+    id: String,
+    content_type: Option<String>,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+) -> VendorMessage {
+    VendorMessage {
+        id,
+        content_type,
+        headers: headers
+            .into_iter()
+            .map(|(name, value)| crate::plugin::Header { name, value })
+            .collect(),
+        body,
     }
 }
