@@ -65,6 +65,8 @@ fn main() -> anyhow::Result<()> {
         "wit",
         "guest-sdk/src",
         "guest-sdk/Cargo.toml",
+        "guest-sdk/body/src",
+        "guest-sdk/body/Cargo.toml",
         "plugins",
         "tests/guests",
     ] {

@@ -75,7 +75,7 @@ impl Message {
     ///
     /// # Errors
     ///
-    /// `rejected` with the codes listed in [`decode`](crate::decode).
+    /// `rejected` with the codes listed in [`decode`](mod@crate::decode).
     pub fn decode(&self) -> Result<Document, Error> {
         decode::decode(&self.body, self.content_type())
     }

@@ -129,7 +129,7 @@ impl Response {
     ///
     /// # Errors
     ///
-    /// `rejected` with the codes listed in [`decode`](crate::decode).
+    /// `rejected` with the codes listed in [`decode`](mod@crate::decode).
     pub fn decode(&self) -> Result<Document, Error> {
         decode::decode(&self.body, self.header("content-type"))
     }

@@ -7,7 +7,10 @@
 //! JavaScript translators: a fresh instance per message, an instance reused, a cold compile
 //! and a load from the cache, beside the Rust figures.
 //!
-//! Run: `cargo bench -p dragoman --bench translate`.
+//! Run: `cargo bench -p benches --bench translate`.
+//!
+//! It lives outside the host's package because its baseline compiles the guest SDK natively,
+//! and with it wit-bindgen: the host's own tree stays free of the guest's bindings.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,11 +21,11 @@ use std::hint::black_box;
 use criterion::Criterion;
 use dragoman::plugin::{PluginConfig, Provenance, Runtime, VendorMessage};
 
-#[path = "../../tests/wasm_build.rs"]
+#[path = "../tests/wasm_build.rs"]
 mod wasm_build;
 
 /// The seed translator's own source, compiled natively: the baseline.
-#[path = "../../plugins/acme-erp-orders/src/lib.rs"]
+#[path = "../plugins/acme-erp-orders/src/lib.rs"]
 #[allow(
     dead_code,
     unreachable_pub,
@@ -33,7 +36,7 @@ mod acme_erp_orders;
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("host/ sits in the repository root")
+        .expect("benches/ sits in the repository root")
         .to_owned()
 }
 
