@@ -267,6 +267,8 @@ impl Config {
     /// # Errors
     ///
     /// A message naming the key and the line.
+    // Long on purpose: one pass from the raw file to the checked config, section by section,
+    // each check beside the key it checks.
     pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
         let line = |span: Range<usize>| text[..span.start.min(text.len())].lines().count().max(1);

@@ -2,8 +2,11 @@
 //! components.
 //!
 //! A translator plugin turns a vendor's model into ours and back; this crate loads such
-//! plugins, runs each message in a fresh sandbox under limits, and checks plugins against
-//! their contract fixtures.
+//! plugins, runs each message in a fresh sandbox under limits, and surrounds them with a
+//! durable pipeline: idempotent ingest, a transactional outbox with a relay to sinks, a dead
+//! letter channel and a hash-chained audit trail.
+//!
+//! A plugin on its own:
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -24,13 +27,53 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Embedded in a service: ingest from its own code and match on the outcome, mount the HTTP
+//! API in its own router (here under `/integrations`, with axum), and run the relay beside
+//! its server on the same runtime, with the same shutdown:
+//!
+//! ```no_run
+//! use dragoman::config::Config;
+//! use dragoman::{Host, Incoming, Ingested};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::from_file("dragoman.toml".as_ref())?;
+//! let host = Host::builder().config(config).build()?;
+//!
+//! let incoming = Incoming {
+//!     content_type: Some("application/json".into()),
+//!     body: br#"{"ord_id": "A-1", "ord_status": "O", "line_items": []}"#.to_vec(),
+//!     ..Incoming::default()
+//! };
+//! match host.ingest("erp-orders", incoming).await {
+//!     Ingested::Accepted(accepted) => println!("events {:?}", accepted.events),
+//!     Ingested::Duplicate(earlier) => println!("seen before as {}", earlier.message_id()),
+//!     Ingested::Rejected(rejected) => println!("dead-lettered: {}", rejected.error),
+//!     other => println!("not now: {other:?}"),
+//! }
+//!
+//! let app = axum::Router::new().nest_service("/integrations", host.api());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let stop = tokio_util::sync::CancellationToken::new();
+//! let server = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+//! let (served, ran) = tokio::join!(
+//!     async { let served = server.await; stop.cancel(); served },
+//!     host.run(stop.clone().cancelled_owned()),
+//! );
+//! served?;
+//! ran?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
-//! - [`Host`]: routes, ingest, the dead letter channel, the audit trail; `serve` runs the
-//!   HTTP API and the outbox relay.
+//! - [`Host`]: the composition root; `serve` runs the HTTP API and the outbox relay, `run`
+//!   only the relay, for a service that serves [`Host::api`] itself.
+//! - [`outcome`]: what the operations answer, as values to match on.
+//! - [`transport`]: the HTTP API, the one place that knows statuses and problem details.
 //! - [`config`]: the TOML configuration.
-//! - [`storage`]: the storage trait and its records; [`db`]: the sled implementation.
+//! - [`storage`]: the storage trait and its records, and [`storage::Db`], the sled backend.
 //! - [`audit`]: the hash chain, its verification and the fold of a message's state.
-//! - [`plugin`]: the wasmtime runtime, loading, limits, faults and calls.
+//! - [`plugin`]: the wasmtime runtime, loading, limits, faults, calls and the instance pool.
 //! - [`fixtures`]: contract fixtures and the readable diff of a mismatch.
 //! - [`clock`]: the injectable clock.
 //! - [`Error`]: the crate's one error type.
@@ -41,17 +84,20 @@ pub mod audit;
 mod bindings;
 pub mod clock;
 pub mod config;
-pub mod db;
+mod delivery;
 mod error;
 pub mod fixtures;
 mod host;
-mod metrics;
+pub mod outcome;
+mod pipeline;
 pub mod plugin;
 mod relay;
-mod sink;
 pub mod storage;
-mod transport;
+mod telemetry;
+pub mod transport;
 
+pub use delivery::DeliveryError;
 pub use error::{Error, ErrorKind};
-pub use host::{Answer, Host, HostBuilder, Incoming, MAX_KEY_LEN, check_message};
-pub use transport::{MAX_HEADERS, handle};
+pub use host::{Host, HostBuilder};
+pub use outcome::{Ingested, Replayed, Translated};
+pub use pipeline::{Incoming, MAX_KEY_LEN, check_message};

@@ -12,6 +12,7 @@ mod engine;
 mod fault;
 mod limits;
 mod output;
+mod pool;
 mod state;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ pub use cache::Provenance;
 pub(crate) use cache::sha256_hex;
 pub use fault::{Fault, FaultKind};
 pub use limits::{DEFAULT_DEADLINE, DEFAULT_LOG_CAPTURE, DEFAULT_MEMORY, DEFAULT_OUTPUT, Limits};
+pub use pool::{Instances, Lease};
 use state::PluginState;
 
 /// The contract version this host binds.
@@ -279,6 +281,8 @@ impl Runtime {
     /// # Errors
     ///
     /// As [`Runtime::load`].
+    // Long on purpose: the load is one sequence (cache, compile, link, check the exports,
+    // read the metadata) whose steps share the engine, the component and the error context.
     pub fn load_with_provenance(
         &self,
         wasm: &[u8],
@@ -838,131 +842,3 @@ impl PartialEq for DomainEvent {
 
 #[cfg(test)]
 mod tests;
-
-// ===== Instance reuse =====
-
-/// The instances of one plugin with one route config.
-///
-/// With `max_uses` 1 (the default everywhere) every message gets a fresh instance. With
-/// `max_uses` N > 1 an instance serves up to N messages, one after another, and is then
-/// dropped; one that faulted (trap, deadline, memory, output) is dropped at once. What may
-/// survive from one message to the next on a reused instance: everything in its linear
-/// memory (globals, statics, the heap, caches, an interpreter's module state) and its tables.
-/// The host resets nothing but the deadline; a plugin that must not carry state from one
-/// message to the next must run with `max_uses` 1.
-pub struct Instances {
-    plugin: Plugin,
-    config: Arc<PluginConfig>,
-    max_uses: u32,
-    idle: std::sync::Mutex<Vec<(Session, u32)>>,
-}
-
-impl fmt::Debug for Instances {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Instances")
-            .field("plugin", self.plugin.id())
-            .field("max_uses", &self.max_uses)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Instances {
-    /// Instances of `plugin` with `config`, each used for at most `max_uses` messages (at
-    /// least 1).
-    pub fn new(plugin: Plugin, config: Arc<PluginConfig>, max_uses: u32) -> Self {
-        Self {
-            plugin,
-            config,
-            max_uses: max_uses.max(1),
-            idle: std::sync::Mutex::new(Vec::new()),
-        }
-    }
-
-    /// The plugin.
-    pub fn plugin(&self) -> &Plugin {
-        &self.plugin
-    }
-
-    /// The route config the instances read.
-    pub fn config(&self) -> &Arc<PluginConfig> {
-        &self.config
-    }
-
-    /// How many messages one instance serves at most.
-    pub fn max_uses(&self) -> u32 {
-        self.max_uses
-    }
-
-    /// An instance for one message: an idle one that has uses left, or a fresh one.
-    ///
-    /// # Errors
-    ///
-    /// A [`Fault`] when a fresh instance cannot be made.
-    pub fn get(&self) -> Result<Lease<'_>, Fault> {
-        let reused = self
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pop();
-        let (session, uses) = match reused {
-            Some(idle) => idle,
-            None => (self.plugin.session(self.config.clone())?, 0),
-        };
-        Ok(Lease {
-            pool: self,
-            session: Some(session),
-            uses,
-        })
-    }
-}
-
-/// An instance lent for one message; back to its [`Instances`] when dropped, unless it
-/// faulted or has served its last message.
-pub struct Lease<'a> {
-    pool: &'a Instances,
-    session: Option<Session>,
-    uses: u32,
-}
-
-impl fmt::Debug for Lease<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lease")
-            .field("uses", &self.uses)
-            .finish_non_exhaustive()
-    }
-}
-
-impl std::ops::Deref for Lease<'_> {
-    type Target = Session;
-
-    fn deref(&self) -> &Session {
-        self.session
-            .as_ref()
-            .expect("a lease holds its session until dropped")
-    }
-}
-
-impl std::ops::DerefMut for Lease<'_> {
-    fn deref_mut(&mut self) -> &mut Session {
-        self.session
-            .as_mut()
-            .expect("a lease holds its session until dropped")
-    }
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        let Some(session) = self.session.take() else {
-            return;
-        };
-        let uses = self.uses + 1;
-        if session.is_poisoned() || uses >= self.pool.max_uses {
-            return;
-        }
-        self.pool
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((session, uses));
-    }
-}

@@ -11,7 +11,13 @@
 //! - audit events of one message form a chain: versions 1, 2, 3… each carrying the hash of
 //!   the one before.
 //!
-//! The sled implementation is [`crate::db::Db`].
+//! The sled implementation is [`Db`] (`storage/sled.rs`); the layout of its records is in
+//! `storage/codec.rs`.
+
+mod codec;
+mod sled;
+
+pub use self::sled::Db;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -20,6 +26,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+
+use crate::outcome::Settled;
 
 /// A storage failure: the operation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -74,18 +82,15 @@ pub struct ClaimToken {
     pub token: u64,
 }
 
-/// What a processed key keeps: the payload's fingerprint and the response, byte for byte.
+/// What a processed key keeps: the payload's fingerprint and how the message was settled,
+/// given back as it was to every redelivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "codec::CompletedRecord")]
 pub struct Completed {
     /// The sha256 of the body that was processed.
     pub fingerprint: String,
-    /// The message it became.
-    pub message_id: String,
-    /// The HTTP status answered.
-    pub status: u16,
-    /// The body answered.
-    #[serde(with = "base64_bytes")]
-    pub body: Vec<u8>,
+    /// The outcome.
+    pub settled: Settled,
     /// When the key may be forgotten.
     pub expires_at: Timestamp,
 }
@@ -104,7 +109,7 @@ pub struct MessageRecord {
     /// Its headers.
     pub headers: Vec<(String, String)>,
     /// Its body.
-    #[serde(with = "base64_bytes")]
+    #[serde(with = "codec::base64_bytes")]
     pub body: Vec<u8>,
     /// When it arrived.
     pub received_at: Timestamp,
@@ -224,6 +229,18 @@ pub struct AuditDraft {
     pub data: serde_json::Value,
     /// When (the host's clock).
     pub at: Timestamp,
+}
+
+impl AuditDraft {
+    /// An event of `kind` for `message_id`'s stream, at `at`.
+    pub fn new(message_id: &str, at: Timestamp, kind: &str, data: serde_json::Value) -> Self {
+        Self {
+            message_id: message_id.to_owned(),
+            kind: kind.to_owned(),
+            data,
+            at,
+        }
+    }
 }
 
 /// An audit event as stored: immutable, chained to its predecessor by hash.
@@ -421,23 +438,4 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     ///
     /// [`StorageError`] when the backend fails.
     fn depths(&self) -> Result<Depths, StorageError>;
-}
-
-/// Bytes in stored records as base64 text: a quarter of the size of a JSON array of numbers,
-/// and far quicker to write and read.
-mod base64_bytes {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&STANDARD.encode(bytes))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        STANDARD.decode(text).map_err(serde::de::Error::custom)
-    }
 }

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use dragoman::db::Db;
+use dragoman::outcome::{Accepted, Cause, Rejected, Settled};
+use dragoman::storage::Db;
 use dragoman::storage::{
     AuditDraft, Claim, ClaimToken, Commit, Completed, DeadLetter, DeadLetterKind, DeliveryOutcome,
     MessageRecord, OutboxEvent, Storage, StorageError,
@@ -95,9 +96,11 @@ fn commit(
         claim,
         completed: Completed {
             fingerprint: "f".into(),
-            message_id: message_id.into(),
-            status: 202,
-            body: b"stored".to_vec(),
+            settled: Settled::Accepted(Accepted {
+                message_id: message_id.into(),
+                idempotency_key: key.into(),
+                events: events.iter().map(|id| (*id).to_owned()).collect(),
+            }),
             expires_at: at(expires_ms),
         },
         message: message(message_id, key),
@@ -138,8 +141,12 @@ fn ic1_a_committed_key_is_done_with_its_stored_outcome() {
         for _ in 0..3 {
             match store.claim("orders", "k", at(1), TIMEOUT).unwrap() {
                 Claim::Done(done) => assert_eq!(
-                    (done.status, done.body.as_slice(), done.message_id.as_str()),
-                    (202, &b"stored"[..], "m1")
+                    done.settled,
+                    Settled::Accepted(Accepted {
+                        message_id: "m1".into(),
+                        idempotency_key: "k".into(),
+                        events: vec!["e1".into()],
+                    })
                 ),
                 other => panic!("{other:?}"),
             }
@@ -209,11 +216,17 @@ fn ic5_a_released_key_runs_again_and_a_rejection_is_remembered() {
         store.release(&token).unwrap();
         let token = fresh(store.claim("orders", "k", t0(), TIMEOUT).unwrap());
         let mut rejected = commit(Some(token), "m1", "k", &[], 60_000);
-        rejected.completed.status = 422;
+        rejected.completed.settled = Settled::Rejected(Rejected {
+            message_id: "m1".into(),
+            dead_letter: "d1".into(),
+            cause: Cause::Refused,
+            code: "invalid-value".into(),
+            error: "no".into(),
+        });
         rejected.dead_letter = Some(dead_letter("d1", "m1"));
         store.commit(rejected).unwrap();
         assert!(
-            matches!(store.claim("orders", "k", at(1), TIMEOUT).unwrap(), Claim::Done(d) if d.status == 422)
+            matches!(store.claim("orders", "k", at(1), TIMEOUT).unwrap(), Claim::Done(d) if matches!(d.settled, Settled::Rejected(_)))
         );
         assert_eq!(store.dead_letters().unwrap().len(), 1);
     });

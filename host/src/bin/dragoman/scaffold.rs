@@ -12,13 +12,14 @@ pub(crate) enum Lang {
     Js,
 }
 
-const WIT: &str = include_str!("../../wit/translator.wit");
-const OK_INPUT: &str = include_str!("../scaffold/common/ok.input.json");
-const OK_EXPECTED: &str = include_str!("../scaffold/common/ok.expected.json");
-const MISSING_INPUT: &str = include_str!("../scaffold/common/missing-id.input.json");
-const MISSING_EXPECTED: &str = include_str!("../scaffold/common/missing-id.expected.json");
+const WIT: &str = include_str!("../../../../wit/translator.wit");
+const OK_INPUT: &str = include_str!("../../../scaffold/common/ok.input.json");
+const OK_EXPECTED: &str = include_str!("../../../scaffold/common/ok.expected.json");
+const MISSING_INPUT: &str = include_str!("../../../scaffold/common/missing-id.input.json");
+const MISSING_EXPECTED: &str = include_str!("../../../scaffold/common/missing-id.expected.json");
 
 /// Writes the plugin folder `parent/name`; returns its path.
+// Long on purpose: the file list of each language's template, side by side.
 pub(crate) fn create(
     lang: Lang,
     name: &str,
@@ -58,34 +59,46 @@ pub(crate) fn create(
         Lang::Rust => vec![
             (
                 "Cargo.toml",
-                fill(include_str!("../scaffold/rust/Cargo.toml")),
+                fill(include_str!("../../../scaffold/rust/Cargo.toml")),
             ),
             (
                 "rust-toolchain.toml",
-                fill(include_str!("../scaffold/rust/rust-toolchain.toml")),
+                fill(include_str!("../../../scaffold/rust/rust-toolchain.toml")),
             ),
-            ("src/lib.rs", fill(include_str!("../scaffold/rust/lib.rs"))),
-            ("build.sh", fill(include_str!("../scaffold/rust/build.sh"))),
-        ],
-        Lang::Python => vec![
-            ("app.py", fill(include_str!("../scaffold/python/app.py"))),
             (
-                "requirements.txt",
-                fill(include_str!("../scaffold/python/requirements.txt")),
+                "src/lib.rs",
+                fill(include_str!("../../../scaffold/rust/lib.rs")),
             ),
             (
                 "build.sh",
-                fill(include_str!("../scaffold/python/build.sh")),
+                fill(include_str!("../../../scaffold/rust/build.sh")),
+            ),
+        ],
+        Lang::Python => vec![
+            (
+                "app.py",
+                fill(include_str!("../../../scaffold/python/app.py")),
+            ),
+            (
+                "requirements.txt",
+                fill(include_str!("../../../scaffold/python/requirements.txt")),
+            ),
+            (
+                "build.sh",
+                fill(include_str!("../../../scaffold/python/build.sh")),
             ),
             ("wit/translator.wit", WIT.to_owned()),
         ],
         Lang::Js => vec![
-            ("app.js", fill(include_str!("../scaffold/js/app.js"))),
+            ("app.js", fill(include_str!("../../../scaffold/js/app.js"))),
             (
                 "package.json",
-                fill(include_str!("../scaffold/js/package.json")),
+                fill(include_str!("../../../scaffold/js/package.json")),
             ),
-            ("build.sh", fill(include_str!("../scaffold/js/build.sh"))),
+            (
+                "build.sh",
+                fill(include_str!("../../../scaffold/js/build.sh")),
+            ),
             ("wit/translator.wit", WIT.to_owned()),
         ],
     };

@@ -1,4 +1,5 @@
-//! `Db`, the embedded [`Storage`] on sled: the only module that uses sled.
+//! `Db`, the embedded [`Storage`] on sled: the only module that uses sled. Keys and the
+//! record encoding are in `codec.rs`.
 //!
 //! Everything lives in one tree, by key prefix, so that one `apply_batch` is one atomic
 //! write: `i` idempotency entries, `m` messages, `o` pending outbox records and `p` published
@@ -23,14 +24,15 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::codec::{
+    audit_key, audit_prefix, dead_letter_key, decode, encode, idempotency_key, message_key,
+    outbox_key,
+};
 use crate::audit;
 use crate::storage::{
     AuditDraft, AuditEvent, Claim, ClaimToken, Commit, Completed, DeadLetter, DeadLetterKind,
     Delivery, DeliveryOutcome, Depths, Durable, MessageRecord, OutboxRecord, Storage, StorageError,
 };
-
-/// The record format version, the first byte of every value.
-const FORMAT: u8 = 1;
 
 /// The embedded store.
 #[derive(Debug, Clone)]
@@ -40,8 +42,8 @@ pub struct Db {
 
 #[derive(Debug)]
 struct Inner {
-    db: sled::Db,
-    tree: sled::Tree,
+    db: ::sled::Db,
+    tree: ::sled::Tree,
     /// This process's id: a claim left by another process is stale.
     boot: u64,
     write: Mutex<WriteState>,
@@ -194,7 +196,7 @@ impl Db {
     fn scan<T: DeserializeOwned>(
         &self,
         prefix: &[u8],
-    ) -> impl Iterator<Item = Result<(sled::IVec, T), StorageError>> + '_ {
+    ) -> impl Iterator<Item = Result<(::sled::IVec, T), StorageError>> + '_ {
         self.inner.tree.scan_prefix(prefix).map(|item| {
             let (k, v) = item.map_err(sled_error)?;
             let value = decode(&k, &v)?;
@@ -205,7 +207,7 @@ impl Db {
     /// Seals audit drafts onto their streams, in `batch`.
     fn append_audit(
         &self,
-        batch: &mut sled::Batch,
+        batch: &mut ::sled::Batch,
         drafts: Vec<AuditDraft>,
     ) -> Result<(), StorageError> {
         let mut heads: BTreeMap<String, Option<AuditEvent>> = BTreeMap::new();
@@ -230,7 +232,7 @@ impl Db {
         Ok(())
     }
 
-    fn apply(&self, batch: sled::Batch) -> Result<(), StorageError> {
+    fn apply(&self, batch: ::sled::Batch) -> Result<(), StorageError> {
         self.inner.tree.apply_batch(batch).map_err(sled_error)
     }
 }
@@ -298,7 +300,7 @@ impl Storage for Db {
                 }
             }
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = ::sled::Batch::default();
         batch.insert(idem, encode(&IdempotencyEntry::Done(commit.completed)));
         batch.insert(message_key(&commit.message.id), encode(&commit.message));
         let mut seq = guard.next_seq;
@@ -344,7 +346,7 @@ impl Storage for Db {
 
     fn append(&self, audit: Vec<AuditDraft>) -> Result<(), StorageError> {
         let _guard = self.lock();
-        let mut batch = sled::Batch::default();
+        let mut batch = ::sled::Batch::default();
         self.append_audit(&mut batch, audit)?;
         self.apply(batch)
     }
@@ -407,7 +409,7 @@ impl Storage for Db {
                 id: seq.to_string(),
             });
         };
-        let mut batch = sled::Batch::default();
+        let mut batch = ::sled::Batch::default();
         match outcome {
             DeliveryOutcome::Delivered => {
                 record.pending.remove(sink);
@@ -456,7 +458,7 @@ impl Storage for Db {
             event: *event,
             pending: BTreeMap::from([(sink, Delivery::default())]),
         };
-        let mut batch = sled::Batch::default();
+        let mut batch = ::sled::Batch::default();
         batch.insert(outbox_key(b'o', seq).to_vec(), encode(&record));
         batch.insert(b"s\0seq".to_vec(), (seq + 1).to_be_bytes().to_vec());
         batch.remove(dead_letter_key(dead_letter));
@@ -491,7 +493,7 @@ impl Storage for Db {
                 id: entry.id,
             });
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = ::sled::Batch::default();
         batch.insert(key, encode(&entry));
         self.append_audit(&mut batch, audit)?;
         self.apply(batch)
@@ -506,7 +508,7 @@ impl Storage for Db {
                 id: id.into(),
             });
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = ::sled::Batch::default();
         batch.remove(key);
         self.append_audit(&mut batch, audit)?;
         self.apply(batch)
@@ -538,7 +540,7 @@ impl Storage for Db {
     fn sweep(&self, now: Timestamp, published_before: Timestamp) -> Result<u64, StorageError> {
         let mut removed = 0;
         let _guard = self.lock();
-        let mut batch = sled::Batch::default();
+        let mut batch = ::sled::Batch::default();
         for item in self.scan::<IdempotencyEntry>(b"i\0") {
             let (k, entry) = item?;
             let expired = match entry {
@@ -579,7 +581,7 @@ impl Storage for Db {
     }
 }
 
-fn run_flusher(db: &sled::Db, flusher: &std::sync::Weak<Flusher>) {
+fn run_flusher(db: &::sled::Db, flusher: &std::sync::Weak<Flusher>) {
     loop {
         let Some(f) = flusher.upgrade() else { return };
         {
@@ -610,56 +612,7 @@ fn run_flusher(db: &sled::Db, flusher: &std::sync::Weak<Flusher>) {
     }
 }
 
-// ===== Keys and encoding =====
-
-fn idempotency_key(route: &str, key: &str) -> Vec<u8> {
-    [b"i\0", route.as_bytes(), b"\0", key.as_bytes()].concat()
-}
-
-fn message_key(id: &str) -> Vec<u8> {
-    [b"m\0", id.as_bytes()].concat()
-}
-
-fn outbox_key(prefix: u8, seq: u64) -> [u8; 10] {
-    let mut key = [0u8; 10];
-    key[0] = prefix;
-    key[2..].copy_from_slice(&seq.to_be_bytes());
-    key
-}
-
-fn dead_letter_key(id: &str) -> Vec<u8> {
-    [b"q\0", id.as_bytes()].concat()
-}
-
-fn audit_prefix(message_id: &str) -> Vec<u8> {
-    [b"a\0", message_id.as_bytes(), b"\0"].concat()
-}
-
-fn audit_key(message_id: &str, version: u64) -> Vec<u8> {
-    [audit_prefix(message_id).as_slice(), &version.to_be_bytes()].concat()
-}
-
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut bytes = vec![FORMAT];
-    serde_json::to_writer(&mut bytes, value).expect("stored records serialize");
-    bytes
-}
-
-fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StorageError> {
-    let corrupt = |message: String| StorageError::Corrupt {
-        key: String::from_utf8_lossy(key).replace('\0', "/"),
-        message,
-    };
-    match bytes.split_first() {
-        Some((&FORMAT, rest)) => serde_json::from_slice(rest).map_err(|e| corrupt(e.to_string())),
-        Some((version, _)) => Err(corrupt(format!(
-            "record format {version}, this host reads {FORMAT}"
-        ))),
-        None => Err(corrupt("empty record".into())),
-    }
-}
-
-fn sled_error(e: sled::Error) -> StorageError {
+fn sled_error(e: ::sled::Error) -> StorageError {
     backend(e.to_string())
 }
 
@@ -669,11 +622,11 @@ fn sled_error(e: sled::Error) -> StorageError {
 /// holding the lock is reported when the wait runs out.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
-fn open_sled(dir: &Path) -> Result<sled::Db, StorageError> {
+fn open_sled(dir: &Path) -> Result<::sled::Db, StorageError> {
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
         let opened =
-            std::panic::catch_unwind(|| sled::Config::new().path(dir).open()).map_err(|_| {
+            std::panic::catch_unwind(|| ::sled::Config::new().path(dir).open()).map_err(|_| {
                 backend(format!(
                     "the store in {} is damaged and cannot be opened",
                     dir.display()
@@ -681,7 +634,7 @@ fn open_sled(dir: &Path) -> Result<sled::Db, StorageError> {
             })?;
         match opened {
             Ok(db) => return Ok(db),
-            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+            Err(::sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
                 if Instant::now() >= deadline {
                     return Err(backend(format!(
                         "the store in {} is in use: another process (or a store in this \

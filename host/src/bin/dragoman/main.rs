@@ -2,8 +2,10 @@
 //! error. The only place that uses `anyhow`.
 
 mod cli;
+mod client;
 mod scaffold;
 mod serve;
+mod watch;
 
 use std::process::ExitCode;
 

@@ -1,5 +1,8 @@
-//! The Prometheus metrics: what the host counts, rendered as text for `/metrics`.
+//! What the host tells about itself: the Prometheus metrics, rendered as text for
+//! `/metrics`, and the W3C trace context each message carries. The library never installs a
+//! tracing subscriber; the binary (or the embedding service) does.
 
+use jiff::Timestamp;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -7,42 +10,45 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::storage::Depths;
+
 /// Labels naming a route.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct RouteLabel {
-    pub(crate) route: String,
+struct RouteLabel {
+    route: String,
 }
 
 /// Labels naming a sink.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct SinkLabel {
-    pub(crate) sink: String,
+struct SinkLabel {
+    sink: String,
 }
 
 /// Labels naming a pipeline stage.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct StageLabel {
-    pub(crate) stage: &'static str,
+struct StageLabel {
+    stage: &'static str,
 }
 
 /// Every metric of the host.
 #[derive(Debug)]
 pub(crate) struct Metrics {
     registry: Registry,
-    pub(crate) received: Family<RouteLabel, Counter>,
-    pub(crate) duplicates: Family<RouteLabel, Counter>,
-    pub(crate) translated: Family<RouteLabel, Counter>,
-    pub(crate) rejected: Family<RouteLabel, Counter>,
-    pub(crate) published: Family<SinkLabel, Counter>,
-    pub(crate) retries: Family<SinkLabel, Counter>,
-    pub(crate) dead_lettered: Family<SinkLabel, Counter>,
-    pub(crate) dlq_size: Gauge,
-    pub(crate) outbox_depth: Gauge,
-    pub(crate) outbox_oldest_age: Gauge,
-    pub(crate) latency: Family<StageLabel, Histogram>,
+    received: Family<RouteLabel, Counter>,
+    duplicates: Family<RouteLabel, Counter>,
+    translated: Family<RouteLabel, Counter>,
+    rejected: Family<RouteLabel, Counter>,
+    published: Family<SinkLabel, Counter>,
+    retries: Family<SinkLabel, Counter>,
+    dead_lettered: Family<SinkLabel, Counter>,
+    dlq_size: Gauge,
+    outbox_depth: Gauge,
+    outbox_oldest_age: Gauge,
+    latency: Family<StageLabel, Histogram>,
 }
 
 impl Default for Metrics {
+    // Long on purpose: the list of every metric with its name and help text, in one place.
     fn default() -> Self {
         let mut registry = Registry::with_prefix("dragoman");
         let latency = Family::<StageLabel, Histogram>::new_with_constructor(|| {
@@ -136,9 +142,94 @@ impl Metrics {
         out
     }
 
+    /// Records how long a pipeline stage took, from `since` to now.
     pub(crate) fn observe(&self, stage: &'static str, since: std::time::Instant) {
         self.latency
             .get_or_create(&StageLabel { stage })
             .observe(since.elapsed().as_secs_f64());
+    }
+
+    /// A message arrived on `route`.
+    pub(crate) fn received(&self, route: &str) {
+        self.received.get_or_create(&route_label(route)).inc();
+    }
+
+    /// A redelivery on `route` was answered from the stored outcome.
+    pub(crate) fn duplicate(&self, route: &str) {
+        self.duplicates.get_or_create(&route_label(route)).inc();
+    }
+
+    /// A message on `route` was translated and committed.
+    pub(crate) fn translated(&self, route: &str) {
+        self.translated.get_or_create(&route_label(route)).inc();
+    }
+
+    /// A message on `route` was refused or faulted on by its plugin, and dead-lettered.
+    pub(crate) fn rejected(&self, route: &str) {
+        self.rejected.get_or_create(&route_label(route)).inc();
+    }
+
+    /// `sink` acknowledged an event.
+    pub(crate) fn published(&self, sink: &str) {
+        self.published.get_or_create(&sink_label(sink)).inc();
+    }
+
+    /// A delivery to `sink` failed and will be retried.
+    pub(crate) fn retried(&self, sink: &str) {
+        self.retries.get_or_create(&sink_label(sink)).inc();
+    }
+
+    /// An event for `sink` went to the dead letter channel after its last attempt.
+    pub(crate) fn dead_lettered(&self, sink: &str) {
+        self.dead_lettered.get_or_create(&sink_label(sink)).inc();
+    }
+
+    /// Sets the store's gauges from `depths`, the oldest pending age as of `now`.
+    pub(crate) fn set_depths(&self, depths: &Depths, now: Timestamp) {
+        self.outbox_depth
+            .set(i64::try_from(depths.outbox).unwrap_or(i64::MAX));
+        self.dlq_size
+            .set(i64::try_from(depths.dead_letters).unwrap_or(i64::MAX));
+        let age = depths
+            .oldest
+            .map_or(0, |oldest| (now - oldest).as_secs().max(0));
+        self.outbox_oldest_age.set(age);
+    }
+}
+
+fn route_label(route: &str) -> RouteLabel {
+    RouteLabel {
+        route: route.to_owned(),
+    }
+}
+
+fn sink_label(sink: &str) -> SinkLabel {
+    SinkLabel {
+        sink: sink.to_owned(),
+    }
+}
+
+// ===== Trace context =====
+
+/// The caller's W3C trace context when it is valid, with a new span id; else a new one whose
+/// trace id is the message id.
+pub(crate) fn traceparent(given: Option<&str>, message_id: uuid::Uuid) -> String {
+    let valid = |t: &str| {
+        let parts: Vec<&str> = t.split('-').collect();
+        parts.len() == 4
+            && parts[0] == "00"
+            && parts[1].len() == 32
+            && parts[2].len() == 16
+            && parts[3].len() == 2
+            && parts.iter().all(|p| {
+                p.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            })
+            && parts[1] != "00000000000000000000000000000000"
+    };
+    let span: u64 = rand::random::<u64>() | 1;
+    match given.filter(|t| valid(t)) {
+        Some(t) => format!("00-{}-{span:016x}-01", &t[3..35]),
+        None => format!("00-{}-{span:016x}-01", message_id.simple()),
     }
 }

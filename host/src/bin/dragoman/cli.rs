@@ -214,6 +214,7 @@ fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("dragoman").join("components"))
 }
 
+// Long on purpose: one arm per command, each a call into the module that does it.
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
     match args.command {
         Command::Serve { config } => crate::serve::run(&config),
@@ -224,22 +225,22 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 DlqCommand::Replay { id } => ("POST", format!("/v1/dlq/{id}/replay")),
                 DlqCommand::Discard { id } => ("DELETE", format!("/v1/dlq/{id}")),
             };
-            crate::serve::call(&server.server, server.token.as_deref(), method, &path)
+            crate::client::call(&server.server, server.token.as_deref(), method, &path)
         }
-        Command::Watch { listen } => crate::serve::watch(listen),
+        Command::Watch { listen } => crate::watch::watch(listen),
         Command::Topology { server } => {
-            crate::serve::call(&server.server, server.token.as_deref(), "GET", "/v1/routes")
+            crate::client::call(&server.server, server.token.as_deref(), "GET", "/v1/routes")
         }
         Command::Audit {
             command: AuditCommand::Show { id, server },
         } => {
-            crate::serve::call(
+            crate::client::call(
                 &server.server,
                 server.token.as_deref(),
                 "GET",
                 &format!("/v1/messages/{id}"),
             )?;
-            crate::serve::call(
+            crate::client::call(
                 &server.server,
                 server.token.as_deref(),
                 "GET",
@@ -254,8 +255,8 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                     token,
                 },
         } => match (data_dir, server) {
-            (Some(dir), _) => crate::serve::verify_offline(&dir),
-            (None, Some(server)) => crate::serve::verify_online(&server, token.as_deref()),
+            (Some(dir), _) => crate::client::verify_offline(&dir),
+            (None, Some(server)) => crate::client::verify_online(&server, token.as_deref()),
             (None, None) => {
                 bail!("give --data-dir DIR (host stopped) or --server URL (host running)")
             }

@@ -1,0 +1,109 @@
+//! The HTTP client behind `dlq`, `topology` and `audit`: one call to a running host, its
+//! JSON answer printed; and the offline audit check of a data dir.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use dragoman::storage::{Db, Storage};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// Calls a running host and prints the JSON answer; exit 1 on a 4xx or 5xx.
+pub(crate) fn call(
+    server: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+) -> Result<ExitCode> {
+    let (status, body) = request(server, token, method, path)?;
+    if !body.is_empty() {
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(json) => println!("{}", serde_json::to_string_pretty(&json)?),
+            Err(_) => println!("{}", String::from_utf8_lossy(&body)),
+        }
+    }
+    Ok(if status < 400 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn request(server: &str, token: Option<&str>, method: &str, path: &str) -> Result<(u16, Vec<u8>)> {
+    let url = format!("{}{path}", server.trim_end_matches('/'));
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("`{url}` is not a URL"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+        let mut request = http::Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            client.request(request.body(Empty::new())?),
+        )
+        .await
+        .with_context(|| format!("{server} did not answer within 30 s"))?
+        .with_context(|| format!("cannot reach {server}"))?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .context("the answer was cut off")?
+            .to_bytes()
+            .to_vec();
+        Ok((status, body))
+    })
+}
+
+/// `dragoman audit verify --data-dir DIR`.
+pub(crate) fn verify_offline(dir: &Path) -> Result<ExitCode> {
+    if !dir.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    let db = Db::open(dir)?;
+    let streams = db.audit_streams()?;
+    report(streams.len(), &dragoman::audit::verify(&streams))
+}
+
+/// `dragoman audit verify --server URL`.
+pub(crate) fn verify_online(server: &str, token: Option<&str>) -> Result<ExitCode> {
+    let (status, body) = request(server, token, "GET", "/v1/audit/verify")?;
+    if status != 200 {
+        bail!(
+            "{server} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let answer: serde_json::Value = serde_json::from_slice(&body)?;
+    let findings: Vec<dragoman::audit::Finding> =
+        serde_json::from_value(answer["findings"].clone()).unwrap_or_default();
+    report(
+        answer["streams"].as_u64().unwrap_or_default() as usize,
+        &findings,
+    )
+}
+
+fn report(streams: usize, findings: &[dragoman::audit::Finding]) -> Result<ExitCode> {
+    for finding in findings {
+        println!(
+            "message {} event {}: {}",
+            finding.message_id, finding.version, finding.problem
+        );
+    }
+    println!("{streams} streams verified, {} problems", findings.len());
+    Ok(if findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,85 @@
+//! Where events go: an HTTP webhook (CloudEvents binary mode, `delivery/http.rs`) or a NATS
+//! JetStream subject (CloudEvents structured mode, `delivery/nats.rs`). Every delivery carries
+//! the event id as its deduplication key (`Idempotency-Key`, `Nats-Msg-Id`) and the message's
+//! `traceparent`. A delivery succeeds only on a positive acknowledgement: a 2xx, or a
+//! JetStream PubAck; anything else is a [`DeliveryError`] saying which way it failed, so that
+//! retries (and breakers) can tell a timeout from a refusal.
+
+mod http;
+mod nats;
+
+use std::time::Duration;
+
+use crate::config::SinkConfig;
+use crate::storage::OutboxEvent;
+
+/// The CloudEvents `source` of events from a route.
+pub(crate) fn source(route: &str) -> String {
+    format!("/dragoman/routes/{route}")
+}
+
+/// Why a sink did not acknowledge an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeliveryError {
+    /// No answer within the sink's timeout.
+    #[error("no answer within {} ms", .after.as_millis())]
+    Timeout {
+        /// The timeout.
+        after: Duration,
+    },
+    /// The sink could not be reached: connection refused, reset, DNS, TLS.
+    #[error("{0}")]
+    Connect(String),
+    /// The webhook answered with a status other than 2xx.
+    #[error("the webhook answered {status}")]
+    Status {
+        /// The status it answered.
+        status: ::http::StatusCode,
+        /// Its `Retry-After`, when it sent one in seconds.
+        retry_after: Option<Duration>,
+    },
+    /// The broker took the connection but refused the event or gave no acknowledgement.
+    #[error("{0}")]
+    Refused(String),
+    /// The event cannot be put into a request at all: retrying will not help.
+    #[error("{0}")]
+    Unencodable(String),
+}
+
+/// A configured sink.
+#[derive(Debug)]
+pub(crate) enum Sink {
+    Http(http::Webhook),
+    Nats(nats::JetStream),
+}
+
+impl Sink {
+    /// The sink `config` describes; nothing is connected yet.
+    ///
+    /// # Errors
+    ///
+    /// A sentence naming what is wrong with the config.
+    pub(crate) fn new(config: &SinkConfig) -> Result<Self, String> {
+        Ok(match config {
+            SinkConfig::Http { url, timeout } => Self::Http(http::Webhook::new(url, *timeout)?),
+            SinkConfig::Nats {
+                url,
+                stream,
+                subject,
+            } => Self::Nats(nats::JetStream::new(url, stream, subject)),
+        })
+    }
+
+    /// Delivers one event.
+    ///
+    /// # Errors
+    ///
+    /// Why it was not acknowledged.
+    pub(crate) async fn publish(&self, event: &OutboxEvent) -> Result<(), DeliveryError> {
+        match self {
+            Self::Http(webhook) => webhook.publish(event).await,
+            Self::Nats(stream) => stream.publish(event).await,
+        }
+    }
+}

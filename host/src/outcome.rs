@@ -1,0 +1,248 @@
+//! What the host's operations answer: values an embedder matches on, with no HTTP in them.
+//!
+//! Expected outcomes are values, not errors: a duplicate, a key in flight, a plugin's
+//! refusal, a body refused at the door are all answers the caller must handle, each with the
+//! facts it needs. The HTTP transport maps them to statuses and RFC 9457 problems in one
+//! place (`transport/problem.rs`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plugin::DomainEvent;
+
+/// What became of a message handed to [`crate::Host::ingest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Ingested {
+    /// Translated and committed, durably: its events are in the outbox.
+    Accepted(Accepted),
+    /// The plugin refused it or faulted on it; it is in the dead letter channel, durably.
+    Rejected(Rejected),
+    /// The same idempotency key and payload came before: the outcome given then, as it was.
+    Duplicate(Settled),
+    /// Another delivery of the same key is being processed; nothing was stored.
+    InFlight(InFlight),
+    /// The key was used before for a different payload; nothing was stored.
+    KeyReused {
+        /// The key.
+        idempotency_key: String,
+        /// The message the key belongs to.
+        message_id: String,
+    },
+    /// The plugin asked for the message again later; nothing was stored.
+    Transient(Transient),
+    /// Refused at the door, before any plugin ran; nothing was stored.
+    Refused(Refusal),
+    /// The host could not do it now; nothing was stored.
+    Unavailable(Unavailable),
+}
+
+/// How a message was settled; remembered under its idempotency key, and given back to every
+/// redelivery of it within the retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Settled {
+    /// Its events were committed.
+    Accepted(Accepted),
+    /// It went to the dead letter channel.
+    Rejected(Rejected),
+}
+
+impl Settled {
+    /// The message's id.
+    pub fn message_id(&self) -> &str {
+        match self {
+            Self::Accepted(accepted) => &accepted.message_id,
+            Self::Rejected(rejected) => &rejected.message_id,
+        }
+    }
+}
+
+/// A message whose events were committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    /// The host's id of the message, also its correlation id.
+    pub message_id: String,
+    /// The key it was deduplicated by.
+    pub idempotency_key: String,
+    /// The ids of its events, in commit order.
+    pub events: Vec<String>,
+}
+
+/// A message the plugin refused or faulted on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    /// The host's id of the message.
+    pub message_id: String,
+    /// Its entry in the dead letter channel.
+    pub dead_letter: String,
+    /// Whether the plugin refused it or failed.
+    pub cause: Cause,
+    /// A stable code: the plugin's, or `plugin-fault`.
+    pub code: String,
+    /// What went wrong, for people.
+    pub error: String,
+}
+
+/// Why a plugin did not translate a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// The plugin refused it (`rejected`): the input is wrong.
+    Refused,
+    /// The plugin failed: a trap, a missed deadline, memory or output over its limit.
+    Fault,
+}
+
+/// The code of a dead letter whose plugin faulted.
+pub const FAULT_CODE: &str = "plugin-fault";
+
+/// Another delivery of the key holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlight {
+    /// The key.
+    pub idempotency_key: String,
+    /// Whether this delivery held the key and lost it to another one (its in-flight timeout
+    /// passed) before it could commit.
+    pub taken_over: bool,
+}
+
+/// A plugin's `transient` refusal: try again later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transient {
+    /// The plugin's code.
+    pub code: String,
+    /// The plugin's sentence.
+    pub message: String,
+    /// When to try again.
+    pub retry_after: Duration,
+}
+
+/// How long a caller waits before it tries again after a transient refusal or an outage.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Why the host refused a message at the door, before any plugin ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// No route has that name.
+    UnknownRoute {
+        /// The name asked for.
+        route: String,
+    },
+    /// The caller's idempotency key is not 1 to 255 bytes of visible ASCII.
+    BadKey {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The body is empty.
+    EmptyBody,
+    /// The body is larger than the host takes.
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The body is not a readable document: no translator could read it.
+    Unreadable(dragoman_body::Error),
+    /// The request itself could not be read.
+    BadRequest {
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The host could not do what was asked now; nothing was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// The store failed; a retry may succeed.
+    Storage(String),
+    /// The host is shutting down.
+    ShuttingDown,
+    /// A task of the host failed (a bug): the detail is in the log.
+    Internal(String),
+}
+
+/// What [`crate::Host::translate`] answers: the translation, stored nowhere.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Translated {
+    /// The events, and the idempotency key the plugin derived, if any.
+    Events {
+        /// The key the plugin derived from the content.
+        idempotency_key: Option<String>,
+        /// The events.
+        events: Vec<DomainEvent>,
+    },
+    /// The plugin refused the message or faulted on it.
+    Rejected {
+        /// Whether it refused or failed.
+        cause: Cause,
+        /// The plugin's code, or `plugin-fault`.
+        code: String,
+        /// What went wrong.
+        error: String,
+    },
+    /// The plugin asked for the message again later.
+    Transient(Transient),
+    /// Refused at the door.
+    Refused(Refusal),
+    /// The host could not do it now.
+    Unavailable(Unavailable),
+}
+
+/// What [`crate::Host::replay`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Replayed {
+    /// A translation dead letter went through the plugin and its events were committed; the
+    /// entry is gone.
+    Accepted(Accepted),
+    /// A delivery dead letter's event is back in the outbox for its sink; the entry is gone.
+    Requeued {
+        /// The entry.
+        dead_letter: String,
+        /// The event.
+        event: String,
+        /// The sink.
+        sink: String,
+    },
+    /// The plugin refused or faulted again; the entry stays, updated.
+    RejectedAgain(Rejected),
+    /// The plugin asked for it again later; the entry stays as it was.
+    Transient {
+        /// The entry.
+        dead_letter: String,
+        /// The plugin's refusal.
+        transient: Transient,
+    },
+    /// No such entry.
+    NotFound {
+        /// What was missing: `dead letter` or `message`.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// The entry's route is no longer configured.
+    RouteGone {
+        /// The entry.
+        dead_letter: String,
+        /// The route.
+        route: String,
+    },
+    /// The host could not do it now.
+    Unavailable(Unavailable),
+}
+
+/// What [`crate::Host::discard`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Discarded {
+    /// The entry is gone; the audit trail records it.
+    Discarded,
+    /// No such entry.
+    NotFound,
+    /// The host could not do it now.
+    Unavailable(Unavailable),
+}

@@ -1,0 +1,137 @@
+//! The pipeline: what happens to a message between the door and the outbox, and to a dead
+//! letter when it is replayed or discarded. One operation per file:
+//!
+//! - `admission.rs`: what every message passes before any plugin runs;
+//! - `ingest.rs`: claim the key, translate, commit, answer once durable;
+//! - `commit.rs`: what one commit of a message holds, accepted or dead-lettered;
+//! - `translate.rs`: the same translation, stored nowhere;
+//! - `dead_letters.rs`: replay and discard;
+//! - `queries.rs`: what the store and the routes tell (dead letters, a message's state and
+//!   history, the audit check, the topology);
+//! - `routes.rs`: the routes with their loaded plugins.
+//!
+//! Every operation answers with a typed outcome (`crate::outcome`); none knows about HTTP.
+//! Blocking work (plugin calls, store writes) runs on blocking threads, bounded by a fair
+//! semaphore.
+
+mod admission;
+mod commit;
+mod dead_letters;
+mod ingest;
+mod queries;
+mod routes;
+mod translate;
+
+use std::sync::Arc;
+
+pub(crate) use admission::check_key;
+pub use admission::{MAX_KEY_LEN, check_message};
+pub(crate) use routes::Routes;
+
+use crate::clock::Clock;
+use crate::relay::Wake;
+use crate::storage::Storage;
+use crate::telemetry::Metrics;
+
+/// A message as it arrives, independent of the transport.
+#[derive(Debug, Clone, Default)]
+pub struct Incoming {
+    /// The declared content type.
+    pub content_type: Option<String>,
+    /// Every header, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// The caller's idempotency key, if it sent one.
+    pub idempotency_key: Option<String>,
+    /// The caller's W3C trace context, if it sent one.
+    pub traceparent: Option<String>,
+}
+
+/// The pipeline's operations over the routes and the store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Pipeline {
+    core: Arc<Core>,
+}
+
+#[derive(Debug)]
+struct Core {
+    routes: Routes,
+    storage: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    /// Wakes the relay after a commit.
+    wake: Wake,
+    /// Bounds the blocking work (plugin calls, store writes) running at once: more threads
+    /// than cores only add switching, and a fair queue keeps the latency tail short.
+    workers: tokio::sync::Semaphore,
+}
+
+impl Pipeline {
+    pub(crate) fn new(
+        routes: Routes,
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        wake: Wake,
+    ) -> Self {
+        let workers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2);
+        Self {
+            core: Arc::new(Core {
+                routes,
+                storage,
+                clock,
+                metrics,
+                wake,
+                workers: tokio::sync::Semaphore::new(workers),
+            }),
+        }
+    }
+
+    /// The store.
+    pub(crate) fn storage(&self) -> &Arc<dyn Storage> {
+        &self.core.storage
+    }
+
+    /// Makes what was committed durable, then wakes the relay.
+    async fn durable(&self) -> Result<(), crate::storage::StorageError> {
+        let flushed = std::time::Instant::now();
+        self.core.storage.durable().await?;
+        self.core.metrics.observe("flush", flushed);
+        self.core.wake.notify();
+        Ok(())
+    }
+}
+
+/// The plugin's view of a message: the headers as the contract's records.
+fn vendor_message(
+    id: String,
+    content_type: Option<String>,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+) -> crate::plugin::VendorMessage {
+    crate::plugin::VendorMessage {
+        id,
+        content_type,
+        headers: headers
+            .into_iter()
+            .map(|(name, value)| crate::plugin::Header { name, value })
+            .collect(),
+        body,
+    }
+}
+
+/// A plugin's `transient` refusal: retry in a second, nothing stored.
+fn transient(failure: crate::plugin::Failure) -> crate::outcome::Transient {
+    crate::outcome::Transient {
+        code: failure.code,
+        message: failure.message,
+        retry_after: crate::outcome::RETRY_AFTER,
+    }
+}
+
+/// A store that failed: logged, and answered as a retry-later.
+fn storage_failure(e: &crate::storage::StorageError) -> crate::outcome::Unavailable {
+    tracing::error!(error = %e, "storage failed");
+    crate::outcome::Unavailable::Storage(e.to_string())
+}

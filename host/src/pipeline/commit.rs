@@ -1,0 +1,179 @@
+//! What one commit of a message holds: its outcome under its idempotency key, the message,
+//! and either its events for the outbox or its dead letter entry, with the audit events that
+//! say so. Built here, written by the store all at once.
+
+use jiff::Timestamp;
+use serde_json::json;
+
+use super::routes::Route;
+use crate::outcome::{Accepted, Cause, Rejected, Settled};
+use crate::plugin::DomainEvent;
+use crate::storage::{
+    AuditDraft, ClaimToken, Commit, Completed, DeadLetter, DeadLetterKind, MessageRecord,
+    OutboxEvent,
+};
+
+/// A message on its way to a commit, with what every commit of it shares.
+pub(super) struct Settlement<'a> {
+    pub(super) route: &'a Route,
+    pub(super) record: MessageRecord,
+    /// The claim held; `None` for a replay, which holds none.
+    pub(super) claim: Option<ClaimToken>,
+    /// The sha256 of the body.
+    pub(super) fingerprint: String,
+    pub(super) now: Timestamp,
+    /// Audit events that come first (`received`, `replayed`).
+    pub(super) audit: Vec<AuditDraft>,
+}
+
+impl Settlement<'_> {
+    /// With the `received` audit event first: a message's first commit.
+    pub(super) fn received(mut self) -> Self {
+        let record = &self.record;
+        self.audit.push(AuditDraft::new(
+            &record.id,
+            self.now,
+            "received",
+            json!({
+                "route": self.route.name,
+                "idempotency_key": record.key,
+                "content_type": record.content_type,
+                "bytes": record.body.len(),
+                "fingerprint": self.fingerprint,
+            }),
+        ));
+        self
+    }
+
+    /// The commit of a translated message: its events go to the outbox for every sink of
+    /// the route.
+    pub(super) fn accept(self, events: Vec<DomainEvent>, traceparent: &str) -> (Commit, Accepted) {
+        let Self {
+            route,
+            record,
+            claim,
+            fingerprint,
+            now,
+            mut audit,
+        } = self;
+        let events: Vec<OutboxEvent> = events
+            .into_iter()
+            .map(|event| OutboxEvent {
+                id: uuid::Uuid::now_v7().to_string(),
+                message_id: record.id.clone(),
+                route: route.name.clone(),
+                event_type: event.event_type,
+                subject: event.subject,
+                partition_key: event.partition_key,
+                data: event.data.get().to_owned(),
+                time: now,
+                traceparent: traceparent.to_owned(),
+            })
+            .collect();
+        let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+        let plugin = route.plugin.id();
+        audit.push(AuditDraft::new(
+            &record.id,
+            now,
+            "translated",
+            json!({
+                "plugin": format!("{}@{}", plugin.name, plugin.version),
+                "sha256": plugin.sha256,
+                "events": ids.len(),
+            }),
+        ));
+        audit.push(AuditDraft::new(
+            &record.id,
+            now,
+            "committed",
+            json!({"events": ids, "sinks": route.sinks}),
+        ));
+        let accepted = Accepted {
+            message_id: record.id.clone(),
+            idempotency_key: record.key.clone(),
+            events: ids,
+        };
+        let commit = Commit {
+            claim,
+            completed: Completed {
+                fingerprint,
+                settled: Settled::Accepted(accepted.clone()),
+                expires_at: expires_at(route, now),
+            },
+            message: record,
+            events: events
+                .into_iter()
+                .map(|e| (e, route.sinks.clone()))
+                .collect(),
+            dead_letter: None,
+            resolves: None,
+            audit,
+        };
+        (commit, accepted)
+    }
+
+    /// The commit of a message its plugin refused or faulted on: a dead letter entry naming
+    /// the plugin.
+    pub(super) fn reject(self, cause: Cause, code: String, error: String) -> (Commit, Rejected) {
+        let Self {
+            route,
+            record,
+            claim,
+            fingerprint,
+            now,
+            mut audit,
+        } = self;
+        let plugin = route.plugin.id();
+        let entry = DeadLetter {
+            id: uuid::Uuid::now_v7().to_string(),
+            kind: DeadLetterKind::Translation,
+            message_id: record.id.clone(),
+            route: route.name.clone(),
+            error: error.clone(),
+            code: code.clone(),
+            plugin: format!("{}@{}", plugin.name, plugin.version),
+            plugin_sha256: plugin.sha256.clone(),
+            attempts: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        audit.push(AuditDraft::new(
+            &record.id,
+            now,
+            "rejected",
+            json!({"code": code, "error": error, "plugin": entry.plugin, "sha256": entry.plugin_sha256}),
+        ));
+        audit.push(AuditDraft::new(
+            &record.id,
+            now,
+            "dead_lettered",
+            json!({"dead_letter": entry.id, "error": error}),
+        ));
+        let rejected = Rejected {
+            message_id: record.id.clone(),
+            dead_letter: entry.id.clone(),
+            cause,
+            code,
+            error,
+        };
+        let commit = Commit {
+            claim,
+            completed: Completed {
+                fingerprint,
+                settled: Settled::Rejected(rejected.clone()),
+                expires_at: expires_at(route, now),
+            },
+            message: record,
+            events: Vec::new(),
+            dead_letter: Some(entry),
+            resolves: None,
+            audit,
+        };
+        (commit, rejected)
+    }
+}
+
+/// When the key may be forgotten.
+fn expires_at(route: &Route, now: Timestamp) -> Timestamp {
+    now.checked_add(route.retention).unwrap_or(Timestamp::MAX)
+}

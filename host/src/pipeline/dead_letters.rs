@@ -1,0 +1,229 @@
+//! The dead letter channel's operations: replay an entry (a translation entry goes through
+//! the route's current plugin again; a delivery entry's event goes back to the outbox for its
+//! sink) or discard it. Both are recorded in the audit trail.
+
+use jiff::Timestamp;
+use serde_json::json;
+
+use super::commit::Settlement;
+use super::routes::Route;
+use super::{Pipeline, storage_failure, transient, vendor_message};
+use crate::outcome::{Cause, Discarded, FAULT_CODE, Rejected, Replayed, Unavailable};
+use crate::plugin::{DomainEvent, TranslateError, sha256_hex};
+use crate::storage::{AuditDraft, DeadLetter, DeadLetterKind, MessageRecord, StorageError};
+use crate::telemetry::traceparent;
+
+impl Pipeline {
+    /// Re-runs a dead letter through the route's current plugin (a translation entry) or puts
+    /// its event back in the outbox (a delivery entry); answers once that is durable.
+    pub(crate) async fn replay(&self, id: &str) -> Replayed {
+        let pipeline = self.clone();
+        let owned = id.to_owned();
+        let ran = tokio::task::spawn_blocking(move || pipeline.replay_blocking(&owned)).await;
+        let Ok((outcome, committed)) = ran else {
+            return Replayed::Unavailable(Unavailable::Internal("the replay task failed".into()));
+        };
+        if committed && let Err(e) = self.durable().await {
+            tracing::error!(error = %e, "flush failed");
+            return Replayed::Unavailable(Unavailable::Internal(
+                "the replay could not be made durable".into(),
+            ));
+        }
+        outcome
+    }
+
+    fn replay_blocking(&self, id: &str) -> (Replayed, bool) {
+        let storage = &self.core.storage;
+        let now = self.core.clock.now();
+        let entry = match storage.dead_letter(id) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return (not_found("dead letter", id), false),
+            Err(e) => return (Replayed::Unavailable(storage_failure(&e)), false),
+        };
+        if let DeadLetterKind::Delivery { event, sink } = &entry.kind {
+            let draft = replayed(
+                &entry,
+                now,
+                json!({"dead_letter": id, "sink": sink, "event": event.id}),
+            );
+            return match storage.requeue(id, vec![draft]) {
+                Ok(()) => {
+                    let requeued = Replayed::Requeued {
+                        dead_letter: id.to_owned(),
+                        event: event.id.clone(),
+                        sink: sink.clone(),
+                    };
+                    (requeued, true)
+                }
+                Err(e) => (Replayed::Unavailable(storage_failure(&e)), false),
+            };
+        }
+        let record = match storage.message(&entry.message_id) {
+            Ok(Some(record)) => record,
+            Ok(None) => return (not_found("message", &entry.message_id), false),
+            Err(e) => return (Replayed::Unavailable(storage_failure(&e)), false),
+        };
+        let Some(route) = self.core.routes.get(&record.route) else {
+            let gone = Replayed::RouteGone {
+                dead_letter: id.to_owned(),
+                route: record.route,
+            };
+            return (gone, false);
+        };
+        self.retranslate(route, entry, record, now)
+    }
+
+    /// A translation entry through the route's current plugin again.
+    fn retranslate(
+        &self,
+        route: &Route,
+        entry: DeadLetter,
+        record: MessageRecord,
+        now: Timestamp,
+    ) -> (Replayed, bool) {
+        let message = vendor_message(
+            record.id.clone(),
+            record.content_type.clone(),
+            record.headers.clone(),
+            record.body.clone(),
+        );
+        let translation = route
+            .instances
+            .get()
+            .and_then(|mut session| session.translate(&message));
+        let (cause, code, error) = match translation {
+            Ok(Ok(events)) => return self.commit_replay(route, entry, record, events, now),
+            Ok(Err(TranslateError::Transient(failure))) => {
+                let outcome = Replayed::Transient {
+                    dead_letter: entry.id,
+                    transient: transient(failure),
+                };
+                return (outcome, false);
+            }
+            Ok(Err(TranslateError::Rejected(failure))) => {
+                (Cause::Refused, failure.code, failure.message)
+            }
+            Err(fault) => (Cause::Fault, FAULT_CODE.to_owned(), fault.to_string()),
+        };
+        self.rejected_again(
+            route,
+            entry,
+            Rejected {
+                message_id: record.id,
+                dead_letter: String::new(),
+                cause,
+                code,
+                error,
+            },
+            now,
+        )
+    }
+
+    /// The plugin translated the entry's message: its events are committed and the entry
+    /// resolved, in one write.
+    fn commit_replay(
+        &self,
+        route: &Route,
+        entry: DeadLetter,
+        record: MessageRecord,
+        events: Vec<DomainEvent>,
+        now: Timestamp,
+    ) -> (Replayed, bool) {
+        let plugin = route.plugin.id();
+        let audit = vec![replayed(
+            &entry,
+            now,
+            json!({"dead_letter": entry.id, "plugin": format!("{}@{}", plugin.name, plugin.version)}),
+        )];
+        let settlement = Settlement {
+            route,
+            fingerprint: sha256_hex(&record.body),
+            record,
+            claim: None,
+            now,
+            audit,
+        };
+        let (mut commit, accepted) =
+            settlement.accept(events, &traceparent(None, uuid::Uuid::now_v7()));
+        commit.resolves = Some(entry.id);
+        match self.core.storage.commit(commit) {
+            Ok(()) => {
+                self.core.metrics.translated(&route.name);
+                (Replayed::Accepted(accepted), true)
+            }
+            Err(e) => (Replayed::Unavailable(storage_failure(&e)), false),
+        }
+    }
+
+    /// The plugin refused (or faulted) again: the entry stays, with one more attempt and the
+    /// plugin that tried.
+    fn rejected_again(
+        &self,
+        route: &Route,
+        entry: DeadLetter,
+        mut rejected: Rejected,
+        now: Timestamp,
+    ) -> (Replayed, bool) {
+        let plugin = route.plugin.id();
+        let plugin_name = format!("{}@{}", plugin.name, plugin.version);
+        let draft = replayed(
+            &entry,
+            now,
+            json!({"dead_letter": entry.id, "plugin": plugin_name, "code": rejected.code, "error": rejected.error}),
+        );
+        rejected.dead_letter = entry.id.clone();
+        let updated = DeadLetter {
+            attempts: entry.attempts + 1,
+            error: rejected.error.clone(),
+            code: rejected.code.clone(),
+            plugin: plugin_name,
+            plugin_sha256: plugin.sha256.clone(),
+            updated_at: now,
+            ..entry
+        };
+        match self.core.storage.update_dead_letter(updated, vec![draft]) {
+            Ok(()) => (Replayed::RejectedAgain(rejected), false),
+            Err(e) => (Replayed::Unavailable(storage_failure(&e)), false),
+        }
+    }
+
+    /// Discards a dead letter for good; the audit trail records it.
+    pub(crate) async fn discard(&self, id: &str) -> Discarded {
+        let pipeline = self.clone();
+        let id = id.to_owned();
+        let ran = tokio::task::spawn_blocking(move || {
+            let storage = &pipeline.core.storage;
+            let Some(entry) = storage.dead_letter(&id)? else {
+                return Ok(false);
+            };
+            let draft = AuditDraft::new(
+                &entry.message_id,
+                pipeline.core.clock.now(),
+                "discarded",
+                json!({"dead_letter": id}),
+            );
+            storage.discard_dead_letter(&id, vec![draft])?;
+            Ok::<_, StorageError>(true)
+        })
+        .await;
+        match ran {
+            Ok(Ok(true)) => Discarded::Discarded,
+            Ok(Ok(false)) => Discarded::NotFound,
+            Ok(Err(e)) => Discarded::Unavailable(storage_failure(&e)),
+            Err(_) => {
+                Discarded::Unavailable(Unavailable::Internal("the discard task failed".into()))
+            }
+        }
+    }
+}
+
+fn replayed(entry: &DeadLetter, at: Timestamp, data: serde_json::Value) -> AuditDraft {
+    AuditDraft::new(&entry.message_id, at, "replayed", data)
+}
+
+fn not_found(what: &'static str, id: &str) -> Replayed {
+    Replayed::NotFound {
+        what,
+        id: id.to_owned(),
+    }
+}

@@ -1,0 +1,238 @@
+//! Ingest: deduplicate a message by its idempotency key, translate it, commit the outcome in
+//! one write, and answer once the write is durable.
+//!
+//! The key is the caller's, else the one the plugin derives from the content, else the
+//! body's hash. The claim on it is taken before the plugin translates, so that concurrent
+//! deliveries of one key run the commit once (the plugin may run for each: translation is
+//! pure); a commit whose claim was taken over writes nothing.
+
+use std::time::Instant;
+
+use jiff::Timestamp;
+use serde_json::json;
+
+use super::commit::Settlement;
+use super::routes::Route;
+use super::{Incoming, Pipeline, admission, storage_failure, transient, vendor_message};
+use crate::outcome::{Cause, FAULT_CODE, InFlight, Ingested, Unavailable};
+use crate::plugin::{DomainEvent, Fault, Lease, TranslateError, VendorMessage, sha256_hex};
+use crate::storage::{AuditDraft, Claim, ClaimToken, Completed, MessageRecord, StorageError};
+use crate::telemetry::traceparent;
+
+/// What the plugin made of a message: events or a refusal, or a fault.
+type Translation = Result<Result<Vec<DomainEvent>, TranslateError>, Fault>;
+
+impl Pipeline {
+    /// Ingests one message on `route`: deduplicates it, translates it, commits the outcome
+    /// and answers once it is durable.
+    pub(crate) async fn ingest(&self, route: &str, incoming: Incoming) -> Ingested {
+        let route = match admission::admit(&self.core.routes, route, &incoming) {
+            Ok(route) => route.clone(),
+            Err(refusal) => return Ingested::Refused(refusal),
+        };
+        let started = Instant::now();
+        let Ok(permit) = self.core.workers.acquire().await else {
+            return Ingested::Unavailable(Unavailable::ShuttingDown);
+        };
+        let pipeline = self.clone();
+        let ran =
+            tokio::task::spawn_blocking(move || pipeline.ingest_blocking(&route, incoming)).await;
+        drop(permit);
+        let (outcome, committed) = match ran {
+            Ok(ran) => ran,
+            Err(e) => {
+                tracing::error!(error = %e, "ingest task failed");
+                return Ingested::Unavailable(Unavailable::Internal(
+                    "the ingest task failed".into(),
+                ));
+            }
+        };
+        if committed && let Err(e) = self.durable().await {
+            tracing::error!(error = %e, "flush failed");
+            return Ingested::Unavailable(Unavailable::Internal(
+                "the commit could not be made durable".into(),
+            ));
+        }
+        self.core.metrics.observe("ingest", started);
+        outcome
+    }
+
+    /// The blocking part; also says whether something was committed.
+    fn ingest_blocking(&self, route: &Route, incoming: Incoming) -> (Ingested, bool) {
+        let core = &self.core;
+        core.metrics.received(&route.name);
+        let now = core.clock.now();
+        let fingerprint = sha256_hex(&incoming.body);
+        let uuid = uuid::Uuid::now_v7();
+        let traceparent = traceparent(incoming.traceparent.as_deref(), uuid);
+        let message_id = uuid.to_string();
+        let span = tracing::info_span!("message", message_id = %message_id, route = %route.name);
+        let _entered = span.enter();
+        let Incoming {
+            content_type,
+            headers,
+            body,
+            idempotency_key,
+            ..
+        } = incoming;
+        let message = vendor_message(message_id, content_type, headers.clone(), body);
+
+        let started = Instant::now();
+        let mut lease = route.instances.get();
+        let (key, early_fault) = key_for(idempotency_key, &mut lease, &message, &fingerprint);
+        let claim = match core
+            .storage
+            .claim(&route.name, &key, now, route.inflight_timeout)
+        {
+            Ok(Claim::Fresh(claim)) => claim,
+            Ok(Claim::Done(done)) => {
+                return (self.duplicate(route, key, &fingerprint, done, now), false);
+            }
+            Ok(Claim::InFlight) => {
+                let in_flight = InFlight {
+                    idempotency_key: key,
+                    taken_over: false,
+                };
+                return (Ingested::InFlight(in_flight), false);
+            }
+            Err(e) => return (Ingested::Unavailable(storage_failure(&e)), false),
+        };
+        let translation = match (early_fault, lease) {
+            (Some(fault), _) | (None, Err(fault)) => Err(fault),
+            (None, Ok(mut session)) => session.translate(&message),
+        };
+        core.metrics.observe("translate", started);
+        let settlement = Settlement {
+            route,
+            claim: Some(claim.clone()),
+            now,
+            audit: vec![],
+            fingerprint,
+            record: MessageRecord {
+                id: message.id,
+                route: route.name.clone(),
+                key,
+                content_type: message.content_type,
+                headers,
+                body: message.body,
+                received_at: now,
+            },
+        }
+        .received();
+        self.settle(settlement, translation, &claim, &traceparent)
+    }
+
+    /// Commits what the plugin made of the message; a transient refusal or a failed write
+    /// gives the key back, so that a redelivery runs (IC-4, IC-5).
+    fn settle(
+        &self,
+        settlement: Settlement<'_>,
+        translation: Translation,
+        claim: &ClaimToken,
+        traceparent: &str,
+    ) -> (Ingested, bool) {
+        let route = settlement.route;
+        let (commit, outcome) = match translation {
+            Ok(Ok(events)) => {
+                let (commit, accepted) = settlement.accept(events, traceparent);
+                (commit, Ingested::Accepted(accepted))
+            }
+            Ok(Err(TranslateError::Transient(failure))) => {
+                self.release(claim);
+                return (Ingested::Transient(transient(failure)), false);
+            }
+            Ok(Err(TranslateError::Rejected(failure))) => {
+                let (commit, rejected) =
+                    settlement.reject(Cause::Refused, failure.code, failure.message);
+                (commit, Ingested::Rejected(rejected))
+            }
+            Err(fault) => {
+                let (commit, rejected) =
+                    settlement.reject(Cause::Fault, FAULT_CODE.into(), fault.to_string());
+                (commit, Ingested::Rejected(rejected))
+            }
+        };
+        let started = Instant::now();
+        match self.core.storage.commit(commit) {
+            Ok(()) => {
+                self.core.metrics.observe("commit", started);
+                if matches!(outcome, Ingested::Accepted(_)) {
+                    self.core.metrics.translated(&route.name);
+                } else {
+                    self.core.metrics.rejected(&route.name);
+                }
+                (outcome, true)
+            }
+            Err(StorageError::ClaimLost { key }) => {
+                let in_flight = InFlight {
+                    idempotency_key: key,
+                    taken_over: true,
+                };
+                (Ingested::InFlight(in_flight), false)
+            }
+            Err(e) => {
+                // Nothing was written: give the key back so a redelivery runs (IC-4).
+                self.release(claim);
+                (Ingested::Unavailable(storage_failure(&e)), false)
+            }
+        }
+    }
+
+    fn release(&self, claim: &ClaimToken) {
+        if let Err(e) = self.core.storage.release(claim) {
+            tracing::error!(error = %e, "releasing a claim failed");
+        }
+    }
+
+    /// A key seen before: the stored outcome for the same payload, a refusal for another.
+    fn duplicate(
+        &self,
+        route: &Route,
+        key: String,
+        fingerprint: &str,
+        done: Completed,
+        now: Timestamp,
+    ) -> Ingested {
+        if done.fingerprint != fingerprint {
+            return Ingested::KeyReused {
+                idempotency_key: key,
+                message_id: done.settled.message_id().to_owned(),
+            };
+        }
+        self.core.metrics.duplicate(&route.name);
+        let draft = AuditDraft::new(
+            done.settled.message_id(),
+            now,
+            "deduplicated",
+            json!({"route": route.name, "idempotency_key": key}),
+        );
+        if let Err(e) = self.core.storage.append(vec![draft]) {
+            tracing::warn!(error = %e, "recording a duplicate in the audit trail failed");
+        }
+        Ingested::Duplicate(done.settled)
+    }
+}
+
+/// The message's idempotency key: the caller's, else the plugin's (when valid), else the
+/// body's hash. A fault while the plugin derives it is kept: the message then fails with it.
+fn key_for(
+    given: Option<String>,
+    lease: &mut Result<Lease<'_>, Fault>,
+    message: &VendorMessage,
+    fingerprint: &str,
+) -> (String, Option<Fault>) {
+    if let Some(key) = given {
+        return (key, None);
+    }
+    let (derived, fault) = match lease {
+        Ok(session) => match session.idempotency_key(message) {
+            Ok(key) => (key, None),
+            Err(fault) => (None, Some(fault)),
+        },
+        Err(fault) => (None, Some(fault.clone())),
+    };
+    let key = derived
+        .filter(|k| admission::valid_key(k).is_ok())
+        .unwrap_or_else(|| format!("sha256:{fingerprint}"));
+    (key, fault)
+}

@@ -1,0 +1,338 @@
+//! The one place where outcomes become HTTP: a status, a JSON body or an RFC 9457 problem,
+//! and the headers that go with them (`Retry-After`, `Idempotent-Replayed`).
+
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use http_body_util::Full;
+use serde_json::json;
+
+use crate::outcome::{
+    Accepted, Cause, Discarded, InFlight, Ingested, Refusal, Rejected, Replayed, Settled,
+    Transient, Translated, Unavailable,
+};
+
+/// An answer before it becomes a response.
+#[derive(Debug)]
+pub(super) struct Answer {
+    status: StatusCode,
+    body: Vec<u8>,
+    problem: bool,
+    replayed: bool,
+    retry_after: Option<u64>,
+}
+
+impl Answer {
+    pub(super) fn json(status: StatusCode, body: &serde_json::Value) -> Self {
+        Self {
+            status,
+            body: serde_json::to_vec(body).expect("JSON values serialize"),
+            problem: false,
+            replayed: false,
+            retry_after: None,
+        }
+    }
+
+    pub(super) fn empty(status: StatusCode) -> Self {
+        Self {
+            status,
+            body: Vec::new(),
+            problem: false,
+            replayed: false,
+            retry_after: None,
+        }
+    }
+
+    /// An RFC 9457 problem: `kind` is the last part of its type URI.
+    pub(super) fn problem(
+        status: StatusCode,
+        kind: &str,
+        title: &str,
+        detail: &str,
+        extra: serde_json::Value,
+    ) -> Self {
+        let mut body = json!({
+            "type": format!("urn:dragoman:problem:{kind}"),
+            "title": title,
+            "status": status.as_u16(),
+            "detail": detail,
+        });
+        if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
+            body.extend(extra);
+        }
+        Self {
+            problem: true,
+            ..Self::json(status, &body)
+        }
+    }
+
+    fn retry_after(mut self, after: std::time::Duration) -> Self {
+        self.retry_after = Some(after.as_secs().max(1));
+        self
+    }
+
+    fn replayed(mut self) -> Self {
+        self.replayed = true;
+        self
+    }
+
+    pub(super) fn into_response(self) -> Response<Full<Bytes>> {
+        let mut builder = Response::builder().status(self.status);
+        if !self.body.is_empty() {
+            builder = builder.header(
+                header::CONTENT_TYPE,
+                if self.problem {
+                    "application/problem+json"
+                } else {
+                    "application/json"
+                },
+            );
+        }
+        if self.replayed {
+            builder = builder.header("idempotent-replayed", "true");
+        }
+        if let Some(seconds) = self.retry_after {
+            builder = builder.header(header::RETRY_AFTER, seconds.to_string());
+        }
+        builder
+            .body(Full::new(Bytes::from(self.body)))
+            .expect("a valid response")
+    }
+}
+
+// ===== Outcomes =====
+
+pub(super) fn ingested(outcome: Ingested) -> Answer {
+    match outcome {
+        Ingested::Accepted(accepted) => self::accepted(StatusCode::ACCEPTED, &accepted),
+        Ingested::Rejected(rejected) => self::rejected(&rejected, false),
+        Ingested::Duplicate(Settled::Accepted(accepted)) => {
+            self::accepted(StatusCode::OK, &accepted).replayed()
+        }
+        Ingested::Duplicate(Settled::Rejected(rejected)) => {
+            self::rejected(&rejected, false).replayed()
+        }
+        Ingested::InFlight(in_flight) => self::in_flight(&in_flight),
+        Ingested::KeyReused {
+            idempotency_key,
+            message_id,
+        } => Answer::problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "key-reuse",
+            "Idempotency key reused",
+            &format!("idempotency key `{idempotency_key}` was used for a different payload"),
+            json!({"idempotency_key": idempotency_key, "message_id": message_id}),
+        ),
+        Ingested::Transient(t) => transient(&t, json!({"code": t.code})),
+        Ingested::Refused(refusal) => self::refusal(&refusal),
+        Ingested::Unavailable(unavailable) => self::unavailable(&unavailable),
+    }
+}
+
+pub(super) fn translated(outcome: Translated) -> Answer {
+    match outcome {
+        Translated::Events {
+            idempotency_key,
+            events,
+        } => Answer::json(
+            StatusCode::OK,
+            &json!({"idempotency_key": idempotency_key, "events": events}),
+        ),
+        Translated::Rejected { cause, code, error } => {
+            let (kind, title) = rejection_kind(cause, false);
+            Answer::problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                kind,
+                title,
+                &error,
+                json!({"code": code}),
+            )
+        }
+        Translated::Transient(t) => transient(&t, json!({"code": t.code})),
+        Translated::Refused(refusal) => self::refusal(&refusal),
+        Translated::Unavailable(unavailable) => self::unavailable(&unavailable),
+    }
+}
+
+pub(super) fn replayed(outcome: Replayed) -> Answer {
+    match outcome {
+        Replayed::Accepted(accepted) => self::accepted(StatusCode::OK, &accepted),
+        Replayed::Requeued {
+            dead_letter,
+            event,
+            sink,
+        } => Answer::json(
+            StatusCode::OK,
+            &json!({"dead_letter": dead_letter, "requeued": event, "sink": sink}),
+        ),
+        Replayed::RejectedAgain(rejected) => self::rejected(&rejected, true),
+        Replayed::Transient {
+            dead_letter,
+            transient: t,
+        } => transient(&t, json!({"code": t.code, "dead_letter": dead_letter})),
+        Replayed::NotFound { what, id } => not_found(what, &id),
+        Replayed::RouteGone { dead_letter, route } => Answer::problem(
+            StatusCode::CONFLICT,
+            "route-gone",
+            "Route gone",
+            &format!("route `{route}` is no longer configured"),
+            json!({"dead_letter": dead_letter}),
+        ),
+        Replayed::Unavailable(unavailable) => self::unavailable(&unavailable),
+    }
+}
+
+pub(super) fn discarded(outcome: Discarded, id: &str) -> Answer {
+    match outcome {
+        Discarded::Discarded => Answer::empty(StatusCode::NO_CONTENT),
+        Discarded::NotFound => not_found("dead letter", id),
+        Discarded::Unavailable(unavailable) => self::unavailable(&unavailable),
+    }
+}
+
+fn accepted(status: StatusCode, accepted: &Accepted) -> Answer {
+    Answer::json(
+        status,
+        &json!({
+            "message_id": accepted.message_id,
+            "idempotency_key": accepted.idempotency_key,
+            "events": accepted.events,
+        }),
+    )
+}
+
+fn rejected(rejected: &Rejected, again: bool) -> Answer {
+    let (kind, title) = rejection_kind(rejected.cause, again);
+    Answer::problem(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        kind,
+        title,
+        &rejected.error,
+        json!({"code": rejected.code, "dead_letter": rejected.dead_letter, "message_id": rejected.message_id}),
+    )
+}
+
+fn rejection_kind(cause: Cause, again: bool) -> (&'static str, &'static str) {
+    match (cause, again) {
+        (Cause::Fault, _) => ("plugin-fault", "The translator failed"),
+        (Cause::Refused, false) => ("rejected", "The translator rejected the message"),
+        (Cause::Refused, true) => ("rejected", "The translator rejected the message again"),
+    }
+}
+
+fn in_flight(in_flight: &InFlight) -> Answer {
+    let key = &in_flight.idempotency_key;
+    let (detail, extra) = if in_flight.taken_over {
+        (
+            format!("the claim on `{key}` was taken over; retry later"),
+            json!({}),
+        )
+    } else {
+        (
+            format!("a message with idempotency key `{key}` is being processed; retry later"),
+            json!({"idempotency_key": key}),
+        )
+    };
+    Answer::problem(
+        StatusCode::CONFLICT,
+        "in-flight",
+        "Message in flight",
+        &detail,
+        extra,
+    )
+}
+
+/// A `transient` refusal: 503, retry later, nothing stored.
+fn transient(t: &Transient, extra: serde_json::Value) -> Answer {
+    Answer::problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "transient",
+        "Try again later",
+        &t.message,
+        extra,
+    )
+    .retry_after(t.retry_after)
+}
+
+/// The status a refusal at the door is answered with: always a 4xx.
+pub fn refusal_status(refusal: &Refusal) -> StatusCode {
+    match refusal {
+        Refusal::UnknownRoute { .. } => StatusCode::NOT_FOUND,
+        Refusal::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Refusal::Unreadable(e) if e.kind() == dragoman_body::ErrorKind::UnsupportedFormat => {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        }
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+pub(super) fn refusal(refusal: &Refusal) -> Answer {
+    let status = refusal_status(refusal);
+    let bad =
+        |detail: &str| Answer::problem(status, "bad-request", "Bad request", detail, json!({}));
+    match refusal {
+        Refusal::UnknownRoute { route } => Answer::problem(
+            status,
+            "unknown-route",
+            "Unknown route",
+            &format!("no route named `{route}`"),
+            json!({}),
+        ),
+        Refusal::BadKey { reason } | Refusal::BadRequest { reason } => bad(reason),
+        Refusal::EmptyBody => bad("the body is empty"),
+        Refusal::TooLarge { limit } => Answer::problem(
+            status,
+            "too-large",
+            "Body too large",
+            &format!("the body is over {limit} bytes"),
+            json!({"limit": limit}),
+        ),
+        Refusal::Unreadable(e) => Answer::problem(
+            status,
+            e.code(),
+            "Unreadable body",
+            e.message(),
+            json!({"code": e.code()}),
+        ),
+    }
+}
+
+pub(super) fn unavailable(unavailable: &Unavailable) -> Answer {
+    match unavailable {
+        Unavailable::Storage(detail) => Answer::problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage",
+            "Storage unavailable",
+            detail,
+            json!({}),
+        )
+        .retry_after(crate::outcome::RETRY_AFTER),
+        Unavailable::ShuttingDown => Answer::problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting-down",
+            "Shutting down",
+            "the host is shutting down",
+            json!({}),
+        ),
+        Unavailable::Internal(detail) => internal(detail),
+    }
+}
+
+pub(super) fn internal(detail: &str) -> Answer {
+    Answer::problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "Internal error",
+        detail,
+        json!({}),
+    )
+}
+
+pub(super) fn not_found(what: &str, id: &str) -> Answer {
+    Answer::problem(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "Not found",
+        &format!("no {what} `{id}`"),
+        json!({}),
+    )
+}

@@ -1,0 +1,226 @@
+//! Which request goes to which operation: the API's paths and methods, and the admin token
+//! that every call but ingest, translate and the health checks needs.
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use jiff::Timestamp;
+use serde_json::json;
+
+use super::Inner;
+use super::body::read;
+use super::problem::{self, Answer};
+
+/// Answers one request.
+pub(super) async fn handle<B>(api: &Inner, request: Request<B>) -> Response<Full<Bytes>>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::fmt::Display + Send,
+{
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let open = matches!(
+        segments.as_slice(),
+        ["v1", "routes", _, "messages" | "translate"] | ["healthz"] | ["readyz"]
+    );
+    if !open && !authorized(api, &parts.headers) {
+        return Answer::problem(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized",
+            "admin calls need `Authorization: Bearer <admin_token>`",
+            json!({}),
+        )
+        .into_response();
+    }
+    let method = &parts.method;
+    let answer = match segments.as_slice() {
+        ["v1", "routes", route, action @ ("messages" | "translate")] => {
+            if method != Method::POST {
+                return method_not_allowed("POST");
+            }
+            let incoming = match read(&parts.headers, body, api.max_body).await {
+                Ok(incoming) => incoming,
+                Err(refusal) => return problem::refusal(&refusal).into_response(),
+            };
+            if *action == "messages" {
+                problem::ingested(api.pipeline.ingest(route, incoming).await)
+            } else {
+                problem::translated(api.pipeline.translate(route, incoming).await)
+            }
+        }
+        ["v1", "dlq", id] if method == Method::DELETE => {
+            problem::discarded(api.pipeline.discard(id).await, id)
+        }
+        ["v1", "dlq", id, "replay"] => {
+            if method != Method::POST {
+                return method_not_allowed("POST");
+            }
+            problem::replayed(api.pipeline.replay(id).await)
+        }
+        ["v1", "dlq", _] if method != Method::GET => return method_not_allowed("GET, DELETE"),
+        _ if method != Method::GET => {
+            if is_read_only(&segments) {
+                return method_not_allowed("GET");
+            }
+            not_found(&path)
+        }
+        ["metrics"] => {
+            return Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                .body(Full::new(Bytes::from(api.pipeline.metrics_text())))
+                .expect("a valid response");
+        }
+        _ => read_only(api, &segments, parts.uri.query()).unwrap_or_else(|| not_found(&path)),
+    };
+    answer.into_response()
+}
+
+/// Whether the request carries the admin token, when one is configured.
+fn authorized(api: &Inner, headers: &http::HeaderMap) -> bool {
+    let Some(token) = &api.admin_token else {
+        return true;
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    given == Some(format!("Bearer {token}").as_str())
+}
+
+/// The answers of the GET resources; `None` for a path that is none of them.
+fn read_only(api: &Inner, segments: &[&str], query: Option<&str>) -> Option<Answer> {
+    let pipeline = &api.pipeline;
+    let failed = |e: crate::Error| problem::internal(&e.to_string());
+    Some(match segments {
+        ["v1", "routes"] => Answer::json(StatusCode::OK, &pipeline.topology(&api.sinks)),
+        ["v1", "dlq"] => match pipeline.dead_letters() {
+            Ok(entries) => Answer::json(StatusCode::OK, &json!({"dead_letters": entries})),
+            Err(e) => failed(e),
+        },
+        ["v1", "dlq", id] => match pipeline.dead_letter(id) {
+            Ok(Some((entry, message))) => {
+                let message = message.map(|m| {
+                    json!({
+                        "id": m.id,
+                        "route": m.route,
+                        "idempotency_key": m.key,
+                        "content_type": m.content_type,
+                        "headers": m.headers,
+                        "body": String::from_utf8_lossy(&m.body),
+                        "received_at": m.received_at,
+                    })
+                });
+                Answer::json(
+                    StatusCode::OK,
+                    &json!({"dead_letter": entry, "message": message}),
+                )
+            }
+            Ok(None) => problem::not_found("dead letter", id),
+            Err(e) => failed(e),
+        },
+        ["v1", "messages", id] => message_state(api, id, query),
+        ["v1", "messages", id, "history"] => match pipeline.history(id) {
+            Ok(events) if events.is_empty() => problem::not_found("message", id),
+            Ok(events) => {
+                Answer::json(StatusCode::OK, &json!({"message_id": id, "events": events}))
+            }
+            Err(e) => failed(e),
+        },
+        ["v1", "audit", "verify"] => match pipeline.verify_audit() {
+            Ok((streams, findings)) => Answer::json(
+                StatusCode::OK,
+                &json!({"streams": streams, "findings": findings}),
+            ),
+            Err(e) => failed(e),
+        },
+        ["healthz"] => Answer::json(StatusCode::OK, &json!({"status": "ok"})),
+        ["readyz"] => {
+            if api.relay.is_running() && pipeline.depths().is_ok() {
+                Answer::json(StatusCode::OK, &json!({"status": "ready"}))
+            } else {
+                Answer::problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not-ready",
+                    "Not ready",
+                    "the store or the relay is not running",
+                    json!({}),
+                )
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// Whether the path is one of the GET resources.
+fn is_read_only(segments: &[&str]) -> bool {
+    matches!(
+        segments,
+        ["v1", "routes"]
+            | ["v1", "dlq"]
+            | ["v1", "dlq", _]
+            | ["v1", "messages", _]
+            | ["v1", "messages", _, "history"]
+            | ["v1", "audit", "verify"]
+            | ["healthz"]
+            | ["readyz"]
+            | ["metrics"]
+    )
+}
+
+/// `GET /v1/messages/{id}[?at=RFC3339]`: the message's state, at an instant.
+fn message_state(api: &Inner, id: &str, query: Option<&str>) -> Answer {
+    let at = match self::query(query, "at").map(|t| t.parse::<Timestamp>()) {
+        None => None,
+        Some(Ok(at)) => Some(at),
+        Some(Err(e)) => {
+            return Answer::problem(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "Bad request",
+                &format!("`at` is not an RFC 3339 instant: {e}"),
+                json!({}),
+            );
+        }
+    };
+    match api.pipeline.message_state(id, at) {
+        Ok(Some(state)) => Answer::json(
+            StatusCode::OK,
+            &serde_json::to_value(state).expect("state serializes"),
+        ),
+        Ok(None) => problem::not_found("message", id),
+        Err(e) => problem::internal(&e.to_string()),
+    }
+}
+
+fn query<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+}
+
+fn not_found(path: &str) -> Answer {
+    Answer::problem(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "Not found",
+        &format!("no resource at {path}"),
+        json!({}),
+    )
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Answer::problem(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        &format!("this resource allows {allow}"),
+        json!({}),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    response
+}
