@@ -28,3 +28,5 @@ mod python;
 mod javascript;
 // `dragoman plugin new` in each language: generate, build, test.
 mod scaffold;
+// The embed example: an axum service with Dragoman inside, driven through both doors.
+mod embed;

@@ -38,6 +38,8 @@ pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
 #[derive(Debug)]
 pub struct Server {
     child: Option<Child>,
+    /// The program and the arguments before the config file's path.
+    command: (PathBuf, Vec<String>),
     /// Where it listens.
     pub addr: SocketAddr,
     config: PathBuf,
@@ -49,8 +51,16 @@ impl Server {
     /// Writes `config` (with `{data_dir}` and `{cache_dir}` filled in) to `dir` and starts the
     /// host on it.
     pub fn start(dir: &Path, config: &str) -> Self {
+        let serve = (crate::dragoman_bin().to_owned(), vec!["serve".into()]);
+        Self::start_program(serve, dir, config)
+    }
+
+    /// Starts `program` with its `arguments`, then `--config` and the written config. It
+    /// must print `listening on http://ADDR` as its first line, as `dragoman serve` does.
+    pub fn start_program(command: (PathBuf, Vec<String>), dir: &Path, config: &str) -> Self {
         let mut server = Self {
             child: None,
+            command,
             addr: "127.0.0.1:0".parse().expect("an address"),
             config: dir.join("dragoman.toml"),
             data_dir: dir.join("data"),
@@ -70,14 +80,16 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        let mut child = Command::new(crate::dragoman_bin())
-            .args(["serve", "--config"])
+        let (program, arguments) = &self.command;
+        let mut child = Command::new(program)
+            .args(arguments)
+            .arg("--config")
             .arg(&self.config)
             .env("DRAGOMAN_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("dragoman serve starts");
+            .unwrap_or_else(|e| panic!("{} starts: {e}", program.display()));
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -92,7 +104,10 @@ impl Server {
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| {
                 let _ = child.kill();
-                panic!("dragoman serve did not say where it listens within 60 s")
+                panic!(
+                    "{} did not say where it listens within 60 s",
+                    program.display()
+                )
             });
         let addr = line
             .strip_prefix("listening on http://")
