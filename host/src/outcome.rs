@@ -217,6 +217,11 @@ pub enum Replayed {
         /// The plugin's refusal.
         transient: Transient,
     },
+    /// Another replay of the same entry is running; this one did nothing.
+    InProgress {
+        /// The entry.
+        dead_letter: String,
+    },
     /// No such entry.
     NotFound {
         /// What was missing: `dead letter` or `message`.

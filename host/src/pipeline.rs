@@ -62,6 +62,8 @@ struct Core {
     metrics: Arc<Metrics>,
     /// Wakes the relay after a commit.
     wake: Wake,
+    /// The dead letter entries being replayed now: one replay of an entry runs at a time.
+    replaying: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Bounds the blocking work (plugin calls, store writes) running at once: more threads
     /// than cores only add switching, and a fair queue keeps the latency tail short.
     workers: tokio::sync::Semaphore,
@@ -83,6 +85,7 @@ impl Pipeline {
                 clock,
                 metrics,
                 wake,
+                replaying: std::sync::Mutex::default(),
                 workers: tokio::sync::Semaphore::new(workers),
             }),
         }

@@ -738,12 +738,24 @@ impl Session {
                 FaultKind::InvalidOutput { message },
             )
         };
-        events
+        let checked = events
             .into_iter()
             .enumerate()
             .map(|(n, event)| {
                 if event.event_type.trim().is_empty() {
                     return Err(invalid(format!("event {n} has an empty event type")));
+                }
+                for (field, value) in [
+                    ("event type", &event.event_type),
+                    ("subject", &event.subject),
+                    ("partition key", &event.partition_key),
+                ] {
+                    if let Some(at) = value.find(char::is_control) {
+                        return Err(invalid(format!(
+                            "event {n} has a control character in its {field} at byte {at}: \
+                             it could not be sent as a CloudEvents attribute"
+                        )));
+                    }
                 }
                 let data = RawValue::from_string(event.data).map_err(|e| {
                     invalid(format!(
@@ -758,8 +770,13 @@ impl Session {
                     data,
                 })
             })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Ok)
+            .collect::<Result<Vec<_>, _>>();
+        // Output the host refuses is a fault like any other: the instance is not entered
+        // again, so a reused one cannot carry whatever state produced it.
+        if checked.is_err() {
+            self.poisoned = true;
+        }
+        checked.map(Ok)
     }
 }
 

@@ -136,6 +136,29 @@ pub struct OutboxEvent {
     pub time: Timestamp,
     /// The W3C trace context of the message.
     pub traceparent: String,
+    /// The plugin version that produced the event; `None` in records written before hosts
+    /// kept it.
+    #[serde(default)]
+    pub producer: Option<Producer>,
+}
+
+/// The plugin version that produced an event: its provenance, sent with it to every sink
+/// and named on its dead letter, whatever the route serves by then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Producer {
+    /// The plugin's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The sha256 of its component.
+    pub sha256: String,
+}
+
+impl Producer {
+    /// `name@version`.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
 }
 
 /// An outbox event with its delivery state per sink.

@@ -80,3 +80,33 @@ fn different_components_get_different_files() {
     runtime.load_file(wasm::COUNTER).unwrap();
     assert_eq!(cached_files(dir.path()).len(), 2);
 }
+
+/// A cache file damaged in its middle (where wasmtime's own header checks do not look) fails
+/// its digest and is recompiled, instead of loading damaged machine code.
+#[test]
+fn issue_8_a_cache_file_damaged_in_its_middle_is_recompiled() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(wasm::ACME_ERP_ORDERS).unwrap();
+    runtime(dir.path()).load(&bytes, "orders").unwrap();
+    let file = cached_files(dir.path()).pop().unwrap();
+    let mut cached = std::fs::read(&file).unwrap();
+    let middle = cached.len() / 2;
+    cached[middle] ^= 0x01;
+    std::fs::write(&file, &cached).unwrap();
+    let (plugin, provenance) = runtime(dir.path())
+        .load_with_provenance(&bytes, "orders")
+        .unwrap();
+    assert_eq!(provenance, Provenance::Compiled);
+    assert_eq!(
+        plugin
+            .translate(&tests::message(tests::seed_order()), Default::default())
+            .unwrap()
+            .unwrap()
+            .len(),
+        1
+    );
+    let (_, provenance) = runtime(dir.path())
+        .load_with_provenance(&bytes, "orders")
+        .unwrap();
+    assert_eq!(provenance, Provenance::Cached, "the replaced file is good");
+}

@@ -195,3 +195,92 @@ fn a_rejected_message_is_dead_lettered_then_replayed_once_fixed() {
         "{stdout}"
     );
 }
+
+/// 50 concurrent replays of one translation dead letter run the plugin once: one commits
+/// the events, the others are told a replay is in progress (409) or, once it resolved the
+/// entry, that it is gone (404); the message's history has one `replayed` event.
+#[test]
+fn issue_8_concurrent_replays_of_one_entry_run_the_plugin_once() {
+    const REPLAYS: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let currency = |c: &str| {
+        net::config(
+            "",
+            "",
+            &format!("[routes.orders.plugin_config]\ncurrency = \"{c}\"\n"),
+        )
+    };
+    let mut server = Server::start(dir.path(), &currency("euro"));
+    let http = Http::new();
+    let body = tests::seed_order().replacen("SEED-2026-000417", "DLQ-RACE", 1);
+    let rejected = http
+        .send(
+            "POST",
+            &format!("{}/v1/routes/orders/messages", server.url()),
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(rejected.status, 422);
+    let entry = rejected.json()["dead_letter"].as_str().unwrap().to_owned();
+    let message_id = rejected.json()["message_id"].as_str().unwrap().to_owned();
+    assert!(server.stop().success());
+    server.set_config(&currency("EUR"));
+    server.restart();
+
+    let url = format!("{}/v1/dlq/{entry}/replay", server.url());
+    let health = format!("{}/healthz", server.url());
+    let client = http.client();
+    let statuses: Vec<u16> = http.runtime().block_on(async {
+        // Open the connections first, so the replays arrive together rather than one
+        // connection's handshake after another.
+        let mut warm = tokio::task::JoinSet::new();
+        for _ in 0..REPLAYS {
+            let (client, health) = (client.clone(), health.clone());
+            warm.spawn(async move { net::send(&client, "GET", &health, &[], Vec::new()).await });
+        }
+        while let Some(done) = warm.join_next().await {
+            assert_eq!(done.unwrap().unwrap().status, 200);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..REPLAYS {
+            let (client, url) = (client.clone(), url.clone());
+            tasks.spawn(async move {
+                net::send(&client, "POST", &url, &[], Vec::new())
+                    .await
+                    .unwrap()
+                    .status
+            });
+        }
+        let mut statuses = Vec::new();
+        while let Some(status) = tasks.join_next().await {
+            statuses.push(status.unwrap());
+        }
+        statuses
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [200, 404, 409].contains(s)),
+        "{statuses:?}"
+    );
+    let history = http
+        .send(
+            "GET",
+            &format!("{}/v1/messages/{message_id}/history", server.url()),
+            &[],
+            b"",
+        )
+        .unwrap()
+        .json();
+    let replays = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "replayed")
+        .count();
+    assert_eq!(replays, 1, "{history}");
+}

@@ -328,3 +328,56 @@ fn bad_input_gets_the_right_4xx_and_stores_nothing() {
         "{metrics}"
     );
 }
+
+/// A field that becomes an HTTP header (here the subject, from `ord_id`) with a control
+/// character is refused before the answer: the message is dead-lettered as the plugin's
+/// fault, not acknowledged and then retried as if the sink were failing.
+#[test]
+fn issue_8_a_control_character_in_a_header_field_is_refused_before_the_answer() {
+    let webhook = Webhook::start();
+    let (_dir, server) = start(&webhook, "");
+    let http = Http::new();
+    let url = format!("{}/v1/routes/orders/messages", server.url());
+    for id in [r"CTL-\u0001X", r"CTL-line\nbreak"] {
+        let reply = http
+            .send(
+                "POST",
+                &url,
+                &[("content-type", "application/json")],
+                order(id).as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(
+            reply.status,
+            422,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        let problem = reply.json();
+        assert_eq!(problem["type"], "urn:dragoman:problem:plugin-fault");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("control character in its subject"),
+            "{problem}"
+        );
+    }
+    // The next message is served, and nothing of the refused ones reaches the sink.
+    let ok = http
+        .send(
+            "POST",
+            &url,
+            &[("content-type", "application/json")],
+            order("CTL-OK").as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(ok.status, 202);
+    wait_until(
+        Duration::from_secs(20),
+        "the good event at the webhook",
+        || !webhook.received().is_empty(),
+    );
+    let subjects: Vec<String> = webhook.received().into_iter().map(|r| r.subject).collect();
+    assert_eq!(subjects, ["CTL-OK"]);
+}

@@ -221,3 +221,147 @@ fn nats_jetstream_receives_events_and_drops_a_republished_one() {
         js.delete_stream(&stream).await.unwrap();
     });
 }
+
+/// Decodes `%XX` escapes (the CloudEvents HTTP binding's encoding of attribute values).
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+            out.push(u8::from_str_radix(hex, 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// `ce-*` values outside printable ASCII, and space, `"` and `%`, are percent-encoded as the
+/// CloudEvents HTTP binding asks; the webhook decodes the original subject.
+#[test]
+fn issue_8_a_non_ascii_subject_arrives_percent_encoded() {
+    let webhook = Webhook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = format!(
+        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
+        webhook.url()
+    );
+    let server = Server::start(dir.path(), &net::config(&sinks, "\"hook\"", ""));
+    let http = Http::new();
+    let url = format!("{}/v1/routes/orders/messages", server.url());
+    let subject = "Zürich 1 \"q\" 100% ✓";
+    let body = order(&subject.replace('"', "\\\""), 1);
+    let reply = http
+        .send(
+            "POST",
+            &url,
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(
+        reply.status,
+        202,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    wait_until(Duration::from_secs(20), "the event at the webhook", || {
+        !webhook.received().is_empty()
+    });
+    let received = webhook.received().remove(0);
+    assert!(received.subject.is_ascii(), "{}", received.subject);
+    assert!(!received.subject.contains(' '), "{}", received.subject);
+    assert_eq!(percent_decode(&received.subject), subject);
+    assert_eq!(percent_decode(&received.partition_key), subject);
+}
+
+/// An event carries the plugin version that produced it: on every delivery (`ce-plugin`,
+/// `ce-pluginsha256`), and on its dead letter even after the route moved to another version.
+#[test]
+fn issue_8_a_delivery_dead_letter_names_the_plugin_that_produced_the_event() {
+    let webhook = Webhook::start();
+    webhook.fail_next(u32::MAX);
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = format!(
+        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
+        webhook.url()
+    );
+    let retry = |attempts: u32| {
+        format!(
+            "[routes.orders.retry]\nmax_attempts = {attempts}\ninitial_backoff_ms = 5\nmax_backoff_ms = 20\n"
+        )
+    };
+    let v1 = net::config(&sinks, "\"hook\"", &retry(1_000_000));
+    let mut server = Server::start(dir.path(), &v1);
+    let http = Http::new();
+    let admin = |server: &Server, path: &str| {
+        http.send("GET", &format!("{}{path}", server.url()), &[], b"")
+            .unwrap()
+            .json()
+    };
+    let produced_by = admin(&server, "/v1/routes")["routes"]["orders"]["plugin"].clone();
+    let reply = http
+        .send(
+            "POST",
+            &format!("{}/v1/routes/orders/messages", server.url()),
+            &[("content-type", "application/json")],
+            order("PROV-1", 1).as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(reply.status, 202);
+    wait_until(Duration::from_secs(20), "a failed attempt", || {
+        webhook.requests() >= 1
+    });
+
+    // The route moves to the v2 translator, with one attempt left for what is pending.
+    assert!(server.stop().success());
+    server.set_config(&net::config(&sinks, "\"hook\"", &retry(1)).replace(
+        tests::wasm::ACME_ERP_ORDERS,
+        tests::wasm::ACME_ERP_ORDERS_V2,
+    ));
+    server.restart();
+    let now_serving = admin(&server, "/v1/routes")["routes"]["orders"]["plugin"].clone();
+    assert_ne!(now_serving["sha256"], produced_by["sha256"]);
+    let mut entries = serde_json::Value::Null;
+    wait_until(Duration::from_secs(20), "the delivery dead letter", || {
+        entries = admin(&server, "/v1/dlq")["dead_letters"].clone();
+        entries.as_array().is_some_and(|e| !e.is_empty())
+    });
+    let entry = &entries[0];
+    assert_eq!(entry["kind"]["kind"], "delivery", "{entry}");
+    assert_eq!(
+        entry["plugin"],
+        format!(
+            "{}@{}",
+            produced_by["name"].as_str().unwrap(),
+            produced_by["version"].as_str().unwrap()
+        )
+    );
+    assert_eq!(entry["plugin_sha256"], produced_by["sha256"]);
+
+    // Once the sink takes events, a replayed delivery carries the producer too.
+    webhook.fail_next(0);
+    let id = entry["id"].as_str().unwrap();
+    let replayed = http
+        .send(
+            "POST",
+            &format!("{}/v1/dlq/{id}/replay", server.url()),
+            &[],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(replayed.status, 200);
+    wait_until(Duration::from_secs(20), "the replayed delivery", || {
+        !webhook.received().is_empty()
+    });
+    let received = webhook.received().remove(0);
+    assert_eq!(received.plugin, entry["plugin"].as_str().unwrap());
+    assert_eq!(
+        received.plugin_sha256,
+        produced_by["sha256"].as_str().unwrap()
+    );
+}

@@ -158,6 +158,21 @@ mod invalid_output {
         names_plugin(&fault, "invalid-output");
         still_serving();
     }
+
+    /// Output the host refuses poisons the instance like a trap: a reused one is not
+    /// entered again.
+    #[test]
+    fn issue_8_invalid_output_discards_a_reused_instance() {
+        let plugin = tests::load(wasm::INVALID_OUTPUT);
+        let instances = dragoman::plugin::Instances::new(plugin, config(), 10);
+        let mut lease = instances.get().unwrap();
+        let fault = lease.translate(&tests::message("{}")).unwrap_err();
+        assert!(matches!(fault.kind(), FaultKind::InvalidOutput { .. }));
+        assert!(
+            lease.is_poisoned(),
+            "the instance serves again after invalid output"
+        );
+    }
 }
 
 mod counter {

@@ -197,6 +197,10 @@ pub struct Received {
     pub idempotency_key: String,
     /// `traceparent`.
     pub traceparent: String,
+    /// `ce-plugin`: the plugin that produced the event, `name@version`.
+    pub plugin: String,
+    /// `ce-pluginsha256`.
+    pub plugin_sha256: String,
     /// The body.
     pub data: serde_json::Value,
 }
@@ -336,6 +340,8 @@ impl WebhookState {
             partition_key: header("ce-partitionkey"),
             idempotency_key: header("idempotency-key"),
             traceparent: header("traceparent"),
+            plugin: header("ce-plugin"),
+            plugin_sha256: header("ce-pluginsha256"),
             data: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
         };
         self.received

@@ -32,19 +32,25 @@ impl Webhook {
     }
 
     pub(super) async fn publish(&self, event: &OutboxEvent) -> Result<(), DeliveryError> {
-        let request = ::http::Request::post(self.url.clone())
+        let mut request = ::http::Request::post(self.url.clone())
             .header("content-type", "application/json")
             .header("ce-specversion", "1.0")
-            .header("ce-id", &event.id)
-            .header("ce-source", source(&event.route))
-            .header("ce-type", &event.event_type)
-            .header("ce-subject", &event.subject)
+            .header("ce-id", attribute(&event.id))
+            .header("ce-source", attribute(&source(&event.route)))
+            .header("ce-type", attribute(&event.event_type))
+            .header("ce-subject", attribute(&event.subject))
             .header("ce-time", event.time.to_string())
-            .header("ce-correlationid", &event.message_id)
-            .header("ce-causationid", &event.message_id)
-            .header("ce-partitionkey", &event.partition_key)
+            .header("ce-correlationid", attribute(&event.message_id))
+            .header("ce-causationid", attribute(&event.message_id))
+            .header("ce-partitionkey", attribute(&event.partition_key))
             .header("idempotency-key", &event.id)
-            .header("traceparent", &event.traceparent)
+            .header("traceparent", &event.traceparent);
+        if let Some(producer) = &event.producer {
+            request = request
+                .header("ce-plugin", attribute(&producer.label()))
+                .header("ce-pluginsha256", attribute(&producer.sha256));
+        }
+        let request = request
             .body(Full::new(Bytes::from(event.data.clone())))
             .map_err(|e| DeliveryError::Unencodable(format!("cannot build the request: {e}")))?;
         let response = tokio::time::timeout(self.timeout, self.client.request(request))
@@ -72,3 +78,20 @@ impl Webhook {
         }
     }
 }
+
+/// A CloudEvents attribute value as the HTTP binding carries it in a `ce-*` header: every
+/// byte of its UTF-8 outside printable ASCII, and space, `"` and `%`, percent-encoded.
+fn attribute(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if (0x21..=0x7e).contains(&byte) && byte != b'"' && byte != b'%' {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+#[cfg(test)]
+mod tests;

@@ -38,7 +38,7 @@ impl JetStream {
         let data: Box<serde_json::value::RawValue> =
             serde_json::value::RawValue::from_string(event.data.clone())
                 .map_err(|e| DeliveryError::Unencodable(format!("event data is not JSON: {e}")))?;
-        let envelope = json!({
+        let mut envelope = json!({
             "specversion": "1.0",
             "id": event.id,
             "source": source(&event.route),
@@ -51,6 +51,10 @@ impl JetStream {
             "partitionkey": event.partition_key,
             "data": data,
         });
+        if let (Some(producer), Some(envelope)) = (&event.producer, envelope.as_object_mut()) {
+            envelope.insert("plugin".into(), producer.label().into());
+            envelope.insert("pluginsha256".into(), producer.sha256.clone().into());
+        }
         let payload = Bytes::from(serde_json::to_vec(&envelope).expect("JSON values serialize"));
         let ack = context
             .publish_with_headers(self.subject.clone(), headers, payload)

@@ -10,7 +10,7 @@ use crate::outcome::{Accepted, Cause, Rejected, Settled};
 use crate::plugin::DomainEvent;
 use crate::storage::{
     AuditDraft, ClaimToken, Commit, Completed, DeadLetter, DeadLetterKind, MessageRecord,
-    OutboxEvent,
+    OutboxEvent, Producer,
 };
 
 /// A message on its way to a commit, with what every commit of it shares.
@@ -56,6 +56,12 @@ impl Settlement<'_> {
             now,
             mut audit,
         } = self;
+        let plugin = route.plugin.id();
+        let producer = Producer {
+            name: plugin.name.clone(),
+            version: plugin.version.clone(),
+            sha256: plugin.sha256.clone(),
+        };
         let events: Vec<OutboxEvent> = events
             .into_iter()
             .map(|event| OutboxEvent {
@@ -68,17 +74,17 @@ impl Settlement<'_> {
                 data: event.data.get().to_owned(),
                 time: now,
                 traceparent: traceparent.to_owned(),
+                producer: Some(producer.clone()),
             })
             .collect();
         let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
-        let plugin = route.plugin.id();
         audit.push(AuditDraft::new(
             &record.id,
             now,
             "translated",
             json!({
-                "plugin": format!("{}@{}", plugin.name, plugin.version),
-                "sha256": plugin.sha256,
+                "plugin": producer.label(),
+                "sha256": producer.sha256,
                 "events": ids.len(),
             }),
         ));

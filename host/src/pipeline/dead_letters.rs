@@ -17,9 +17,19 @@ impl Pipeline {
     /// Re-runs a dead letter through the route's current plugin (a translation entry) or puts
     /// its event back in the outbox (a delivery entry); answers once that is durable.
     pub(crate) async fn replay(&self, id: &str) -> Replayed {
+        let Some(turn) = Turn::take(self, id) else {
+            return Replayed::InProgress {
+                dead_letter: id.to_owned(),
+            };
+        };
         let pipeline = self.clone();
         let owned = id.to_owned();
-        let ran = tokio::task::spawn_blocking(move || pipeline.replay_blocking(&owned)).await;
+        let ran = tokio::task::spawn_blocking(move || {
+            let replayed = pipeline.replay_blocking(&owned);
+            drop(turn);
+            replayed
+        })
+        .await;
         let Ok((outcome, committed)) = ran else {
             return Replayed::Unavailable(Unavailable::Internal("the replay task failed".into()));
         };
@@ -225,5 +235,39 @@ fn not_found(what: &'static str, id: &str) -> Replayed {
     Replayed::NotFound {
         what,
         id: id.to_owned(),
+    }
+}
+
+/// The one replay of an entry that may run now; the entry is free again when it drops,
+/// however the replay ended. A concurrent replay of the same entry is answered at once
+/// instead of running the plugin a second time on a message that is being resolved.
+struct Turn {
+    pipeline: Pipeline,
+    id: String,
+}
+
+impl Turn {
+    fn take(pipeline: &Pipeline, id: &str) -> Option<Self> {
+        let fresh = pipeline
+            .core
+            .replaying
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.to_owned());
+        fresh.then(|| Self {
+            pipeline: pipeline.clone(),
+            id: id.to_owned(),
+        })
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.pipeline
+            .core
+            .replaying
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
     }
 }

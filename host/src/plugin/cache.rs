@@ -3,9 +3,11 @@
 //! A component is compiled once per engine configuration: the file name is the sha256 of the
 //! wasm bytes and a hash of everything in the engine that affects the machine code
 //! (`Engine::precompile_compatibility_hash`, which covers the wasmtime version, the target and
-//! the compiler settings). Files are written to a temporary name and renamed into place, so a
-//! crash leaves either no file or a whole one. A file that fails to load is recompiled and
-//! replaced.
+//! the compiler settings). A file is the serialized component followed by the sha256 of it;
+//! it is written to a temporary name, fsynced, renamed into place and the directory fsynced,
+//! so a crash or a power loss leaves either no file or a whole one, and a torn or damaged file
+//! fails its digest before any of its machine code is loaded. A file that fails to load is
+//! recompiled and replaced.
 //!
 //! The cache directory must be as trusted as the host binary: loading a cached file runs the
 //! machine code in it.
@@ -59,7 +61,7 @@ impl Cache {
     ) -> wasmtime::Result<(Component, Provenance)> {
         let path = self.path(sha256);
         if let Some(path) = path.as_ref().filter(|p| p.exists()) {
-            match deserialize(engine, path) {
+            match read_checked(path).and_then(|bytes| deserialize(engine, &bytes)) {
                 Ok(component) => return Ok((component, Provenance::Cached)),
                 Err(e) => tracing::warn!(
                     path = %path.display(), error = %e, "cached component unusable; recompiling"
@@ -80,22 +82,47 @@ impl Cache {
     unsafe_code,
     reason = "loading precompiled machine code is unsafe by nature"
 )]
-fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: the file was written by `store` below from `Component::serialize` with an engine
-    // of the same compatibility hash (it is in the file name), into the cache directory that
-    // the operator owns; wasmtime checks the header and the engine settings again.
-    unsafe { Component::deserialize_file(engine, path) }
+fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: the bytes passed their sha256 (`read_checked`), so they are the whole of what
+    // `store` below wrote from `Component::serialize` with an engine of the same
+    // compatibility hash (it is in the file name), into the cache directory that the
+    // operator owns; wasmtime checks the header and the engine settings again.
+    unsafe { Component::deserialize(engine, bytes) }
+}
+
+/// The length of the digest after the serialized component.
+const DIGEST: usize = 32;
+
+/// A cache file's component bytes, if they match the digest that follows them.
+fn read_checked(path: &Path) -> wasmtime::Result<Vec<u8>> {
+    let mut bytes = std::fs::read(path)?;
+    let Some(split) = bytes.len().checked_sub(DIGEST) else {
+        wasmtime::bail!("{} bytes, too short for a cached component", bytes.len());
+    };
+    if Sha256::digest(&bytes[..split])[..] != bytes[split..] {
+        wasmtime::bail!("the file does not match its digest (torn or damaged)");
+    }
+    bytes.truncate(split);
+    Ok(bytes)
 }
 
 fn store(component: &Component, path: &Path) -> std::io::Result<()> {
-    let bytes = component.serialize().map_err(std::io::Error::other)?;
+    use std::io::Write as _;
+    let mut bytes = component.serialize().map_err(std::io::Error::other)?;
+    let digest = Sha256::digest(&bytes);
+    bytes.extend_from_slice(&digest);
     let dir = path.parent().expect("a cache path has a directory");
     std::fs::create_dir_all(dir)?;
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let unique = NEXT.fetch_add(1, Ordering::Relaxed);
     let temporary = path.with_extension(format!("tmp-{}-{unique}", std::process::id()));
-    std::fs::write(&temporary, bytes)?;
-    std::fs::rename(&temporary, path)
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(&bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, path)?;
+    // The rename itself is durable only once the directory is.
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// The sha256 of `bytes`, lower-case hex.

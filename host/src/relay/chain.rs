@@ -125,7 +125,16 @@ impl<'a> Chain<'a> {
             return (DeliveryOutcome::Failed { error, next_at }, vec![failed]);
         }
         self.relay.metrics.dead_lettered(self.name);
-        let plugin = route.map(|r| &r.plugin);
+        // The plugin that produced the event; for records from before events carried it,
+        // the route's plugin.
+        let (plugin, plugin_sha256) = match (&event.producer, route) {
+            (Some(producer), _) => (producer.label(), producer.sha256.clone()),
+            (None, Some(route)) => (
+                format!("{}@{}", route.plugin.name, route.plugin.version),
+                route.plugin.sha256.clone(),
+            ),
+            (None, None) => (String::new(), String::new()),
+        };
         let entry = DeadLetter {
             id: uuid::Uuid::now_v7().to_string(),
             kind: DeadLetterKind::Delivery {
@@ -136,10 +145,8 @@ impl<'a> Chain<'a> {
             route: event.route.clone(),
             error: error.clone(),
             code: "delivery-failed".into(),
-            plugin: plugin
-                .map(|p| format!("{}@{}", p.name, p.version))
-                .unwrap_or_default(),
-            plugin_sha256: plugin.map(|p| p.sha256.clone()).unwrap_or_default(),
+            plugin,
+            plugin_sha256,
             attempts: attempt,
             created_at: now,
             updated_at: now,

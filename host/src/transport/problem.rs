@@ -169,6 +169,14 @@ pub(super) fn replayed(outcome: Replayed) -> Answer {
             dead_letter,
             transient: t,
         } => transient(&t, json!({"code": t.code, "dead_letter": dead_letter})),
+        Replayed::InProgress { dead_letter } => Answer::problem(
+            StatusCode::CONFLICT,
+            "replay-in-progress",
+            "Replay in progress",
+            &format!("dead letter `{dead_letter}` is being replayed; ask again for its outcome"),
+            json!({"dead_letter": dead_letter}),
+        )
+        .retry_after(crate::outcome::RETRY_AFTER),
         Replayed::NotFound { what, id } => not_found(what, &id),
         Replayed::RouteGone { dead_letter, route } => Answer::problem(
             StatusCode::CONFLICT,
