@@ -3,10 +3,12 @@
 //! A component is compiled once per engine configuration: the file name is the sha256 of the
 //! wasm bytes and a hash of everything in the engine that affects the machine code
 //! (`Engine::precompile_compatibility_hash`, which covers the wasmtime version, the target and
-//! the compiler settings). A file is the serialized component followed by the sha256 of it;
+//! the compiler settings). A file is the serialized component followed by its CRC-32 (a
+//! checksum against torn and damaged files, quick on tens of megabytes; the directory is
+//! trusted, so it need not resist tampering);
 //! it is written to a temporary name, fsynced, renamed into place and the directory fsynced,
 //! so a crash or a power loss leaves either no file or a whole one, and a torn or damaged file
-//! fails its digest before any of its machine code is loaded. A file that fails to load is
+//! fails its checksum before any of its machine code is loaded. A file that fails to load is
 //! recompiled and replaced.
 //!
 //! The cache directory must be as trusted as the host binary: loading a cached file runs the
@@ -83,24 +85,24 @@ impl Cache {
     reason = "loading precompiled machine code is unsafe by nature"
 )]
 fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
-    // SAFETY: the bytes passed their sha256 (`read_checked`), so they are the whole of what
+    // SAFETY: the bytes passed their checksum (`read_checked`), so they are the whole of what
     // `store` below wrote from `Component::serialize` with an engine of the same
     // compatibility hash (it is in the file name), into the cache directory that the
     // operator owns; wasmtime checks the header and the engine settings again.
     unsafe { Component::deserialize(engine, bytes) }
 }
 
-/// The length of the digest after the serialized component.
-const DIGEST: usize = 32;
+/// The length of the checksum after the serialized component.
+const CHECKSUM: usize = 4;
 
-/// A cache file's component bytes, if they match the digest that follows them.
+/// A cache file's component bytes, if they match the checksum that follows them.
 fn read_checked(path: &Path) -> wasmtime::Result<Vec<u8>> {
     let mut bytes = std::fs::read(path)?;
-    let Some(split) = bytes.len().checked_sub(DIGEST) else {
+    let Some(split) = bytes.len().checked_sub(CHECKSUM) else {
         wasmtime::bail!("{} bytes, too short for a cached component", bytes.len());
     };
-    if Sha256::digest(&bytes[..split])[..] != bytes[split..] {
-        wasmtime::bail!("the file does not match its digest (torn or damaged)");
+    if crc32fast::hash(&bytes[..split]).to_le_bytes()[..] != bytes[split..] {
+        wasmtime::bail!("the file does not match its checksum (torn or damaged)");
     }
     bytes.truncate(split);
     Ok(bytes)
@@ -109,8 +111,8 @@ fn read_checked(path: &Path) -> wasmtime::Result<Vec<u8>> {
 fn store(component: &Component, path: &Path) -> std::io::Result<()> {
     use std::io::Write as _;
     let mut bytes = component.serialize().map_err(std::io::Error::other)?;
-    let digest = Sha256::digest(&bytes);
-    bytes.extend_from_slice(&digest);
+    let checksum = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&checksum.to_le_bytes());
     let dir = path.parent().expect("a cache path has a directory");
     std::fs::create_dir_all(dir)?;
     static NEXT: AtomicU64 = AtomicU64::new(0);
