@@ -111,7 +111,7 @@ impl HostBuilder {
             .map(|route| {
                 let delivery = RouteDelivery {
                     retry: route.retry,
-                    plugin: route.plugin.id().clone(),
+                    producer: route.producer.clone(),
                 };
                 (route.name.clone(), delivery)
             })

@@ -28,8 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::config::{RelayConfig, RetryPolicy};
 use crate::delivery::Sink;
-use crate::plugin::PluginRef;
-use crate::storage::{OutboxRecord, Storage, StorageError};
+use crate::storage::{OutboxRecord, Producer, Storage, StorageError};
 use crate::telemetry::Metrics;
 
 /// How many outbox records one pass reads at most.
@@ -62,12 +61,12 @@ impl Running {
     }
 }
 
-/// What the relay needs of a route: how to retry its events and which plugin to name on a
-/// dead letter.
+/// What the relay needs of a route: how to retry its events, and which plugin to name on a
+/// dead letter whose event was stored before events carried their producer.
 #[derive(Debug, Clone)]
 pub(crate) struct RouteDelivery {
     pub(crate) retry: RetryPolicy,
-    pub(crate) plugin: PluginRef,
+    pub(crate) producer: Producer,
 }
 
 /// Everything the relay is made of.

@@ -10,7 +10,7 @@ use crate::outcome::{Accepted, Cause, Rejected, Settled};
 use crate::plugin::DomainEvent;
 use crate::storage::{
     AuditDraft, ClaimToken, Commit, Completed, DeadLetter, DeadLetterKind, MessageRecord,
-    OutboxEvent, Producer,
+    OutboxEvent,
 };
 
 /// A message on its way to a commit, with what every commit of it shares.
@@ -56,12 +56,7 @@ impl Settlement<'_> {
             now,
             mut audit,
         } = self;
-        let plugin = route.plugin.id();
-        let producer = Producer {
-            name: plugin.name.clone(),
-            version: plugin.version.clone(),
-            sha256: plugin.sha256.clone(),
-        };
+        let producer = &route.producer;
         let events: Vec<OutboxEvent> = events
             .into_iter()
             .map(|event| OutboxEvent {
@@ -129,7 +124,6 @@ impl Settlement<'_> {
             now,
             mut audit,
         } = self;
-        let plugin = route.plugin.id();
         let entry = DeadLetter {
             id: uuid::Uuid::now_v7().to_string(),
             kind: DeadLetterKind::Translation,
@@ -137,8 +131,8 @@ impl Settlement<'_> {
             route: route.name.clone(),
             error: error.clone(),
             code: code.clone(),
-            plugin: format!("{}@{}", plugin.name, plugin.version),
-            plugin_sha256: plugin.sha256.clone(),
+            plugin: route.producer.label(),
+            plugin_sha256: route.producer.sha256.clone(),
             attempts: 1,
             created_at: now,
             updated_at: now,

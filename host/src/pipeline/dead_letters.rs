@@ -139,11 +139,10 @@ impl Pipeline {
         events: Vec<DomainEvent>,
         now: Timestamp,
     ) -> (Replayed, bool) {
-        let plugin = route.plugin.id();
         let audit = vec![replayed(
             &entry,
             now,
-            json!({"dead_letter": entry.id, "plugin": format!("{}@{}", plugin.name, plugin.version)}),
+            json!({"dead_letter": entry.id, "plugin": route.producer.label()}),
         )];
         let settlement = Settlement {
             route,
@@ -174,8 +173,7 @@ impl Pipeline {
         mut rejected: Rejected,
         now: Timestamp,
     ) -> (Replayed, bool) {
-        let plugin = route.plugin.id();
-        let plugin_name = format!("{}@{}", plugin.name, plugin.version);
+        let plugin_name = route.producer.label();
         let draft = replayed(
             &entry,
             now,
@@ -187,7 +185,7 @@ impl Pipeline {
             error: rejected.error.clone(),
             code: rejected.code.clone(),
             plugin: plugin_name,
-            plugin_sha256: plugin.sha256.clone(),
+            plugin_sha256: route.producer.sha256.clone(),
             updated_at: now,
             ..entry
         };

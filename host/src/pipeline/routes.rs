@@ -8,12 +8,15 @@ use std::time::Duration;
 use crate::Error;
 use crate::config::{Config, RetryPolicy};
 use crate::plugin::{Instances, Plugin, Runtime};
+use crate::storage::Producer;
 
 /// A route with its loaded plugin.
 #[derive(Debug)]
 pub(crate) struct Route {
     pub(crate) name: String,
     pub(crate) plugin: Plugin,
+    /// The plugin as its events and dead letters name it, made once at load.
+    pub(crate) producer: Producer,
     /// The plugin's instances with the route's config, reused as the route says.
     pub(crate) instances: Instances,
     pub(crate) sinks: Vec<String>,
@@ -45,6 +48,12 @@ impl Routes {
                     route.plugin.display()
                 )));
             }
+            let id = plugin.id();
+            let producer = Producer {
+                name: id.name.clone(),
+                version: id.version.clone(),
+                sha256: id.sha256.clone(),
+            };
             let instances = Instances::new(
                 plugin.clone(),
                 Arc::new(route.plugin_config.clone()),
@@ -56,6 +65,7 @@ impl Routes {
                     name: name.clone(),
                     instances,
                     plugin,
+                    producer,
                     sinks: route.sinks.clone(),
                     retention: route.retention,
                     inflight_timeout: route.inflight_timeout,

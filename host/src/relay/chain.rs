@@ -10,7 +10,9 @@ use serde_json::json;
 
 use super::Relay;
 use crate::delivery::{DeliveryError, Sink};
-use crate::storage::{AuditDraft, DeadLetter, DeadLetterKind, DeliveryOutcome, OutboxRecord};
+use crate::storage::{
+    AuditDraft, DeadLetter, DeadLetterKind, DeliveryOutcome, OutboxRecord, Producer,
+};
 
 pub(super) struct Chain<'a> {
     relay: &'a Relay,
@@ -127,14 +129,12 @@ impl<'a> Chain<'a> {
         self.relay.metrics.dead_lettered(self.name);
         // The plugin that produced the event; for records from before events carried it,
         // the route's plugin.
-        let (plugin, plugin_sha256) = match (&event.producer, route) {
-            (Some(producer), _) => (producer.label(), producer.sha256.clone()),
-            (None, Some(route)) => (
-                format!("{}@{}", route.plugin.name, route.plugin.version),
-                route.plugin.sha256.clone(),
-            ),
-            (None, None) => (String::new(), String::new()),
-        };
+        let producer = event
+            .producer
+            .as_ref()
+            .or(route.map(|route| &route.producer));
+        let plugin = producer.map(Producer::label).unwrap_or_default();
+        let plugin_sha256 = producer.map(|p| p.sha256.clone()).unwrap_or_default();
         let entry = DeadLetter {
             id: uuid::Uuid::now_v7().to_string(),
             kind: DeadLetterKind::Delivery {
