@@ -1,14 +1,25 @@
-//! Durable ingest over loopback against the limit, bare sled.
+//! Durable ingest over loopback: on an empty store, against the limit (bare sled), and on a
+//! loaded store, in the same run.
 //!
-//! A real host (`Host::serve` on 127.0.0.1) with the seed translator and no sink is loaded by
-//! 64 concurrent clients posting distinct 1 KiB seed orders for a fixed time; then, in the
-//! same run, 64 concurrent writers do what the store must do at the least for each message
-//! (one `apply_batch` of the same bytes under three keys, then a flush that concurrent
-//! writers share) on bare sled. Both report throughput and p50/p99 latency; the summary
-//! gives their ratio.
+//! A real host (`Host::serve` on 127.0.0.1) with the seed translator is loaded by 64
+//! concurrent clients posting distinct 1 KiB seed orders for a fixed time, on route `orders`
+//! (no sink). The host also has a route `legacy` whose one sink is down (nothing listens at
+//! its address) with a long retry budget, and sweeps every 2 s.
 //!
-//! Run: `cargo bench -p dragoman --bench ingest` (`-- --seconds N --clients N` to change the
-//! load).
+//! 1. **empty**: a new store.
+//! 2. **bare**: 64 concurrent writers do what the store must do at the least for each
+//!    message (one `apply_batch` of the same bytes under three keys, then a flush that
+//!    concurrent writers share) on bare sled.
+//! 3. **loaded**: a store prepared with 1,000,000 retained idempotency keys, 100,000 events
+//!    (of 1,000 partition keys) pending for the down sink, and 300,000 more keys that have
+//!    expired, so that a sweep removes them while the load runs.
+//!
+//! Each reports throughput, p50/p99 and the longest request (the longest any ingest waited,
+//! a sweep's pause included); the loaded run also reports how many records the sweeper
+//! removed while it was measured. The summary gives empty/bare and loaded/empty.
+//!
+//! Run: `cargo bench -p dragoman --bench ingest` (`-- --seconds N --clients N --keys N
+//! --pending N --expired N` to change the load).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,8 +29,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dragoman::Host;
 use dragoman::config::Config;
+use dragoman::outcome::{Accepted, Settled};
+use dragoman::storage::{Commit, Completed, Db, MessageRecord, OutboxEvent, Storage as _};
+use jiff::Timestamp;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 #[path = "../../tests/wasm_build.rs"]
@@ -46,6 +61,7 @@ struct Figures {
     throughput: f64,
     p50: Duration,
     p99: Duration,
+    max: Duration,
     count: usize,
 }
 
@@ -56,16 +72,19 @@ fn figures(mut latencies: Vec<Duration>, elapsed: Duration) -> Figures {
         throughput: latencies.len() as f64 / elapsed.as_secs_f64(),
         p50: at(0.50),
         p99: at(0.99),
+        max: latencies.last().copied().unwrap_or_default(),
         count: latencies.len(),
     }
 }
 
 fn show(name: &str, f: &Figures) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "{name:28} {:>8.0} msg/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} messages)",
+        "{name:28} {:>8.0} msg/s   p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms   ({} messages)",
         f.throughput,
-        f.p50.as_secs_f64() * 1e3,
-        f.p99.as_secs_f64() * 1e3,
+        ms(f.p50),
+        ms(f.p99),
+        ms(f.max),
         f.count
     );
 }
@@ -88,34 +107,162 @@ fn main() {
         .build()
         .expect("a runtime");
 
+    let loaded_dir = tempfile::tempdir().expect("a temporary directory");
+    let load = Load {
+        keys: arg("--keys", 1_000_000),
+        pending: arg("--pending", 100_000),
+        expired: arg("--expired", 300_000),
+    };
+    let started = Instant::now();
+    load.prepare(&loaded_dir.path().join("data"));
+    println!(
+        "prepared the loaded store in {:.0} s: {} retained keys, {} events pending for a down \
+         sink, {} expired keys",
+        started.elapsed().as_secs_f64(),
+        load.keys,
+        load.pending,
+        load.expired
+    );
     println!(
         "{clients} concurrent clients, {seconds} s each, 1 KiB seed order ({} bytes)",
         seed.len()
     );
-    let ingest = runtime.block_on(ingest(
-        &plugin,
-        &seed,
-        clients,
-        Duration::from_secs(seconds),
-    ));
-    show("durable ingest over HTTP", &ingest);
-    let bare = runtime.block_on(bare_sled(
-        seed.as_bytes(),
-        clients,
-        Duration::from_secs(seconds),
-    ));
+    let duration = Duration::from_secs(seconds);
+    let empty_dir = tempfile::tempdir().expect("a temporary directory");
+    let (empty, _) = runtime.block_on(ingest(&plugin, &seed, clients, duration, empty_dir.path()));
+    show("empty store", &empty);
+    let bare = runtime.block_on(bare_sled(seed.as_bytes(), clients, duration));
     show("bare sled batch + flush", &bare);
-    println!("ingest / bare = {:.2}", ingest.throughput / bare.throughput);
+    let (loaded, swept) =
+        runtime.block_on(ingest(&plugin, &seed, clients, duration, loaded_dir.path()));
+    show("loaded store", &loaded);
+    println!("records swept while the loaded run was measured: {swept}");
+    println!("empty / bare = {:.2}", empty.throughput / bare.throughput);
+    println!("loaded / empty = {:.2}", loaded.throughput / empty.throughput);
+    println!(
+        "loaded p99 = {:.1} ms, longest ingest = {:.1} ms",
+        loaded.p99.as_secs_f64() * 1e3,
+        loaded.max.as_secs_f64() * 1e3
+    );
 }
 
-async fn ingest(plugin: &Path, seed: &str, clients: usize, duration: Duration) -> Figures {
-    let dir = tempfile::tempdir().expect("a temporary directory");
+/// What the loaded store holds before the run.
+struct Load {
+    keys: u64,
+    pending: u64,
+    expired: u64,
+}
+
+impl Load {
+    /// Writes the store through the storage API, as commits of the host would: `keys`
+    /// processed keys kept for 30 days, the first `pending` of them (route `legacy`) with an
+    /// event each for sink `down`, over 1,000 partition keys; then `expired` keys that have
+    /// expired already.
+    fn prepare(&self, dir: &Path) {
+        let store = Db::open(dir).expect("the store opens");
+        let now = Timestamp::now();
+        let kept = now
+            .checked_add(jiff::SignedDuration::from_hours(24 * 30))
+            .expect("in range");
+        for n in 0..self.keys + self.expired {
+            let (route, events) = if n < self.pending {
+                let event = OutboxEvent {
+                    id: format!("e-{n}"),
+                    message_id: format!("m-{n}"),
+                    route: "legacy".into(),
+                    event_type: "order.created.v1".into(),
+                    subject: format!("order-{n}"),
+                    partition_key: format!("customer-{}", n % 1000),
+                    data: "{}".into(),
+                    time: now,
+                    traceparent: "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01".into(),
+                    producer: None,
+                };
+                ("legacy", vec![(event, vec!["down".to_owned()])])
+            } else {
+                ("orders", vec![])
+            };
+            let key = format!("loaded-{n}");
+            let message_id = format!("m-{n}");
+            let commit = Commit {
+                claim: None,
+                completed: Completed {
+                    fingerprint: "f".into(),
+                    settled: Settled::Accepted(Accepted {
+                        message_id: message_id.clone(),
+                        idempotency_key: key.clone(),
+                        events: events.iter().map(|(e, _)| e.id.clone()).collect(),
+                    }),
+                    expires_at: if n < self.keys { kept } else { now },
+                },
+                message: MessageRecord {
+                    id: message_id,
+                    route: route.into(),
+                    key,
+                    content_type: None,
+                    headers: vec![],
+                    body: b"{}".to_vec(),
+                    received_at: now,
+                },
+                events,
+                dead_letter: None,
+                resolves: None,
+                audit: vec![],
+            };
+            store.commit(commit).expect("the commit is written");
+        }
+        store.flush().expect("the store flushes");
+    }
+}
+
+/// The host's config: route `orders` (the load) and route `legacy`, whose sink is down.
+fn config(plugin: &Path, dir: &Path) -> Config {
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a loopback port");
     let config = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n[routes.orders]\nplugin = {:?}\n",
-        dir.path().join("data").display().to_string(),
-        plugin.display().to_string()
+        "listen = \"127.0.0.1:0\"\ndata_dir = {data:?}\n\
+         [relay]\nsweep_interval_secs = 2\n\
+         [sinks.down]\ntype = \"http\"\nurl = \"http://{down}/events\"\n\
+         [routes.orders]\nplugin = {plugin:?}\n\
+         [routes.legacy]\nplugin = {plugin:?}\nsinks = [\"down\"]\n\
+         [routes.legacy.retry]\nmax_attempts = 1000000\ninitial_backoff_ms = 1000\n\
+         max_backoff_ms = 30000\n",
+        data = dir.join("data").display().to_string(),
+        plugin = plugin.display().to_string(),
     );
-    let config = Config::parse(&config, dir.path()).expect("the bench config parses");
+    Config::parse(&config, dir).expect("the bench config parses")
+}
+
+/// The sweeper's count in the host's metrics.
+async fn swept(client: &Client<HttpConnector, Full<Bytes>>, base: &str) -> u64 {
+    let response = client
+        .get(format!("{base}/metrics").parse().expect("a URI"))
+        .await
+        .expect("the host answers");
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("the body")
+        .to_bytes();
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|line| line.strip_prefix("dragoman_swept_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Loads a host on the store in `dir`; returns its figures and how many records the sweeper
+/// removed while they were measured.
+async fn ingest(
+    plugin: &Path,
+    seed: &str,
+    clients: usize,
+    duration: Duration,
+    dir: &Path,
+) -> (Figures, u64) {
+    let config = config(plugin, dir);
     let host = Host::builder()
         .config(config)
         .build()
@@ -123,10 +270,8 @@ async fn ingest(plugin: &Path, seed: &str, clients: usize, duration: Duration) -
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a loopback port");
-    let url = format!(
-        "http://{}/v1/routes/orders/messages",
-        listener.local_addr().expect("an address")
-    );
+    let base = format!("http://{}", listener.local_addr().expect("an address"));
+    let url = format!("{base}/v1/routes/orders/messages");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         host.serve(listener, async {
@@ -184,15 +329,17 @@ async fn ingest(plugin: &Path, seed: &str, clients: usize, duration: Duration) -
         }
     };
     run(true).await;
+    let swept_before = swept(&client, &base).await;
     let started = Instant::now();
     let latencies = run(false).await;
     let elapsed = started.elapsed();
+    let swept = swept(&client, &base).await - swept_before;
     let _ = stop.send(());
     server
         .await
         .expect("the server task")
         .expect("a clean shutdown");
-    figures(latencies, elapsed)
+    (figures(latencies, elapsed), swept)
 }
 
 async fn bare_sled(bytes: &[u8], clients: usize, duration: Duration) -> Figures {

@@ -77,6 +77,7 @@ struct RawRelay {
     poll_interval_ms: Option<u64>,
     published_retention_secs: Option<u64>,
     concurrency: Option<usize>,
+    sweep_interval_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,6 +154,8 @@ pub struct RelayConfig {
     pub published_retention: Duration,
     /// How many partition keys a sink publishes to at once.
     pub concurrency: usize,
+    /// How often expired idempotency keys and old published events are forgotten.
+    pub sweep_interval: Duration,
 }
 
 /// Where events go.
@@ -394,6 +397,9 @@ impl Config {
                     .published_retention_secs
                     .map_or(DEFAULT_PUBLISHED_RETENTION, Duration::from_secs),
                 concurrency: raw.relay.concurrency.unwrap_or(32).max(1),
+                sweep_interval: Duration::from_secs(
+                    raw.relay.sweep_interval_secs.unwrap_or(60).max(1),
+                ),
             },
             sinks,
             routes,

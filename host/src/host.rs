@@ -222,13 +222,20 @@ impl Host {
         self.pipeline.discard(id).await
     }
 
-    /// The dead letter channel, oldest first.
+    /// Up to `limit` entries of the dead letter channel (at most 1,000) after the entry
+    /// `after`, oldest first.
     ///
     /// # Errors
     ///
     /// A storage error.
-    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, Error> {
-        self.pipeline.dead_letters()
+    pub async fn dead_letters(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, Error> {
+        self.pipeline
+            .dead_letters(after.map(str::to_owned), limit)
+            .await
     }
 
     /// The message's state folded from its audit events, at `at` or now.
@@ -236,12 +243,12 @@ impl Host {
     /// # Errors
     ///
     /// A storage error.
-    pub fn message_state(
+    pub async fn message_state(
         &self,
         id: &str,
         at: Option<Timestamp>,
     ) -> Result<Option<MessageState>, Error> {
-        self.pipeline.message_state(id, at)
+        self.pipeline.message_state(id, at).await
     }
 
     /// The message's audit events.
@@ -249,8 +256,8 @@ impl Host {
     /// # Errors
     ///
     /// A storage error.
-    pub fn history(&self, id: &str) -> Result<Vec<AuditEvent>, Error> {
-        self.pipeline.history(id)
+    pub async fn history(&self, id: &str) -> Result<Vec<AuditEvent>, Error> {
+        self.pipeline.history(id).await
     }
 
     /// Verifies every audit stream: how many there are, and what is wrong.
@@ -258,7 +265,7 @@ impl Host {
     /// # Errors
     ///
     /// A storage error.
-    pub fn verify_audit(&self) -> Result<(usize, Vec<Finding>), Error> {
-        self.pipeline.verify_audit()
+    pub async fn verify_audit(&self) -> Result<(usize, Vec<Finding>), Error> {
+        self.pipeline.verify_audit().await
     }
 }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 pub(crate) use admission::check_key;
 pub use admission::{MAX_KEY_LEN, check_message};
+pub(crate) use queries::MAX_LISTING;
 pub(crate) use routes::Routes;
 
 use crate::clock::Clock;

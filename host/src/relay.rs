@@ -1,63 +1,86 @@
 //! The outbox relay: publishes durable outbox events to their sinks.
 //!
-//! It wakes on every commit and on a timer. Each pass reads pending events in commit order,
-//! and for each sink splits them by partition key into chains that keep that order
-//! (`relay/chain.rs`); chains run concurrently, one event at a time each. A failed delivery
-//! stops its chain until its retry time (so later events of the same key wait: order holds
-//! across retries); after the route's last attempt the event goes to the dead letter channel
-//! and the chain moves on. Every attempt is recorded with its audit event; an event leaves the
-//! outbox when every sink has it. Now and then the relay sweeps expired keys and old
-//! published events (`relay/sweeper.rs`).
+//! Every sink has a lane of its own (`relay/lane.rs`) that reads only that sink's partition
+//! keys whose next delivery is due, and delivers each key's events one at a time in commit
+//! order (`relay/chain.rs`), up to `concurrency` keys at once. A failed delivery puts its key
+//! at that sink in backoff until its retry time (so later events of the key wait: order holds
+//! across retries), and after the route's last attempt the event goes to the dead letter
+//! channel and the key moves on. A sink that is down, a key in backoff, or a backlog of any
+//! size therefore holds up nothing but itself. Every attempt is recorded with its audit
+//! event; an event is published when every sink has it.
+//!
+//! Beside the lanes run the depth gauges (refreshed once a second from the store's counters)
+//! and the sweeper (`relay/sweeper.rs`), both on blocking threads.
 //!
 //! The relay holds only what it uses: the store, the sinks, each route's retry policy, the
 //! clock, the metrics and its wake-up. It knows nothing of the pipeline or of HTTP.
 
 mod chain;
+mod lane;
 mod sweeper;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::Timestamp;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{RelayConfig, RetryPolicy};
 use crate::delivery::Sink;
-use crate::storage::{OutboxRecord, Producer, Storage, StorageError};
+use crate::storage::{Producer, Storage};
 use crate::telemetry::Metrics;
 
-/// How many outbox records one pass reads at most.
-const BATCH: usize = 2048;
-/// How often expired keys and old published events are swept.
-const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// How often the depth gauges are refreshed.
+const GAUGES_EVERY: Duration = Duration::from_secs(1);
 
-/// Wakes the relay: a commit has put events in the outbox.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Wake(Arc<Notify>);
+/// Wakes every lane of the relay: a commit has put events in the outbox.
+#[derive(Debug, Clone)]
+pub(crate) struct Wake(Arc<watch::Sender<u64>>);
 
-impl Wake {
-    /// Wakes the relay now, or at the end of its current pass.
-    pub(crate) fn notify(&self) {
-        self.0.notify_one();
+impl Default for Wake {
+    fn default() -> Self {
+        Self(Arc::new(watch::channel(0).0))
     }
 }
 
-/// Whether the relay runs: what readiness reports.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Running(Arc<AtomicBool>);
+impl Wake {
+    /// Wakes every lane now, or at the end of what it is doing.
+    pub(crate) fn notify(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+}
+
+/// Whether the relay runs and the store answered its last reading: what readiness reports.
+#[derive(Debug, Clone)]
+pub(crate) struct Running(Arc<[AtomicBool; 2]>);
+
+impl Default for Running {
+    fn default() -> Self {
+        Self(Arc::new([AtomicBool::new(false), AtomicBool::new(true)]))
+    }
+}
 
 impl Running {
-    pub(crate) fn is_running(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+    /// The relay runs and the store answered.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.0[0].load(Ordering::SeqCst) && self.0[1].load(Ordering::SeqCst)
     }
 
     fn set(&self, running: bool) {
-        self.0.store(running, Ordering::SeqCst);
+        self.0[0].store(running, Ordering::SeqCst);
+    }
+
+    fn store_answered(&self, answered: bool) {
+        self.0[1].store(answered, Ordering::SeqCst);
     }
 }
 
@@ -101,96 +124,70 @@ impl Relay {
         Self { parts }
     }
 
-    /// Runs until `cancel` fires; a pass in progress finishes first.
+    /// Runs until `cancel` fires; deliveries in progress finish first.
     pub(crate) async fn run(self: Arc<Self>, cancel: CancellationToken) {
         self.running.set(true);
-        let mut last_sweep = Instant::now();
-        let mut last_depths = Instant::now();
-        loop {
-            let next_retry = match self.pass().await {
-                Ok(next) => next,
-                Err(e) => {
-                    tracing::error!(error = %e, "relay pass failed");
-                    None
-                }
-            };
-            // Depths scan the outbox: refreshed once a second, not on every pass.
-            if last_depths.elapsed() >= Duration::from_secs(1) {
-                last_depths = Instant::now();
-                if let Ok(depths) = self.storage.depths() {
-                    self.metrics.set_depths(&depths, self.clock.now());
-                }
-            }
-            if last_sweep.elapsed() >= SWEEP_EVERY {
-                last_sweep = Instant::now();
-                sweeper::sweep(&*self.storage, &*self.clock, &self.config);
-            }
-            let wait = self.wait(next_retry);
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                () = self.wake.0.notified() => {}
-                () = tokio::time::sleep(wait) => {}
+        let mut tasks = JoinSet::new();
+        for sink in self.sinks.keys() {
+            tasks.spawn(lane::run(self.clone(), sink.clone(), cancel.clone()));
+        }
+        tasks.spawn(self.clone().gauges(cancel.clone()));
+        tasks.spawn(sweeper::run(self.clone(), cancel.clone()));
+        while let Some(done) = tasks.join_next().await {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "a relay task failed");
             }
         }
         self.running.set(false);
     }
 
-    /// How long to sleep: until the earliest retry, at most the poll interval.
-    fn wait(&self, next_retry: Option<Timestamp>) -> Duration {
+    /// Refreshes the depth gauges from the store's counters, once a second, and says
+    /// whether the store answers; warns once about deliveries waiting for a sink that is not
+    /// configured.
+    async fn gauges(self: Arc<Self>, cancel: CancellationToken) {
+        let mut warned = false;
+        loop {
+            let storage = self.storage.clone();
+            let depths = tokio::task::spawn_blocking(move || storage.depths()).await;
+            match depths {
+                Ok(Ok(depths)) => {
+                    self.running.store_answered(true);
+                    self.metrics.set_depths(&depths, self.clock.now());
+                    let orphans: Vec<&String> = depths
+                        .sinks
+                        .iter()
+                        .filter(|(sink, n)| **n > 0 && !self.sinks.contains_key(*sink))
+                        .map(|(sink, _)| sink)
+                        .collect();
+                    if !orphans.is_empty() && !warned {
+                        warned = true;
+                        tracing::error!(
+                            sinks = ?orphans,
+                            "outbox events wait for sinks that are not configured"
+                        );
+                    }
+                }
+                Ok(Err(e)) => {
+                    self.running.store_answered(false);
+                    tracing::warn!(error = %e, "the store did not answer for its depths");
+                }
+                Err(e) => tracing::error!(error = %e, "the depth task failed"),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(GAUGES_EVERY) => {}
+            }
+        }
+    }
+
+    /// How long to sleep: until `next_at`, at most the poll interval.
+    fn wait(&self, next_at: Option<Timestamp>) -> Duration {
         let mut wait = self.config.poll_interval;
-        if let Some(at) = next_retry {
+        if let Some(at) = next_at {
             let until = at.duration_since(self.clock.now());
             let until = Duration::try_from(until).unwrap_or(Duration::ZERO);
             wait = wait.min(until.max(Duration::from_millis(1)));
         }
         wait
     }
-
-    /// One pass over the pending events; returns the earliest retry time it left behind.
-    async fn pass(self: &Arc<Self>) -> Result<Option<Timestamp>, PassError> {
-        let storage = self.storage.clone();
-        let records = tokio::task::spawn_blocking(move || storage.pending(BATCH))
-            .await
-            .map_err(|e| PassError::Task(e.to_string()))??;
-        if records.is_empty() {
-            return Ok(None);
-        }
-        // sink -> partition key -> records, each chain in commit order.
-        let mut chains: BTreeMap<(String, String), Vec<Arc<OutboxRecord>>> = BTreeMap::new();
-        for record in records {
-            let record = Arc::new(record);
-            for sink in record.pending.keys() {
-                chains
-                    .entry((sink.clone(), record.event.partition_key.clone()))
-                    .or_default()
-                    .push(record.clone());
-            }
-        }
-        let limit = Arc::new(tokio::sync::Semaphore::new(self.config.concurrency));
-        let mut tasks = JoinSet::new();
-        for ((sink, _), records) in chains {
-            let relay = self.clone();
-            let limit = limit.clone();
-            tasks.spawn(async move {
-                let _permit = limit.acquire_owned().await.ok()?;
-                chain::Chain::new(&relay, &sink)?.run(&records).await
-            });
-        }
-        let mut next: Option<Timestamp> = None;
-        while let Some(result) = tasks.join_next().await {
-            if let Ok(Some(at)) = result {
-                next = Some(next.map_or(at, |n| n.min(at)));
-            }
-        }
-        Ok(next)
-    }
-}
-
-/// Why a pass could not read the outbox.
-#[derive(Debug, thiserror::Error)]
-enum PassError {
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    #[error("the read task failed: {0}")]
-    Task(String),
 }

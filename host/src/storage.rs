@@ -6,8 +6,9 @@
 //! - [`Storage::commit`] writes the idempotency outcome, the message, the outbox events, the
 //!   dead letter entry and the audit events all at once or not at all, and only while the
 //!   caller's claim is still the current one;
-//! - outbox sequence numbers grow in commit order, and [`Storage::pending`] returns only
-//!   records that [`Storage::durable`] has made durable;
+//! - outbox sequence numbers grow in commit order, and [`Storage::due`] returns, per sink and
+//!   partition key, deliveries in that order, only once [`Storage::durable`] has made them
+//!   durable, and never a key whose delivery waits for its retry time;
 //! - audit events of one message form a chain: versions 1, 2, 3… each carrying the hash of
 //!   the one before.
 //!
@@ -19,7 +20,7 @@ mod sled;
 
 pub use self::sled::Db;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -161,17 +162,6 @@ impl Producer {
     }
 }
 
-/// An outbox event with its delivery state per sink.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutboxRecord {
-    /// Commit order.
-    pub seq: u64,
-    /// The event.
-    pub event: OutboxEvent,
-    /// Sink name to its delivery state; a sink is removed once delivered or dead-lettered.
-    pub pending: BTreeMap<String, Delivery>,
-}
-
 /// One sink's delivery state for one event.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
@@ -181,6 +171,36 @@ pub struct Delivery {
     pub next_at: Option<Timestamp>,
     /// Why the last attempt failed.
     pub last_error: Option<String>,
+}
+
+/// An event waiting for one sink, with its delivery state there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDelivery {
+    /// The event's place in commit order.
+    pub seq: u64,
+    /// The event.
+    pub event: OutboxEvent,
+    /// Its delivery state at this sink.
+    pub delivery: Delivery,
+}
+
+/// The deliveries of one partition key to one sink that may go now, in commit order: the
+/// first is the oldest the sink still waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueChain {
+    /// The partition key.
+    pub partition_key: String,
+    /// Its deliveries, oldest first.
+    pub deliveries: Vec<PendingDelivery>,
+}
+
+/// What one sink may deliver now, and when the next of its keys is due.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Due {
+    /// Chains due at the instant asked about, the longest waiting first.
+    pub chains: Vec<DueChain>,
+    /// When the earliest chain that is not due yet will be, if any.
+    pub next_at: Option<Timestamp>,
 }
 
 /// What the relay learned from one attempt.
@@ -308,12 +328,23 @@ pub struct Commit {
 /// What a backend reports to `/metrics` and `/readyz`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Depths {
-    /// Outbox records with at least one sink to go.
+    /// Outbox events with at least one sink to go.
     pub outbox: u64,
     /// When the oldest of them was committed.
     pub oldest: Option<Timestamp>,
+    /// Deliveries each sink still waits for.
+    pub sinks: BTreeMap<String, u64>,
     /// Entries in the dead letter channel.
     pub dead_letters: u64,
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Keys and published events forgotten.
+    pub removed: u64,
+    /// Whether the sweep stopped at its limit with more to go.
+    pub more: bool,
 }
 
 /// A future that resolves once everything committed before it was created is durable.
@@ -366,14 +397,26 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// Resolves once every commit made before the call is durable.
     fn durable(&self) -> Durable;
 
-    /// Up to `limit` durable outbox records with sinks to go, in commit order.
+    /// What `sink` may deliver at `now`: up to `chains` partition keys whose next delivery
+    /// is due (the longest waiting first, skipping those in `busy`, which the caller is
+    /// delivering already), each with up to `per_chain` durable deliveries in commit order.
+    /// Reads only what it returns: keys in backoff and other sinks' backlogs cost nothing.
     ///
     /// # Errors
     ///
     /// [`StorageError`] when the backend fails.
-    fn pending(&self, limit: usize) -> Result<Vec<OutboxRecord>, StorageError>;
+    fn due(
+        &self,
+        sink: &str,
+        now: Timestamp,
+        busy: &BTreeSet<String>,
+        chains: usize,
+        per_chain: usize,
+    ) -> Result<Due, StorageError>;
 
-    /// Records one delivery attempt of event `seq` to `sink`, with its audit events.
+    /// Records one delivery attempt of event `seq` to `sink`, with its audit events. A
+    /// failure puts the event's partition key at `sink` in backoff until its `next_at`; the
+    /// last sink to have the event publishes it.
     ///
     /// # Errors
     ///
@@ -394,12 +437,17 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// [`StorageError::NotFound`] for an unknown entry, else a backend error.
     fn requeue(&self, dead_letter: &str, audit: Vec<AuditDraft>) -> Result<(), StorageError>;
 
-    /// The dead letter channel, oldest first.
+    /// Up to `limit` entries of the dead letter channel after the entry `after` (from the
+    /// start when `None`), in id order (the oldest first: ids are time-ordered).
     ///
     /// # Errors
     ///
     /// [`StorageError`] when the backend fails.
-    fn dead_letters(&self) -> Result<Vec<DeadLetter>, StorageError>;
+    fn dead_letters(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StorageError>;
 
     /// One dead letter entry.
     ///
@@ -447,15 +495,23 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// [`StorageError`] when the backend fails.
     fn audit_streams(&self) -> Result<BTreeMap<String, Vec<AuditEvent>>, StorageError>;
 
-    /// Forgets idempotency keys expired at `now` and published events older than
-    /// `published_before`; returns how many records went.
+    /// Forgets up to `limit` idempotency keys expired at `now` and published events
+    /// published at or before `published_before`, and claims past their timeout; returns how
+    /// many records went. Costs what it removes (expiry is indexed by time), and holds the
+    /// writer lock for one batch of at most `limit` records: call it again while
+    /// [`Swept::more`] says so.
     ///
     /// # Errors
     ///
     /// [`StorageError`] when the backend fails.
-    fn sweep(&self, now: Timestamp, published_before: Timestamp) -> Result<u64, StorageError>;
+    fn sweep(
+        &self,
+        now: Timestamp,
+        published_before: Timestamp,
+        limit: usize,
+    ) -> Result<Swept, StorageError>;
 
-    /// Outbox and dead letter sizes.
+    /// Outbox and dead letter sizes, kept as counters: no scan.
     ///
     /// # Errors
     ///

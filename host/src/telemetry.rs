@@ -44,6 +44,8 @@ pub(crate) struct Metrics {
     dlq_size: Gauge,
     outbox_depth: Gauge,
     outbox_oldest_age: Gauge,
+    sink_pending: Family<SinkLabel, Gauge>,
+    swept: Counter,
     latency: Family<StageLabel, Histogram>,
 }
 
@@ -69,6 +71,8 @@ impl Default for Metrics {
             dlq_size: Gauge::default(),
             outbox_depth: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
+            sink_pending: Family::default(),
+            swept: Counter::default(),
             latency,
         };
         registry.register(
@@ -120,6 +124,16 @@ impl Default for Metrics {
             "outbox_oldest_age_seconds",
             "Age of the oldest pending outbox event",
             metrics.outbox_oldest_age.clone(),
+        );
+        registry.register(
+            "sink_pending",
+            "Deliveries a sink still waits for",
+            metrics.sink_pending.clone(),
+        );
+        registry.register(
+            "swept",
+            "Expired idempotency keys and published events forgotten by the sweeper",
+            metrics.swept.clone(),
         );
         registry.register(
             "stage_latency_seconds",
@@ -194,6 +208,16 @@ impl Metrics {
             .oldest
             .map_or(0, |oldest| (now - oldest).as_secs().max(0));
         self.outbox_oldest_age.set(age);
+        for (sink, pending) in &depths.sinks {
+            self.sink_pending
+                .get_or_create(&sink_label(sink))
+                .set(i64::try_from(*pending).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The sweeper forgot `n` records.
+    pub(crate) fn swept(&self, n: u64) {
+        self.swept.inc_by(n);
     }
 }
 

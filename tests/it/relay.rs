@@ -14,29 +14,22 @@ fn order(id: &str, qty: usize) -> String {
     )
 }
 
-#[test]
-fn events_of_one_partition_key_arrive_in_commit_order_across_retries() {
-    const KEYS: usize = 5;
-    const PER_KEY: usize = 20;
-    let webhook = Webhook::start();
-    webhook.fail_one_in(3);
-    let dir = tempfile::tempdir().unwrap();
-    let sinks = format!(
-        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
-        webhook.url()
-    );
-    let server = Server::start(dir.path(), &net::config(&sinks, "\"hook\"", RETRY_FAST));
-    let http = Http::new();
+/// Sends order `P-{key}` with quantities `quantities`, for `keys` keys: each key's messages
+/// one after another (so their commit order is known), the keys concurrently.
+fn send_per_key(
+    http: &Http,
+    server: &Server,
+    keys: usize,
+    quantities: std::ops::RangeInclusive<usize>,
+) {
     let url = format!("{}/v1/routes/orders/messages", server.url());
     let client = http.client();
-    // Each key's messages are sent one after another (so their commit order is known);
-    // the keys run concurrently.
     http.runtime().block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
-        for key in 0..KEYS {
-            let (client, url) = (client.clone(), url.clone());
+        for key in 0..keys {
+            let (client, url, quantities) = (client.clone(), url.clone(), quantities.clone());
             tasks.spawn(async move {
-                for n in 1..=PER_KEY {
+                for n in quantities {
                     let idempotency = format!("p{key}-n{n}");
                     let headers = [
                         ("content-type", "application/json"),
@@ -59,13 +52,10 @@ fn events_of_one_partition_key_arrive_in_commit_order_across_retries() {
             done.unwrap();
         }
     });
-    wait_until(Duration::from_secs(60), "every event at the sink", || {
-        webhook.counts().len() == KEYS * PER_KEY
-    });
-    assert!(
-        webhook.requests() > (KEYS * PER_KEY) as u64,
-        "the sink failed some deliveries, so some were retried"
-    );
+}
+
+/// Each partition key's quantities in the order the webhook first acknowledged its events.
+fn arrival_order(webhook: &Webhook) -> BTreeMap<String, Vec<u64>> {
     let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut first = std::collections::BTreeSet::new();
     for received in webhook.received() {
@@ -74,11 +64,101 @@ fn events_of_one_partition_key_arrive_in_commit_order_across_retries() {
             seen.entry(received.partition_key).or_default().push(qty);
         }
     }
+    seen
+}
+
+#[test]
+fn events_of_one_partition_key_arrive_in_commit_order_across_retries() {
+    const KEYS: usize = 5;
+    const PER_KEY: usize = 20;
+    let webhook = Webhook::start();
+    webhook.fail_one_in(3);
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = format!(
+        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
+        webhook.url()
+    );
+    let server = Server::start(dir.path(), &net::config(&sinks, "\"hook\"", RETRY_FAST));
+    let http = Http::new();
+    send_per_key(&http, &server, KEYS, 1..=PER_KEY);
+    wait_until(Duration::from_secs(60), "every event at the sink", || {
+        webhook.counts().len() == KEYS * PER_KEY
+    });
+    assert!(
+        webhook.requests() > (KEYS * PER_KEY) as u64,
+        "the sink failed some deliveries, so some were retried"
+    );
+    let seen = arrival_order(&webhook);
     assert_eq!(seen.len(), KEYS);
     for (key, quantities) in seen {
         let expected: Vec<u64> = (1..=PER_KEY as u64).collect();
         assert_eq!(quantities, expected, "partition {key} in commit order");
     }
+}
+
+#[test]
+fn issue_8_a_sink_that_is_down_holds_up_neither_the_other_sink_nor_later_keys() {
+    // More than the 2,048 events one relay pass used to read, then more after them.
+    const KEYS: usize = 10;
+    const FIRST: usize = 210;
+    const LATER: usize = 3;
+    let healthy = Webhook::start();
+    let down = net::unused_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = format!(
+        "[sinks.healthy]\ntype = \"http\"\nurl = \"{}\"\n\n\
+         [sinks.down]\ntype = \"http\"\nurl = \"http://{down}/events\"\n",
+        healthy.url()
+    );
+    // A long budget: the down sink's events wait, they are not dead-lettered.
+    let retry = "[routes.orders.retry]\nmax_attempts = 100000\ninitial_backoff_ms = 50\nmax_backoff_ms = 1000\n";
+    let server = Server::start(
+        dir.path(),
+        &net::config(&sinks, "\"healthy\", \"down\"", retry),
+    );
+    let http = Http::new();
+    send_per_key(&http, &server, KEYS, 1..=FIRST);
+    wait_until(
+        Duration::from_secs(60),
+        "every event at the healthy sink while the other is down",
+        || healthy.counts().len() == KEYS * FIRST,
+    );
+    send_per_key(&http, &server, KEYS, FIRST + 1..=FIRST + LATER);
+    wait_until(
+        Duration::from_secs(20),
+        "events sent after the backlog at the healthy sink",
+        || healthy.counts().len() == KEYS * (FIRST + LATER),
+    );
+    let metrics = http
+        .send("GET", &format!("{}/metrics", server.url()), &[], b"")
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
+    assert!(
+        metrics.contains("dragoman_publish_retries_total{sink=\"down\"}"),
+        "the down sink was tried and failed"
+    );
+
+    let back = Webhook::start_at(down);
+    wait_until(
+        Duration::from_secs(60),
+        "every event at the sink once it is back",
+        || back.counts().len() == KEYS * (FIRST + LATER),
+    );
+    let expected: Vec<u64> = (1..=(FIRST + LATER) as u64).collect();
+    for (name, webhook) in [("healthy", &healthy), ("down", &back)] {
+        let seen = arrival_order(webhook);
+        assert_eq!(seen.len(), KEYS, "{name}");
+        for (key, quantities) in seen {
+            assert_eq!(
+                quantities, expected,
+                "{name}: partition {key} in commit order"
+            );
+        }
+    }
+    let dlq = http
+        .send("GET", &format!("{}/v1/dlq", server.url()), &[], b"")
+        .unwrap();
+    assert_eq!(dlq.json()["dead_letters"], serde_json::json!([]));
 }
 
 #[test]

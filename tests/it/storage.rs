@@ -1,6 +1,7 @@
 //! The storage conformance suite, from ../shared/PROPERTIES.md: what any backend must do.
 //! Each property is a function over a `Backend`; sled (`Db`) is the one backend today.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
@@ -9,7 +10,7 @@ use dragoman::outcome::{Accepted, Cause, Rejected, Settled};
 use dragoman::storage::Db;
 use dragoman::storage::{
     AuditDraft, Claim, ClaimToken, Commit, Completed, DeadLetter, DeadLetterKind, DeliveryOutcome,
-    MessageRecord, OutboxEvent, Storage, StorageError,
+    MessageRecord, OutboxEvent, PendingDelivery, Storage, StorageError,
 };
 use jiff::Timestamp;
 use serde_json::json;
@@ -118,6 +119,22 @@ fn commit(
     }
 }
 
+/// Every delivery `sink` may make at `now`, key by key.
+fn due_at(store: &dyn Storage, sink: &str, now: Timestamp) -> Vec<PendingDelivery> {
+    store
+        .due(sink, now, &BTreeSet::new(), 1000, 1000)
+        .unwrap()
+        .chains
+        .into_iter()
+        .flat_map(|chain| chain.deliveries)
+        .collect()
+}
+
+/// Every delivery `sink` may make, whenever due.
+fn pending(store: &dyn Storage, sink: &str) -> Vec<PendingDelivery> {
+    due_at(store, sink, Timestamp::MAX)
+}
+
 fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -154,7 +171,7 @@ fn ic1_a_committed_key_is_done_with_its_stored_outcome() {
         }
         block_on(store.durable()).unwrap();
         assert_eq!(
-            store.pending(100).unwrap().len(),
+            pending(&*store, "hook").len(),
             1,
             "one set of outbox events"
         );
@@ -203,7 +220,7 @@ fn ic3_a_claim_left_by_a_crash_is_not_a_record_and_is_taken_after_restart() {
         }
         let store = backend(dir);
         fresh(store.claim("orders", "k", at(1), TIMEOUT).unwrap());
-        assert!(store.pending(10).unwrap().is_empty());
+        assert!(pending(&*store, "hook").is_empty());
         assert!(store.audit_streams().unwrap().is_empty());
         assert!(store.message("m1").unwrap().is_none());
     });
@@ -229,7 +246,7 @@ fn ic5_a_released_key_runs_again_and_a_rejection_is_remembered() {
         assert!(
             matches!(store.claim("orders", "k", at(1), TIMEOUT).unwrap(), Claim::Done(d) if matches!(d.settled, Settled::Rejected(_)))
         );
-        assert_eq!(store.dead_letters().unwrap().len(), 1);
+        assert_eq!(store.dead_letters(None, 10).unwrap().len(), 1);
     });
 }
 
@@ -294,9 +311,7 @@ fn ic6_a_commit_by_a_claim_that_was_taken_over_writes_nothing() {
             .commit(commit(Some(fast), "m-fast", "k", &["e-fast"], 60_000))
             .unwrap();
         block_on(store.durable()).unwrap();
-        let pending: Vec<String> = store
-            .pending(10)
-            .unwrap()
+        let pending: Vec<String> = pending(&*store, "hook")
             .into_iter()
             .map(|r| r.event.id)
             .collect();
@@ -361,7 +376,7 @@ fn ic12_the_key_store_stays_bounded_under_steady_load() {
                 c.audit.clear();
                 store.commit(c).unwrap();
             }
-            let removed = store.sweep(now, now).unwrap();
+            let removed = store.sweep(now, now, 1000).unwrap().removed;
             if round > 0 {
                 assert_eq!(
                     removed, 50,
@@ -390,7 +405,7 @@ fn ob1_ob5_events_are_pending_in_commit_order_once_durable() {
                 .unwrap();
         }
         block_on(store.durable()).unwrap();
-        let pending = store.pending(100).unwrap();
+        let pending = pending(&*store, "hook");
         let ids: Vec<&str> = pending.iter().map(|r| r.event.id.as_str()).collect();
         assert_eq!(
             ids,
@@ -411,7 +426,7 @@ fn ob8_an_event_leaves_only_when_every_sink_has_it_and_its_retention_passed() {
         c.events = vec![(event("e1", "m1", "p"), vec!["a".into(), "b".into()])];
         store.commit(c).unwrap();
         block_on(store.durable()).unwrap();
-        let seq = store.pending(10).unwrap()[0].seq;
+        let seq = pending(&*store, "a")[0].seq;
         store
             .record_delivery(
                 seq,
@@ -421,17 +436,247 @@ fn ob8_an_event_leaves_only_when_every_sink_has_it_and_its_retention_passed() {
                 at(1),
             )
             .unwrap();
-        assert_eq!(store.pending(10).unwrap().len(), 1, "sink b still waits");
+        assert!(pending(&*store, "a").is_empty(), "sink a has it");
+        assert_eq!(pending(&*store, "b").len(), 1, "sink b still waits");
+        assert_eq!(store.depths().unwrap().outbox, 1);
         store
             .record_delivery(seq, "b", DeliveryOutcome::Delivered, vec![], at(2))
             .unwrap();
-        assert!(store.pending(10).unwrap().is_empty());
+        assert!(pending(&*store, "b").is_empty());
+        assert_eq!(store.depths().unwrap().outbox, 0);
         assert_eq!(
-            store.sweep(at(3), at(1)).unwrap(),
+            store.sweep(at(3), at(1), 1000).unwrap().removed,
             0,
             "published at 2 ms: kept while its retention runs"
         );
-        assert_eq!(store.sweep(at(3), at(2)).unwrap(), 1, "then compacted");
+        assert_eq!(
+            store.sweep(at(3), at(2), 1000).unwrap().removed,
+            1,
+            "then compacted"
+        );
+    });
+}
+
+/// Commits message `id` under key `key` with `events` as (event id, partition key), each for
+/// `sinks`.
+fn commit_to(store: &dyn Storage, id: &str, key: &str, events: &[(&str, &str)], sinks: &[&str]) {
+    let token = fresh(store.claim("orders", key, t0(), TIMEOUT).unwrap());
+    let mut c = commit(Some(token), id, key, &[], 60_000);
+    c.events = events
+        .iter()
+        .map(|(event_id, partition)| {
+            (
+                event(event_id, id, partition),
+                sinks.iter().map(|s| (*s).to_owned()).collect(),
+            )
+        })
+        .collect();
+    store.commit(c).unwrap();
+}
+
+fn ids(deliveries: &[PendingDelivery]) -> Vec<&str> {
+    deliveries.iter().map(|d| d.event.id.as_str()).collect()
+}
+
+#[test]
+fn ob9_a_key_in_backoff_at_one_sink_holds_up_neither_other_keys_nor_other_sinks() {
+    each(|backend, dir| {
+        let store = backend(dir);
+        commit_to(
+            &*store,
+            "m1",
+            "k1",
+            &[("e1", "p1"), ("e2", "p1")],
+            &["a", "b"],
+        );
+        commit_to(&*store, "m2", "k2", &[("e3", "p2")], &["a", "b"]);
+        block_on(store.durable()).unwrap();
+        let e1 = pending(&*store, "a")[0].seq;
+        let failed = DeliveryOutcome::Failed {
+            error: "connection refused".into(),
+            next_at: at(1000),
+        };
+        store
+            .record_delivery(e1, "a", failed, vec![], at(1))
+            .unwrap();
+
+        let due = store.due("a", at(500), &BTreeSet::new(), 100, 100).unwrap();
+        let keys: Vec<&str> = due
+            .chains
+            .iter()
+            .map(|c| c.partition_key.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            ["p2"],
+            "p1 waits for its retry at sink a; p2 does not"
+        );
+        assert_eq!(due.next_at, Some(at(1000)), "and says when p1 is due");
+        assert_eq!(
+            ids(&due_at(&*store, "b", at(500))),
+            ["e1", "e2", "e3"],
+            "sink b is not held up by sink a"
+        );
+        let again = store
+            .due("a", at(1000), &BTreeSet::new(), 100, 100)
+            .unwrap();
+        let chains: Vec<(&str, Vec<&str>)> = again
+            .chains
+            .iter()
+            .map(|c| (c.partition_key.as_str(), ids(&c.deliveries)))
+            .collect();
+        assert_eq!(
+            chains,
+            [("p2", vec!["e3"]), ("p1", vec!["e1", "e2"])],
+            "once due, p1 in commit order, after the key that waited longer"
+        );
+        let head = &again.chains[1].deliveries[0].delivery;
+        assert_eq!((head.attempts, head.next_at), (1, Some(at(1000))));
+    });
+}
+
+#[test]
+fn ob10_keys_being_delivered_are_skipped_and_reads_are_bounded() {
+    each(|backend, dir| {
+        let store = backend(dir);
+        for n in 1..=3 {
+            let partition = format!("p{n}");
+            commit_to(
+                &*store,
+                &format!("m{n}"),
+                &format!("k{n}"),
+                &[
+                    (&format!("e{n}a"), &partition),
+                    (&format!("e{n}b"), &partition),
+                ],
+                &["a"],
+            );
+        }
+        block_on(store.durable()).unwrap();
+        let busy = BTreeSet::from(["p1".to_owned()]);
+        let due = store.due("a", at(1), &busy, 100, 100).unwrap();
+        let keys: Vec<&str> = due
+            .chains
+            .iter()
+            .map(|c| c.partition_key.as_str())
+            .collect();
+        assert_eq!(keys, ["p2", "p3"]);
+        let due = store.due("a", at(1), &BTreeSet::new(), 1, 1).unwrap();
+        assert_eq!(due.chains.len(), 1, "at most `chains` keys");
+        assert_eq!(
+            due.chains[0].deliveries.len(),
+            1,
+            "at most `per_chain` each"
+        );
+        assert_eq!(ids(&due.chains[0].deliveries), ["e1a"], "the oldest first");
+    });
+}
+
+#[test]
+fn ob11_depths_are_counters_kept_by_every_write_and_across_a_restart() {
+    each(|backend, dir| {
+        {
+            let store = backend(dir);
+            commit_to(
+                &*store,
+                "m1",
+                "k1",
+                &[("e1", "p1"), ("e2", "p2")],
+                &["a", "b"],
+            );
+            commit_to(&*store, "m2", "k2", &[("e3", "p3")], &["a"]);
+            block_on(store.durable()).unwrap();
+            let depths = store.depths().unwrap();
+            assert_eq!(depths.outbox, 3);
+            assert_eq!((depths.sinks["a"], depths.sinks["b"]), (3, 2));
+            assert_eq!(depths.oldest, Some(t0()));
+            let a = pending(&*store, "a");
+            store
+                .record_delivery(a[0].seq, "a", DeliveryOutcome::Delivered, vec![], at(1))
+                .unwrap();
+            let mut entry = dead_letter("d-e3", "m2");
+            entry.kind = DeadLetterKind::Delivery {
+                sink: "a".into(),
+                event: Box::new(a[2].event.clone()),
+            };
+            store
+                .record_delivery(
+                    a[2].seq,
+                    "a",
+                    DeliveryOutcome::DeadLettered(Box::new(entry)),
+                    vec![],
+                    at(2),
+                )
+                .unwrap();
+            let depths = store.depths().unwrap();
+            assert_eq!(depths.outbox, 2, "e1 waits for b; e3 is dead-lettered");
+            assert_eq!((depths.sinks["a"], depths.sinks["b"]), (1, 2));
+            assert_eq!(depths.dead_letters, 1);
+            store.requeue("d-e3", vec![]).unwrap();
+            let depths = store.depths().unwrap();
+            assert_eq!(
+                (depths.outbox, depths.sinks["a"], depths.dead_letters),
+                (3, 2, 0)
+            );
+            block_on(store.durable()).unwrap();
+        }
+        let store = backend(dir);
+        let depths = store.depths().unwrap();
+        assert_eq!(
+            (
+                depths.outbox,
+                depths.sinks["a"],
+                depths.sinks["b"],
+                depths.dead_letters
+            ),
+            (3, 2, 2, 0),
+            "after a restart"
+        );
+        assert_eq!(ids(&pending(&*store, "a")), ["e2", "e3"]);
+    });
+}
+
+#[test]
+fn ic13_a_sweep_goes_in_bounded_batches_and_spares_a_key_processed_again() {
+    each(|backend, dir| {
+        let store = backend(dir);
+        for n in 0..50i64 {
+            let key = format!("k{n}");
+            let token = fresh(store.claim("orders", &key, t0(), TIMEOUT).unwrap());
+            let expires = if n < 25 { 1000 } else { 5000 };
+            let mut c = commit(Some(token), &format!("m{n}"), &key, &[], expires);
+            c.audit.clear();
+            store.commit(c).unwrap();
+        }
+        // k0 expires at 1 s, is processed again at 1.5 s and kept until 9 s.
+        let token = fresh(store.claim("orders", "k0", at(1500), TIMEOUT).unwrap());
+        let mut c = commit(Some(token), "m0-again", "k0", &[], 9000);
+        c.audit.clear();
+        store.commit(c).unwrap();
+
+        let mut removed = 0;
+        let mut sweeps = 0;
+        loop {
+            let swept = store.sweep(at(2000), Timestamp::MIN, 10).unwrap();
+            assert!(swept.removed <= 10);
+            removed += swept.removed;
+            sweeps += 1;
+            if !swept.more {
+                break;
+            }
+            assert!(sweeps < 10, "the sweep ends");
+        }
+        assert_eq!(removed, 24, "k1..k24; k0 was processed again");
+        assert!(sweeps >= 3, "in batches of at most 10");
+        assert!(matches!(
+            store.claim("orders", "k0", at(2000), TIMEOUT).unwrap(),
+            Claim::Done(_)
+        ));
+        assert!(matches!(
+            store.claim("orders", "k30", at(2000), TIMEOUT).unwrap(),
+            Claim::Done(_)
+        ));
+        fresh(store.claim("orders", "k1", at(2000), TIMEOUT).unwrap());
     });
 }
 
@@ -442,7 +687,7 @@ fn dl4_attempt_counts_survive_a_restart() {
             let store = backend(dir);
             commit_one(&*store, "m1", "k", &["e1"]);
             block_on(store.durable()).unwrap();
-            let seq = store.pending(10).unwrap()[0].seq;
+            let seq = pending(&*store, "hook")[0].seq;
             for n in 1..=2 {
                 let outcome = DeliveryOutcome::Failed {
                     error: format!("503 #{n}"),
@@ -455,8 +700,8 @@ fn dl4_attempt_counts_survive_a_restart() {
             block_on(store.durable()).unwrap();
         }
         let store = backend(dir);
-        let pending = store.pending(10).unwrap();
-        let delivery = &pending[0].pending["hook"];
+        let pending = pending(&*store, "hook");
+        let delivery = &pending[0].delivery;
         assert_eq!(
             (delivery.attempts, delivery.last_error.as_deref()),
             (2, Some("503 #2"))

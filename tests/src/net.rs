@@ -205,6 +205,14 @@ pub struct Received {
     pub data: serde_json::Value,
 }
 
+/// A loopback address where nothing listens (a sink that is down): a port taken from the
+/// system and given back.
+pub fn unused_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a loopback port")
+}
+
 /// A webhook on loopback that records every delivery it acknowledges.
 #[derive(Debug, Clone)]
 pub struct Webhook {
@@ -226,7 +234,25 @@ struct WebhookState {
 impl Webhook {
     /// Starts a webhook on its own thread and runtime.
     pub fn start() -> Self {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        Self::serve(std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port"))
+    }
+
+    /// Starts a webhook at `addr`: a sink that was down (nothing listened there) comes back.
+    /// Waits up to 10 s for the address to be free.
+    pub fn start_at(addr: SocketAddr) -> Self {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match std::net::TcpListener::bind(addr) {
+                Ok(listener) => return Self::serve(listener),
+                Err(e) if Instant::now() >= deadline => {
+                    panic!("cannot listen on {addr}: {e}")
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    fn serve(std_listener: std::net::TcpListener) -> Self {
         std_listener.set_nonblocking(true).expect("non-blocking");
         let addr = std_listener.local_addr().expect("an address");
         let state = Arc::new(WebhookState::default());

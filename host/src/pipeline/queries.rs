@@ -10,34 +10,60 @@ use super::Pipeline;
 use crate::Error;
 use crate::audit::{self, Finding, MessageState};
 use crate::config::SinkConfig;
-use crate::storage::{AuditEvent, DeadLetter, Depths, MessageRecord};
+use crate::storage::{AuditEvent, DeadLetter, MessageRecord, Storage, StorageError};
+
+/// The most dead letter entries one listing gives.
+pub(crate) const MAX_LISTING: usize = 1000;
 
 impl Pipeline {
-    /// The dead letter channel, oldest first.
-    pub(crate) fn dead_letters(&self) -> Result<Vec<DeadLetter>, Error> {
-        Ok(self.core.storage.dead_letters()?)
+    /// Runs `read` on a blocking thread: reads of the store may scan, and an async thread
+    /// must never wait on one.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&dyn Storage) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, Error> {
+        let storage = self.core.storage.clone();
+        tokio::task::spawn_blocking(move || read(&*storage))
+            .await
+            .map_err(|e| StorageError::Backend(format!("the read task failed: {e}")))?
+            .map_err(Error::from)
+    }
+
+    /// Up to `limit` (at most [`MAX_LISTING`]) dead letter entries after `after`, oldest
+    /// first.
+    pub(crate) async fn dead_letters(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, Error> {
+        let limit = limit.min(MAX_LISTING);
+        self.read(move |storage| storage.dead_letters(after.as_deref(), limit))
+            .await
     }
 
     /// One dead letter entry with the message it concerns, if that is still stored.
-    pub(crate) fn dead_letter(
+    pub(crate) async fn dead_letter(
         &self,
         id: &str,
     ) -> Result<Option<(DeadLetter, Option<MessageRecord>)>, Error> {
-        let storage = &self.core.storage;
-        let Some(entry) = storage.dead_letter(id)? else {
-            return Ok(None);
-        };
-        let message = storage.message(&entry.message_id).ok().flatten();
-        Ok(Some((entry, message)))
+        let id = id.to_owned();
+        self.read(move |storage| {
+            let Some(entry) = storage.dead_letter(&id)? else {
+                return Ok(None);
+            };
+            let message = storage.message(&entry.message_id).ok().flatten();
+            Ok(Some((entry, message)))
+        })
+        .await
     }
 
     /// The message's state folded from its audit events, at `at` or now.
-    pub(crate) fn message_state(
+    pub(crate) async fn message_state(
         &self,
         id: &str,
         at: Option<Timestamp>,
     ) -> Result<Option<MessageState>, Error> {
-        let events = self.core.storage.history(id)?;
+        let events = self.history(id).await?;
         if events.is_empty() {
             return Ok(None);
         }
@@ -45,21 +71,18 @@ impl Pipeline {
     }
 
     /// The message's audit events.
-    pub(crate) fn history(&self, id: &str) -> Result<Vec<AuditEvent>, Error> {
-        Ok(self.core.storage.history(id)?)
+    pub(crate) async fn history(&self, id: &str) -> Result<Vec<AuditEvent>, Error> {
+        let id = id.to_owned();
+        self.read(move |storage| storage.history(&id)).await
     }
 
     /// Verifies every audit stream: how many there are, and what is wrong.
-    pub(crate) fn verify_audit(&self) -> Result<(usize, Vec<Finding>), Error> {
-        let streams = self.core.storage.audit_streams()?;
-        Ok((streams.len(), audit::verify(&streams)))
-    }
-
-    /// Outbox and dead letter sizes; the metrics' gauges are set from them.
-    pub(crate) fn depths(&self) -> Result<Depths, Error> {
-        let depths = self.core.storage.depths()?;
-        self.core.metrics.set_depths(&depths, self.core.clock.now());
-        Ok(depths)
+    pub(crate) async fn verify_audit(&self) -> Result<(usize, Vec<Finding>), Error> {
+        self.read(|storage| {
+            let streams = storage.audit_streams()?;
+            Ok((streams.len(), audit::verify(&streams)))
+        })
+        .await
     }
 
     /// The routes, their plugins and `sinks`, as JSON.
@@ -97,9 +120,8 @@ impl Pipeline {
         json!({"routes": routes, "sinks": sinks})
     }
 
-    /// The Prometheus text exposition, with the store's depths refreshed.
+    /// The Prometheus text exposition; the relay refreshes the store's gauges once a second.
     pub(crate) fn metrics_text(&self) -> String {
-        let _ = self.depths();
         self.core.metrics.render()
     }
 }

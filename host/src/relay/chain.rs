@@ -1,6 +1,7 @@
-//! One chain: the pending events of one partition key for one sink, delivered one at a time
-//! in commit order. A failure stops the chain until its retry time, so later events of the
-//! key wait behind it; the last failure dead-letters the event and the chain moves on.
+//! One chain: the due deliveries of one partition key to one sink, one at a time in commit
+//! order. A failure stops the chain, and the store keeps the key in backoff until its retry
+//! time, so later events of the key wait behind it; the last failure dead-letters the event
+//! and the key moves on.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,8 +11,10 @@ use serde_json::json;
 
 use super::Relay;
 use crate::delivery::{DeliveryError, Sink};
+use tokio_util::sync::CancellationToken;
+
 use crate::storage::{
-    AuditDraft, DeadLetter, DeadLetterKind, DeliveryOutcome, OutboxRecord, Producer,
+    AuditDraft, DeadLetter, DeadLetterKind, DeliveryOutcome, OutboxEvent, PendingDelivery, Producer,
 };
 
 pub(super) struct Chain<'a> {
@@ -21,64 +24,61 @@ pub(super) struct Chain<'a> {
 }
 
 impl<'a> Chain<'a> {
-    /// The chain for `sink`, or `None` (logged) when no such sink is configured: its events
-    /// wait in the outbox until one is.
-    pub(super) fn new(relay: &'a Relay, sink: &'a str) -> Option<Self> {
-        let Some(found) = relay.sinks.get(sink).cloned() else {
-            tracing::error!(
-                sink,
-                "an outbox event names a sink that is not configured; it waits"
-            );
-            return None;
-        };
-        Some(Self {
-            relay,
-            name: sink,
-            sink: found,
-        })
+    pub(super) fn new(relay: &'a Relay, name: &'a str, sink: Arc<Sink>) -> Self {
+        Self { relay, name, sink }
     }
 
-    /// Delivers `records` in order; stops at the first event that must wait, and returns when
-    /// it may be tried again.
-    pub(super) async fn run(&self, records: &[Arc<OutboxRecord>]) -> Option<Timestamp> {
-        for record in records {
-            let delivery = record.pending.get(self.name).cloned().unwrap_or_default();
-            if let Some(at) = delivery.next_at
+    /// Delivers `deliveries` (one key's, in commit order) one at a time; stops at the first
+    /// that fails (its key then waits for the retry time the store now holds), and between
+    /// deliveries once `cancel` fires.
+    pub(super) async fn run(&self, deliveries: Vec<PendingDelivery>, cancel: &CancellationToken) {
+        for pending in deliveries {
+            if cancel.is_cancelled() {
+                return;
+            }
+            if let Some(at) = pending.delivery.next_at
                 && at > self.relay.clock.now()
             {
-                return Some(at);
+                return;
             }
-            let attempt = delivery.attempts + 1;
+            let attempt = pending.delivery.attempts + 1;
             let started = Instant::now();
-            let result = self.publish(record).await;
+            let result = self.publish(&pending.event).await;
             self.relay.metrics.observe("publish", started);
             let now = self.relay.clock.now();
             let (outcome, audit) = match result {
-                Ok(()) => self.delivered(record, attempt, now),
-                Err(error) => self.failed(record, attempt, &error, now),
+                Ok(()) => self.delivered(&pending.event, attempt, now),
+                Err(error) => self.failed(&pending.event, attempt, &error, now),
             };
-            let wait = match &outcome {
-                DeliveryOutcome::Failed { next_at, .. } => Some(*next_at),
-                _ => None,
+            let failed = matches!(outcome, DeliveryOutcome::Failed { .. });
+            let (storage, sink, seq) = (
+                self.relay.storage.clone(),
+                self.name.to_owned(),
+                pending.seq,
+            );
+            let recorded = tokio::task::spawn_blocking(move || {
+                storage.record_delivery(seq, &sink, outcome, audit, now)
+            })
+            .await;
+            let error = match recorded {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
             };
-            if let Err(e) = self
-                .relay
-                .storage
-                .record_delivery(record.seq, self.name, outcome, audit, now)
-            {
-                tracing::error!(error = %e, "recording a delivery failed; the event will be delivered again");
-                return None;
+            if let Some(error) = error {
+                tracing::error!(sink = self.name, %error, "recording a delivery failed; the event will be delivered again");
+                // The key stays with this chain a moment, so a failing store is not hammered.
+                tokio::time::sleep(self.relay.config.poll_interval).await;
+                return;
             }
-            if wait.is_some() {
-                return wait;
+            if failed {
+                return;
             }
         }
-        None
     }
 
-    async fn publish(&self, record: &OutboxRecord) -> Result<(), DeliveryError> {
+    async fn publish(&self, event: &OutboxEvent) -> Result<(), DeliveryError> {
         use tracing::Instrument as _;
-        let event = &record.event;
         let span =
             tracing::debug_span!("publish", message_id = %event.message_id, event = %event.id);
         self.sink.publish(event).instrument(span).await
@@ -86,12 +86,11 @@ impl<'a> Chain<'a> {
 
     fn delivered(
         &self,
-        record: &OutboxRecord,
+        event: &OutboxEvent,
         attempt: u32,
         now: Timestamp,
     ) -> (DeliveryOutcome, Vec<AuditDraft>) {
         self.relay.metrics.published(self.name);
-        let event = &record.event;
         let audit = vec![AuditDraft::new(
             &event.message_id,
             now,
@@ -104,12 +103,11 @@ impl<'a> Chain<'a> {
     /// A failed attempt: retried after a backoff, or dead-lettered after the route's last.
     fn failed(
         &self,
-        record: &OutboxRecord,
+        event: &OutboxEvent,
         attempt: u32,
         error: &DeliveryError,
         now: Timestamp,
     ) -> (DeliveryOutcome, Vec<AuditDraft>) {
-        let event = &record.event;
         let error = error.to_string();
         let route = self.relay.routes.get(&event.route);
         let retry = route.map(|r| r.retry).unwrap_or_default();

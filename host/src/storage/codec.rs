@@ -10,8 +10,78 @@ use crate::storage::StorageError;
 /// The record format version, the first byte of every value.
 pub(super) const FORMAT: u8 = 1;
 
+// ===== Keys =====
+//
+// One tree, by prefix (the first byte, then a 0):
+// - `i` route 0 key: a processed key's outcome;
+// - `x` expiry route 0 key: the expiry index, so a sweep reads only what has expired;
+// - `m` id: a message; `q` id: a dead letter; `a` message 0 version: an audit event;
+// - `o` seq: an event with sinks to go (its delivery state is per sink, below);
+// - `d` sink 0 keylen key seq: one sink's delivery state for one event, grouped by partition
+//   key, in commit order;
+// - `r` sink 0 due key: when a partition key's next delivery to a sink is due, so a sink
+//   reads only what is due;
+// - `h` sink 0 key: the due instant of that `r` entry, to find it again;
+// - `t` at seq: a published event, by when it was published, so compaction reads only what
+//   has aged out;
+// - `s` name: the sequence counter, the layout version and the depth counters.
+// Sink and route names hold no 0 byte (they are checked names); partition keys may hold any
+// byte, so they are length-prefixed or last.
+
+pub(super) const SEQ: &[u8] = b"s\0seq";
+pub(super) const LAYOUT: &[u8] = b"s\0layout";
+pub(super) const COUNTERS: &[u8] = b"s\0depths";
+
+/// The layout this host writes: per-sink delivery state and time indexes (2). Layout 1 kept
+/// one record per event with every sink's state in it, and no indexes.
+pub(super) const CURRENT_LAYOUT: u8 = 2;
+
+/// An instant as 8 bytes that sort as the instants do.
+pub(super) fn instant(at: jiff::Timestamp) -> [u8; 8] {
+    instant_bits(at).to_be_bytes()
+}
+
+/// The first 8-byte instant after `at`: the exclusive end of a range "at or before `at`".
+pub(super) fn instant_after(at: jiff::Timestamp) -> [u8; 8] {
+    instant_bits(at).saturating_add(1).to_be_bytes()
+}
+
+fn instant_bits(at: jiff::Timestamp) -> u64 {
+    #[expect(clippy::cast_sign_loss, reason = "the sign bit is flipped to sort")]
+    let bits = at.as_microsecond() as u64;
+    bits ^ (1 << 63)
+}
+
+/// The instant in 8 bytes written by [`instant`].
+pub(super) fn read_instant(bytes: &[u8]) -> Option<jiff::Timestamp> {
+    let bits = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+    #[expect(clippy::cast_possible_wrap, reason = "undoes `instant_bits`")]
+    let micros = (bits ^ (1 << 63)) as i64;
+    jiff::Timestamp::from_microsecond(micros).ok()
+}
+
+pub(super) fn read_seq(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
 pub(super) fn idempotency_key(route: &str, key: &str) -> Vec<u8> {
     [b"i\0", route.as_bytes(), b"\0", key.as_bytes()].concat()
+}
+
+pub(super) fn expiry_key(expires: jiff::Timestamp, route: &str, key: &str) -> Vec<u8> {
+    [
+        b"x\0".as_slice(),
+        &instant(expires),
+        route.as_bytes(),
+        b"\0",
+        key.as_bytes(),
+    ]
+    .concat()
+}
+
+/// The idempotency key an expiry entry points at.
+pub(super) fn expired_idempotency_key(expiry_key: &[u8]) -> Vec<u8> {
+    [b"i\0", expiry_key.get(10..).unwrap_or_default()].concat()
 }
 
 pub(super) fn message_key(id: &str) -> Vec<u8> {
@@ -23,6 +93,51 @@ pub(super) fn outbox_key(prefix: u8, seq: u64) -> [u8; 10] {
     key[0] = prefix;
     key[2..].copy_from_slice(&seq.to_be_bytes());
     key
+}
+
+pub(super) fn event_key(seq: u64) -> [u8; 10] {
+    outbox_key(b'o', seq)
+}
+
+pub(super) fn delivery_prefix(sink: &str, partition_key: &str) -> Vec<u8> {
+    let len = u32::try_from(partition_key.len()).unwrap_or(u32::MAX);
+    [
+        b"d\0".as_slice(),
+        sink.as_bytes(),
+        b"\0",
+        &len.to_be_bytes(),
+        partition_key.as_bytes(),
+    ]
+    .concat()
+}
+
+pub(super) fn delivery_key(sink: &str, partition_key: &str, seq: u64) -> Vec<u8> {
+    [
+        delivery_prefix(sink, partition_key).as_slice(),
+        &seq.to_be_bytes(),
+    ]
+    .concat()
+}
+
+pub(super) fn schedule_prefix(sink: &str) -> Vec<u8> {
+    [b"r\0", sink.as_bytes(), b"\0"].concat()
+}
+
+pub(super) fn schedule_key(sink: &str, due: jiff::Timestamp, partition_key: &str) -> Vec<u8> {
+    [
+        schedule_prefix(sink).as_slice(),
+        &instant(due),
+        partition_key.as_bytes(),
+    ]
+    .concat()
+}
+
+pub(super) fn head_key(sink: &str, partition_key: &str) -> Vec<u8> {
+    [b"h\0", sink.as_bytes(), b"\0", partition_key.as_bytes()].concat()
+}
+
+pub(super) fn published_key(at: jiff::Timestamp, seq: u64) -> Vec<u8> {
+    [b"t\0".as_slice(), &instant(at), &seq.to_be_bytes()].concat()
 }
 
 pub(super) fn dead_letter_key(id: &str) -> Vec<u8> {
@@ -74,6 +189,54 @@ pub(crate) mod base64_bytes {
         let text = String::deserialize(deserializer)?;
         STANDARD.decode(text).map_err(serde::de::Error::custom)
     }
+}
+
+// ===== Records =====
+
+/// An event with sinks to go (`o`): the event once, and which sinks still wait for it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct EventRecord {
+    pub(super) event: crate::storage::OutboxEvent,
+    pub(super) sinks: Vec<String>,
+}
+
+/// A published event (`t`), kept for the relay's retention.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Published {
+    pub(super) at: jiff::Timestamp,
+    pub(super) event: crate::storage::OutboxEvent,
+}
+
+/// What the depth gauges read, kept up to date by every write that changes them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Counters {
+    pub(super) outbox: u64,
+    pub(super) dead_letters: u64,
+    pub(super) sinks: std::collections::BTreeMap<String, u64>,
+}
+
+/// A processed key (`i`). Claims in flight are held in memory; layout 1 also stored them.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub(super) enum IdempotencyEntry {
+    InFlight {},
+    Done(crate::storage::Completed),
+}
+
+/// A layout-1 outbox record: the event and every sink's delivery state (`o`, and `p` once
+/// published). Read only to move it to the current layout.
+#[derive(Debug, Deserialize)]
+pub(super) struct LegacyOutboxRecord {
+    pub(super) seq: u64,
+    pub(super) event: crate::storage::OutboxEvent,
+    pub(super) pending: std::collections::BTreeMap<String, crate::storage::Delivery>,
+}
+
+/// A layout-1 published record (`p`).
+#[derive(Debug, Deserialize)]
+pub(super) struct LegacyPublished {
+    pub(super) at: jiff::Timestamp,
+    pub(super) record: LegacyOutboxRecord,
 }
 
 // ===== A processed key, as written by every version =====

@@ -1,37 +1,43 @@
-//! `Db`, the embedded [`Storage`] on sled: the only module that uses sled. Keys and the
-//! record encoding are in `codec.rs`.
+//! `Db`, the embedded [`Storage`] on sled: the only module that uses sled. Keys and record
+//! encodings are in `codec.rs`; the outbox (per-sink delivery state and schedules) is in
+//! `sled/outbox.rs`, the time-indexed sweep in `sled/sweep.rs`, group commit in
+//! `sled/flush.rs`, and the move from older layouts in `sled/migrate.rs`.
 //!
 //! Everything lives in one tree, by key prefix, so that one `apply_batch` is one atomic
-//! write: `i` idempotency entries, `m` messages, `o` pending outbox records and `p` published
-//! ones (by sequence number), `q` dead letters, `a` audit events (by message and version),
-//! `s` the sequence counter. Writes that read first (claims, commits, delivery records) run
-//! under one mutex, so a batch is never based on a stale read; a sequence number is taken and
-//! written in the same critical section, so sequence order is commit order.
+//! write. Writes that read first (commits, delivery records, sweeps) run under one mutex, so
+//! a batch is never based on a stale read; a sequence number is taken and written in the same
+//! critical section, so sequence order is commit order. The depth counters live beside the
+//! sequence number under that mutex and are written in the same batches as what they count.
 //!
-//! Durability: commits are flushed by one flusher thread that serves every waiter with one
-//! `flush` (group commit). The relay reads only records at or below the flushed sequence.
-//! sled flushes with `sync_file_range`, which survives a process crash but does not flush
-//! the disk's cache: for power-loss durability, use a backend that fsyncs.
+//! Claims in flight are held in memory under that mutex, not written: one process holds a
+//! data dir (sled's lock), so a claim cannot outlive its process, and the only write an
+//! ingest pays for is its commit.
+//!
+//! Durability: sled flushes with `sync_file_range`, which survives a process crash but does
+//! not flush the disk's cache: for power-loss durability, use a backend that fsyncs.
 
-use std::collections::BTreeMap;
+mod flush;
+mod migrate;
+mod outbox;
+mod sweep;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
+use self::flush::Flusher;
 use super::codec::{
-    audit_key, audit_prefix, dead_letter_key, decode, encode, idempotency_key, message_key,
-    outbox_key,
+    COUNTERS, Counters, EventRecord, IdempotencyEntry, SEQ, audit_key, audit_prefix,
+    dead_letter_key, decode, encode, expiry_key, idempotency_key, message_key,
 };
 use crate::audit;
 use crate::storage::{
-    AuditDraft, AuditEvent, Claim, ClaimToken, Commit, Completed, DeadLetter, DeadLetterKind,
-    Delivery, DeliveryOutcome, Depths, Durable, MessageRecord, OutboxRecord, Storage, StorageError,
+    AuditDraft, AuditEvent, Claim, ClaimToken, Commit, DeadLetter, DeliveryOutcome, Depths, Due,
+    Durable, MessageRecord, Storage, StorageError, Swept,
 };
 
 /// The embedded store.
@@ -44,8 +50,6 @@ pub struct Db {
 struct Inner {
     db: ::sled::Db,
     tree: ::sled::Tree,
-    /// This process's id: a claim left by another process is stale.
-    boot: u64,
     write: Mutex<WriteState>,
     flush: Arc<Flusher>,
     flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -54,16 +58,7 @@ struct Inner {
 impl Drop for Inner {
     /// Stops the flush thread so that the sled files are released when the last handle goes.
     fn drop(&mut self) {
-        self.flush.stop.store(true, Ordering::SeqCst);
-        {
-            let mut wake = self
-                .flush
-                .wake
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            *wake = true;
-            self.flush.signal.notify_one();
-        }
+        self.flush.stop();
         let thread = self
             .flusher
             .lock()
@@ -75,92 +70,58 @@ impl Drop for Inner {
     }
 }
 
+/// What the writer lock guards besides the tree.
 #[derive(Debug)]
 struct WriteState {
     next_seq: u64,
+    counters: Counters,
+    /// Claims in flight: (route, key) to the holder.
+    claims: HashMap<(String, String), Held>,
 }
 
-#[derive(Debug)]
-struct Flusher {
-    /// Bumped by every commit.
-    committed: AtomicU64,
-    /// The highest outbox sequence number committed.
-    committed_seq: AtomicU64,
-    /// The highest outbox sequence number known durable.
-    durable_seq: AtomicU64,
-    wake: Mutex<bool>,
-    signal: Condvar,
-    /// Set when the store is dropped.
-    stop: std::sync::atomic::AtomicBool,
-    done: watch::Sender<Result<u64, String>>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-enum IdempotencyEntry {
-    InFlight {
-        token: u64,
-        boot: u64,
-        until: Timestamp,
-    },
-    Done(Completed),
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Published {
-    at: Timestamp,
-    record: OutboxRecord,
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    token: u64,
+    until: Timestamp,
 }
 
 impl Db {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir`, moving a store written by an older host to the
+    /// current layout first.
     ///
     /// # Errors
     ///
     /// [`StorageError::Backend`] when sled cannot open the directory (another holder keeps
     /// its lock for longer than a few seconds, or its files are damaged), and
-    /// [`StorageError::Corrupt`] when the sequence counter cannot be read.
+    /// [`StorageError::Corrupt`] when its counters or records cannot be read.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
         let db = open_sled(dir)?;
         let tree = db.open_tree("pipeline").map_err(sled_error)?;
-        let next_seq = match tree.get(b"s\0seq").map_err(sled_error)? {
-            Some(bytes) => {
-                let bytes: [u8; 8] =
-                    bytes
-                        .as_ref()
-                        .try_into()
-                        .map_err(|_| StorageError::Corrupt {
-                            key: "s/seq".into(),
-                            message: format!("{} bytes, expected 8", bytes.len()),
-                        })?;
-                u64::from_be_bytes(bytes)
-            }
+        migrate::to_current(&tree)?;
+        let next_seq = match tree.get(SEQ).map_err(sled_error)? {
+            Some(bytes) => super::codec::read_seq(&bytes).ok_or_else(|| StorageError::Corrupt {
+                key: "s/seq".into(),
+                message: format!("{} bytes, expected 8", bytes.len()),
+            })?,
             None => 1,
         };
-        let (done, _) = watch::channel(Ok(0));
-        let flush = Arc::new(Flusher {
-            committed: AtomicU64::new(0),
-            committed_seq: AtomicU64::new(next_seq - 1),
-            durable_seq: AtomicU64::new(next_seq - 1),
-            wake: Mutex::new(false),
-            signal: Condvar::new(),
-            stop: std::sync::atomic::AtomicBool::new(false),
-            done,
-        });
-        let flusher_db = db.clone();
-        let flusher = Arc::downgrade(&flush);
-        let thread = std::thread::Builder::new()
-            .name("dragoman-flush".into())
-            .spawn(move || run_flusher(&flusher_db, &flusher))
+        let counters = match tree.get(COUNTERS).map_err(sled_error)? {
+            Some(bytes) => decode(COUNTERS, &bytes)?,
+            None => Counters::default(),
+        };
+        let (flush, thread) = Flusher::start(db.clone(), next_seq - 1)
             .map_err(|e| backend(format!("cannot start the flush thread: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
                 tree,
-                boot: rand::random(),
-                write: Mutex::new(WriteState { next_seq }),
+                write: Mutex::new(WriteState {
+                    next_seq,
+                    counters,
+                    claims: HashMap::new(),
+                }),
                 flush,
                 flusher: Mutex::new(Some(thread)),
             }),
@@ -177,27 +138,34 @@ impl Db {
     }
 
     fn lock(&self) -> MutexGuard<'_, WriteState> {
-        // The state is a counter that is only advanced after a successful write.
+        // The state is only advanced after a successful write.
         self.inner
             .write
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn tree(&self) -> &::sled::Tree {
+        &self.inner.tree
+    }
+
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
-        self.inner
-            .tree
+        self.tree()
             .get(key)
             .map_err(sled_error)?
             .map(|v| decode(key, &v))
             .transpose()
     }
 
+    fn contains(&self, key: &[u8]) -> Result<bool, StorageError> {
+        self.tree().contains_key(key).map_err(sled_error)
+    }
+
     fn scan<T: DeserializeOwned>(
         &self,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<(::sled::IVec, T), StorageError>> + '_ {
-        self.inner.tree.scan_prefix(prefix).map(|item| {
+        self.tree().scan_prefix(prefix).map(|item| {
             let (k, v) = item.map_err(sled_error)?;
             let value = decode(&k, &v)?;
             Ok((k, value))
@@ -214,8 +182,7 @@ impl Db {
         for draft in drafts {
             if !heads.contains_key(&draft.message_id) {
                 let last = self
-                    .inner
-                    .tree
+                    .tree()
                     .scan_prefix(audit_prefix(&draft.message_id))
                     .next_back()
                     .transpose()
@@ -232,8 +199,23 @@ impl Db {
         Ok(())
     }
 
-    fn apply(&self, batch: ::sled::Batch) -> Result<(), StorageError> {
-        self.inner.tree.apply_batch(batch).map_err(sled_error)
+    /// Applies `batch` with the counters it brings, if they changed; the caller holds the
+    /// writer lock as `state` and the counters take effect only once the batch is written.
+    fn apply(
+        &self,
+        state: &mut WriteState,
+        mut batch: ::sled::Batch,
+        counters: Counters,
+    ) -> Result<(), StorageError> {
+        let changed = counters != state.counters;
+        if changed {
+            batch.insert(COUNTERS, encode(&counters));
+        }
+        self.tree().apply_batch(batch).map_err(sled_error)?;
+        if changed {
+            state.counters = counters;
+        }
+        Ok(())
     }
 }
 
@@ -245,30 +227,22 @@ impl Storage for Db {
         now: Timestamp,
         in_flight_timeout: Duration,
     ) -> Result<Claim, StorageError> {
-        let k = idempotency_key(route, key);
-        let _guard = self.lock();
-        match self.get::<IdempotencyEntry>(&k)? {
-            Some(IdempotencyEntry::Done(completed)) if completed.expires_at > now => {
-                return Ok(Claim::Done(completed));
-            }
-            Some(IdempotencyEntry::InFlight { boot, until, .. })
-                if boot == self.inner.boot && until > now =>
-            {
-                return Ok(Claim::InFlight);
-            }
-            _ => {}
+        let mut state = self.lock();
+        if let Some(IdempotencyEntry::Done(completed)) =
+            self.get::<IdempotencyEntry>(&idempotency_key(route, key))?
+            && completed.expires_at > now
+        {
+            return Ok(Claim::Done(completed));
+        }
+        let id = (route.to_owned(), key.to_owned());
+        if let Some(held) = state.claims.get(&id)
+            && held.until > now
+        {
+            return Ok(Claim::InFlight);
         }
         let token = rand::random();
         let until = now.checked_add(in_flight_timeout).unwrap_or(Timestamp::MAX);
-        let entry = IdempotencyEntry::InFlight {
-            token,
-            boot: self.inner.boot,
-            until,
-        };
-        self.inner
-            .tree
-            .insert(k, encode(&entry))
-            .map_err(sled_error)?;
+        state.claims.insert(id, Held { token, until });
         Ok(Claim::Fresh(ClaimToken {
             route: route.into(),
             key: key.into(),
@@ -277,120 +251,86 @@ impl Storage for Db {
     }
 
     fn release(&self, claim: &ClaimToken) -> Result<(), StorageError> {
-        let k = idempotency_key(&claim.route, &claim.key);
-        let _guard = self.lock();
-        if let Some(IdempotencyEntry::InFlight { token, .. }) = self.get::<IdempotencyEntry>(&k)?
-            && token == claim.token
+        let mut state = self.lock();
+        let id = (claim.route.clone(), claim.key.clone());
+        if state
+            .claims
+            .get(&id)
+            .is_some_and(|h| h.token == claim.token)
         {
-            self.inner.tree.remove(k).map_err(sled_error)?;
+            state.claims.remove(&id);
         }
         Ok(())
     }
 
     fn commit(&self, commit: Commit) -> Result<(), StorageError> {
-        let mut guard = self.lock();
-        let idem = idempotency_key(&commit.message.route, &commit.message.key);
-        if let Some(claim) = &commit.claim {
-            match self.get::<IdempotencyEntry>(&idem)? {
-                Some(IdempotencyEntry::InFlight { token, .. }) if token == claim.token => {}
-                _ => {
-                    return Err(StorageError::ClaimLost {
-                        key: claim.key.clone(),
-                    });
-                }
-            }
+        let mut state = self.lock();
+        let route = commit.message.route.clone();
+        let key = commit.message.key.clone();
+        let id = (route.clone(), key.clone());
+        if let Some(claim) = &commit.claim
+            && state.claims.get(&id).is_none_or(|h| h.token != claim.token)
+        {
+            return Err(StorageError::ClaimLost {
+                key: claim.key.clone(),
+            });
         }
+        let mut counters = state.counters.clone();
         let mut batch = ::sled::Batch::default();
-        batch.insert(idem, encode(&IdempotencyEntry::Done(commit.completed)));
+        let expires_at = commit.completed.expires_at;
+        batch.insert(
+            idempotency_key(&route, &key),
+            encode(&IdempotencyEntry::Done(commit.completed)),
+        );
+        batch.insert(expiry_key(expires_at, &route, &key), &[]);
         batch.insert(message_key(&commit.message.id), encode(&commit.message));
-        let mut seq = guard.next_seq;
+        let mut seq = state.next_seq;
+        let mut chains = BTreeSet::new();
         for (event, sinks) in commit.events {
-            let pending: BTreeMap<String, Delivery> = sinks
-                .into_iter()
-                .map(|s| (s, Delivery::default()))
-                .collect();
-            let record = OutboxRecord {
-                seq,
-                event,
-                pending,
-            };
-            if record.pending.is_empty() {
-                // A route without sinks: the event is published as it is committed.
-                let at = record.event.time;
-                batch.insert(
-                    outbox_key(b'p', seq).to_vec(),
-                    encode(&Published { at, record }),
-                );
-            } else {
-                batch.insert(outbox_key(b'o', seq).to_vec(), encode(&record));
-            }
+            self.enqueue(&mut batch, &mut counters, &mut chains, seq, event, sinks)?;
             seq += 1;
         }
-        batch.insert(b"s\0seq".to_vec(), seq.to_be_bytes().to_vec());
+        batch.insert(SEQ, seq.to_be_bytes().to_vec());
         if let Some(entry) = &commit.dead_letter {
             batch.insert(dead_letter_key(&entry.id), encode(entry));
+            counters.dead_letters += 1;
         }
         if let Some(id) = &commit.resolves {
-            batch.remove(dead_letter_key(id));
+            let key = dead_letter_key(id);
+            if self.contains(&key)? {
+                batch.remove(key);
+                counters.dead_letters = counters.dead_letters.saturating_sub(1);
+            }
         }
         self.append_audit(&mut batch, commit.audit)?;
-        self.apply(batch)?;
-        guard.next_seq = seq;
-        self.inner
-            .flush
-            .committed_seq
-            .store(seq - 1, Ordering::SeqCst);
-        self.inner.flush.committed.fetch_add(1, Ordering::SeqCst);
+        self.apply(&mut state, batch, counters)?;
+        state.next_seq = seq;
+        state.claims.remove(&id);
+        self.inner.flush.committed(seq - 1);
         Ok(())
     }
 
     fn append(&self, audit: Vec<AuditDraft>) -> Result<(), StorageError> {
-        let _guard = self.lock();
+        let mut state = self.lock();
         let mut batch = ::sled::Batch::default();
         self.append_audit(&mut batch, audit)?;
-        self.apply(batch)
+        let counters = state.counters.clone();
+        self.apply(&mut state, batch, counters)
     }
 
     fn durable(&self) -> Durable {
-        let flush = self.inner.flush.clone();
-        let target = flush.committed.load(Ordering::SeqCst);
-        let mut done = flush.done.subscribe();
-        Box::pin(async move {
-            if target == 0 {
-                return Ok(());
-            }
-            {
-                let mut wake = flush
-                    .wake
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                *wake = true;
-                flush.signal.notify_one();
-            }
-            loop {
-                match &*done.borrow_and_update() {
-                    Ok(flushed) if *flushed >= target => return Ok(()),
-                    Ok(_) => {}
-                    Err(e) => return Err(backend(e.clone())),
-                }
-                done.changed()
-                    .await
-                    .map_err(|_| backend("the flush thread stopped".into()))?;
-            }
-        })
+        self.inner.flush.durable()
     }
 
-    fn pending(&self, limit: usize) -> Result<Vec<OutboxRecord>, StorageError> {
-        let durable = self.inner.flush.durable_seq.load(Ordering::SeqCst);
-        let mut out = Vec::new();
-        for item in self.scan::<OutboxRecord>(b"o\0") {
-            let (_, record) = item?;
-            if record.seq > durable || out.len() >= limit {
-                break;
-            }
-            out.push(record);
-        }
-        Ok(out)
+    fn due(
+        &self,
+        sink: &str,
+        now: Timestamp,
+        busy: &BTreeSet<String>,
+        chains: usize,
+        per_chain: usize,
+    ) -> Result<Due, StorageError> {
+        self.due_chains(sink, now, busy, chains, per_chain)
     }
 
     fn record_delivery(
@@ -401,78 +341,34 @@ impl Storage for Db {
         audit: Vec<AuditDraft>,
         now: Timestamp,
     ) -> Result<(), StorageError> {
-        let _guard = self.lock();
-        let key = outbox_key(b'o', seq);
-        let Some(mut record) = self.get::<OutboxRecord>(&key)? else {
-            return Err(StorageError::NotFound {
-                what: "outbox record",
-                id: seq.to_string(),
-            });
-        };
-        let mut batch = ::sled::Batch::default();
-        match outcome {
-            DeliveryOutcome::Delivered => {
-                record.pending.remove(sink);
-            }
-            DeliveryOutcome::Failed { error, next_at } => {
-                let delivery = record.pending.entry(sink.to_owned()).or_default();
-                delivery.attempts += 1;
-                delivery.next_at = Some(next_at);
-                delivery.last_error = Some(error);
-            }
-            DeliveryOutcome::DeadLettered(entry) => {
-                record.pending.remove(sink);
-                batch.insert(dead_letter_key(&entry.id), encode(&entry));
-            }
-        }
-        if record.pending.is_empty() {
-            batch.remove(key.to_vec());
-            batch.insert(
-                outbox_key(b'p', seq).to_vec(),
-                encode(&Published { at: now, record }),
-            );
-        } else {
-            batch.insert(key.to_vec(), encode(&record));
-        }
-        self.append_audit(&mut batch, audit)?;
-        self.apply(batch)
+        self.record(seq, sink, outcome, audit, now)
     }
 
     fn requeue(&self, dead_letter: &str, audit: Vec<AuditDraft>) -> Result<(), StorageError> {
-        let mut guard = self.lock();
-        let Some(entry) = self.get::<DeadLetter>(&dead_letter_key(dead_letter))? else {
-            return Err(StorageError::NotFound {
-                what: "dead letter",
-                id: dead_letter.into(),
-            });
-        };
-        let DeadLetterKind::Delivery { sink, event } = entry.kind else {
-            return Err(StorageError::NotFound {
-                what: "delivery dead letter",
-                id: dead_letter.into(),
-            });
-        };
-        let seq = guard.next_seq;
-        let record = OutboxRecord {
-            seq,
-            event: *event,
-            pending: BTreeMap::from([(sink, Delivery::default())]),
-        };
-        let mut batch = ::sled::Batch::default();
-        batch.insert(outbox_key(b'o', seq).to_vec(), encode(&record));
-        batch.insert(b"s\0seq".to_vec(), (seq + 1).to_be_bytes().to_vec());
-        batch.remove(dead_letter_key(dead_letter));
-        self.append_audit(&mut batch, audit)?;
-        self.apply(batch)?;
-        guard.next_seq = seq + 1;
-        self.inner.flush.committed_seq.store(seq, Ordering::SeqCst);
-        self.inner.flush.committed.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        self.requeue_delivery(dead_letter, audit)
     }
 
-    fn dead_letters(&self) -> Result<Vec<DeadLetter>, StorageError> {
-        self.scan::<DeadLetter>(b"q\0")
-            .map(|item| item.map(|(_, v)| v))
+    fn dead_letters(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StorageError> {
+        let start = after.map_or_else(
+            || b"q\0".to_vec(),
+            |id| {
+                // The first key after `after`'s.
+                let mut key = dead_letter_key(id);
+                key.push(0);
+                key
+            },
+        );
+        self.tree()
+            .range(start..b"q\x01".to_vec())
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item.map_err(sled_error)?;
+                decode(&k, &v)
+            })
             .collect()
     }
 
@@ -485,9 +381,9 @@ impl Storage for Db {
         entry: DeadLetter,
         audit: Vec<AuditDraft>,
     ) -> Result<(), StorageError> {
-        let _guard = self.lock();
+        let mut state = self.lock();
         let key = dead_letter_key(&entry.id);
-        if self.inner.tree.get(&key).map_err(sled_error)?.is_none() {
+        if !self.contains(&key)? {
             return Err(StorageError::NotFound {
                 what: "dead letter",
                 id: entry.id,
@@ -496,13 +392,14 @@ impl Storage for Db {
         let mut batch = ::sled::Batch::default();
         batch.insert(key, encode(&entry));
         self.append_audit(&mut batch, audit)?;
-        self.apply(batch)
+        let counters = state.counters.clone();
+        self.apply(&mut state, batch, counters)
     }
 
     fn discard_dead_letter(&self, id: &str, audit: Vec<AuditDraft>) -> Result<(), StorageError> {
-        let _guard = self.lock();
+        let mut state = self.lock();
         let key = dead_letter_key(id);
-        if self.inner.tree.get(&key).map_err(sled_error)?.is_none() {
+        if !self.contains(&key)? {
             return Err(StorageError::NotFound {
                 what: "dead letter",
                 id: id.into(),
@@ -511,7 +408,9 @@ impl Storage for Db {
         let mut batch = ::sled::Batch::default();
         batch.remove(key);
         self.append_audit(&mut batch, audit)?;
-        self.apply(batch)
+        let mut counters = state.counters.clone();
+        counters.dead_letters = counters.dead_letters.saturating_sub(1);
+        self.apply(&mut state, batch, counters)
     }
 
     fn message(&self, id: &str) -> Result<Option<MessageRecord>, StorageError> {
@@ -526,7 +425,7 @@ impl Storage for Db {
 
     fn audit_streams(&self) -> Result<BTreeMap<String, Vec<AuditEvent>>, StorageError> {
         let mut streams: BTreeMap<String, Vec<AuditEvent>> = BTreeMap::new();
-        for item in self.inner.tree.scan_prefix(b"a\0") {
+        for item in self.tree().scan_prefix(b"a\0") {
             let (k, v) = item.map_err(sled_error)?;
             // The stream is named by the key, so an event moved between streams is caught.
             let id = k[2..].split(|b| *b == 0).next().unwrap_or_default();
@@ -537,78 +436,31 @@ impl Storage for Db {
         Ok(streams)
     }
 
-    fn sweep(&self, now: Timestamp, published_before: Timestamp) -> Result<u64, StorageError> {
-        let mut removed = 0;
-        let _guard = self.lock();
-        let mut batch = ::sled::Batch::default();
-        for item in self.scan::<IdempotencyEntry>(b"i\0") {
-            let (k, entry) = item?;
-            let expired = match entry {
-                IdempotencyEntry::Done(completed) => completed.expires_at <= now,
-                IdempotencyEntry::InFlight { until, boot, .. } => {
-                    until <= now || boot != self.inner.boot
-                }
-            };
-            if expired {
-                batch.remove(k);
-                removed += 1;
-            }
-        }
-        for item in self.scan::<Published>(b"p\0") {
-            let (k, published) = item?;
-            if published.at <= published_before {
-                batch.remove(k);
-                removed += 1;
-            }
-        }
-        self.apply(batch)?;
-        Ok(removed)
+    fn sweep(
+        &self,
+        now: Timestamp,
+        published_before: Timestamp,
+        limit: usize,
+    ) -> Result<Swept, StorageError> {
+        self.sweep_expired(now, published_before, limit)
     }
 
     fn depths(&self) -> Result<Depths, StorageError> {
-        let mut depths = Depths::default();
-        for item in self.scan::<OutboxRecord>(b"o\0") {
-            let (_, record) = item?;
-            depths.outbox += 1;
-            depths.oldest = Some(
-                depths
-                    .oldest
-                    .map_or(record.event.time, |t: Timestamp| t.min(record.event.time)),
-            );
-        }
-        depths.dead_letters = self.inner.tree.scan_prefix(b"q\0").count() as u64;
-        Ok(depths)
-    }
-}
-
-fn run_flusher(db: &::sled::Db, flusher: &std::sync::Weak<Flusher>) {
-    loop {
-        let Some(f) = flusher.upgrade() else { return };
-        {
-            let mut wake = f
-                .wake
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            while !*wake {
-                wake = f
-                    .signal
-                    .wait(wake)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let counters = self.lock().counters.clone();
+        // The oldest event with sinks to go is the first by sequence number: one read.
+        let oldest = match self.tree().scan_prefix(b"o\0").next() {
+            Some(item) => {
+                let (k, v) = item.map_err(sled_error)?;
+                Some(decode::<EventRecord>(&k, &v)?.event.time)
             }
-            *wake = false;
-        }
-        if f.stop.load(Ordering::SeqCst) {
-            // The store is being dropped: one last flush, then go.
-            let _ = db.flush();
-            return;
-        }
-        let generation = f.committed.load(Ordering::SeqCst);
-        let seq = f.committed_seq.load(Ordering::SeqCst);
-        let result = db.flush().map(|_| generation).map_err(|e| e.to_string());
-        if result.is_ok() {
-            f.durable_seq.fetch_max(seq, Ordering::SeqCst);
-        }
-        drop(f.done.send_replace(result));
+            None => None,
+        };
+        Ok(Depths {
+            outbox: counters.outbox,
+            oldest,
+            sinks: counters.sinks,
+            dead_letters: counters.dead_letters,
+        })
     }
 }
 
@@ -657,3 +509,6 @@ fn open_sled(dir: &Path) -> Result<::sled::Db, StorageError> {
 fn backend(message: String) -> StorageError {
     StorageError::Backend(message)
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::Inner;
 use super::body::read;
 use super::problem::{self, Answer};
+use crate::pipeline::MAX_LISTING;
 
 /// Answers one request.
 pub(super) async fn handle<B>(api: &Inner, request: Request<B>) -> Response<Full<Bytes>>
@@ -73,7 +74,9 @@ where
                 .body(Full::new(Bytes::from(api.pipeline.metrics_text())))
                 .expect("a valid response");
         }
-        _ => read_only(api, &segments, parts.uri.query()).unwrap_or_else(|| not_found(&path)),
+        _ => read_only(api, &segments, parts.uri.query())
+            .await
+            .unwrap_or_else(|| not_found(&path)),
     };
     answer.into_response()
 }
@@ -90,16 +93,13 @@ fn authorized(api: &Inner, headers: &http::HeaderMap) -> bool {
 }
 
 /// The answers of the GET resources; `None` for a path that is none of them.
-fn read_only(api: &Inner, segments: &[&str], query: Option<&str>) -> Option<Answer> {
+async fn read_only(api: &Inner, segments: &[&str], query: Option<&str>) -> Option<Answer> {
     let pipeline = &api.pipeline;
     let failed = |e: crate::Error| problem::internal(&e.to_string());
     Some(match segments {
         ["v1", "routes"] => Answer::json(StatusCode::OK, &pipeline.topology(&api.sinks)),
-        ["v1", "dlq"] => match pipeline.dead_letters() {
-            Ok(entries) => Answer::json(StatusCode::OK, &json!({"dead_letters": entries})),
-            Err(e) => failed(e),
-        },
-        ["v1", "dlq", id] => match pipeline.dead_letter(id) {
+        ["v1", "dlq"] => dead_letters(api, query).await,
+        ["v1", "dlq", id] => match pipeline.dead_letter(id).await {
             Ok(Some((entry, message))) => {
                 let message = message.map(|m| {
                     json!({
@@ -120,15 +120,15 @@ fn read_only(api: &Inner, segments: &[&str], query: Option<&str>) -> Option<Answ
             Ok(None) => problem::not_found("dead letter", id),
             Err(e) => failed(e),
         },
-        ["v1", "messages", id] => message_state(api, id, query),
-        ["v1", "messages", id, "history"] => match pipeline.history(id) {
+        ["v1", "messages", id] => message_state(api, id, query).await,
+        ["v1", "messages", id, "history"] => match pipeline.history(id).await {
             Ok(events) if events.is_empty() => problem::not_found("message", id),
             Ok(events) => {
                 Answer::json(StatusCode::OK, &json!({"message_id": id, "events": events}))
             }
             Err(e) => failed(e),
         },
-        ["v1", "audit", "verify"] => match pipeline.verify_audit() {
+        ["v1", "audit", "verify"] => match pipeline.verify_audit().await {
             Ok((streams, findings)) => Answer::json(
                 StatusCode::OK,
                 &json!({"streams": streams, "findings": findings}),
@@ -137,7 +137,7 @@ fn read_only(api: &Inner, segments: &[&str], query: Option<&str>) -> Option<Answ
         },
         ["healthz"] => Answer::json(StatusCode::OK, &json!({"status": "ok"})),
         ["readyz"] => {
-            if api.relay.is_running() && pipeline.depths().is_ok() {
+            if api.relay.is_ready() {
                 Answer::json(StatusCode::OK, &json!({"status": "ready"}))
             } else {
                 Answer::problem(
@@ -169,8 +169,42 @@ fn is_read_only(segments: &[&str]) -> bool {
     )
 }
 
+/// `GET /v1/dlq[?limit=N&after=ID]`: a page of the dead letter channel, oldest first, with
+/// the id to ask `after` for the next page when there may be one.
+async fn dead_letters(api: &Inner, query: Option<&str>) -> Answer {
+    let limit = match self::query(query, "limit").map(str::parse::<usize>) {
+        None => DEFAULT_LISTING,
+        Some(Ok(limit)) if (1..=MAX_LISTING).contains(&limit) => limit,
+        Some(_) => {
+            return Answer::problem(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "Bad request",
+                &format!("`limit` is a number from 1 to {MAX_LISTING}"),
+                json!({}),
+            );
+        }
+    };
+    let after = self::query(query, "after").map(str::to_owned);
+    match api.pipeline.dead_letters(after, limit).await {
+        Ok(entries) => {
+            let next = (entries.len() == limit)
+                .then(|| entries.last().map(|e| e.id.clone()))
+                .flatten();
+            Answer::json(
+                StatusCode::OK,
+                &json!({"dead_letters": entries, "next": next}),
+            )
+        }
+        Err(e) => problem::internal(&e.to_string()),
+    }
+}
+
+/// How many dead letter entries a listing gives when not told.
+const DEFAULT_LISTING: usize = 100;
+
 /// `GET /v1/messages/{id}[?at=RFC3339]`: the message's state, at an instant.
-fn message_state(api: &Inner, id: &str, query: Option<&str>) -> Answer {
+async fn message_state(api: &Inner, id: &str, query: Option<&str>) -> Answer {
     let at = match self::query(query, "at").map(|t| t.parse::<Timestamp>()) {
         None => None,
         Some(Ok(at)) => Some(at),
@@ -184,7 +218,7 @@ fn message_state(api: &Inner, id: &str, query: Option<&str>) -> Answer {
             );
         }
     };
-    match api.pipeline.message_state(id, at) {
+    match api.pipeline.message_state(id, at).await {
         Ok(Some(state)) => Answer::json(
             StatusCode::OK,
             &serde_json::to_value(state).expect("state serializes"),

@@ -1,0 +1,275 @@
+//! The outbox on sled: each event is stored once (`o`), and each sink keeps its own delivery
+//! state per event (`d`), grouped by partition key in commit order, with one schedule entry
+//! per partition key that has deliveries to go (`r`, by when it is due). A sink reads only
+//! its own keys that are due; a key in backoff, or another sink's backlog, is never read.
+//!
+//! A partition key's schedule entry is made when its first delivery to a sink is enqueued,
+//! moved to the retry time when a delivery fails, and removed when its last delivery is done,
+//! all under the writer lock and in the same batch as the change it follows.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+
+use super::{Db, sled_error};
+use crate::storage::codec::{
+    Counters, EventRecord, Published, SEQ, dead_letter_key, decode, delivery_key, delivery_prefix,
+    encode, event_key, head_key, instant, published_key, read_instant, read_seq, schedule_key,
+    schedule_prefix,
+};
+use crate::storage::{
+    AuditDraft, DeadLetter, DeadLetterKind, Delivery, DeliveryOutcome, Due, DueChain, OutboxEvent,
+    PendingDelivery, StorageError,
+};
+
+impl Db {
+    /// Puts `event` in the outbox for `sinks` as number `seq`, in `batch`: `chains` holds the
+    /// (sink, partition key) pairs this batch has scheduled already. An event without sinks
+    /// is published as it is committed.
+    pub(super) fn enqueue(
+        &self,
+        batch: &mut ::sled::Batch,
+        counters: &mut Counters,
+        chains: &mut BTreeSet<(String, String)>,
+        seq: u64,
+        event: OutboxEvent,
+        sinks: Vec<String>,
+    ) -> Result<(), StorageError> {
+        if sinks.is_empty() {
+            let at = event.time;
+            batch.insert(published_key(at, seq), encode(&Published { at, event }));
+            return Ok(());
+        }
+        let key = &event.partition_key;
+        for sink in &sinks {
+            batch.insert(delivery_key(sink, key, seq), encode(&Delivery::default()));
+            *counters.sinks.entry(sink.clone()).or_default() += 1;
+            let chain = (sink.clone(), key.clone());
+            if !chains.contains(&chain) && !self.contains(&head_key(sink, key))? {
+                // The key's first delivery to go at this sink: due now.
+                batch.insert(head_key(sink, key), &instant(event.time));
+                batch.insert(schedule_key(sink, event.time, key), &[]);
+            }
+            chains.insert(chain);
+        }
+        counters.outbox += 1;
+        batch.insert(&event_key(seq), encode(&EventRecord { event, sinks }));
+        Ok(())
+    }
+
+    pub(super) fn due_chains(
+        &self,
+        sink: &str,
+        now: Timestamp,
+        busy: &BTreeSet<String>,
+        chains: usize,
+        per_chain: usize,
+    ) -> Result<Due, StorageError> {
+        let durable = self.inner.flush.durable_seq();
+        let prefix = schedule_prefix(sink);
+        let mut due = Due::default();
+        // Keys skipped because the caller has them, or because their next event is not
+        // durable yet, are few; the bound keeps a pathological store from a long read.
+        let mut skips = busy.len() + 1024;
+        for item in self.tree().scan_prefix(&prefix) {
+            if due.chains.len() >= chains {
+                break;
+            }
+            let (k, _) = item.map_err(sled_error)?;
+            let rest = &k[prefix.len()..];
+            let corrupt = || StorageError::Corrupt {
+                key: String::from_utf8_lossy(&k).replace('\0', "/"),
+                message: "a schedule key without its instant".into(),
+            };
+            let at = read_instant(rest).ok_or_else(corrupt)?;
+            if at > now {
+                due.next_at = Some(at);
+                break;
+            }
+            let key = String::from_utf8_lossy(&rest[8..]).into_owned();
+            if busy.contains(&key) {
+                skips = skips.saturating_sub(1);
+                if skips == 0 {
+                    break;
+                }
+                continue;
+            }
+            let deliveries = self.chain(sink, &key, durable, per_chain)?;
+            if deliveries.is_empty() {
+                skips = skips.saturating_sub(1);
+                if skips == 0 {
+                    break;
+                }
+                continue;
+            }
+            due.chains.push(DueChain {
+                partition_key: key,
+                deliveries,
+            });
+        }
+        Ok(due)
+    }
+
+    /// Up to `limit` of `key`'s deliveries at `sink`, in commit order, stopping at the first
+    /// that is not durable yet.
+    fn chain(
+        &self,
+        sink: &str,
+        key: &str,
+        durable: u64,
+        limit: usize,
+    ) -> Result<Vec<PendingDelivery>, StorageError> {
+        let prefix = delivery_prefix(sink, key);
+        let mut out = Vec::new();
+        for item in self.tree().scan_prefix(&prefix).take(limit) {
+            let (k, v) = item.map_err(sled_error)?;
+            let Some(seq) = read_seq(&k[prefix.len()..]) else {
+                return Err(StorageError::Corrupt {
+                    key: String::from_utf8_lossy(&k).replace('\0', "/"),
+                    message: "a delivery key without its sequence number".into(),
+                });
+            };
+            if seq > durable {
+                break;
+            }
+            let delivery: Delivery = decode(&k, &v)?;
+            let Some(record) = self.get::<EventRecord>(&event_key(seq))? else {
+                return Err(StorageError::Corrupt {
+                    key: format!("o/{seq}"),
+                    message: format!("sink {sink} waits for an event that is not stored"),
+                });
+            };
+            out.push(PendingDelivery {
+                seq,
+                event: record.event,
+                delivery,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(super) fn record(
+        &self,
+        seq: u64,
+        sink: &str,
+        outcome: DeliveryOutcome,
+        audit: Vec<AuditDraft>,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        let not_found = || StorageError::NotFound {
+            what: "outbox delivery",
+            id: format!("{seq} to {sink}"),
+        };
+        let Some(mut record) = self.get::<EventRecord>(&event_key(seq))? else {
+            return Err(not_found());
+        };
+        let key = record.event.partition_key.clone();
+        let delivery_key = delivery_key(sink, &key, seq);
+        let Some(mut delivery) = self.get::<Delivery>(&delivery_key)? else {
+            return Err(not_found());
+        };
+        let head = head_key(sink, &key);
+        let due = match self.tree().get(&head).map_err(sled_error)? {
+            Some(bytes) => read_instant(&bytes),
+            None => None,
+        };
+        let mut counters = state.counters.clone();
+        let mut batch = ::sled::Batch::default();
+        let done = match outcome {
+            DeliveryOutcome::Delivered => true,
+            DeliveryOutcome::DeadLettered(entry) => {
+                batch.insert(dead_letter_key(&entry.id), encode(&entry));
+                counters.dead_letters += 1;
+                true
+            }
+            DeliveryOutcome::Failed { error, next_at } => {
+                delivery.attempts += 1;
+                delivery.next_at = Some(next_at);
+                delivery.last_error = Some(error);
+                batch.insert(delivery_key.clone(), encode(&delivery));
+                // The key waits at this sink until the retry.
+                if let Some(due) = due {
+                    batch.remove(schedule_key(sink, due, &key));
+                }
+                batch.insert(head.clone(), &instant(next_at));
+                batch.insert(schedule_key(sink, next_at, &key), &[]);
+                false
+            }
+        };
+        if done {
+            batch.remove(delivery_key.clone());
+            if let Some(n) = counters.sinks.get_mut(sink) {
+                *n = n.saturating_sub(1);
+            }
+            record.sinks.retain(|s| s != sink);
+            if record.sinks.is_empty() {
+                batch.remove(&event_key(seq));
+                batch.insert(
+                    published_key(now, seq),
+                    encode(&Published {
+                        at: now,
+                        event: record.event,
+                    }),
+                );
+                counters.outbox = counters.outbox.saturating_sub(1);
+            } else {
+                batch.insert(&event_key(seq), encode(&record));
+            }
+            // The last delivery of the key at this sink takes its schedule with it.
+            let more = self
+                .tree()
+                .scan_prefix(delivery_prefix(sink, &key))
+                .keys()
+                .take(2)
+                .any(|k| k.map_or(true, |k| k.as_ref() != delivery_key.as_slice()));
+            if !more {
+                batch.remove(head);
+                if let Some(due) = due {
+                    batch.remove(schedule_key(sink, due, &key));
+                }
+            }
+        }
+        self.append_audit(&mut batch, audit)?;
+        self.apply(&mut state, batch, counters)
+    }
+
+    pub(super) fn requeue_delivery(
+        &self,
+        dead_letter: &str,
+        audit: Vec<AuditDraft>,
+    ) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        let Some(entry) = self.get::<DeadLetter>(&dead_letter_key(dead_letter))? else {
+            return Err(StorageError::NotFound {
+                what: "dead letter",
+                id: dead_letter.into(),
+            });
+        };
+        let DeadLetterKind::Delivery { sink, event } = entry.kind else {
+            return Err(StorageError::NotFound {
+                what: "delivery dead letter",
+                id: dead_letter.into(),
+            });
+        };
+        let seq = state.next_seq;
+        let mut counters = state.counters.clone();
+        let mut batch = ::sled::Batch::default();
+        self.enqueue(
+            &mut batch,
+            &mut counters,
+            &mut BTreeSet::new(),
+            seq,
+            *event,
+            vec![sink],
+        )?;
+        batch.insert(SEQ, (seq + 1).to_be_bytes().to_vec());
+        batch.remove(dead_letter_key(dead_letter));
+        counters.dead_letters = counters.dead_letters.saturating_sub(1);
+        self.append_audit(&mut batch, audit)?;
+        self.apply(&mut state, batch, counters)?;
+        state.next_seq = seq + 1;
+        self.inner.flush.committed(seq);
+        Ok(())
+    }
+}

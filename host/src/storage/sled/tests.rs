@@ -1,0 +1,138 @@
+//! A store written by a host of layout 1 opens with its pending deliveries (attempts and
+//! retry times kept), published events, processed keys and dead letters, and none of its
+//! claims in flight.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use serde_json::json;
+
+use super::Db;
+use crate::outcome::{Accepted, Settled};
+use crate::storage::codec::{FORMAT, IdempotencyEntry, encode, outbox_key};
+use crate::storage::{Claim, Completed, Storage};
+
+fn record(value: &serde_json::Value) -> Vec<u8> {
+    let mut bytes = vec![FORMAT];
+    bytes.extend_from_slice(value.to_string().as_bytes());
+    bytes
+}
+
+fn event(id: &str, partition: &str) -> serde_json::Value {
+    json!({
+        "id": id, "message_id": "m1", "route": "orders", "event_type": "order.created.v1",
+        "subject": partition, "partition_key": partition, "data": "{}",
+        "time": "2027-01-01T00:00:00Z",
+        "traceparent": "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01"
+    })
+}
+
+fn at(text: &str) -> Timestamp {
+    text.parse().expect("an instant")
+}
+
+#[test]
+fn a_layout_1_store_moves_to_the_current_layout_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = ::sled::Config::new().path(dir.path()).open().unwrap();
+        let tree = db.open_tree("pipeline").unwrap();
+        tree.insert(b"s\0seq", &4u64.to_be_bytes()).unwrap();
+        let failed = json!({"attempts": 2, "next_at": "2027-01-01T00:05:00Z", "last_error": "503"});
+        let fresh = json!({"attempts": 0, "next_at": null, "last_error": null});
+        tree.insert(
+            outbox_key(b'o', 1),
+            record(&json!({"seq": 1, "event": event("e1", "p1"), "pending": {"a": failed, "b": fresh}})),
+        )
+        .unwrap();
+        tree.insert(
+            outbox_key(b'o', 2),
+            record(&json!({"seq": 2, "event": event("e2", "p1"), "pending": {"a": fresh}})),
+        )
+        .unwrap();
+        tree.insert(
+            outbox_key(b'p', 3),
+            record(&json!({"at": "2027-01-01T00:00:01Z", "record": {"seq": 3, "event": event("e3", "p9"), "pending": {}}})),
+        )
+        .unwrap();
+        let done = IdempotencyEntry::Done(Completed {
+            fingerprint: "f".into(),
+            settled: Settled::Accepted(Accepted {
+                message_id: "m1".into(),
+                idempotency_key: "k1".into(),
+                events: vec!["e1".into(), "e2".into()],
+            }),
+            expires_at: at("2027-01-02T00:00:00Z"),
+        });
+        tree.insert(b"i\0orders\0k1", encode(&done)).unwrap();
+        tree.insert(
+            b"i\0orders\0k2",
+            record(&json!({"state": "in_flight", "token": 7, "boot": 9, "until": "2099-01-01T00:00:00Z"})),
+        )
+        .unwrap();
+        tree.insert(b"q\0d1", b"not read by the move".to_vec())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = Db::open(dir.path()).expect("the old store opens");
+    let never = Timestamp::MAX;
+    let due = store
+        .due("a", at("2027-01-01T00:01:00Z"), &BTreeSet::new(), 10, 10)
+        .unwrap();
+    assert!(due.chains.is_empty(), "p1 waits at sink a for its retry");
+    assert_eq!(due.next_at, Some(at("2027-01-01T00:05:00Z")));
+    let due = store.due("a", never, &BTreeSet::new(), 10, 10).unwrap();
+    let a: Vec<(u64, u32)> = due.chains[0]
+        .deliveries
+        .iter()
+        .map(|d| (d.seq, d.delivery.attempts))
+        .collect();
+    assert_eq!(a, [(1, 2), (2, 0)], "in order, the attempt count kept");
+    let due = store.due("b", never, &BTreeSet::new(), 10, 10).unwrap();
+    assert_eq!(due.chains[0].deliveries[0].event.id, "e1");
+    let depths = store.depths().unwrap();
+    assert_eq!(
+        (
+            depths.outbox,
+            depths.sinks["a"],
+            depths.sinks["b"],
+            depths.dead_letters
+        ),
+        (2, 2, 1, 1)
+    );
+    assert!(matches!(
+        store
+            .claim(
+                "orders",
+                "k1",
+                at("2027-01-01T12:00:00Z"),
+                std::time::Duration::from_secs(5)
+            )
+            .unwrap(),
+        Claim::Done(_)
+    ));
+    assert!(
+        matches!(
+            store
+                .claim(
+                    "orders",
+                    "k2",
+                    at("2027-01-01T12:00:00Z"),
+                    std::time::Duration::from_secs(5)
+                )
+                .unwrap(),
+            Claim::Fresh(_)
+        ),
+        "a claim of the old process is gone"
+    );
+    let swept = store
+        .sweep(at("2027-01-03T00:00:00Z"), at("2027-01-03T00:00:00Z"), 100)
+        .unwrap();
+    assert_eq!(
+        swept.removed, 2,
+        "the key and the published event are indexed by time"
+    );
+    drop(store);
+    let store = Db::open(dir.path()).expect("it opens again, already moved");
+    assert_eq!(store.depths().unwrap().outbox, 2);
+}
