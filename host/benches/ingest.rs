@@ -31,11 +31,11 @@ use dragoman::Host;
 use dragoman::config::Config;
 use dragoman::outcome::{Accepted, Settled};
 use dragoman::storage::{Commit, Completed, Db, MessageRecord, OutboxEvent, Storage as _};
-use jiff::Timestamp;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use jiff::Timestamp;
 
 #[path = "../../tests/wasm_build.rs"]
 #[allow(dead_code, reason = "this benchmark builds only the Rust plugin")]
@@ -138,7 +138,10 @@ fn main() {
     show("loaded store", &loaded);
     println!("records swept while the loaded run was measured: {swept}");
     println!("empty / bare = {:.2}", empty.throughput / bare.throughput);
-    println!("loaded / empty = {:.2}", loaded.throughput / empty.throughput);
+    println!(
+        "loaded / empty = {:.2}",
+        loaded.throughput / empty.throughput
+    );
     println!(
         "loaded p99 = {:.1} ms, longest ingest = {:.1} ms",
         loaded.p99.as_secs_f64() * 1e3,
