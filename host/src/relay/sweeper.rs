@@ -11,7 +11,12 @@ use tokio_util::sync::CancellationToken;
 use super::Relay;
 
 /// Records removed per write (and per hold of the writer lock).
-const BATCH: usize = 1000;
+const BATCH: usize = 250;
+/// How many times as long as a batch took the sweeper rests after it: a sweep has at most
+/// an eighth of the store's time.
+const REST_FACTOR: u32 = 7;
+/// The least rest between two batches.
+const REST: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Sweeps every `sweep_interval` until `cancel` fires.
 pub(super) async fn run(relay: Arc<Relay>, cancel: CancellationToken) {
@@ -27,7 +32,12 @@ pub(super) async fn run(relay: Arc<Relay>, cancel: CancellationToken) {
     }
 }
 
-/// One sweep, batch after batch until nothing has expired; a failure is logged and the next
+/// One sweep, batch after batch until nothing has expired, resting between batches
+/// [`REST_FACTOR`] times as long as the last one took: the writer lock is not fair, and a
+/// sweep that took it back at once would starve ingest, and what it removes (keys spread all
+/// over the store) swells the flushes that ingest waits for. A sweep takes longer so that
+/// ingest does not; at rest, a sweep of a batch of 250 takes a few milliseconds, so the
+/// sweeper still removes thousands of records a second, more than a host ingests. A failure is logged and the next
 /// sweep tries again.
 fn sweep(relay: &Relay) {
     let now = relay.clock.now();
@@ -36,6 +46,7 @@ fn sweep(relay: &Relay) {
         .unwrap_or(Timestamp::MIN);
     let mut removed = 0;
     loop {
+        let started = std::time::Instant::now();
         match relay.storage.sweep(now, before, BATCH) {
             Ok(swept) => {
                 removed += swept.removed;
@@ -43,6 +54,7 @@ fn sweep(relay: &Relay) {
                 if !swept.more {
                     break;
                 }
+                std::thread::sleep((started.elapsed() * REST_FACTOR).max(REST));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "sweep failed");

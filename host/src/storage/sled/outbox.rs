@@ -121,7 +121,11 @@ impl Db {
     ) -> Result<Vec<PendingDelivery>, StorageError> {
         let prefix = delivery_prefix(sink, key);
         let mut out = Vec::new();
-        for item in self.tree().scan_prefix(&prefix).take(limit) {
+        let mut limit = limit;
+        for item in self.tree().scan_prefix(&prefix) {
+            if out.len() >= limit {
+                break;
+            }
             let (k, v) = item.map_err(sled_error)?;
             let Some(seq) = read_seq(&k[prefix.len()..]) else {
                 return Err(StorageError::Corrupt {
@@ -133,6 +137,11 @@ impl Db {
                 break;
             }
             let delivery: Delivery = decode(&k, &v)?;
+            if out.is_empty() && delivery.attempts > 0 {
+                // The head has failed before and will likely fail again: read it alone, and
+                // the rest once it is through.
+                limit = 1;
+            }
             let Some(record) = self.get::<EventRecord>(&event_key(seq))? else {
                 return Err(StorageError::Corrupt {
                     key: format!("o/{seq}"),

@@ -1,6 +1,8 @@
 //! The sweep: forgets processed keys past their retention and published events past the
 //! relay's, reading only what has expired (both are indexed by time), in batches of a bounded
-//! size so that the writer lock, and with it ingest, is never held for long.
+//! size. What to remove is found without the writer lock; under it, each expired key is only
+//! checked again (it may have been processed anew since) and the batch written, so ingest
+//! waits for a sweep at most one short batch at a time, however large the store.
 
 use jiff::Timestamp;
 
@@ -15,44 +17,48 @@ impl Db {
         published_before: Timestamp,
         limit: usize,
     ) -> Result<Swept, StorageError> {
+        // Expiry entries at or before `now`, and published events at or before
+        // `published_before`: read without the lock.
+        let end = [b"x\0".as_slice(), &instant_after(now)].concat();
+        let expiries: Vec<::sled::IVec> = self
+            .tree()
+            .range(b"x\0".to_vec()..end)
+            .keys()
+            .take(limit)
+            .collect::<Result<_, _>>()
+            .map_err(sled_error)?;
+        let end = [b"t\0".as_slice(), &instant_after(published_before)].concat();
+        let published: Vec<::sled::IVec> = self
+            .tree()
+            .range(b"t\0".to_vec()..end)
+            .keys()
+            .take(limit - expiries.len())
+            .collect::<Result<_, _>>()
+            .map_err(sled_error)?;
+        let more = expiries.len() + published.len() >= limit;
+
         let mut state = self.lock();
         let mut batch = ::sled::Batch::default();
         let mut removed = 0u64;
-        let mut read = 0usize;
-        // Expiry entries at or before `now`. A key processed again after it expired has a
-        // newer entry of its own; the older one goes without the key.
-        let end = [b"x\0".as_slice(), &instant_after(now)].concat();
-        for item in self.tree().range(b"x\0".to_vec()..end) {
-            if read >= limit {
-                break;
-            }
-            read += 1;
-            let (k, _) = item.map_err(sled_error)?;
-            batch.remove(&k);
-            let key = expired_idempotency_key(&k);
+        for expiry in expiries {
+            // A key processed again after it expired has a newer entry of its own; this older
+            // one goes without the key.
+            let key = expired_idempotency_key(&expiry);
             if let Some(IdempotencyEntry::Done(completed)) = self.get(&key)?
                 && completed.expires_at <= now
             {
                 batch.remove(key);
                 removed += 1;
             }
+            batch.remove(expiry);
         }
-        let end = [b"t\0".as_slice(), &instant_after(published_before)].concat();
-        for item in self.tree().range(b"t\0".to_vec()..end) {
-            if read >= limit {
-                break;
-            }
-            read += 1;
-            let (k, _) = item.map_err(sled_error)?;
-            batch.remove(k);
+        for key in published {
+            batch.remove(key);
             removed += 1;
         }
         state.claims.retain(|_, held| held.until > now);
         let counters = state.counters.clone();
         self.apply(&mut state, batch, counters)?;
-        Ok(Swept {
-            removed,
-            more: read >= limit,
-        })
+        Ok(Swept { removed, more })
     }
 }
