@@ -12,6 +12,11 @@ use toml::Spanned;
 
 use crate::plugin::{Limits, PluginConfig};
 
+mod secret;
+
+use self::secret::RawSecret;
+pub use self::secret::{Secret, SinkUrl};
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -50,15 +55,26 @@ pub const DEFAULT_PUBLISHED_RETENTION: Duration = Duration::from_secs(3600);
 struct RawConfig {
     listen: SocketAddr,
     data_dir: PathBuf,
-    admin_token: Option<String>,
+    admin_token: Option<RawSecret>,
     max_body_bytes: Option<usize>,
     #[serde(default)]
     sandbox: RawSandbox,
+    #[serde(default)]
+    http: RawHttp,
     #[serde(default)]
     relay: RawRelay,
     #[serde(default)]
     sinks: BTreeMap<String, RawSink>,
     routes: BTreeMap<String, RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    max_connections: Option<usize>,
+    header_timeout_ms: Option<u64>,
+    body_timeout_ms: Option<u64>,
+    max_waiting: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,12 +102,23 @@ enum RawSink {
     Http {
         url: String,
         timeout_ms: Option<u64>,
+        bearer_token: Option<RawSecret>,
+        basic: Option<RawBasic>,
+        #[serde(default)]
+        headers: BTreeMap<String, RawSecret>,
     },
     Nats {
         url: String,
         stream: String,
         subject: String,
     },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBasic {
+    user: String,
+    password: RawSecret,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +132,8 @@ struct RawRoute {
     idempotency_retention_secs: Option<u64>,
     inflight_timeout_secs: Option<u64>,
     instance_reuse: Option<u32>,
+    #[serde(default)]
+    headers: Vec<Spanned<String>>,
     #[serde(default)]
     retry: RawRetry,
 }
@@ -128,7 +157,7 @@ pub struct Config {
     /// Where the store keeps its files.
     pub data_dir: PathBuf,
     /// The bearer token admin calls must carry, if any.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// The largest message body accepted, in bytes.
     pub max_body: usize,
     /// The sandbox limits of every plugin call.
@@ -137,12 +166,41 @@ pub struct Config {
     pub max_instances: u32,
     /// Where compiled components are cached.
     pub cache_dir: PathBuf,
+    /// What the HTTP server allows each client.
+    pub http: HttpConfig,
     /// The relay's settings.
     pub relay: RelayConfig,
     /// The sinks, by name.
     pub sinks: BTreeMap<String, SinkConfig>,
     /// The routes, by name.
     pub routes: BTreeMap<String, RouteConfig>,
+}
+
+/// What the HTTP server allows, so that no client can exhaust the host.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Open connections at most (kept below the process's file limit); a new one beyond it
+    /// takes the place of the longest idle one.
+    pub max_connections: usize,
+    /// How long a request head may take to arrive, counted from when the connection is
+    /// opened or has answered its last request (so it also closes idle connections).
+    pub header_timeout: Duration,
+    /// How long a message body may take to arrive.
+    pub body_timeout: Duration,
+    /// Message requests (ingest, translate) that may wait for a worker beyond those running;
+    /// more are answered 503 with `Retry-After` before their body is read.
+    pub max_waiting: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_waiting: 256,
+        }
+    }
 }
 
 /// How the outbox relay runs.
@@ -163,10 +221,14 @@ pub struct RelayConfig {
 pub enum SinkConfig {
     /// An HTTP webhook, CloudEvents binary mode.
     Http {
-        /// The URL events are POSTed to.
-        url: String,
+        /// The URL events are POSTed to (without userinfo: that is `auth`).
+        url: SinkUrl,
         /// How long one delivery may take.
         timeout: Duration,
+        /// How deliveries authenticate.
+        auth: Option<SinkAuth>,
+        /// Headers sent with every delivery (API keys), lowercase names.
+        headers: Vec<(String, Secret)>,
     },
     /// A NATS JetStream subject.
     Nats {
@@ -176,6 +238,20 @@ pub enum SinkConfig {
         stream: String,
         /// The subject events are published on.
         subject: String,
+    },
+}
+
+/// How a webhook sink's deliveries authenticate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkAuth {
+    /// `Authorization: Bearer <token>`.
+    Bearer(Secret),
+    /// `Authorization: Basic …` (RFC 7617).
+    Basic {
+        /// The user.
+        user: String,
+        /// The password.
+        password: Secret,
     },
 }
 
@@ -197,6 +273,9 @@ pub struct RouteConfig {
     pub instance_reuse: u32,
     /// How deliveries are retried.
     pub retry: RetryPolicy,
+    /// Request headers its messages keep (stored, shown, passed to the plugin) beyond
+    /// content type, idempotency key and trace context; never a credential.
+    pub headers: Vec<String>,
 }
 
 /// Retries of a delivery: attempt `n` (from 1) waits `min(initial * multiplier^(n-1), max)`,
@@ -286,13 +365,61 @@ impl Config {
         let mut sinks = BTreeMap::new();
         for (name, sink) in raw.sinks {
             let sink = match sink {
-                RawSink::Http { url, timeout_ms } => {
-                    if !url.starts_with("http://") {
-                        return Err(format!("sinks.{name}.url: `{url}` is not an http:// URL"));
+                RawSink::Http {
+                    url,
+                    timeout_ms,
+                    bearer_token,
+                    basic,
+                    headers,
+                } => {
+                    let (url, userinfo) = secret::split_userinfo(&url);
+                    if !url.expose().starts_with("http://") {
+                        return Err(format!(
+                            "sinks.{name}.url: `{}` is not an http:// URL",
+                            url.redacted()
+                        ));
+                    }
+                    let what = |key: &str| format!("sinks.{name}.{key}");
+                    let auth = match (bearer_token, basic, userinfo) {
+                        (None, None, None) => None,
+                        (Some(token), None, None) => Some(SinkAuth::Bearer(
+                            token.resolve(base, &what("bearer_token"))?,
+                        )),
+                        (None, Some(basic), None) => Some(SinkAuth::Basic {
+                            user: basic.user,
+                            password: basic.password.resolve(base, &what("basic.password"))?,
+                        }),
+                        (None, None, Some((user, password))) => {
+                            Some(SinkAuth::Basic { user, password })
+                        }
+                        _ => {
+                            return Err(format!(
+                                "sinks.{name}: give one of bearer_token, basic and credentials \
+                                 in the URL"
+                            ));
+                        }
+                    };
+                    let mut extra = Vec::new();
+                    for (header, value) in headers {
+                        let lower = header.to_ascii_lowercase();
+                        if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+                            return Err(format!(
+                                "sinks.{name}.headers: `{header}` is not a header name"
+                            ));
+                        }
+                        let value = value.resolve(base, &what(&format!("headers.{header}")))?;
+                        if http::HeaderValue::from_str(value.expose()).is_err() {
+                            return Err(format!(
+                                "sinks.{name}.headers.{header}: the value is not a header value"
+                            ));
+                        }
+                        extra.push((lower, value));
                     }
                     SinkConfig::Http {
                         url,
                         timeout: Duration::from_millis(timeout_ms.unwrap_or(5000)),
+                        auth,
+                        headers: extra,
                     }
                 }
                 RawSink::Nats {
@@ -329,6 +456,26 @@ impl Config {
                 }
                 names.push(sink.into_inner());
             }
+            let mut headers = Vec::new();
+            for header in route.headers {
+                let lower = header.get_ref().to_ascii_lowercase();
+                if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+                    return Err(format!(
+                        "line {}: routes.{name}.headers: `{}` is not a header name",
+                        line(header.span()),
+                        header.get_ref()
+                    ));
+                }
+                if crate::pipeline::CREDENTIALS.contains(&lower.as_str()) {
+                    return Err(format!(
+                        "line {}: routes.{name}.headers: `{}` carries credentials, which are \
+                         never kept",
+                        line(header.span()),
+                        header.get_ref()
+                    ));
+                }
+                headers.push(lower);
+            }
             let retry = RetryPolicy {
                 max_attempts: route
                     .retry
@@ -362,6 +509,7 @@ impl Config {
                         .map_or(DEFAULT_INFLIGHT_TIMEOUT, Duration::from_secs),
                     instance_reuse: route.instance_reuse.unwrap_or(1).max(1),
                     retry,
+                    headers,
                 },
             );
         }
@@ -383,13 +531,33 @@ impl Config {
                 .cache_dir
                 .map_or_else(|| data_dir.join("compiled"), |d| resolve(&d)),
             data_dir,
-            admin_token: raw.admin_token.filter(|t| !t.is_empty()),
+            admin_token: match raw.admin_token {
+                None => None,
+                Some(RawSecret::Literal(token)) if token.is_empty() => None,
+                Some(token) => Some(token.resolve(base, "admin_token")?),
+            },
             max_body: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
             limits,
             max_instances: raw
                 .sandbox
                 .max_instances
                 .unwrap_or(crate::plugin::DEFAULT_MAX_INSTANCES),
+            http: {
+                let default = HttpConfig::default();
+                let millis = |ms: Option<u64>, default: Duration| {
+                    ms.map_or(default, |ms| Duration::from_millis(ms.max(1)))
+                };
+                HttpConfig {
+                    max_connections: raw
+                        .http
+                        .max_connections
+                        .unwrap_or(default.max_connections)
+                        .max(1),
+                    header_timeout: millis(raw.http.header_timeout_ms, default.header_timeout),
+                    body_timeout: millis(raw.http.body_timeout_ms, default.body_timeout),
+                    max_waiting: raw.http.max_waiting.unwrap_or(default.max_waiting),
+                }
+            },
             relay: RelayConfig {
                 poll_interval: Duration::from_millis(raw.relay.poll_interval_ms.unwrap_or(1000)),
                 published_retention: raw

@@ -62,7 +62,12 @@ impl Sink {
     /// A sentence naming what is wrong with the config.
     pub(crate) fn new(config: &SinkConfig) -> Result<Self, String> {
         Ok(match config {
-            SinkConfig::Http { url, timeout } => Self::Http(http::Webhook::new(url, *timeout)?),
+            SinkConfig::Http {
+                url,
+                timeout,
+                auth,
+                headers,
+            } => Self::Http(http::Webhook::new(url, *timeout, auth.as_ref(), headers)?),
             SinkConfig::Nats {
                 url,
                 stream,

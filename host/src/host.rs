@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::{Finding, MessageState};
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, HttpConfig};
 use crate::delivery::Sink;
 use crate::outcome::{Discarded, Ingested, Replayed, Translated};
 use crate::pipeline::{Incoming, Pipeline, Routes};
@@ -35,6 +35,7 @@ pub struct Host {
     pipeline: Pipeline,
     relay: Arc<Relay>,
     api: Api,
+    http: HttpConfig,
 }
 
 impl std::fmt::Debug for Host {
@@ -127,17 +128,12 @@ impl HostBuilder {
             running: running.clone(),
         });
         let pipeline = Pipeline::new(routes, storage, clock, metrics, wake);
-        let api = Api::new(
-            pipeline.clone(),
-            running,
-            config.sinks.clone(),
-            config.admin_token.clone(),
-            config.max_body,
-        );
+        let api = Api::new(pipeline.clone(), running, &config);
         Ok(Host {
             pipeline,
             relay: Arc::new(relay),
             api,
+            http: config.http.clone(),
         })
     }
 }
@@ -173,7 +169,7 @@ impl Host {
         let stop = CancellationToken::new();
         let background = self.run(stop.clone().cancelled_owned());
         let serving = async {
-            transport::serve(self.api(), listener, shutdown).await;
+            transport::serve(self.api(), listener, &self.http, shutdown).await;
             stop.cancel();
         };
         let ((), finished) = tokio::join!(serving, background);

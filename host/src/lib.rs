@@ -89,6 +89,7 @@ mod error;
 pub mod fixtures;
 mod host;
 pub mod outcome;
+mod percent;
 mod pipeline;
 pub mod plugin;
 mod relay;

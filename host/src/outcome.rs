@@ -150,6 +150,16 @@ pub enum Refusal {
         /// What is wrong with it.
         reason: String,
     },
+    /// The body did not arrive within the time allowed.
+    SlowBody {
+        /// The time allowed.
+        limit: std::time::Duration,
+    },
+    /// The body is content-encoded (`gzip`, …), which the host does not decode.
+    Encoded {
+        /// The `Content-Encoding` given.
+        encoding: String,
+    },
 }
 
 /// The host could not do what was asked now; nothing was stored.
@@ -160,6 +170,9 @@ pub enum Unavailable {
     Storage(String),
     /// The host is shutting down.
     ShuttingDown,
+    /// As many message requests wait for a worker as the host lets wait; a retry later may
+    /// succeed.
+    Saturated,
     /// A task of the host failed (a bug): the detail is in the log.
     Internal(String),
 }

@@ -17,6 +17,7 @@
 mod admission;
 mod commit;
 mod dead_letters;
+mod headers;
 mod ingest;
 mod queries;
 mod routes;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 
 pub(crate) use admission::check_key;
 pub use admission::{MAX_KEY_LEN, check_message};
+pub(crate) use headers::CREDENTIALS;
 pub(crate) use queries::MAX_LISTING;
 pub(crate) use routes::Routes;
 
@@ -68,6 +70,7 @@ struct Core {
     /// Bounds the blocking work (plugin calls, store writes) running at once: more threads
     /// than cores only add switching, and a fair queue keeps the latency tail short.
     workers: tokio::sync::Semaphore,
+    workers_count: usize,
 }
 
 impl Pipeline {
@@ -88,8 +91,14 @@ impl Pipeline {
                 wake,
                 replaying: std::sync::Mutex::default(),
                 workers: tokio::sync::Semaphore::new(workers),
+                workers_count: workers,
             }),
         }
+    }
+
+    /// How many messages are worked on at once.
+    pub(crate) fn workers(&self) -> usize {
+        self.core.workers_count
     }
 
     /// The store.

@@ -27,7 +27,7 @@ use http_body_util::Full;
 pub use problem::refusal_status;
 pub(crate) use server::serve;
 
-use crate::config::SinkConfig;
+use crate::config::{Config, SinkConfig};
 use crate::pipeline::Pipeline;
 use crate::relay::Running;
 
@@ -45,8 +45,12 @@ struct Inner {
     pipeline: Pipeline,
     relay: Running,
     sinks: BTreeMap<String, SinkConfig>,
-    admin_token: Option<String>,
+    admin_token: Option<crate::config::Secret>,
     max_body: usize,
+    body_timeout: std::time::Duration,
+    /// Message requests being handled (reading, waiting for a worker, running): a permit
+    /// each, as many as there are workers plus `max_waiting`.
+    admission: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Api {
@@ -58,20 +62,17 @@ impl std::fmt::Debug for Api {
 }
 
 impl Api {
-    pub(crate) fn new(
-        pipeline: Pipeline,
-        relay: Running,
-        sinks: BTreeMap<String, SinkConfig>,
-        admin_token: Option<String>,
-        max_body: usize,
-    ) -> Self {
+    pub(crate) fn new(pipeline: Pipeline, relay: Running, config: &Config) -> Self {
+        let admission = pipeline.workers() + config.http.max_waiting;
         Self {
             inner: Arc::new(Inner {
                 pipeline,
                 relay,
-                sinks,
-                admin_token,
-                max_body,
+                sinks: config.sinks.clone(),
+                admin_token: config.admin_token.clone(),
+                max_body: config.max_body,
+                body_timeout: config.http.body_timeout,
+                admission: Arc::new(tokio::sync::Semaphore::new(admission)),
             }),
         }
     }

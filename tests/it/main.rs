@@ -30,3 +30,5 @@ mod javascript;
 mod scaffold;
 // The embed example: an axum service with Dragoman inside, driven through both doors.
 mod embed;
+// The door: bounded connections, timeouts, saturation.
+mod door;

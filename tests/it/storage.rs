@@ -525,13 +525,28 @@ fn ob9_a_key_in_backoff_at_one_sink_holds_up_neither_other_keys_nor_other_sinks(
             .iter()
             .map(|c| (c.partition_key.as_str(), ids(&c.deliveries)))
             .collect();
+        // A backend may give a head that failed before on its own: the rest follow it.
         assert_eq!(
-            chains,
-            [("p2", vec!["e3"]), ("p1", vec!["e1", "e2"])],
-            "once due, p1 in commit order, after the key that waited longer"
+            chains[0],
+            ("p2", vec!["e3"]),
+            "the key that waited longer first"
+        );
+        assert_eq!(chains[1].0, "p1");
+        assert!(
+            ["e1", "e2"].starts_with(&chains[1].1) && !chains[1].1.is_empty(),
+            "once due, p1 in commit order: {:?}",
+            chains[1].1
         );
         let head = &again.chains[1].deliveries[0].delivery;
         assert_eq!((head.attempts, head.next_at), (1, Some(at(1000))));
+        store
+            .record_delivery(e1, "a", DeliveryOutcome::Delivered, vec![], at(1000))
+            .unwrap();
+        let after: Vec<PendingDelivery> = due_at(&*store, "a", at(1000))
+            .into_iter()
+            .filter(|d| d.event.partition_key == "p1")
+            .collect();
+        assert_eq!(ids(&after), ["e2"], "then the next of p1");
     });
 }
 

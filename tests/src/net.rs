@@ -45,6 +45,8 @@ pub struct Server {
     config: PathBuf,
     /// Its data directory.
     pub data_dir: PathBuf,
+    /// What it wrote to stderr (its log), line by line; also echoed to the test's stderr.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -64,6 +66,7 @@ impl Server {
             addr: "127.0.0.1:0".parse().expect("an address"),
             config: dir.join("dragoman.toml"),
             data_dir: dir.join("data"),
+            log: Arc::default(),
         };
         server.set_config(config);
         server.spawn();
@@ -87,9 +90,17 @@ impl Server {
             .arg(&self.config)
             .env("DRAGOMAN_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("{} starts: {e}", program.display()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                log.lock().expect("the log lock is not poisoned").push(line);
+            }
+        });
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -151,6 +162,14 @@ impl Server {
         self.spawn();
     }
 
+    /// The lines it has logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log
+            .lock()
+            .expect("the log lock is not poisoned")
+            .clone()
+    }
+
     /// The base URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -201,6 +220,8 @@ pub struct Received {
     pub plugin: String,
     /// `ce-pluginsha256`.
     pub plugin_sha256: String,
+    /// Every header of the delivery.
+    pub headers: http::HeaderMap,
     /// The body.
     pub data: serde_json::Value,
 }
@@ -368,6 +389,7 @@ impl WebhookState {
             traceparent: header("traceparent"),
             plugin: header("ce-plugin"),
             plugin_sha256: header("ce-pluginsha256"),
+            headers: parts.headers.clone(),
             data: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
         };
         self.received

@@ -84,12 +84,30 @@ fn the_readme_example_config_parses() {
     let readme = include_str!("../../../README.md");
     let start = readme.find("```toml\n").expect("the README shows a config") + "```toml\n".len();
     let end = start + readme[start..].find("```").expect("the block ends");
-    let config = Config::parse(&readme[start..end], Path::new("/srv")).unwrap();
+    let base = tempfile::tempdir().unwrap();
+    std::fs::create_dir(base.path().join("secrets")).unwrap();
+    for (file, secret) in [
+        ("admin-token", "change-me"),
+        ("hook-token", "t0ken"),
+        ("hook-api-key", "k3y"),
+    ] {
+        std::fs::write(base.path().join("secrets").join(file), secret).unwrap();
+    }
+    let config = Config::parse(&readme[start..end], base.path()).unwrap();
     let route = &config.routes["erp-orders"];
     assert_eq!(route.sinks, ["webhook", "stream"]);
     assert_eq!(route.retry.max_attempts, 8);
-    assert_eq!(config.admin_token.as_deref(), Some("change-me"));
+    assert_eq!(
+        config.admin_token.as_ref().map(|t| t.expose()),
+        Some("change-me")
+    );
     assert!(
         matches!(&config.sinks["stream"], SinkConfig::Nats { stream, .. } if stream == "ORDERS")
     );
+    let SinkConfig::Http { auth, headers, .. } = &config.sinks["webhook"] else {
+        panic!("the webhook sink is http");
+    };
+    assert!(matches!(auth, Some(SinkAuth::Bearer(token)) if token.expose() == "t0ken"));
+    assert_eq!(headers[0].0, "x-api-key");
+    assert_eq!(headers[0].1.expose(), "k3y");
 }

@@ -9,24 +9,72 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use ::http::{HeaderName, HeaderValue};
+
 use super::{DeliveryError, source};
+use crate::config::{Secret, SinkAuth, SinkUrl};
 use crate::storage::OutboxEvent;
 
 /// An HTTP endpoint that takes events.
-#[derive(Debug)]
 pub(crate) struct Webhook {
     url: ::http::Uri,
     timeout: Duration,
+    /// Sent with every delivery: `Authorization` and the sink's own headers, marked
+    /// sensitive (never shown by `Debug`, and kept out of HTTP/2 header compression).
+    credentials: Vec<(HeaderName, HeaderValue)>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Webhook {
-    pub(super) fn new(url: &str, timeout: Duration) -> Result<Self, String> {
+    pub(super) fn new(
+        url: &SinkUrl,
+        timeout: Duration,
+        auth: Option<&SinkAuth>,
+        headers: &[(String, Secret)],
+    ) -> Result<Self, String> {
+        let mut credentials = Vec::new();
+        let sensitive = |value: String| {
+            let mut value = HeaderValue::from_str(&value)
+                .map_err(|_| "a credential is not a header value".to_owned())?;
+            value.set_sensitive(true);
+            Ok::<_, String>(value)
+        };
+        match auth {
+            None => {}
+            Some(SinkAuth::Bearer(token)) => credentials.push((
+                ::http::header::AUTHORIZATION,
+                sensitive(format!("Bearer {}", token.expose()))?,
+            )),
+            Some(SinkAuth::Basic { user, password }) => {
+                use base64::Engine as _;
+                let pair = format!("{user}:{}", password.expose());
+                let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+                credentials.push((
+                    ::http::header::AUTHORIZATION,
+                    sensitive(format!("Basic {encoded}"))?,
+                ));
+            }
+        }
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("`{name}` is not a header name"))?;
+            credentials.push((name, sensitive(value.expose().to_owned())?));
+        }
         Ok(Self {
             url: url
+                .expose()
                 .parse()
-                .map_err(|e| format!("`{url}` is not a URL: {e}"))?,
+                .map_err(|e| format!("`{}` is not a URL: {e}", url.redacted()))?,
             timeout,
+            credentials,
             client: Client::builder(TokioExecutor::new()).build_http(),
         })
     }
@@ -49,6 +97,9 @@ impl Webhook {
             request = request
                 .header("ce-plugin", attribute(&producer.label()))
                 .header("ce-pluginsha256", attribute(&producer.sha256));
+        }
+        for (name, value) in &self.credentials {
+            request = request.header(name, value);
         }
         let request = request
             .body(Full::new(Bytes::from(event.data.clone())))

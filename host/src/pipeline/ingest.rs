@@ -75,6 +75,7 @@ impl Pipeline {
             idempotency_key,
             ..
         } = incoming;
+        let headers = route.headers.keep(headers);
         let message = vendor_message(message_id, content_type, headers.clone(), body);
 
         let started = Instant::now();

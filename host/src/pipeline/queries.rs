@@ -9,7 +9,7 @@ use serde_json::json;
 use super::Pipeline;
 use crate::Error;
 use crate::audit::{self, Finding, MessageState};
-use crate::config::SinkConfig;
+use crate::config::{SinkAuth, SinkConfig};
 use crate::storage::{AuditEvent, DeadLetter, MessageRecord, Storage, StorageError};
 
 /// The most dead letter entries one listing gives.
@@ -99,6 +99,7 @@ impl Pipeline {
                     "idempotency_retention_secs": route.retention.as_secs(),
                     "inflight_timeout_secs": route.inflight_timeout.as_secs(),
                     "instance_reuse": route.instances.max_uses(),
+                    "headers": route.headers.names(),
                     "retry": {
                         "max_attempts": route.retry.max_attempts,
                         "initial_backoff_ms": route.retry.initial_backoff.as_millis() as u64,
@@ -112,7 +113,15 @@ impl Pipeline {
             .iter()
             .map(|(name, sink)| {
                 (name.clone(), match sink {
-                    SinkConfig::Http { url, .. } => json!({"type": "http", "url": url}),
+                    SinkConfig::Http { url, auth, headers, .. } => json!({
+                        "type": "http",
+                        "url": url.redacted(),
+                        "auth": auth.as_ref().map(|auth| match auth {
+                            SinkAuth::Bearer(_) => "bearer",
+                            SinkAuth::Basic { .. } => "basic",
+                        }),
+                        "headers": headers.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+                    }),
                     SinkConfig::Nats { url, stream, subject } => json!({"type": "nats", "url": url, "stream": stream, "subject": subject}),
                 })
             })

@@ -10,6 +10,8 @@ use crate::config::{Config, RetryPolicy};
 use crate::plugin::{Instances, Plugin, Runtime};
 use crate::storage::Producer;
 
+use super::headers::KeptHeaders;
+
 /// A route with its loaded plugin.
 #[derive(Debug)]
 pub(crate) struct Route {
@@ -23,6 +25,8 @@ pub(crate) struct Route {
     pub(crate) retention: Duration,
     pub(crate) inflight_timeout: Duration,
     pub(crate) retry: RetryPolicy,
+    /// Which request headers its messages keep.
+    pub(crate) headers: KeptHeaders,
 }
 
 /// Every route, by name.
@@ -70,6 +74,7 @@ impl Routes {
                     retention: route.retention,
                     inflight_timeout: route.inflight_timeout,
                     retry: route.retry,
+                    headers: KeptHeaders::new(&route.headers),
                 }),
             );
         }

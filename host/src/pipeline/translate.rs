@@ -16,7 +16,7 @@ impl Pipeline {
             let message = vendor_message(
                 uuid::Uuid::now_v7().to_string(),
                 incoming.content_type,
-                incoming.headers,
+                route.headers.keep(incoming.headers),
                 incoming.body,
             );
             let mut session = route.instances.get()?;

@@ -30,8 +30,25 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|length| length > max_body) {
-        drain(body).await;
+        // A client that waits for `100 Continue` has sent nothing yet: it gets the answer at
+        // once (hyper sends `100 Continue` only once the body is read), and the connection
+        // closes after it.
+        if !expects_continue(headers) {
+            drain(body).await;
+        }
         return Err(too_large());
+    }
+    if let Some(encoding) = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|e| !e.is_empty() && e != "identity")
+    {
+        drain(body).await;
+        return Err(Refusal::Encoded { encoding });
     }
     let mut body = body;
     let mut collected = Vec::new();
@@ -76,6 +93,12 @@ where
         body: collected,
         idempotency_key,
     })
+}
+
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Reads and drops what is left of a body that is refused: at most [`DRAIN_LIMIT`] bytes,

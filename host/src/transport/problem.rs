@@ -19,6 +19,8 @@ pub(super) struct Answer {
     problem: bool,
     replayed: bool,
     retry_after: Option<u64>,
+    close: bool,
+    challenge: bool,
 }
 
 impl Answer {
@@ -29,6 +31,8 @@ impl Answer {
             problem: false,
             replayed: false,
             retry_after: None,
+            close: false,
+            challenge: false,
         }
     }
 
@@ -39,6 +43,8 @@ impl Answer {
             problem: false,
             replayed: false,
             retry_after: None,
+            close: false,
+            challenge: false,
         }
     }
 
@@ -70,6 +76,18 @@ impl Answer {
         self
     }
 
+    /// Closes the connection after the answer: what is left of the request is not read.
+    pub(super) fn close(mut self) -> Self {
+        self.close = true;
+        self
+    }
+
+    /// Says which authentication scheme the resource takes (RFC 9110, 11.6.1): for a 401.
+    pub(super) fn challenge(mut self) -> Self {
+        self.challenge = true;
+        self
+    }
+
     fn replayed(mut self) -> Self {
         self.replayed = true;
         self
@@ -92,6 +110,12 @@ impl Answer {
         }
         if let Some(seconds) = self.retry_after {
             builder = builder.header(header::RETRY_AFTER, seconds.to_string());
+        }
+        if self.close {
+            builder = builder.header(header::CONNECTION, "close");
+        }
+        if self.challenge {
+            builder = builder.header(header::WWW_AUTHENTICATE, "Bearer realm=\"dragoman\"");
         }
         builder
             .body(Full::new(Bytes::from(self.body)))
@@ -266,6 +290,8 @@ pub fn refusal_status(refusal: &Refusal) -> StatusCode {
     match refusal {
         Refusal::UnknownRoute { .. } => StatusCode::NOT_FOUND,
         Refusal::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Refusal::SlowBody { .. } => StatusCode::REQUEST_TIMEOUT,
+        Refusal::Encoded { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Refusal::Unreadable(e) if e.kind() == dragoman_body::ErrorKind::UnsupportedFormat => {
             StatusCode::UNSUPPORTED_MEDIA_TYPE
         }
@@ -293,6 +319,22 @@ pub(super) fn refusal(refusal: &Refusal) -> Answer {
             "Body too large",
             &format!("the body is over {limit} bytes"),
             json!({"limit": limit}),
+        )
+        .close(),
+        Refusal::SlowBody { limit } => Answer::problem(
+            status,
+            "slow-body",
+            "Body too slow",
+            &format!("the body did not arrive within {} ms", limit.as_millis()),
+            json!({}),
+        )
+        .close(),
+        Refusal::Encoded { encoding } => Answer::problem(
+            status,
+            "content-encoding",
+            "Unsupported content encoding",
+            &format!("the body is `{encoding}`-encoded; send it unencoded"),
+            json!({}),
         ),
         Refusal::Unreadable(e) => Answer::problem(
             status,
@@ -311,6 +353,14 @@ pub(super) fn unavailable(unavailable: &Unavailable) -> Answer {
             "storage",
             "Storage unavailable",
             detail,
+            json!({}),
+        )
+        .retry_after(crate::outcome::RETRY_AFTER),
+        Unavailable::Saturated => Answer::problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "saturated",
+            "Too many messages waiting",
+            "as many messages wait for a worker as the host lets wait; try again later",
             json!({}),
         )
         .retry_after(crate::outcome::RETRY_AFTER),

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::Inner;
 use super::body::read;
 use super::problem::{self, Answer};
+use crate::outcome::{Refusal, Unavailable};
 use crate::pipeline::MAX_LISTING;
 
 /// Answers one request.
@@ -20,7 +21,8 @@ where
 {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // One leading slash: `//v1/routes` is another path (RFC 3986), and answers 404.
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(&path).split('/').collect();
     let open = matches!(
         segments.as_slice(),
         ["v1", "routes", _, "messages" | "translate"] | ["healthz"] | ["readyz"]
@@ -33,17 +35,37 @@ where
             "admin calls need `Authorization: Bearer <admin_token>`",
             json!({}),
         )
+        .challenge()
         .into_response();
     }
-    let method = &parts.method;
+    // HEAD is GET without the body (RFC 9110, 9.3.2); hyper leaves the body out.
+    let method = if parts.method == Method::HEAD {
+        &Method::GET
+    } else {
+        &parts.method
+    };
     let answer = match segments.as_slice() {
         ["v1", "routes", route, action @ ("messages" | "translate")] => {
             if method != Method::POST {
                 return method_not_allowed("POST");
             }
-            let incoming = match read(&parts.headers, body, api.max_body).await {
-                Ok(incoming) => incoming,
-                Err(refusal) => return problem::refusal(&refusal).into_response(),
+            // A place among the messages being handled, before the body is read: a host that
+            // has as many as it lets wait says so at once.
+            let Ok(_admitted) = api.admission.clone().try_acquire_owned() else {
+                return problem::unavailable(&Unavailable::Saturated)
+                    .close()
+                    .into_response();
+            };
+            let reading = read(&parts.headers, body, api.max_body);
+            let incoming = match tokio::time::timeout(api.body_timeout, reading).await {
+                Ok(Ok(incoming)) => incoming,
+                Ok(Err(refusal)) => return problem::refusal(&refusal).into_response(),
+                Err(_) => {
+                    let slow = Refusal::SlowBody {
+                        limit: api.body_timeout,
+                    };
+                    return problem::refusal(&slow).into_response();
+                }
             };
             if *action == "messages" {
                 problem::ingested(api.pipeline.ingest(route, incoming).await)
@@ -70,7 +92,10 @@ where
         ["metrics"] => {
             return Response::builder()
                 .status(StatusCode::OK)
-                .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                .header(
+                    header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )
                 .body(Full::new(Bytes::from(api.pipeline.metrics_text())))
                 .expect("a valid response");
         }
@@ -81,15 +106,24 @@ where
     answer.into_response()
 }
 
-/// Whether the request carries the admin token, when one is configured.
+/// Whether the request carries the admin token, when one is configured: the `Bearer` scheme
+/// in any case (RFC 9110, 11.1), the token compared in constant time.
 fn authorized(api: &Inner, headers: &http::HeaderMap) -> bool {
+    use subtle::ConstantTimeEq as _;
     let Some(token) = &api.admin_token else {
         return true;
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    given == Some(format!("Bearer {token}").as_str())
+    let Some(given) = headers.get(header::AUTHORIZATION) else {
+        return false;
+    };
+    let given = given.as_bytes();
+    let Some(space) = given.iter().position(|b| *b == b' ') else {
+        return false;
+    };
+    let (scheme, credentials) = given.split_at(space);
+    let credentials = credentials.trim_ascii();
+    scheme.eq_ignore_ascii_case(b"bearer")
+        && bool::from(credentials.ct_eq(token.expose().as_bytes()))
 }
 
 /// The answers of the GET resources; `None` for a path that is none of them.
@@ -172,7 +206,7 @@ fn is_read_only(segments: &[&str]) -> bool {
 /// `GET /v1/dlq[?limit=N&after=ID]`: a page of the dead letter channel, oldest first, with
 /// the id to ask `after` for the next page when there may be one.
 async fn dead_letters(api: &Inner, query: Option<&str>) -> Answer {
-    let limit = match self::query(query, "limit").map(str::parse::<usize>) {
+    let limit = match self::query(query, "limit").map(|l| l.parse::<usize>()) {
         None => DEFAULT_LISTING,
         Some(Ok(limit)) if (1..=MAX_LISTING).contains(&limit) => limit,
         Some(_) => {
@@ -185,7 +219,7 @@ async fn dead_letters(api: &Inner, query: Option<&str>) -> Answer {
             );
         }
     };
-    let after = self::query(query, "after").map(str::to_owned);
+    let after = self::query(query, "after");
     match api.pipeline.dead_letters(after, limit).await {
         Ok(entries) => {
             let next = (entries.len() == limit)
@@ -228,10 +262,13 @@ async fn message_state(api: &Inner, id: &str, query: Option<&str>) -> Answer {
     }
 }
 
-fn query<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
-    query?
+/// The value of `name` in the query, percent-decoded (RFC 3986: `%3A` is `:`, `%2B` is `+`;
+/// a `+` stays a `+`).
+fn query(query: Option<&str>, name: &str) -> Option<String> {
+    let raw = query?
         .split('&')
-        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))?;
+    Some(crate::percent::decode(raw))
 }
 
 fn not_found(path: &str) -> Answer {

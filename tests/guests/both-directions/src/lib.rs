@@ -18,12 +18,15 @@ impl Inbound for Both {
             .map(|id| format!("request-{id}"))
     }
 
+    /// One event whose data is the names of the headers the plugin was given: what a test
+    /// reads to see which headers reach a plugin.
     fn translate(message: &Message) -> Result<Vec<Event>, Error> {
-        Ok(vec![Event::json(
-            "inbound.seen.v1",
-            message.id(),
-            &message.body().len(),
-        )?])
+        let names: Vec<String> = message
+            .headers()
+            .iter()
+            .map(|h| h.name.to_ascii_lowercase())
+            .collect();
+        Ok(vec![Event::json("inbound.seen.v1", message.id(), &names)?])
     }
 }
 
