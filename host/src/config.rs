@@ -106,6 +106,8 @@ enum RawSink {
         basic: Option<RawBasic>,
         #[serde(default)]
         headers: BTreeMap<String, RawSecret>,
+        ca_file: Option<PathBuf>,
+        signing_secret: Option<RawSecret>,
     },
     Nats {
         url: String,
@@ -220,16 +222,7 @@ pub struct RelayConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkConfig {
     /// An HTTP webhook, CloudEvents binary mode.
-    Http {
-        /// The URL events are POSTed to (without userinfo: that is `auth`).
-        url: SinkUrl,
-        /// How long one delivery may take.
-        timeout: Duration,
-        /// How deliveries authenticate.
-        auth: Option<SinkAuth>,
-        /// Headers sent with every delivery (API keys), lowercase names.
-        headers: Vec<(String, Secret)>,
-    },
+    Http(HttpSink),
     /// A NATS JetStream subject.
     Nats {
         /// The server, `nats://host:port`.
@@ -239,6 +232,24 @@ pub enum SinkConfig {
         /// The subject events are published on.
         subject: String,
     },
+}
+
+/// A webhook sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSink {
+    /// The URL events are POSTed to, `http://` or `https://` (without userinfo: that is
+    /// `auth`).
+    pub url: SinkUrl,
+    /// How long one delivery may take.
+    pub timeout: Duration,
+    /// How deliveries authenticate.
+    pub auth: Option<SinkAuth>,
+    /// Headers sent with every delivery (API keys), lowercase names.
+    pub headers: Vec<(String, Secret)>,
+    /// A PEM file of the CA certificates to trust for `https://`, instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// The Standard Webhooks secret (`whsec_…`) every delivery is signed with, if any.
+    pub signing_secret: Option<Secret>,
 }
 
 /// How a webhook sink's deliveries authenticate.
@@ -371,11 +382,14 @@ impl Config {
                     bearer_token,
                     basic,
                     headers,
+                    ca_file,
+                    signing_secret,
                 } => {
                     let (url, userinfo) = secret::split_userinfo(&url);
-                    if !url.expose().starts_with("http://") {
+                    if !url.expose().starts_with("http://") && !url.expose().starts_with("https://")
+                    {
                         return Err(format!(
-                            "sinks.{name}.url: `{}` is not an http:// URL",
+                            "sinks.{name}.url: `{}` is not an http:// or https:// URL",
                             url.redacted()
                         ));
                     }
@@ -415,12 +429,16 @@ impl Config {
                         }
                         extra.push((lower, value));
                     }
-                    SinkConfig::Http {
+                    SinkConfig::Http(HttpSink {
                         url,
                         timeout: Duration::from_millis(timeout_ms.unwrap_or(5000)),
                         auth,
                         headers: extra,
-                    }
+                        ca_file: ca_file.map(|path| resolve(&path)),
+                        signing_secret: signing_secret
+                            .map(|secret| secret.resolve(base, &what("signing_secret")))
+                            .transpose()?,
+                    })
                 }
                 RawSink::Nats {
                     url,

@@ -7,6 +7,7 @@
 
 mod http;
 mod nats;
+mod signing;
 
 use std::time::Duration;
 
@@ -62,12 +63,7 @@ impl Sink {
     /// A sentence naming what is wrong with the config.
     pub(crate) fn new(config: &SinkConfig) -> Result<Self, String> {
         Ok(match config {
-            SinkConfig::Http {
-                url,
-                timeout,
-                auth,
-                headers,
-            } => Self::Http(http::Webhook::new(url, *timeout, auth.as_ref(), headers)?),
+            SinkConfig::Http(sink) => Self::Http(http::Webhook::new(sink)?),
             SinkConfig::Nats {
                 url,
                 stream,

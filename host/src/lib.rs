@@ -95,6 +95,7 @@ pub mod plugin;
 mod relay;
 pub mod storage;
 mod telemetry;
+pub mod tls;
 pub mod transport;
 
 pub use delivery::DeliveryError;

@@ -524,3 +524,101 @@ fn issue_9_sink_credentials_are_used_and_shown_nowhere() {
         );
     }
 }
+
+#[test]
+fn issue_9_an_https_webhook_gets_signed_deliveries_a_standard_verifier_accepts() {
+    use base64::Engine as _;
+    let certificates = tests::tls::Certificates::new();
+    let webhook = tests::net::Webhook::start_tls(certificates.server.clone());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), &certificates.ca_pem).unwrap();
+    let key: Vec<u8> = (0u8..32).collect();
+    let secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(&key)
+    );
+    std::fs::write(dir.path().join("signing"), &secret).unwrap();
+    let sinks = format!(
+        "[sinks.secure]\ntype = \"http\"\nurl = \"https://127.0.0.1:{}/events\"\n\
+         ca_file = \"ca.pem\"\nsigning_secret = {{ file = \"signing\" }}\n",
+        webhook.addr.port()
+    );
+    let server = Server::start(dir.path(), &net::config(&sinks, "\"secure\"", ""));
+    let http = Http::new();
+    let accepted = http
+        .send(
+            "POST",
+            &format!("{}/v1/routes/orders/messages", server.url()),
+            &[("content-type", "application/json")],
+            tests::seed_order().as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(accepted.status, 202);
+    net::wait_until(Duration::from_secs(30), "a delivery over HTTPS", || {
+        !webhook.received().is_empty()
+    });
+    let delivery = webhook.received()[0].clone();
+    let body = serde_json::to_vec(&delivery.data).unwrap();
+    // The body as sent: the webhook kept its JSON; the event's data is what the plugin wrote.
+    let sent = delivery.raw_body.clone();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&sent).unwrap(),
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+    );
+    assert_eq!(delivery.headers["webhook-id"], delivery.id.as_str());
+    let verifier = standardwebhooks::Webhook::new(&secret).unwrap();
+    verifier
+        .verify(&sent, &delivery.headers)
+        .expect("a Standard Webhooks verifier accepts the delivery");
+    let wrong = standardwebhooks::Webhook::new(&format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+    ))
+    .unwrap();
+    assert!(
+        wrong.verify(&sent, &delivery.headers).is_err(),
+        "a wrong secret fails verification"
+    );
+    let mut tampered = sent.clone();
+    tampered.push(b' ');
+    assert!(verifier.verify(&tampered, &delivery.headers).is_err());
+    let topology = http
+        .send("GET", &format!("{}/v1/routes", server.url()), &[], b"")
+        .unwrap();
+    assert_eq!(topology.json()["sinks"]["secure"]["signed"], true);
+    assert!(!String::from_utf8_lossy(&topology.body).contains(&secret));
+}
+
+#[test]
+fn issue_9_the_cli_speaks_https_trusting_the_system_or_a_ca_file() {
+    let certificates = tests::tls::Certificates::new();
+    let host = tests::net::Webhook::start_tls(certificates.server.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &certificates.ca_pem).unwrap();
+    let server = format!("https://127.0.0.1:{}", host.addr.port());
+    let dlq = |ca_file: Option<&std::path::Path>| {
+        let mut command = std::process::Command::new(tests::dragoman_bin());
+        command.args(["dlq", "list", "--server", &server]);
+        command.env_remove("DRAGOMAN_CA_FILE");
+        if let Some(ca_file) = ca_file {
+            command.env("DRAGOMAN_CA_FILE", ca_file);
+        }
+        command.output().expect("dragoman runs")
+    };
+    let trusted = dlq(Some(&ca));
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    assert_eq!(host.requests(), 1, "the call arrived over TLS");
+    // The system's roots do not hold the test's CA: the same call is refused.
+    let untrusted = dlq(None);
+    assert!(!untrusted.status.success());
+    assert_eq!(
+        host.requests(),
+        1,
+        "nothing was sent without a trusted certificate"
+    );
+}

@@ -222,8 +222,24 @@ pub struct Received {
     pub plugin_sha256: String,
     /// Every header of the delivery.
     pub headers: http::HeaderMap,
+    /// The body as it arrived.
+    pub raw_body: Vec<u8>,
     /// The body.
     pub data: serde_json::Value,
+}
+
+/// Serves one webhook connection until it closes.
+async fn serve_connection<S>(stream: S, state: Arc<WebhookState>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        let state = state.clone();
+        async move { Ok::<_, std::convert::Infallible>(state.receive(request).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 /// A loopback address where nothing listens (a sink that is down): a port taken from the
@@ -273,7 +289,20 @@ impl Webhook {
         }
     }
 
+    /// Starts a webhook that speaks HTTPS with `tls` (see [`crate::tls`]).
+    pub fn start_tls(tls: Arc<rustls::ServerConfig>) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        Self::serve_with(listener, Some(tokio_rustls::TlsAcceptor::from(tls)))
+    }
+
     fn serve(std_listener: std::net::TcpListener) -> Self {
+        Self::serve_with(std_listener, None)
+    }
+
+    fn serve_with(
+        std_listener: std::net::TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Self {
         std_listener.set_nonblocking(true).expect("non-blocking");
         let addr = std_listener.local_addr().expect("an address");
         let state = Arc::new(WebhookState::default());
@@ -291,16 +320,16 @@ impl Webhook {
                         continue;
                     };
                     let state = serving.clone();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |request| {
-                            let state = state.clone();
-                            async move {
-                                Ok::<_, std::convert::Infallible>(state.receive(request).await)
+                        match tls {
+                            None => serve_connection(stream, state).await,
+                            Some(tls) => {
+                                if let Ok(stream) = tls.accept(stream).await {
+                                    serve_connection(stream, state).await;
+                                }
                             }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
+                        }
                     });
                 }
             });
@@ -390,6 +419,7 @@ impl WebhookState {
             plugin: header("ce-plugin"),
             plugin_sha256: header("ce-pluginsha256"),
             headers: parts.headers.clone(),
+            raw_body: body.to_vec(),
             data: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
         };
         self.received

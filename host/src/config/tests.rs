@@ -104,7 +104,7 @@ fn the_readme_example_config_parses() {
     assert!(
         matches!(&config.sinks["stream"], SinkConfig::Nats { stream, .. } if stream == "ORDERS")
     );
-    let SinkConfig::Http { auth, headers, .. } = &config.sinks["webhook"] else {
+    let SinkConfig::Http(HttpSink { auth, headers, .. }) = &config.sinks["webhook"] else {
         panic!("the webhook sink is http");
     };
     assert!(matches!(auth, Some(SinkAuth::Bearer(token)) if token.expose() == "t0ken"));

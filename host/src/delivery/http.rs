@@ -5,24 +5,27 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use ::http::{HeaderName, HeaderValue};
 
+use super::signing::Signer;
 use super::{DeliveryError, source};
-use crate::config::{Secret, SinkAuth, SinkUrl};
+use crate::config::{HttpSink, SinkAuth};
 use crate::storage::OutboxEvent;
 
 /// An HTTP endpoint that takes events.
 pub(crate) struct Webhook {
     url: ::http::Uri,
     timeout: Duration,
+    signer: Option<Signer>,
     /// Sent with every delivery: `Authorization` and the sink's own headers, marked
     /// sensitive (never shown by `Debug`, and kept out of HTTP/2 header compression).
     credentials: Vec<(HeaderName, HeaderValue)>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl std::fmt::Debug for Webhook {
@@ -34,12 +37,15 @@ impl std::fmt::Debug for Webhook {
 }
 
 impl Webhook {
-    pub(super) fn new(
-        url: &SinkUrl,
-        timeout: Duration,
-        auth: Option<&SinkAuth>,
-        headers: &[(String, Secret)],
-    ) -> Result<Self, String> {
+    pub(super) fn new(sink: &HttpSink) -> Result<Self, String> {
+        let HttpSink {
+            url,
+            timeout,
+            auth,
+            headers,
+            ca_file,
+            signing_secret,
+        } = sink;
         let mut credentials = Vec::new();
         let sensitive = |value: String| {
             let mut value = HeaderValue::from_str(&value)
@@ -68,14 +74,16 @@ impl Webhook {
                 .map_err(|_| format!("`{name}` is not a header name"))?;
             credentials.push((name, sensitive(value.expose().to_owned())?));
         }
+        let connector = crate::tls::connector(ca_file.as_deref()).map_err(|e| e.to_string())?;
         Ok(Self {
             url: url
                 .expose()
                 .parse()
                 .map_err(|e| format!("`{}` is not a URL: {e}", url.redacted()))?,
-            timeout,
+            timeout: *timeout,
+            signer: signing_secret.as_ref().map(Signer::new).transpose()?,
             credentials,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
         })
     }
 
@@ -100,6 +108,12 @@ impl Webhook {
         }
         for (name, value) in &self.credentials {
             request = request.header(name, value);
+        }
+        if let Some(signer) = &self.signer {
+            let now = jiff::Timestamp::now().as_second();
+            for (name, value) in signer.headers(&event.id, now, event.data.as_bytes()) {
+                request = request.header(name, value);
+            }
         }
         let request = request
             .body(Full::new(Bytes::from(event.data.clone())))

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::Pipeline;
 use crate::Error;
 use crate::audit::{self, Finding, MessageState};
-use crate::config::{SinkAuth, SinkConfig};
+use crate::config::{HttpSink, SinkAuth, SinkConfig};
 use crate::storage::{AuditEvent, DeadLetter, MessageRecord, Storage, StorageError};
 
 /// The most dead letter entries one listing gives.
@@ -113,7 +113,7 @@ impl Pipeline {
             .iter()
             .map(|(name, sink)| {
                 (name.clone(), match sink {
-                    SinkConfig::Http { url, auth, headers, .. } => json!({
+                    SinkConfig::Http(HttpSink { url, auth, headers, ca_file, signing_secret, .. }) => json!({
                         "type": "http",
                         "url": url.redacted(),
                         "auth": auth.as_ref().map(|auth| match auth {
@@ -121,6 +121,8 @@ impl Pipeline {
                             SinkAuth::Basic { .. } => "basic",
                         }),
                         "headers": headers.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+                        "ca_file": ca_file,
+                        "signed": signing_secret.is_some(),
                     }),
                     SinkConfig::Nats { url, stream, subject } => json!({"type": "nats", "url": url, "stream": stream, "subject": subject}),
                 })

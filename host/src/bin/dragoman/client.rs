@@ -40,8 +40,11 @@ fn request(server: &str, token: Option<&str>, method: &str, path: &str) -> Resul
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // `https://` with the system's roots, or only the CA certificates in DRAGOMAN_CA_FILE.
+    let ca_file = std::env::var_os("DRAGOMAN_CA_FILE").map(std::path::PathBuf::from);
+    let connector = dragoman::tls::connector(ca_file.as_deref())?;
     runtime.block_on(async {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+        let client = Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(connector);
         let mut request = http::Request::builder().method(method).uri(uri);
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
