@@ -247,6 +247,19 @@ fn issue_9_a_content_encoded_body_is_refused_with_415() {
     );
 }
 
+/// Posts the seed order to route `orders` and checks it is accepted.
+fn ingest_seed_order(http: &Http, server: &Server) {
+    let accepted = http
+        .send(
+            "POST",
+            &format!("{}/v1/routes/orders/messages", server.url()),
+            &[("content-type", "application/json")],
+            tests::seed_order().as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(accepted.status, 202);
+}
+
 /// Every file under `dir`, read whole, holds none of `secrets`.
 fn assert_nowhere_in(dir: &std::path::Path, secrets: &[&str]) {
     let mut stack = vec![dir.to_owned()];
@@ -472,15 +485,7 @@ fn issue_9_sink_credentials_are_used_and_shown_nowhere() {
     );
     let server = Server::start(dir.path(), &config);
     let http = Http::new();
-    let accepted = http
-        .send(
-            "POST",
-            &format!("{}/v1/routes/orders/messages", server.url()),
-            &[("content-type", "application/json")],
-            tests::seed_order().as_bytes(),
-        )
-        .unwrap();
-    assert_eq!(accepted.status, 202);
+    ingest_seed_order(&http, &server);
     net::wait_until(Duration::from_secs(30), "a delivery at each sink", || {
         !basic.received().is_empty() && !keyed.received().is_empty()
     });
@@ -545,15 +550,7 @@ fn issue_9_an_https_webhook_gets_signed_deliveries_a_standard_verifier_accepts()
     );
     let server = Server::start(dir.path(), &net::config(&sinks, "\"secure\"", ""));
     let http = Http::new();
-    let accepted = http
-        .send(
-            "POST",
-            &format!("{}/v1/routes/orders/messages", server.url()),
-            &[("content-type", "application/json")],
-            tests::seed_order().as_bytes(),
-        )
-        .unwrap();
-    assert_eq!(accepted.status, 202);
+    ingest_seed_order(&http, &server);
     net::wait_until(Duration::from_secs(30), "a delivery over HTTPS", || {
         !webhook.received().is_empty()
     });
