@@ -82,6 +82,7 @@
 
 pub mod audit;
 mod bindings;
+pub mod breaker;
 pub mod clock;
 pub mod config;
 mod delivery;
