@@ -227,6 +227,32 @@ impl Breaker {
         std::mem::take(&mut self.lock().transitions)
     }
 
+    /// How long calls will be refused from now on, without asking for a call: while open,
+    /// until the next probe; half-open with every probe out, until they are given up; forced
+    /// open, `Duration::MAX`; else `None`. A caller with work waiting sleeps this long (or
+    /// until a probe it made comes back) instead of asking again and again.
+    pub fn refusing_for(&self) -> Option<Duration> {
+        match self.state() {
+            State::ForcedOpen => Some(Duration::MAX),
+            State::Open => {
+                let now = self.clock.now();
+                let open_until = self.lock().open_until;
+                (now < open_until).then(|| until(now, open_until))
+            }
+            State::HalfOpen => {
+                let now = self.clock.now();
+                let inner = self.lock();
+                let given_up = inner
+                    .half_open_since
+                    .checked_add(self.config.probe_timeout)
+                    .unwrap_or(Timestamp::MAX);
+                (inner.probes_let_through >= self.config.probes && now < given_up)
+                    .then(|| until(now, given_up))
+            }
+            State::Closed | State::Disabled => None,
+        }
+    }
+
     /// Asks to make a call.
     pub fn admit(&self) -> Admission<'_> {
         match self.state() {

@@ -12,7 +12,10 @@ use toml::Spanned;
 
 use crate::plugin::{Limits, PluginConfig};
 
+mod breaker;
 mod secret;
+
+use self::breaker::RawBreaker;
 
 use self::secret::RawSecret;
 pub use self::secret::{Secret, SinkUrl};
@@ -108,11 +111,15 @@ enum RawSink {
         headers: BTreeMap<String, RawSecret>,
         ca_file: Option<PathBuf>,
         signing_secret: Option<RawSecret>,
+        #[serde(default)]
+        breaker: RawBreaker,
     },
     Nats {
         url: String,
         stream: String,
         subject: String,
+        #[serde(default)]
+        breaker: RawBreaker,
     },
 }
 
@@ -174,6 +181,8 @@ pub struct Config {
     pub relay: RelayConfig,
     /// The sinks, by name.
     pub sinks: BTreeMap<String, SinkConfig>,
+    /// Each sink's circuit breaker, by sink name.
+    pub breakers: BTreeMap<String, crate::breaker::BreakerConfig>,
     /// The routes, by name.
     pub routes: BTreeMap<String, RouteConfig>,
 }
@@ -374,6 +383,7 @@ impl Config {
         };
 
         let mut sinks = BTreeMap::new();
+        let mut breakers = BTreeMap::new();
         for (name, sink) in raw.sinks {
             let sink = match sink {
                 RawSink::Http {
@@ -384,7 +394,12 @@ impl Config {
                     headers,
                     ca_file,
                     signing_secret,
+                    breaker,
                 } => {
+                    breakers.insert(
+                        name.clone(),
+                        breaker.check(&format!("sinks.{name}.breaker"))?,
+                    );
                     let (url, userinfo) = secret::split_userinfo(&url);
                     if !url.expose().starts_with("http://") && !url.expose().starts_with("https://")
                     {
@@ -444,11 +459,18 @@ impl Config {
                     url,
                     stream,
                     subject,
-                } => SinkConfig::Nats {
-                    url,
-                    stream,
-                    subject,
-                },
+                    breaker,
+                } => {
+                    breakers.insert(
+                        name.clone(),
+                        breaker.check(&format!("sinks.{name}.breaker"))?,
+                    );
+                    SinkConfig::Nats {
+                        url,
+                        stream,
+                        subject,
+                    }
+                }
             };
             sinks.insert(name, sink);
         }
@@ -588,6 +610,7 @@ impl Config {
                 ),
             },
             sinks,
+            breakers,
             routes,
         })
     }

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{Finding, MessageState};
+use crate::breaker::Breaker;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, HttpConfig};
 use crate::delivery::Sink;
@@ -117,9 +118,17 @@ impl HostBuilder {
                 (route.name.clone(), delivery)
             })
             .collect();
+        let breakers = sinks
+            .keys()
+            .map(|name| {
+                let config = config.breakers.get(name).cloned().unwrap_or_default();
+                (name.clone(), Arc::new(Breaker::new(config, clock.clone())))
+            })
+            .collect();
         let relay = Relay::new(RelayParts {
             storage: storage.clone(),
             sinks,
+            breakers,
             routes: deliveries,
             clock: clock.clone(),
             metrics: metrics.clone(),

@@ -29,6 +29,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::breaker::Breaker;
 use crate::clock::Clock;
 use crate::config::{RelayConfig, RetryPolicy};
 use crate::delivery::Sink;
@@ -97,6 +98,9 @@ pub(crate) struct RouteDelivery {
 pub(crate) struct RelayParts {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) sinks: BTreeMap<String, Arc<Sink>>,
+    /// Each sink's circuit breaker: while it is open, the sink's events wait without
+    /// spending delivery attempts.
+    pub(crate) breakers: BTreeMap<String, Arc<Breaker>>,
     pub(crate) routes: BTreeMap<String, RouteDelivery>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: Arc<Metrics>,

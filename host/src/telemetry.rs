@@ -24,6 +24,13 @@ struct SinkLabel {
     sink: String,
 }
 
+/// Labels naming a sink and the state its breaker entered.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabel {
+    sink: String,
+    to: &'static str,
+}
+
 /// Labels naming a pipeline stage.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StageLabel {
@@ -45,6 +52,8 @@ pub(crate) struct Metrics {
     outbox_depth: Gauge,
     outbox_oldest_age: Gauge,
     sink_pending: Family<SinkLabel, Gauge>,
+    breaker_state: Family<SinkLabel, Gauge>,
+    breaker_transitions: Family<TransitionLabel, Counter>,
     swept: Counter,
     latency: Family<StageLabel, Histogram>,
 }
@@ -72,6 +81,8 @@ impl Default for Metrics {
             outbox_depth: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
             sink_pending: Family::default(),
+            breaker_state: Family::default(),
+            breaker_transitions: Family::default(),
             swept: Counter::default(),
             latency,
         };
@@ -129,6 +140,16 @@ impl Default for Metrics {
             "sink_pending",
             "Deliveries a sink still waits for",
             metrics.sink_pending.clone(),
+        );
+        registry.register(
+            "breaker_state",
+            "Each sink's circuit breaker: 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled",
+            metrics.breaker_state.clone(),
+        );
+        registry.register(
+            "breaker_transitions",
+            "Changes of a sink's circuit breaker, by the state entered",
+            metrics.breaker_transitions.clone(),
         );
         registry.register(
             "swept",
@@ -213,6 +234,27 @@ impl Metrics {
                 .get_or_create(&sink_label(sink))
                 .set(i64::try_from(*pending).unwrap_or(i64::MAX));
         }
+    }
+
+    /// `sink`'s breaker entered `state`.
+    pub(crate) fn breaker(&self, sink: &str, state: crate::breaker::State) {
+        use crate::breaker::State;
+        let (code, name) = match state {
+            State::Closed => (0, "closed"),
+            State::Open => (1, "open"),
+            State::HalfOpen => (2, "half_open"),
+            State::ForcedOpen => (3, "forced_open"),
+            State::Disabled => (4, "disabled"),
+        };
+        self.breaker_state
+            .get_or_create(&sink_label(sink))
+            .set(code);
+        self.breaker_transitions
+            .get_or_create(&TransitionLabel {
+                sink: sink.to_owned(),
+                to: name,
+            })
+            .inc();
     }
 
     /// The sweeper forgot `n` records.

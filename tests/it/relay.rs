@@ -107,7 +107,8 @@ fn issue_8_a_sink_that_is_down_holds_up_neither_the_other_sink_nor_later_keys() 
     let dir = tempfile::tempdir().unwrap();
     let sinks = format!(
         "[sinks.healthy]\ntype = \"http\"\nurl = \"{}\"\n\n\
-         [sinks.down]\ntype = \"http\"\nurl = \"http://{down}/events\"\n",
+         [sinks.down]\ntype = \"http\"\nurl = \"http://{down}/events\"\n\
+         [sinks.down.breaker]\nwait_in_open_ms = 200\nmax_wait_in_open_ms = 1000\n",
         healthy.url()
     );
     // A long budget: the down sink's events wait, they are not dead-lettered.
@@ -137,6 +138,10 @@ fn issue_8_a_sink_that_is_down_holds_up_neither_the_other_sink_nor_later_keys() 
         metrics.contains("dragoman_publish_retries_total{sink=\"down\"}"),
         "the down sink was tried and failed"
     );
+    assert!(
+        metrics.contains("dragoman_breaker_transitions_total{sink=\"down\",to=\"open\"}"),
+        "and its breaker opened"
+    );
 
     let back = Webhook::start_at(down);
     wait_until(
@@ -154,6 +159,67 @@ fn issue_8_a_sink_that_is_down_holds_up_neither_the_other_sink_nor_later_keys() 
                 "{name}: partition {key} in commit order"
             );
         }
+    }
+    let dlq = http
+        .send("GET", &format!("{}/v1/dlq", server.url()), &[], b"")
+        .unwrap();
+    assert_eq!(dlq.json()["dead_letters"], serde_json::json!([]));
+}
+
+/// The count of `name` with `labels` in the host's metrics, 0 when absent.
+fn metric(http: &Http, server: &Server, name_and_labels: &str) -> u64 {
+    let reply = http
+        .send("GET", &format!("{}/metrics", server.url()), &[], b"")
+        .unwrap();
+    String::from_utf8_lossy(&reply.body)
+        .lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn issue_10_while_a_sink_s_breaker_is_open_it_sees_only_probes_and_nothing_is_dead_lettered() {
+    const KEYS: usize = 10;
+    let webhook = Webhook::start();
+    webhook.fail_next(u32::MAX);
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = format!(
+        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n\
+         [sinks.hook.breaker]\nminimum_calls = 5\nwait_in_open_ms = 300\nwait_multiplier = 1\nprobes = 1\n",
+        webhook.url()
+    );
+    // A short budget in attempts: were they spent while the circuit is open, events would be
+    // dead-lettered.
+    let retry =
+        "[routes.orders.retry]\nmax_attempts = 8\ninitial_backoff_ms = 10\nmax_backoff_ms = 20\n";
+    let server = Server::start(dir.path(), &net::config(&sinks, "\"hook\"", retry));
+    let http = Http::new();
+    send_per_key(&http, &server, KEYS, 1..=3);
+    let opened = "dragoman_breaker_transitions_total{sink=\"hook\",to=\"open\"}";
+    let probing = "dragoman_breaker_transitions_total{sink=\"hook\",to=\"half_open\"}";
+    wait_until(Duration::from_secs(20), "the breaker open", || {
+        metric(&http, &server, opened) >= 1
+    });
+    let before = webhook.requests();
+    let probes_before = metric(&http, &server, probing);
+    wait_until(Duration::from_secs(20), "five more probes", || {
+        metric(&http, &server, probing) >= probes_before + 5
+    });
+    let probes = metric(&http, &server, probing) - probes_before;
+    let seen = webhook.requests() - before;
+    assert!(
+        seen <= probes + 1,
+        "{seen} requests while the breaker let {probes} probes through"
+    );
+    webhook.fail_next(0);
+    wait_until(
+        Duration::from_secs(30),
+        "every event once the sink is back",
+        || webhook.counts().len() == KEYS * 3,
+    );
+    let order = arrival_order(&webhook);
+    for (key, quantities) in order {
+        assert_eq!(quantities, [1, 2, 3], "partition {key} in commit order");
     }
     let dlq = http
         .send("GET", &format!("{}/v1/dlq", server.url()), &[], b"")

@@ -301,3 +301,27 @@ fn an_operator_forces_it_open_disables_it_and_resets_it() {
     assert_eq!(breaker.state(), State::Closed);
     open(&breaker);
 }
+
+#[test]
+fn it_says_how_long_it_will_refuse_without_taking_a_probe() {
+    let (breaker, clock) = new(config());
+    assert_eq!(breaker.refusing_for(), None);
+    open(&breaker);
+    assert_eq!(breaker.refusing_for(), Some(Duration::from_secs(10)));
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(breaker.refusing_for(), None, "a probe may go");
+    let probes: Vec<Admission<'_>> = (0..3).map(|_| breaker.admit()).collect();
+    assert_eq!(
+        breaker.refusing_for(),
+        Some(Duration::from_secs(5)),
+        "every probe is out: until they are given up"
+    );
+    for probe in probes {
+        if let Admission::Permitted(permit) = probe {
+            permit.record(Outcome::Success);
+        }
+    }
+    assert_eq!(breaker.refusing_for(), None);
+    breaker.force_open();
+    assert_eq!(breaker.refusing_for(), Some(Duration::MAX));
+}

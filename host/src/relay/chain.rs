@@ -13,6 +13,8 @@ use super::Relay;
 use crate::delivery::{DeliveryError, Sink};
 use tokio_util::sync::CancellationToken;
 
+use crate::breaker::{Admission, Breaker, Outcome, classify_http};
+
 use crate::storage::{
     AuditDraft, DeadLetter, DeadLetterKind, DeliveryOutcome, OutboxEvent, PendingDelivery, Producer,
 };
@@ -21,11 +23,22 @@ pub(super) struct Chain<'a> {
     relay: &'a Relay,
     name: &'a str,
     sink: Arc<Sink>,
+    breaker: &'a Breaker,
 }
 
 impl<'a> Chain<'a> {
-    pub(super) fn new(relay: &'a Relay, name: &'a str, sink: Arc<Sink>) -> Self {
-        Self { relay, name, sink }
+    pub(super) fn new(
+        relay: &'a Relay,
+        name: &'a str,
+        sink: Arc<Sink>,
+        breaker: &'a Breaker,
+    ) -> Self {
+        Self {
+            relay,
+            name,
+            sink,
+            breaker,
+        }
     }
 
     /// Delivers `deliveries` (one key's, in commit order) one at a time; stops at the first
@@ -41,9 +54,17 @@ impl<'a> Chain<'a> {
             {
                 return;
             }
+            // Through the sink's breaker: refused, the event waits with its attempts unspent.
+            let Admission::Permitted(permit) = self.breaker.admit() else {
+                return;
+            };
             let attempt = pending.delivery.attempts + 1;
             let started = Instant::now();
             let result = self.publish(&pending.event).await;
+            permit.record(match &result {
+                Ok(()) => Outcome::Success,
+                Err(error) => health(error),
+            });
             self.relay.metrics.observe("publish", started);
             let now = self.relay.clock.now();
             let (outcome, audit) = match result {
@@ -108,6 +129,11 @@ impl<'a> Chain<'a> {
         error: &DeliveryError,
         now: Timestamp,
     ) -> (DeliveryOutcome, Vec<AuditDraft>) {
+        // The server's Retry-After, when it gave one.
+        let asked = match error {
+            DeliveryError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        };
         let error = error.to_string();
         let route = self.relay.routes.get(&event.route);
         let retry = route.map(|r| r.retry).unwrap_or_default();
@@ -119,7 +145,10 @@ impl<'a> Chain<'a> {
         );
         if attempt < retry.max_attempts {
             self.relay.metrics.retried(self.name);
-            let backoff = retry.backoff_with_jitter(attempt, rand::random());
+            // The server's Retry-After, when it is longer than the backoff.
+            let backoff = retry
+                .backoff_with_jitter(attempt, rand::random())
+                .max(asked.unwrap_or_default());
             let next_at = now.checked_add(backoff).unwrap_or(Timestamp::MAX);
             tracing::debug!(sink = self.name, event = %event.id, attempt, %error, "delivery failed; will retry");
             return (DeliveryOutcome::Failed { error, next_at }, vec![failed]);
@@ -159,5 +188,18 @@ impl<'a> Chain<'a> {
             DeliveryOutcome::DeadLettered(Box::new(entry)),
             vec![failed, dead],
         )
+    }
+}
+
+/// What a failed delivery says of the sink's health: timeouts, connection errors, a broker
+/// that refused or did not acknowledge, 5xx and 429 count against it; other 4xx and an event
+/// that cannot be encoded do not.
+fn health(error: &DeliveryError) -> Outcome {
+    match error {
+        DeliveryError::Timeout { .. } | DeliveryError::Connect(_) | DeliveryError::Refused(_) => {
+            Outcome::Failure
+        }
+        DeliveryError::Status { status, .. } => classify_http(Some(status.as_u16())),
+        DeliveryError::Unencodable(_) => Outcome::Ignored,
     }
 }

@@ -16,7 +16,10 @@ use super::chain::Chain;
 const PER_CHAIN: usize = 64;
 
 pub(super) async fn run(relay: Arc<Relay>, sink: String, cancel: CancellationToken) {
-    let Some(target) = relay.sinks.get(&sink).cloned() else {
+    let (Some(target), Some(breaker)) = (
+        relay.sinks.get(&sink).cloned(),
+        relay.breakers.get(&sink).cloned(),
+    ) else {
         return;
     };
     let mut wake = relay.wake.subscribe();
@@ -26,7 +29,20 @@ pub(super) async fn run(relay: Arc<Relay>, sink: String, cancel: CancellationTok
     loop {
         let room = relay.config.concurrency.saturating_sub(chains.len());
         let mut next_at = None;
-        if room > 0 {
+        for transition in breaker.take_transitions() {
+            relay.metrics.breaker(&sink, transition.to);
+        }
+        // While the circuit is open nothing is read and nothing is tried: the sink's events
+        // wait in the outbox, their attempts unspent, until the next probe may go.
+        let refusing = breaker.refusing_for();
+        if let Some(wait) = refusing {
+            next_at = relay
+                .clock
+                .now()
+                .checked_add(wait.min(relay.config.poll_interval))
+                .ok();
+        }
+        if room > 0 && refusing.is_none() {
             let keys: BTreeSet<String> = busy.values().cloned().collect();
             let (storage, name, now) = (relay.storage.clone(), sink.clone(), relay.clock.now());
             let due = tokio::task::spawn_blocking(move || {
@@ -37,10 +53,15 @@ pub(super) async fn run(relay: Arc<Relay>, sink: String, cancel: CancellationTok
                 Ok(Ok(due)) => {
                     next_at = due.next_at;
                     for chain in due.chains {
-                        let (relay, target, name, cancel) =
-                            (relay.clone(), target.clone(), sink.clone(), cancel.clone());
+                        let (relay, target, breaker, name, cancel) = (
+                            relay.clone(),
+                            target.clone(),
+                            breaker.clone(),
+                            sink.clone(),
+                            cancel.clone(),
+                        );
                         let task = chains.spawn(async move {
-                            Chain::new(&relay, &name, target)
+                            Chain::new(&relay, &name, target, &breaker)
                                 .run(chain.deliveries, &cancel)
                                 .await;
                         });
