@@ -151,6 +151,7 @@ struct RawRoute {
 #[serde(deny_unknown_fields)]
 struct RawRetry {
     max_attempts: Option<u32>,
+    max_retry_secs: Option<u64>,
     initial_backoff_ms: Option<u64>,
     max_backoff_ms: Option<u64>,
     multiplier: Option<u32>,
@@ -302,8 +303,12 @@ pub struct RouteConfig {
 /// with up to 20% taken off at random so that retries of many events spread out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Attempts before the event goes to the dead letter channel.
+    /// Attempts before the event goes to the dead letter channel (`u32::MAX`: no count).
     pub max_attempts: u32,
+    /// How long an event may keep failing at a sink, from its first failed attempt, before
+    /// it goes to the dead letter channel. Attempts refused by an open circuit breaker are
+    /// not made, so a sink that is down for an hour spends little of either budget.
+    pub max_duration: Duration,
     /// The first wait.
     pub initial_backoff: Duration,
     /// The longest wait.
@@ -315,7 +320,8 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_attempts: 8,
+            max_attempts: u32::MAX,
+            max_duration: Duration::from_secs(6 * 3600),
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
             multiplier: 2,
@@ -522,6 +528,10 @@ impl Config {
                     .max_attempts
                     .unwrap_or(RetryPolicy::default().max_attempts)
                     .max(1),
+                max_duration: route
+                    .retry
+                    .max_retry_secs
+                    .map_or(RetryPolicy::default().max_duration, Duration::from_secs),
                 initial_backoff: route.retry.initial_backoff_ms.map_or(
                     RetryPolicy::default().initial_backoff,
                     Duration::from_millis,

@@ -171,6 +171,9 @@ pub struct Delivery {
     pub next_at: Option<Timestamp>,
     /// Why the last attempt failed.
     pub last_error: Option<String>,
+    /// When the first attempt failed; `None` in records written before hosts kept it.
+    #[serde(default)]
+    pub first_failed_at: Option<Timestamp>,
 }
 
 /// An event waiting for one sink, with its delivery state there.

@@ -228,6 +228,37 @@ fn issue_10_while_a_sink_s_breaker_is_open_it_sees_only_probes_and_nothing_is_de
 }
 
 #[test]
+fn issue_10_a_retry_budget_in_time_dead_letters_an_event_that_keeps_failing_that_long() {
+    let webhook = Webhook::start();
+    webhook.fail_next(u32::MAX);
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = format!(
+        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
+        webhook.url()
+    );
+    // No count of attempts: only the time, one second from the first failure.
+    let retry = "[routes.orders.retry]\nmax_retry_secs = 1\ninitial_backoff_ms = 100\nmax_backoff_ms = 100\n";
+    let server = Server::start(dir.path(), &net::config(&sinks, "\"hook\"", retry));
+    let http = Http::new();
+    send_per_key(&http, &server, 1, 1..=1);
+    let dlq = format!("{}/v1/dlq", server.url());
+    wait_until(Duration::from_secs(30), "the event dead-lettered", || {
+        !http.send("GET", &dlq, &[], b"").unwrap().json()["dead_letters"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    let entry = http.send("GET", &dlq, &[], b"").unwrap().json()["dead_letters"][0].clone();
+    let attempts = entry["attempts"].as_u64().unwrap();
+    // About ten attempts 100 ms apart fit in the second; the bound allows a slow machine.
+    assert!(
+        (3..200).contains(&attempts),
+        "{attempts} attempts in a one-second budget"
+    );
+    assert_eq!(entry["kind"]["kind"], "delivery");
+}
+
+#[test]
 fn a_delivery_that_keeps_failing_is_dead_lettered_and_can_be_requeued() {
     let webhook = Webhook::start();
     webhook.fail_next(3);

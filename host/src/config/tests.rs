@@ -27,6 +27,11 @@ fn a_good_config_resolves_paths_and_defaults() {
     assert_eq!(config.cache_dir, Path::new("/etc/dragoman/data/compiled"));
     assert_eq!(route.plugin_config["currency"], "JPY");
     assert_eq!(route.retry.max_attempts, 3);
+    assert_eq!(
+        route.retry.max_duration,
+        Duration::from_secs(6 * 3600),
+        "the time budget by default"
+    );
     assert_eq!(route.retention, DEFAULT_RETENTION);
     assert_eq!(config.max_body, DEFAULT_MAX_BODY);
 }
@@ -65,6 +70,7 @@ fn backoff_grows_to_its_cap_and_jitter_only_shortens() {
         initial_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_secs(1),
         multiplier: 2,
+        ..RetryPolicy::default()
     };
     let waits: Vec<u128> = (1..=6).map(|n| policy.backoff(n).as_millis()).collect();
     assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);

@@ -102,6 +102,7 @@ impl Pipeline {
                     "headers": route.headers.names(),
                     "retry": {
                         "max_attempts": route.retry.max_attempts,
+                        "max_retry_secs": route.retry.max_duration.as_secs(),
                         "initial_backoff_ms": route.retry.initial_backoff.as_millis() as u64,
                         "max_backoff_ms": route.retry.max_backoff.as_millis() as u64,
                         "multiplier": route.retry.multiplier,

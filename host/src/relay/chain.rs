@@ -4,7 +4,7 @@
 //! and the key moves on.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use serde_json::json;
@@ -69,7 +69,7 @@ impl<'a> Chain<'a> {
             let now = self.relay.clock.now();
             let (outcome, audit) = match result {
                 Ok(()) => self.delivered(&pending.event, attempt, now),
-                Err(error) => self.failed(&pending.event, attempt, &error, now),
+                Err(error) => self.failed(&pending, attempt, &error, now),
             };
             let failed = matches!(outcome, DeliveryOutcome::Failed { .. });
             let (storage, sink, seq) = (
@@ -124,11 +124,12 @@ impl<'a> Chain<'a> {
     /// A failed attempt: retried after a backoff, or dead-lettered after the route's last.
     fn failed(
         &self,
-        event: &OutboxEvent,
+        pending: &PendingDelivery,
         attempt: u32,
         error: &DeliveryError,
         now: Timestamp,
     ) -> (DeliveryOutcome, Vec<AuditDraft>) {
+        let event = &pending.event;
         // The server's Retry-After, when it gave one.
         let asked = match error {
             DeliveryError::Status { retry_after, .. } => *retry_after,
@@ -143,7 +144,14 @@ impl<'a> Chain<'a> {
             "publish_failed",
             json!({"sink": self.name, "event": event.id, "attempt": attempt, "error": error}),
         );
-        if attempt < retry.max_attempts {
+        // The budget: a count of attempts, and a time from the first failure.
+        let failing_for = pending
+            .delivery
+            .first_failed_at
+            .map_or(Duration::ZERO, |first| {
+                Duration::try_from(now.duration_since(first)).unwrap_or(Duration::ZERO)
+            });
+        if attempt < retry.max_attempts && failing_for < retry.max_duration {
             self.relay.metrics.retried(self.name);
             // The server's Retry-After, when it is longer than the backoff.
             let backoff = retry

@@ -196,6 +196,7 @@ impl Db {
                 delivery.attempts += 1;
                 delivery.next_at = Some(next_at);
                 delivery.last_error = Some(error);
+                delivery.first_failed_at.get_or_insert(now);
                 batch.insert(delivery_key.clone(), encode(&delivery));
                 // The key waits at this sink until the retry.
                 if let Some(due) = due {
