@@ -166,6 +166,17 @@ fn issue_8_a_sink_that_is_down_holds_up_neither_the_other_sink_nor_later_keys() 
     assert_eq!(dlq.json()["dead_letters"], serde_json::json!([]));
 }
 
+/// A webhook sink `hook` that fails every delivery with 503, and its config table.
+fn failing_hook() -> (Webhook, String) {
+    let webhook = Webhook::start();
+    webhook.fail_next(u32::MAX);
+    let sinks = format!(
+        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
+        webhook.url()
+    );
+    (webhook, sinks)
+}
+
 /// The count of `name` with `labels` in the host's metrics, 0 when absent.
 fn metric(http: &Http, server: &Server, name_and_labels: &str) -> u64 {
     let reply = http
@@ -229,13 +240,8 @@ fn issue_10_while_a_sink_s_breaker_is_open_it_sees_only_probes_and_nothing_is_de
 
 #[test]
 fn issue_10_a_retry_budget_in_time_dead_letters_an_event_that_keeps_failing_that_long() {
-    let webhook = Webhook::start();
-    webhook.fail_next(u32::MAX);
+    let (_webhook, sinks) = failing_hook();
     let dir = tempfile::tempdir().unwrap();
-    let sinks = format!(
-        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
-        webhook.url()
-    );
     // No count of attempts: only the time, one second from the first failure.
     let retry = "[routes.orders.retry]\nmax_retry_secs = 1\ninitial_backoff_ms = 100\nmax_backoff_ms = 100\n";
     let server = Server::start(dir.path(), &net::config(&sinks, "\"hook\"", retry));
@@ -460,13 +466,8 @@ fn issue_8_a_non_ascii_subject_arrives_percent_encoded() {
 /// `ce-pluginsha256`), and on its dead letter even after the route moved to another version.
 #[test]
 fn issue_8_a_delivery_dead_letter_names_the_plugin_that_produced_the_event() {
-    let webhook = Webhook::start();
-    webhook.fail_next(u32::MAX);
+    let (webhook, sinks) = failing_hook();
     let dir = tempfile::tempdir().unwrap();
-    let sinks = format!(
-        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
-        webhook.url()
-    );
     let retry = |attempts: u32| {
         format!(
             "[routes.orders.retry]\nmax_attempts = {attempts}\ninitial_backoff_ms = 5\nmax_backoff_ms = 20\n"
