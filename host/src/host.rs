@@ -118,7 +118,7 @@ impl HostBuilder {
                 (route.name.clone(), delivery)
             })
             .collect();
-        let breakers = sinks
+        let breakers: BTreeMap<String, Arc<Breaker>> = sinks
             .keys()
             .map(|name| {
                 let config = config.breakers.get(name).cloned().unwrap_or_default();
@@ -128,7 +128,7 @@ impl HostBuilder {
         let relay = Relay::new(RelayParts {
             storage: storage.clone(),
             sinks,
-            breakers,
+            breakers: breakers.clone(),
             routes: deliveries,
             clock: clock.clone(),
             metrics: metrics.clone(),
@@ -137,7 +137,7 @@ impl HostBuilder {
             running: running.clone(),
         });
         let pipeline = Pipeline::new(routes, storage, clock, metrics, wake);
-        let api = Api::new(pipeline.clone(), running, &config);
+        let api = Api::new(pipeline.clone(), running, &config, breakers);
         Ok(Host {
             pipeline,
             relay: Arc::new(relay),

@@ -9,6 +9,7 @@
 //! `tower` service over any request body of `Bytes`.
 
 mod body;
+mod breakers;
 mod problem;
 mod routes;
 mod server;
@@ -51,6 +52,8 @@ struct Inner {
     /// Message requests being handled (reading, waiting for a worker, running): a permit
     /// each, as many as there are workers plus `max_waiting`.
     admission: Arc<tokio::sync::Semaphore>,
+    /// Each sink's circuit breaker, for the operator's view and actions.
+    breakers: BTreeMap<String, Arc<crate::breaker::Breaker>>,
 }
 
 impl std::fmt::Debug for Api {
@@ -62,7 +65,12 @@ impl std::fmt::Debug for Api {
 }
 
 impl Api {
-    pub(crate) fn new(pipeline: Pipeline, relay: Running, config: &Config) -> Self {
+    pub(crate) fn new(
+        pipeline: Pipeline,
+        relay: Running,
+        config: &Config,
+        breakers: BTreeMap<String, Arc<crate::breaker::Breaker>>,
+    ) -> Self {
         let admission = pipeline.workers() + config.http.max_waiting;
         Self {
             inner: Arc::new(Inner {
@@ -73,6 +81,7 @@ impl Api {
                 max_body: config.max_body,
                 body_timeout: config.http.body_timeout,
                 admission: Arc::new(tokio::sync::Semaphore::new(admission)),
+                breakers,
             }),
         }
     }

@@ -543,3 +543,61 @@ fn issue_8_a_delivery_dead_letter_names_the_plugin_that_produced_the_event() {
         produced_by["sha256"].as_str().unwrap()
     );
 }
+
+#[test]
+fn issue_10_an_operator_sees_and_sets_each_sink_s_breaker() {
+    let webhook = Webhook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = format!(
+        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
+        webhook.url()
+    );
+    let server = Server::start(dir.path(), &net::config(&sinks, "\"hook\"", ""));
+    let http = Http::new();
+    let breakers = format!("{}/v1/breakers", server.url());
+    let listed = http.send("GET", &breakers, &[], b"").unwrap().json();
+    assert_eq!(listed["breakers"]["hook"]["state"], "closed");
+
+    // `dragoman breakers force-open hook`: the sink's events wait.
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(tests::dragoman_bin())
+            .arg("breakers")
+            .args(args)
+            .args(["--server", &server.url()])
+            .output()
+            .expect("dragoman runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    assert_eq!(cli(&["force-open", "hook"])["hook"]["state"], "forced_open");
+    send_per_key(&http, &server, 1, 1..=1);
+    wait_until(
+        Duration::from_secs(10),
+        "the event counted as pending",
+        || metric(&http, &server, "dragoman_sink_pending{sink=\"hook\"}") == 1,
+    );
+    assert!(
+        webhook.received().is_empty(),
+        "nothing is tried while forced open"
+    );
+    assert_eq!(cli(&[])["breakers"]["hook"]["state"], "forced_open");
+
+    let wrong = http
+        .send("POST", &format!("{breakers}/hook?action=close"), &[], b"")
+        .unwrap();
+    assert_eq!(wrong.status, 400);
+    let unknown = http
+        .send("POST", &format!("{breakers}/nope?action=reset"), &[], b"")
+        .unwrap();
+    assert_eq!(unknown.status, 404);
+
+    assert_eq!(cli(&["reset", "hook"])["hook"]["state"], "closed");
+    wait_until(Duration::from_secs(10), "the event once reset", || {
+        webhook.counts().len() == 1
+    });
+    assert_eq!(cli(&["disable", "hook"])["hook"]["state"], "disabled");
+}

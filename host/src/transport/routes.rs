@@ -83,6 +83,13 @@ where
             problem::replayed(api.pipeline.replay(id).await)
         }
         ["v1", "dlq", _] if method != Method::GET => return method_not_allowed("GET, DELETE"),
+        ["v1", "breakers", name] => {
+            if method != Method::POST {
+                return method_not_allowed("POST");
+            }
+            let action = query(parts.uri.query(), "action");
+            super::breakers::act(&api.breakers, name, action.as_deref())
+        }
         _ if method != Method::GET => {
             if is_read_only(&segments) {
                 return method_not_allowed("GET");
@@ -132,6 +139,7 @@ async fn read_only(api: &Inner, segments: &[&str], query: Option<&str>) -> Optio
     let failed = |e: crate::Error| problem::internal(&e.to_string());
     Some(match segments {
         ["v1", "routes"] => Answer::json(StatusCode::OK, &pipeline.topology(&api.sinks)),
+        ["v1", "breakers"] => super::breakers::list(&api.breakers),
         ["v1", "dlq"] => dead_letters(api, query).await,
         ["v1", "dlq", id] => match pipeline.dead_letter(id).await {
             Ok(Some((entry, message))) => {
@@ -192,6 +200,7 @@ fn is_read_only(segments: &[&str]) -> bool {
     matches!(
         segments,
         ["v1", "routes"]
+            | ["v1", "breakers"]
             | ["v1", "dlq"]
             | ["v1", "dlq", _]
             | ["v1", "messages", _]

@@ -55,6 +55,32 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Each sink's circuit breaker: list them (no subcommand), or set one.
+    Breakers {
+        #[command(subcommand)]
+        command: Option<BreakersCommand>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BreakersCommand {
+    /// Refuse every delivery to the sink until reset.
+    ForceOpen {
+        /// The sink.
+        sink: String,
+    },
+    /// Let every delivery through, uncounted, until reset.
+    Disable {
+        /// The sink.
+        sink: String,
+    },
+    /// Closed again, with an empty window.
+    Reset {
+        /// The sink.
+        sink: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -228,6 +254,21 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             crate::client::call(&server.server, server.token.as_deref(), method, &path)
         }
         Command::Watch { listen } => crate::watch::watch(listen),
+        Command::Breakers { command, server } => {
+            let (method, path) = match &command {
+                None => ("GET", "/v1/breakers".to_owned()),
+                Some(BreakersCommand::ForceOpen { sink }) => {
+                    ("POST", format!("/v1/breakers/{sink}?action=force-open"))
+                }
+                Some(BreakersCommand::Disable { sink }) => {
+                    ("POST", format!("/v1/breakers/{sink}?action=disable"))
+                }
+                Some(BreakersCommand::Reset { sink }) => {
+                    ("POST", format!("/v1/breakers/{sink}?action=reset"))
+                }
+            };
+            crate::client::call(&server.server, server.token.as_deref(), method, &path)
+        }
         Command::Topology { server } => {
             crate::client::call(&server.server, server.token.as_deref(), "GET", "/v1/routes")
         }

@@ -1,0 +1,63 @@
+//! `GET /v1/breakers` and `POST /v1/breakers/{sink}?action=force-open|disable|reset`: each
+//! sink's circuit breaker as an operator sees it and sets it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::StatusCode;
+use serde_json::json;
+
+use super::problem::{self, Answer};
+use crate::breaker::{Breaker, State};
+
+/// Every breaker: its state and what its window holds.
+pub(super) fn list(breakers: &BTreeMap<String, Arc<Breaker>>) -> Answer {
+    let breakers: serde_json::Map<String, serde_json::Value> = breakers
+        .iter()
+        .map(|(name, breaker)| (name.clone(), describe(breaker)))
+        .collect();
+    Answer::json(StatusCode::OK, &json!({ "breakers": breakers }))
+}
+
+/// An operator's action on one breaker.
+pub(super) fn act(
+    breakers: &BTreeMap<String, Arc<Breaker>>,
+    name: &str,
+    action: Option<&str>,
+) -> Answer {
+    let Some(breaker) = breakers.get(name) else {
+        return problem::not_found("breaker", name);
+    };
+    match action {
+        Some("force-open") => breaker.force_open(),
+        Some("disable") => breaker.disable(),
+        Some("reset") => breaker.reset(),
+        _ => {
+            return Answer::problem(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "Bad request",
+                "`action` is force-open, disable or reset",
+                json!({}),
+            );
+        }
+    }
+    tracing::warn!(sink = name, action, "an operator set a circuit breaker");
+    Answer::json(StatusCode::OK, &json!({ name: describe(breaker) }))
+}
+
+fn describe(breaker: &Breaker) -> serde_json::Value {
+    let state = match breaker.state() {
+        State::Closed => "closed",
+        State::Open => "open",
+        State::HalfOpen => "half_open",
+        State::ForcedOpen => "forced_open",
+        State::Disabled => "disabled",
+    };
+    let window = breaker.snapshot();
+    json!({
+        "state": state,
+        "refusing_for_ms": breaker.refusing_for().map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        "window": {"calls": window.calls, "failures": window.failures, "slow": window.slow},
+    })
+}
