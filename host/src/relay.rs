@@ -6,14 +6,16 @@
 //! at that sink in backoff until its retry time (so later events of the key wait: order holds
 //! across retries), and after the route's last attempt the event goes to the dead letter
 //! channel and the key moves on. A sink that is down, a key in backoff, or a backlog of any
-//! size therefore holds up nothing but itself. Every attempt is recorded with its audit
-//! event; an event is published when every sink has it.
+//! size therefore holds up nothing but itself. Every delivery goes through the sink's circuit
+//! breaker: while it is open the lane reads and tries nothing, so the sink's events wait with
+//! their attempts unspent. Every attempt is recorded with its audit event; an event is
+//! published when every sink has it.
 //!
 //! Beside the lanes run the depth gauges (refreshed once a second from the store's counters)
 //! and the sweeper (`relay/sweeper.rs`), both on blocking threads.
 //!
-//! The relay holds only what it uses: the store, the sinks, each route's retry policy, the
-//! clock, the metrics and its wake-up. It knows nothing of the pipeline or of HTTP.
+//! The relay holds only what it uses: the store, the sinks and their breakers, each route's
+//! retry policy, the clock, the metrics and its wake-up. It knows nothing of the pipeline or of HTTP.
 
 mod chain;
 mod lane;
