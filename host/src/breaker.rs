@@ -103,7 +103,21 @@ pub enum State {
 }
 
 impl State {
-    fn code(self) -> u8 {
+    /// Its name in the API and the metrics: `closed`, `open`, `half_open`, `forced_open`,
+    /// `disabled`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+            Self::ForcedOpen => "forced_open",
+            Self::Disabled => "disabled",
+        }
+    }
+
+    /// Its number in the metrics' gauge (0 closed to 4 disabled), and in the atomic that
+    /// holds it.
+    pub fn code(self) -> u8 {
         self as u8
     }
 

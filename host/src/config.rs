@@ -14,8 +14,10 @@ use crate::plugin::{Limits, PluginConfig};
 
 mod breaker;
 mod secret;
+mod sinks;
 
-use self::breaker::RawBreaker;
+use self::sinks::RawSink;
+pub use self::sinks::{HttpSink, SinkAuth, SinkConfig};
 
 use self::secret::RawSecret;
 pub use self::secret::{Secret, SinkUrl};
@@ -97,37 +99,6 @@ struct RawRelay {
     published_retention_secs: Option<u64>,
     concurrency: Option<usize>,
     sweep_interval_secs: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-enum RawSink {
-    Http {
-        url: String,
-        timeout_ms: Option<u64>,
-        bearer_token: Option<RawSecret>,
-        basic: Option<RawBasic>,
-        #[serde(default)]
-        headers: BTreeMap<String, RawSecret>,
-        ca_file: Option<PathBuf>,
-        signing_secret: Option<RawSecret>,
-        #[serde(default)]
-        breaker: RawBreaker,
-    },
-    Nats {
-        url: String,
-        stream: String,
-        subject: String,
-        #[serde(default)]
-        breaker: RawBreaker,
-    },
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBasic {
-    user: String,
-    password: RawSecret,
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,54 +197,6 @@ pub struct RelayConfig {
     pub concurrency: usize,
     /// How often expired idempotency keys and old published events are forgotten.
     pub sweep_interval: Duration,
-}
-
-/// Where events go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SinkConfig {
-    /// An HTTP webhook, CloudEvents binary mode.
-    Http(HttpSink),
-    /// A NATS JetStream subject.
-    Nats {
-        /// The server, `nats://host:port`.
-        url: String,
-        /// The stream that must hold the subject.
-        stream: String,
-        /// The subject events are published on.
-        subject: String,
-    },
-}
-
-/// A webhook sink.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpSink {
-    /// The URL events are POSTed to, `http://` or `https://` (without userinfo: that is
-    /// `auth`).
-    pub url: SinkUrl,
-    /// How long one delivery may take.
-    pub timeout: Duration,
-    /// How deliveries authenticate.
-    pub auth: Option<SinkAuth>,
-    /// Headers sent with every delivery (API keys), lowercase names.
-    pub headers: Vec<(String, Secret)>,
-    /// A PEM file of the CA certificates to trust for `https://`, instead of the system's.
-    pub ca_file: Option<PathBuf>,
-    /// The Standard Webhooks secret (`whsec_…`) every delivery is signed with, if any.
-    pub signing_secret: Option<Secret>,
-}
-
-/// How a webhook sink's deliveries authenticate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SinkAuth {
-    /// `Authorization: Bearer <token>`.
-    Bearer(Secret),
-    /// `Authorization: Basic …` (RFC 7617).
-    Basic {
-        /// The user.
-        user: String,
-        /// The password.
-        password: Secret,
-    },
 }
 
 /// A route: a translator and where its events go.
@@ -380,105 +303,14 @@ impl Config {
     pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
         let line = |span: Range<usize>| text[..span.start.min(text.len())].lines().count().max(1);
-        let resolve = |p: &Path| {
-            if p.is_absolute() {
-                p.to_owned()
-            } else {
-                base.join(p)
-            }
-        };
+        let resolve = |p: &Path| resolve(base, p);
 
         let mut sinks = BTreeMap::new();
         let mut breakers = BTreeMap::new();
         for (name, sink) in raw.sinks {
-            let sink = match sink {
-                RawSink::Http {
-                    url,
-                    timeout_ms,
-                    bearer_token,
-                    basic,
-                    headers,
-                    ca_file,
-                    signing_secret,
-                    breaker,
-                } => {
-                    breakers.insert(
-                        name.clone(),
-                        breaker.check(&format!("sinks.{name}.breaker"))?,
-                    );
-                    let (url, userinfo) = secret::split_userinfo(&url);
-                    if !url.expose().starts_with("http://") && !url.expose().starts_with("https://")
-                    {
-                        return Err(format!(
-                            "sinks.{name}.url: `{}` is not an http:// or https:// URL",
-                            url.redacted()
-                        ));
-                    }
-                    let what = |key: &str| format!("sinks.{name}.{key}");
-                    let auth = match (bearer_token, basic, userinfo) {
-                        (None, None, None) => None,
-                        (Some(token), None, None) => Some(SinkAuth::Bearer(
-                            token.resolve(base, &what("bearer_token"))?,
-                        )),
-                        (None, Some(basic), None) => Some(SinkAuth::Basic {
-                            user: basic.user,
-                            password: basic.password.resolve(base, &what("basic.password"))?,
-                        }),
-                        (None, None, Some((user, password))) => {
-                            Some(SinkAuth::Basic { user, password })
-                        }
-                        _ => {
-                            return Err(format!(
-                                "sinks.{name}: give one of bearer_token, basic and credentials \
-                                 in the URL"
-                            ));
-                        }
-                    };
-                    let mut extra = Vec::new();
-                    for (header, value) in headers {
-                        let lower = header.to_ascii_lowercase();
-                        if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
-                            return Err(format!(
-                                "sinks.{name}.headers: `{header}` is not a header name"
-                            ));
-                        }
-                        let value = value.resolve(base, &what(&format!("headers.{header}")))?;
-                        if http::HeaderValue::from_str(value.expose()).is_err() {
-                            return Err(format!(
-                                "sinks.{name}.headers.{header}: the value is not a header value"
-                            ));
-                        }
-                        extra.push((lower, value));
-                    }
-                    SinkConfig::Http(HttpSink {
-                        url,
-                        timeout: Duration::from_millis(timeout_ms.unwrap_or(5000)),
-                        auth,
-                        headers: extra,
-                        ca_file: ca_file.map(|path| resolve(&path)),
-                        signing_secret: signing_secret
-                            .map(|secret| secret.resolve(base, &what("signing_secret")))
-                            .transpose()?,
-                    })
-                }
-                RawSink::Nats {
-                    url,
-                    stream,
-                    subject,
-                    breaker,
-                } => {
-                    breakers.insert(
-                        name.clone(),
-                        breaker.check(&format!("sinks.{name}.breaker"))?,
-                    );
-                    SinkConfig::Nats {
-                        url,
-                        stream,
-                        subject,
-                    }
-                }
-            };
-            sinks.insert(name, sink);
+            let (sink, breaker) = sink.check(&name, base)?;
+            sinks.insert(name.clone(), sink);
+            breakers.insert(name, breaker);
         }
         if raw.routes.is_empty() {
             return Err("no routes: add at least one `[routes.NAME]` table".into());
@@ -594,9 +426,6 @@ impl Config {
                 .unwrap_or(crate::plugin::DEFAULT_MAX_INSTANCES),
             http: {
                 let default = HttpConfig::default();
-                let millis = |ms: Option<u64>, default: Duration| {
-                    ms.map_or(default, |ms| Duration::from_millis(ms.max(1)))
-                };
                 HttpConfig {
                     max_connections: raw
                         .http
@@ -633,6 +462,20 @@ pub(crate) fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A duration given in milliseconds (at least 1), or `default`.
+fn millis(ms: Option<u64>, default: Duration) -> Duration {
+    ms.map_or(default, |ms| Duration::from_millis(ms.max(1)))
+}
+
+/// `path` as given when absolute, else taken from `base`.
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
+    }
 }
 
 /// TOML errors come with a source snippet over several lines; keep them on one.

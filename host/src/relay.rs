@@ -64,26 +64,35 @@ impl Wake {
 
 /// Whether the relay runs and the store answered its last reading: what readiness reports.
 #[derive(Debug, Clone)]
-pub(crate) struct Running(Arc<[AtomicBool; 2]>);
+pub(crate) struct Running(Arc<Readiness>);
+
+#[derive(Debug)]
+struct Readiness {
+    relay_runs: AtomicBool,
+    store_answers: AtomicBool,
+}
 
 impl Default for Running {
     fn default() -> Self {
-        Self(Arc::new([AtomicBool::new(false), AtomicBool::new(true)]))
+        Self(Arc::new(Readiness {
+            relay_runs: AtomicBool::new(false),
+            store_answers: AtomicBool::new(true),
+        }))
     }
 }
 
 impl Running {
     /// The relay runs and the store answered.
     pub(crate) fn is_ready(&self) -> bool {
-        self.0[0].load(Ordering::SeqCst) && self.0[1].load(Ordering::SeqCst)
+        self.0.relay_runs.load(Ordering::SeqCst) && self.0.store_answers.load(Ordering::SeqCst)
     }
 
     fn set(&self, running: bool) {
-        self.0[0].store(running, Ordering::SeqCst);
+        self.0.relay_runs.store(running, Ordering::SeqCst);
     }
 
     fn store_answered(&self, answered: bool) {
-        self.0[1].store(answered, Ordering::SeqCst);
+        self.0.store_answers.store(answered, Ordering::SeqCst);
     }
 }
 

@@ -238,21 +238,13 @@ impl Metrics {
 
     /// `sink`'s breaker entered `state`.
     pub(crate) fn breaker(&self, sink: &str, state: crate::breaker::State) {
-        use crate::breaker::State;
-        let (code, name) = match state {
-            State::Closed => (0, "closed"),
-            State::Open => (1, "open"),
-            State::HalfOpen => (2, "half_open"),
-            State::ForcedOpen => (3, "forced_open"),
-            State::Disabled => (4, "disabled"),
-        };
         self.breaker_state
             .get_or_create(&sink_label(sink))
-            .set(code);
+            .set(i64::from(state.code()));
         self.breaker_transitions
             .get_or_create(&TransitionLabel {
                 sink: sink.to_owned(),
-                to: name,
+                to: state.name(),
             })
             .inc();
     }

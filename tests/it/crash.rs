@@ -31,10 +31,7 @@ fn acknowledged_messages_survive_sigkill_and_reach_the_sink_once_per_event_id() 
     let webhook = Webhook::start();
     webhook.fail_one_in(4);
     let dir = tempfile::tempdir().unwrap();
-    let sinks = format!(
-        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
-        webhook.url()
-    );
+    let sinks = webhook.sink_table("hook");
     let retry = "[routes.orders.retry]\nmax_attempts = 1000\ninitial_backoff_ms = 5\nmax_backoff_ms = 100\n";
     let mut server = Server::start(dir.path(), &net::config(&sinks, "\"hook\"", retry));
     let address = Arc::new(Mutex::new(server.url()));

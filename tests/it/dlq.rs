@@ -22,10 +22,7 @@ fn dragoman(server: &Server, args: &[&str]) -> (i32, serde_json::Value) {
 fn a_rejected_message_is_dead_lettered_then_replayed_once_fixed() {
     let webhook = Webhook::start();
     let dir = tempfile::tempdir().unwrap();
-    let sinks = format!(
-        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
-        webhook.url()
-    );
+    let sinks = webhook.sink_table("hook");
     let broken = net::config(
         &sinks,
         "\"hook\"",

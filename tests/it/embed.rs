@@ -18,10 +18,7 @@ fn order(id: &str) -> String {
 fn the_embedding_service_serves_both_doors_and_shuts_down_cleanly() {
     let webhook = Webhook::start();
     let dir = tempfile::tempdir().unwrap();
-    let sinks = format!(
-        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
-        webhook.url()
-    );
+    let sinks = webhook.sink_table("hook");
     let embed = (
         tests::embed_bin().to_owned(),
         vec![

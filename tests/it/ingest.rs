@@ -13,10 +13,7 @@ fn order(id: &str) -> String {
 
 fn start(webhook: &Webhook, extra: &str) -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
-    let sinks = format!(
-        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
-        webhook.url()
-    );
+    let sinks = webhook.sink_table("hook");
     let server = Server::start(dir.path(), &net::config(&sinks, "\"hook\"", extra));
     (dir, server)
 }

@@ -9,10 +9,7 @@ use tests::net::{self, Http, Server, Webhook, wait_until};
 fn admin_calls_need_the_token_and_report_the_host() {
     let webhook = Webhook::start();
     let dir = tempfile::tempdir().unwrap();
-    let sinks = format!(
-        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
-        webhook.url()
-    );
+    let sinks = webhook.sink_table("hook");
     let config = net::config(&sinks, "\"hook\"", "")
         .replace("data_dir =", "admin_token = \"s3cret\"\ndata_dir =");
     let server = Server::start(dir.path(), &config);

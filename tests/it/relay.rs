@@ -74,10 +74,7 @@ fn events_of_one_partition_key_arrive_in_commit_order_across_retries() {
     let webhook = Webhook::start();
     webhook.fail_one_in(3);
     let dir = tempfile::tempdir().unwrap();
-    let sinks = format!(
-        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
-        webhook.url()
-    );
+    let sinks = webhook.sink_table("hook");
     let server = Server::start(dir.path(), &net::config(&sinks, "\"hook\"", RETRY_FAST));
     let http = Http::new();
     send_per_key(&http, &server, KEYS, 1..=PER_KEY);
@@ -106,10 +103,9 @@ fn issue_8_a_sink_that_is_down_holds_up_neither_the_other_sink_nor_later_keys() 
     let down = net::unused_addr();
     let dir = tempfile::tempdir().unwrap();
     let sinks = format!(
-        "[sinks.healthy]\ntype = \"http\"\nurl = \"{}\"\n\n\
-         [sinks.down]\ntype = \"http\"\nurl = \"http://{down}/events\"\n\
+        "{}\n[sinks.down]\ntype = \"http\"\nurl = \"http://{down}/events\"\n\
          [sinks.down.breaker]\nwait_in_open_ms = 200\nmax_wait_in_open_ms = 1000\n",
-        healthy.url()
+        healthy.sink_table("healthy")
     );
     // A long budget: the down sink's events wait, they are not dead-lettered.
     let retry = "[routes.orders.retry]\nmax_attempts = 100000\ninitial_backoff_ms = 50\nmax_backoff_ms = 1000\n";
@@ -170,10 +166,7 @@ fn issue_8_a_sink_that_is_down_holds_up_neither_the_other_sink_nor_later_keys() 
 fn failing_hook() -> (Webhook, String) {
     let webhook = Webhook::start();
     webhook.fail_next(u32::MAX);
-    let sinks = format!(
-        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
-        webhook.url()
-    );
+    let sinks = webhook.sink_table("hook");
     (webhook, sinks)
 }
 
@@ -191,13 +184,10 @@ fn metric(http: &Http, server: &Server, name_and_labels: &str) -> u64 {
 #[test]
 fn issue_10_while_a_sink_s_breaker_is_open_it_sees_only_probes_and_nothing_is_dead_lettered() {
     const KEYS: usize = 10;
-    let webhook = Webhook::start();
-    webhook.fail_next(u32::MAX);
+    let (webhook, hook) = failing_hook();
     let dir = tempfile::tempdir().unwrap();
     let sinks = format!(
-        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n\
-         [sinks.hook.breaker]\nminimum_calls = 5\nwait_in_open_ms = 300\nwait_multiplier = 1\nprobes = 1\n",
-        webhook.url()
+        "{hook}[sinks.hook.breaker]\nminimum_calls = 5\nwait_in_open_ms = 300\nwait_multiplier = 1\nprobes = 1\n"
     );
     // A short budget in attempts: were they spent while the circuit is open, events would be
     // dead-lettered.
@@ -269,10 +259,7 @@ fn a_delivery_that_keeps_failing_is_dead_lettered_and_can_be_requeued() {
     let webhook = Webhook::start();
     webhook.fail_next(3);
     let dir = tempfile::tempdir().unwrap();
-    let sinks = format!(
-        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
-        webhook.url()
-    );
+    let sinks = webhook.sink_table("hook");
     let retry =
         "[routes.orders.retry]\nmax_attempts = 3\ninitial_backoff_ms = 5\nmax_backoff_ms = 10\n";
     let server = Server::start(dir.path(), &net::config(&sinks, "\"hook\"", retry));
@@ -429,10 +416,7 @@ fn percent_decode(value: &str) -> String {
 fn issue_8_a_non_ascii_subject_arrives_percent_encoded() {
     let webhook = Webhook::start();
     let dir = tempfile::tempdir().unwrap();
-    let sinks = format!(
-        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
-        webhook.url()
-    );
+    let sinks = webhook.sink_table("hook");
     let server = Server::start(dir.path(), &net::config(&sinks, "\"hook\"", ""));
     let http = Http::new();
     let url = format!("{}/v1/routes/orders/messages", server.url());
@@ -548,10 +532,7 @@ fn issue_8_a_delivery_dead_letter_names_the_plugin_that_produced_the_event() {
 fn issue_10_an_operator_sees_and_sets_each_sink_s_breaker() {
     let webhook = Webhook::start();
     let dir = tempfile::tempdir().unwrap();
-    let sinks = format!(
-        "[sinks.hook]\ntype = \"http\"\nurl = \"{}\"\n",
-        webhook.url()
-    );
+    let sinks = webhook.sink_table("hook");
     let server = Server::start(dir.path(), &net::config(&sinks, "\"hook\"", ""));
     let http = Http::new();
     let breakers = format!("{}/v1/breakers", server.url());

@@ -342,6 +342,14 @@ impl Webhook {
         format!("http://{}/events", self.addr)
     }
 
+    /// A `[sinks.NAME]` table that delivers to this webhook.
+    pub fn sink_table(&self, name: &str) -> String {
+        format!(
+            "[sinks.{name}]\ntype = \"http\"\nurl = \"{}\"\n",
+            self.url()
+        )
+    }
+
     /// Fails the next `n` requests with 503.
     pub fn fail_next(&self, n: u32) {
         self.state.fail_next.store(n, Ordering::SeqCst);

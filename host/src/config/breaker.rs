@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::millis;
 use crate::breaker::{BreakerConfig, WindowKind};
 
 #[derive(Debug, Default, Deserialize)]
@@ -41,9 +42,6 @@ impl RawBreaker {
             None => Ok(default),
             Some(p @ 1..=100) => Ok(f64::from(p) / 100.0),
             Some(_) => Err(format!("{what}.{key}: a percentage from 1 to 100")),
-        };
-        let millis = |value: Option<u64>, default: Duration| {
-            value.map_or(default, |ms| Duration::from_millis(ms.max(1)))
         };
         Ok(BreakerConfig {
             window,

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -35,13 +36,6 @@ pub(super) async fn run(relay: Arc<Relay>, sink: String, cancel: CancellationTok
         // While the circuit is open nothing is read and nothing is tried: the sink's events
         // wait in the outbox, their attempts unspent, until the next probe may go.
         let refusing = breaker.refusing_for();
-        if let Some(wait) = refusing {
-            next_at = relay
-                .clock
-                .now()
-                .checked_add(wait.min(relay.config.poll_interval))
-                .ok();
-        }
         if room > 0 && refusing.is_none() {
             let keys: BTreeSet<String> = busy.values().cloned().collect();
             let (storage, name, now) = (relay.storage.clone(), sink.clone(), relay.clock.now());
@@ -72,7 +66,10 @@ pub(super) async fn run(relay: Arc<Relay>, sink: String, cancel: CancellationTok
                 Err(e) => tracing::error!(sink, error = %e, "the read task failed"),
             }
         }
-        let wait = relay.wait(next_at);
+        let wait = match refusing {
+            Some(wait) => wait.clamp(Duration::from_millis(1), relay.config.poll_interval),
+            None => relay.wait(next_at),
+        };
         tokio::select! {
             () = cancel.cancelled() => break,
             Some(done) = chains.join_next_with_id(), if !chains.is_empty() => {

@@ -8,7 +8,7 @@ use http::StatusCode;
 use serde_json::json;
 
 use super::problem::{self, Answer};
-use crate::breaker::{Breaker, State};
+use crate::breaker::Breaker;
 
 /// Every breaker: its state and what its window holds.
 pub(super) fn list(breakers: &BTreeMap<String, Arc<Breaker>>) -> Answer {
@@ -47,16 +47,9 @@ pub(super) fn act(
 }
 
 fn describe(breaker: &Breaker) -> serde_json::Value {
-    let state = match breaker.state() {
-        State::Closed => "closed",
-        State::Open => "open",
-        State::HalfOpen => "half_open",
-        State::ForcedOpen => "forced_open",
-        State::Disabled => "disabled",
-    };
     let window = breaker.snapshot();
     json!({
-        "state": state,
+        "state": breaker.state().name(),
         "refusing_for_ms": breaker.refusing_for().map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         "window": {"calls": window.calls, "failures": window.failures, "slow": window.slow},
     })

@@ -87,14 +87,11 @@ impl Db {
                 break;
             }
             let key = String::from_utf8_lossy(&rest[8..]).into_owned();
-            if busy.contains(&key) {
-                skips = skips.saturating_sub(1);
-                if skips == 0 {
-                    break;
-                }
-                continue;
-            }
-            let deliveries = self.chain(sink, &key, durable, per_chain)?;
+            let deliveries = if busy.contains(&key) {
+                Vec::new()
+            } else {
+                self.chain(sink, &key, durable, per_chain)?
+            };
             if deliveries.is_empty() {
                 skips = skips.saturating_sub(1);
                 if skips == 0 {
