@@ -73,6 +73,16 @@ impl Request {
         self
     }
 
+    /// Marks a request whose method is not idempotent (`POST`, `PATCH`) as safe to send
+    /// again after a timeout, a connection error, a 5xx or a 429: say so only when the
+    /// vendor deduplicates by the `Idempotency-Key` header, which the host sets to the
+    /// command's key on every attempt. `GET`, `HEAD`, `PUT`, `DELETE` and `OPTIONS` are
+    /// retried without it. (The mark is the request header `dragoman-retry: safe`, which the
+    /// host does not send on.)
+    pub fn retry_safe(self) -> Self {
+        self.header("dragoman-retry", "safe")
+    }
+
     /// Sets a JSON body and its content type.
     ///
     /// # Errors
@@ -123,6 +133,15 @@ impl Response {
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value.as_str())
+    }
+
+    /// Decodes the body and deserializes it into `T`, as [`Message::parse`](crate::Message::parse) does.
+    ///
+    /// # Errors
+    ///
+    /// `rejected` with the codes listed in [`decode`](mod@crate::decode).
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        decode::parse(&self.body, self.header("content-type"))
     }
 
     /// Decodes the body by looking at its bytes, as [`Message::decode`](crate::Message::decode) does.

@@ -432,7 +432,7 @@ impl Breaker {
         if from != to {
             self.state.store(to.code(), Ordering::Release);
             inner.transitions.push(Transition { from, to, at });
-            tracing::info!(from = ?from, to = ?to, "circuit breaker");
+            tracing::debug!(from = ?from, to = ?to, "circuit breaker");
         }
     }
 

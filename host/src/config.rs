@@ -15,9 +15,11 @@ use crate::plugin::{Limits, PluginConfig};
 mod breaker;
 mod secret;
 mod sinks;
+mod vendors;
 
 use self::sinks::RawSink;
 pub use self::sinks::{HttpSink, SinkAuth, SinkConfig};
+pub use self::vendors::{CommandsConfig, Degradation, VendorConfig};
 
 use self::secret::RawSecret;
 pub use self::secret::{Secret, SinkUrl};
@@ -70,6 +72,8 @@ struct RawConfig {
     relay: RawRelay,
     #[serde(default)]
     sinks: BTreeMap<String, RawSink>,
+    #[serde(default)]
+    vendors: BTreeMap<String, vendors::RawVendor>,
     routes: BTreeMap<String, RawRoute>,
 }
 
@@ -116,6 +120,7 @@ struct RawRoute {
     headers: Vec<Spanned<String>>,
     #[serde(default)]
     retry: RawRetry,
+    commands: Option<vendors::RawCommands>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -155,6 +160,9 @@ pub struct Config {
     pub sinks: BTreeMap<String, SinkConfig>,
     /// Each sink's circuit breaker, by sink name.
     pub breakers: BTreeMap<String, crate::breaker::BreakerConfig>,
+    /// The vendors routes send commands to, by name (distinct from every sink's name: each
+    /// names its circuit breaker).
+    pub vendors: BTreeMap<String, VendorConfig>,
     /// The routes, by name.
     pub routes: BTreeMap<String, RouteConfig>,
 }
@@ -220,6 +228,8 @@ pub struct RouteConfig {
     /// Request headers its messages keep (stored, shown, passed to the plugin) beyond
     /// content type, idempotency key and trace context; never a credential.
     pub headers: Vec<String>,
+    /// How it sends commands to its vendor, if it takes commands.
+    pub commands: Option<CommandsConfig>,
 }
 
 /// Retries of a delivery: attempt `n` (from 1) waits `min(initial * multiplier^(n-1), max)`,
@@ -312,6 +322,22 @@ impl Config {
             sinks.insert(name.clone(), sink);
             breakers.insert(name, breaker);
         }
+        let mut vendors = BTreeMap::new();
+        for (name, vendor) in raw.vendors {
+            if !valid_name(&name) {
+                return Err(format!(
+                    "vendors.{name}: a vendor name is letters, digits, `-` and `_`"
+                ));
+            }
+            if sinks.contains_key(&name) {
+                return Err(format!(
+                    "vendors.{name}: a sink has that name too; each names its circuit breaker"
+                ));
+            }
+            let (vendor, breaker) = vendor.check(&name, base)?;
+            vendors.insert(name.clone(), vendor);
+            breakers.insert(name, breaker);
+        }
         if raw.routes.is_empty() {
             return Err("no routes: add at least one `[routes.NAME]` table".into());
         }
@@ -377,6 +403,20 @@ impl Config {
                     .multiplier
                     .unwrap_or(RetryPolicy::default().multiplier),
             };
+            let commands = match route.commands {
+                None => None,
+                Some(commands) => {
+                    let commands = commands.check(&name)?;
+                    if !vendors.contains_key(&commands.vendor) {
+                        return Err(format!(
+                            "routes.{name}.commands.vendor names `{}`, which no `[vendors.{}]` \
+                             table defines",
+                            commands.vendor, commands.vendor
+                        ));
+                    }
+                    Some(commands)
+                }
+            };
             routes.insert(
                 name,
                 RouteConfig {
@@ -392,6 +432,7 @@ impl Config {
                     instance_reuse: route.instance_reuse.unwrap_or(1).max(1),
                     retry,
                     headers,
+                    commands,
                 },
             );
         }
@@ -450,6 +491,7 @@ impl Config {
             },
             sinks,
             breakers,
+            vendors,
             routes,
         })
     }

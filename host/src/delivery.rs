@@ -48,11 +48,22 @@ pub enum DeliveryError {
     Unencodable(String),
 }
 
+/// A sink the host is itself: a vendor that takes the commands queued for it while its
+/// circuit was open.
+pub(crate) trait Deliver: Send + Sync + std::fmt::Debug {
+    /// Delivers one event.
+    fn deliver<'a>(
+        &'a self,
+        event: &'a OutboxEvent,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), DeliveryError>> + Send + 'a>>;
+}
+
 /// A configured sink.
 #[derive(Debug)]
 pub(crate) enum Sink {
     Http(http::Webhook),
     Nats(nats::JetStream),
+    Host(std::sync::Arc<dyn Deliver>),
 }
 
 impl Sink {
@@ -81,6 +92,7 @@ impl Sink {
         match self {
             Self::Http(webhook) => webhook.publish(event).await,
             Self::Nats(stream) => stream.publish(event).await,
+            Self::Host(host) => host.deliver(event).await,
         }
     }
 }

@@ -14,6 +14,13 @@
 //! - `description` (optional): what the fixture is about.
 //!
 //! A mismatch is shown as a line diff of the expected and actual JSON.
+//!
+//! The outbound direction has fixtures of its own (`fixtures/outbound.rs`): an input
+//! `NAME.command.json` (a domain command) whose expected file gives the vendor request the
+//! plugin must encode, and, with a vendor response, the events (or the error) it must
+//! decode from it.
+
+mod outbound;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -118,7 +125,10 @@ pub fn discover(dir: &Path) -> Result<Vec<Fixture>, FixtureError> {
         };
         if let Some(name) = file.strip_suffix(".expected.json") {
             expected.insert(name.to_owned(), path.clone());
-        } else if let Some((name, _ext)) = file.split_once(".input.") {
+        } else if let Some(name) = file
+            .strip_suffix(".command.json")
+            .or_else(|| file.split_once(".input.").map(|(name, _)| name))
+        {
             if inputs.insert(name.to_owned(), path.clone()).is_some() {
                 let message = format!("fixture `{name}` has more than one input file");
                 return Err(FixtureError::Invalid {
@@ -136,7 +146,7 @@ pub fn discover(dir: &Path) -> Result<Vec<Fixture>, FixtureError> {
     {
         return Err(FixtureError::Invalid {
             path: path.clone(),
-            message: format!("no `{name}.input.*` file beside it"),
+            message: format!("no `{name}.input.*` or `{name}.command.json` file beside it"),
         });
     }
     let fixtures: Vec<Fixture> = inputs
@@ -156,7 +166,9 @@ pub fn discover(dir: &Path) -> Result<Vec<Fixture>, FixtureError> {
     if fixtures.is_empty() {
         return Err(FixtureError::Invalid {
             path: dir.to_owned(),
-            message: "no fixtures (`NAME.input.*` with `NAME.expected.json`)".into(),
+            message: "no fixtures (`NAME.input.*` or `NAME.command.json`, with \
+                      `NAME.expected.json`)"
+                .into(),
         });
     }
     Ok(fixtures)
@@ -180,6 +192,9 @@ pub fn content_type_for(input: &Path) -> Option<&'static str> {
 /// [`FixtureError`] when the files cannot be read or the expected file is malformed. A
 /// plugin fault is not an error: it is a failing verdict that shows the fault.
 pub fn run(plugin: &Plugin, fixture: &Fixture) -> Result<Verdict, FixtureError> {
+    if outbound::is_command(&fixture.input) {
+        return outbound::run(plugin, fixture);
+    }
     let body = std::fs::read(&fixture.input).map_err(|error| FixtureError::Read {
         path: fixture.input.clone(),
         error,

@@ -14,17 +14,18 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{Finding, MessageState};
-use crate::breaker::Breaker;
+use crate::circuits::Circuits;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, HttpConfig};
-use crate::delivery::Sink;
-use crate::outcome::{Discarded, Ingested, Replayed, Translated};
-use crate::pipeline::{Incoming, Pipeline, Routes};
+use crate::delivery::{Deliver, Sink};
+use crate::outcome::{Commanded, Discarded, Ingested, Replayed, Translated};
+use crate::pipeline::{Incoming, Pipeline, QueuedCommands, Routes};
 use crate::plugin::Runtime;
 use crate::relay::{Relay, RelayParts, RouteDelivery, Running, Wake};
 use crate::storage::{AuditEvent, Db, DeadLetter, Storage};
 use crate::telemetry::Metrics;
 use crate::transport::Api;
+use crate::vendor::Vendors;
 use crate::{Error, transport};
 
 /// A running integration host. Cheap to clone.
@@ -35,6 +36,9 @@ use crate::{Error, transport};
 pub struct Host {
     pipeline: Pipeline,
     relay: Arc<Relay>,
+    /// The breakers, with what their watcher records transitions into.
+    circuits: Circuits,
+    metrics: Arc<Metrics>,
     api: Api,
     http: HttpConfig,
 }
@@ -118,29 +122,40 @@ impl HostBuilder {
                 (route.name.clone(), delivery)
             })
             .collect();
-        let breakers: BTreeMap<String, Arc<Breaker>> = sinks
-            .keys()
-            .map(|name| {
-                let config = config.breakers.get(name).cloned().unwrap_or_default();
-                (name.clone(), Arc::new(Breaker::new(config, clock.clone())))
-            })
-            .collect();
+        // One breaker per downstream: every sink and every vendor (their names are distinct).
+        let circuits = Circuits::new(config.breakers.clone(), &clock);
+        let vendors = Vendors::new(&config.vendors, &circuits).map_err(Error::config)?;
+        let pipeline = Pipeline::new(
+            routes,
+            storage.clone(),
+            clock.clone(),
+            metrics.clone(),
+            wake.clone(),
+            vendors,
+        );
+        // Commands queued while a vendor's circuit was open wait in the outbox for a sink
+        // named after the vendor, sent by the relay like any event.
+        let queued: Arc<dyn Deliver> = Arc::new(QueuedCommands::new(pipeline.clone()));
+        for name in config.vendors.keys() {
+            sinks.insert(name.clone(), Arc::new(Sink::Host(queued.clone())));
+        }
         let relay = Relay::new(RelayParts {
-            storage: storage.clone(),
+            storage,
             sinks,
-            breakers: breakers.clone(),
+            circuits: circuits.clone(),
             routes: deliveries,
-            clock: clock.clone(),
+            clock,
             metrics: metrics.clone(),
             config: config.relay.clone(),
-            wake: wake.clone(),
+            wake,
             running: running.clone(),
         });
-        let pipeline = Pipeline::new(routes, storage, clock, metrics, wake);
-        let api = Api::new(pipeline.clone(), running, &config, breakers);
+        let api = Api::new(pipeline.clone(), running, &config, circuits.clone());
         Ok(Host {
             pipeline,
             relay: Arc::new(relay),
+            circuits,
+            metrics,
             api,
             http: config.http.clone(),
         })
@@ -195,8 +210,16 @@ impl Host {
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let cancel = CancellationToken::new();
         let relay = tokio::spawn(self.relay.clone().run(cancel.clone()));
+        let watcher = tokio::spawn(self.circuits.clone().watch(
+            self.pipeline.storage().clone(),
+            self.metrics.clone(),
+            cancel.clone(),
+        ));
         shutdown.await;
         cancel.cancel();
+        if let Err(e) = watcher.await {
+            tracing::error!(error = %e, "the breaker watcher failed");
+        }
         if let Err(e) = relay.await {
             tracing::error!(error = %e, "the relay task failed");
         }
@@ -209,6 +232,15 @@ impl Host {
     /// it, commits the outcome and answers once the commit is durable.
     pub async fn ingest(&self, route: &str, incoming: Incoming) -> Ingested {
         self.pipeline.ingest(route, incoming).await
+    }
+
+    /// Carries out a domain command on `route`: the route's plugin encodes it, the host
+    /// sends it to the route's vendor through the vendor's circuit breaker, and the plugin
+    /// decodes the answer into domain events, committed to the outbox; answers with them
+    /// once durable. The same key gets the same answer again. While the vendor's circuit is
+    /// open, the route's degradation answers instead.
+    pub async fn command(&self, route: &str, incoming: Incoming) -> Commanded {
+        self.pipeline.command(route, incoming).await
     }
 
     /// Translates a message with the route's plugin and stores nothing.

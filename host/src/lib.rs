@@ -83,6 +83,7 @@
 pub mod audit;
 mod bindings;
 pub mod breaker;
+mod circuits;
 pub mod clock;
 pub mod config;
 mod delivery;
@@ -98,9 +99,10 @@ pub mod storage;
 mod telemetry;
 pub mod tls;
 pub mod transport;
+pub mod vendor;
 
 pub use delivery::DeliveryError;
 pub use error::{Error, ErrorKind};
 pub use host::{Host, HostBuilder};
-pub use outcome::{Ingested, Replayed, Translated};
+pub use outcome::{Commanded, Ingested, Replayed, Translated};
 pub use pipeline::{Incoming, MAX_KEY_LEN, check_message};

@@ -5,9 +5,13 @@
 //! facts it needs. The HTTP transport maps them to statuses and RFC 9457 problems in one
 //! place (`transport/problem.rs`).
 
+mod command;
+
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+pub use self::command::{Answered, AnsweredEvent, Commanded, Degraded, Queued};
 
 use crate::plugin::DomainEvent;
 
@@ -47,6 +51,10 @@ pub enum Settled {
     Accepted(Accepted),
     /// It went to the dead letter channel.
     Rejected(Rejected),
+    /// A command the vendor answered.
+    Answered(Answered),
+    /// A command queued while the vendor's circuit was open.
+    Queued(Queued),
 }
 
 impl Settled {
@@ -55,6 +63,8 @@ impl Settled {
         match self {
             Self::Accepted(accepted) => &accepted.message_id,
             Self::Rejected(rejected) => &rejected.message_id,
+            Self::Answered(answered) => &answered.message_id,
+            Self::Queued(queued) => &queued.message_id,
         }
     }
 }
@@ -160,6 +170,16 @@ pub enum Refusal {
         /// The `Content-Encoding` given.
         encoding: String,
     },
+    /// The route takes no commands (it has no `[routes.NAME.commands]`).
+    NoCommands {
+        /// The route.
+        route: String,
+    },
+    /// The body is not a command: `{"type": …, "subject": …, "data": …}`.
+    BadCommand {
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// The host could not do what was asked now; nothing was stored.
@@ -241,6 +261,12 @@ pub enum Replayed {
         what: &'static str,
         /// Its id.
         id: String,
+    },
+    /// The entry is a command's: it is not replayed (a vendor call is not repeated behind
+    /// the caller's back); send the command again with a new key.
+    NotReplayable {
+        /// The entry.
+        dead_letter: String,
     },
     /// The entry's route is no longer configured.
     RouteGone {

@@ -3,6 +3,9 @@
 //!
 //! - `admission.rs`: what every message passes before any plugin runs;
 //! - `ingest.rs`: claim the key, translate, commit, answer once durable;
+//! - `command.rs`: the outbound side: claim the key, encode, call the vendor through its
+//!   breaker (or degrade as the route says while it is open), decode, commit, answer; and
+//!   the sending of a command queued while the circuit was open (`command/queued.rs`);
 //! - `commit.rs`: what one commit of a message holds, accepted or dead-lettered;
 //! - `translate.rs`: the same translation, stored nowhere;
 //! - `dead_letters.rs`: replay and discard;
@@ -15,6 +18,7 @@
 //! semaphore.
 
 mod admission;
+mod command;
 mod commit;
 mod dead_letters;
 mod headers;
@@ -27,6 +31,7 @@ use std::sync::Arc;
 
 pub(crate) use admission::check_key;
 pub use admission::{MAX_KEY_LEN, check_message};
+pub(crate) use command::QueuedCommands;
 pub(crate) use headers::CREDENTIALS;
 pub(crate) use queries::MAX_LISTING;
 pub(crate) use routes::Routes;
@@ -35,6 +40,7 @@ use crate::clock::Clock;
 use crate::relay::Wake;
 use crate::storage::Storage;
 use crate::telemetry::Metrics;
+use crate::vendor::Vendors;
 
 /// A message as it arrives, independent of the transport.
 #[derive(Debug, Clone, Default)]
@@ -65,6 +71,8 @@ struct Core {
     metrics: Arc<Metrics>,
     /// Wakes the relay after a commit.
     wake: Wake,
+    /// The vendors routes send commands to.
+    vendors: Vendors,
     /// The dead letter entries being replayed now: one replay of an entry runs at a time.
     replaying: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Bounds the blocking work (plugin calls, store writes) running at once: more threads
@@ -80,6 +88,7 @@ impl Pipeline {
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
         wake: Wake,
+        vendors: Vendors,
     ) -> Self {
         let workers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2);
         Self {
@@ -89,6 +98,7 @@ impl Pipeline {
                 clock,
                 metrics,
                 wake,
+                vendors,
                 replaying: std::sync::Mutex::default(),
                 workers: tokio::sync::Semaphore::new(workers),
                 workers_count: workers,

@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::breaker::Breaker;
+use crate::circuits::Circuits;
 use crate::clock::Clock;
 use crate::config::{RelayConfig, RetryPolicy};
 use crate::delivery::Sink;
@@ -111,7 +111,7 @@ pub(crate) struct RelayParts {
     pub(crate) sinks: BTreeMap<String, Arc<Sink>>,
     /// Each sink's circuit breaker: while it is open, the sink's events wait without
     /// spending delivery attempts.
-    pub(crate) breakers: BTreeMap<String, Arc<Breaker>>,
+    pub(crate) circuits: Circuits,
     pub(crate) routes: BTreeMap<String, RouteDelivery>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: Arc<Metrics>,

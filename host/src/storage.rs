@@ -255,6 +255,8 @@ pub struct DeadLetter {
 pub enum DeadLetterKind {
     /// The plugin refused the message or faulted on it.
     Translation,
+    /// The plugin refused a command or the vendor's answer to it, or faulted on either.
+    Command,
     /// A sink refused an event too many times.
     Delivery {
         /// The sink.
@@ -513,6 +515,30 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         published_before: Timestamp,
         limit: usize,
     ) -> Result<Swept, StorageError>;
+
+    /// Keeps `answer` as the last good answer under `key` (a route's command type and
+    /// subject), received at `at`, in place of the one before. What a route whose vendor's
+    /// circuit is open answers in `cached` mode.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn remember_answer(
+        &self,
+        key: &str,
+        answer: &serde_json::Value,
+        at: Timestamp,
+    ) -> Result<(), StorageError>;
+
+    /// The last answer kept under `key`, with when it was received.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn recall_answer(
+        &self,
+        key: &str,
+    ) -> Result<Option<(serde_json::Value, Timestamp)>, StorageError>;
 
     /// Outbox and dead letter sizes, kept as counters: no scan.
     ///

@@ -24,10 +24,16 @@ struct SinkLabel {
     sink: String,
 }
 
-/// Labels naming a sink and the state its breaker entered.
+/// Labels naming a circuit breaker (its downstream: a sink or a vendor).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreakerLabel {
+    breaker: String,
+}
+
+/// Labels naming a circuit breaker and the state it entered.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TransitionLabel {
-    sink: String,
+    breaker: String,
     to: &'static str,
 }
 
@@ -52,7 +58,7 @@ pub(crate) struct Metrics {
     outbox_depth: Gauge,
     outbox_oldest_age: Gauge,
     sink_pending: Family<SinkLabel, Gauge>,
-    breaker_state: Family<SinkLabel, Gauge>,
+    breaker_state: Family<BreakerLabel, Gauge>,
     breaker_transitions: Family<TransitionLabel, Counter>,
     swept: Counter,
     latency: Family<StageLabel, Histogram>,
@@ -143,12 +149,12 @@ impl Default for Metrics {
         );
         registry.register(
             "breaker_state",
-            "Each sink's circuit breaker: 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled",
+            "Each circuit breaker (one per sink and per vendor): 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled",
             metrics.breaker_state.clone(),
         );
         registry.register(
             "breaker_transitions",
-            "Changes of a sink's circuit breaker, by the state entered",
+            "Changes of a circuit breaker, by the state entered",
             metrics.breaker_transitions.clone(),
         );
         registry.register(
@@ -236,17 +242,24 @@ impl Metrics {
         }
     }
 
-    /// `sink`'s breaker entered `state`.
-    pub(crate) fn breaker(&self, sink: &str, state: crate::breaker::State) {
-        self.breaker_state
-            .get_or_create(&sink_label(sink))
-            .set(i64::from(state.code()));
+    /// The breaker `name` entered `state`.
+    pub(crate) fn breaker(&self, name: &str, state: crate::breaker::State) {
+        self.breaker_state(name, state);
         self.breaker_transitions
             .get_or_create(&TransitionLabel {
-                sink: sink.to_owned(),
+                breaker: name.to_owned(),
                 to: state.name(),
             })
             .inc();
+    }
+
+    /// The breaker `name` stands in `state` (at start, before any transition).
+    pub(crate) fn breaker_state(&self, name: &str, state: crate::breaker::State) {
+        self.breaker_state
+            .get_or_create(&BreakerLabel {
+                breaker: name.to_owned(),
+            })
+            .set(i64::from(state.code()));
     }
 
     /// The sweeper forgot `n` records.

@@ -10,6 +10,7 @@
 
 mod body;
 mod breakers;
+mod commands;
 mod problem;
 mod routes;
 mod server;
@@ -52,8 +53,8 @@ struct Inner {
     /// Message requests being handled (reading, waiting for a worker, running): a permit
     /// each, as many as there are workers plus `max_waiting`.
     admission: Arc<tokio::sync::Semaphore>,
-    /// Each sink's circuit breaker, for the operator's view and actions.
-    breakers: BTreeMap<String, Arc<crate::breaker::Breaker>>,
+    /// Every circuit breaker (sinks and vendors), for the operator's view and actions.
+    breakers: crate::circuits::Circuits,
 }
 
 impl std::fmt::Debug for Api {
@@ -69,7 +70,7 @@ impl Api {
         pipeline: Pipeline,
         relay: Running,
         config: &Config,
-        breakers: BTreeMap<String, Arc<crate::breaker::Breaker>>,
+        breakers: crate::circuits::Circuits,
     ) -> Self {
         let admission = pipeline.workers() + config.http.max_waiting;
         Self {

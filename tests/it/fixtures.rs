@@ -96,3 +96,46 @@ fn malformed_fixture_directories_are_errors() {
     let error = fixtures::run(&plugin, &found[0]).unwrap_err().to_string();
     assert!(error.contains("surprise"), "{error}");
 }
+
+#[test]
+fn issue_10_the_v2_plugin_s_outbound_fixtures_check_both_halves() {
+    let plugin = tests::load(wasm::ACME_ERP_ORDERS_V2);
+    let source = std::path::Path::new(wasm::ACME_ERP_ORDERS_V2_FIXTURES);
+    let found = fixtures::discover(source).unwrap();
+    let outbound: Vec<_> = found
+        .iter()
+        .filter(|f| f.input.to_string_lossy().ends_with(".command.json"))
+        .collect();
+    assert!(outbound.len() >= 8, "outbound fixtures: {}", outbound.len());
+    for fixture in &outbound {
+        assert_eq!(
+            fixtures::run(&plugin, fixture).unwrap(),
+            Verdict::Pass,
+            "{}",
+            fixture.name
+        );
+    }
+
+    // A wrong request (the encode half) and a wrong event (the decode half) each fail.
+    let expected = std::fs::read_to_string(source.join("cancel.expected.json")).unwrap();
+    for (wrong, shown) in [
+        (expected.replace("/cancellation", "/cancel"), "/cancellation"),
+        (expected.replace("order.cancelled.v1", "order.canceled.v1"), "order.cancelled.v1"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            source.join("cancel.command.json"),
+            dir.path().join("cancel.command.json"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("cancel.expected.json"), wrong).unwrap();
+        let found = fixtures::discover(dir.path()).unwrap();
+        match fixtures::run(&plugin, &found[0]).unwrap() {
+            Verdict::Fail { diff } => assert!(
+                diff.lines().any(|l| l.starts_with('+') && l.contains(shown)),
+                "{diff}"
+            ),
+            Verdict::Pass => panic!("a wrong expectation passed"),
+        }
+    }
+}

@@ -32,3 +32,5 @@ mod scaffold;
 mod embed;
 // The door: bounded connections, timeouts, saturation.
 mod door;
+// Outbound commands through the vendor's breaker, degradation, a sink down for an hour.
+mod commands;

@@ -135,7 +135,7 @@ fn issue_8_a_sink_that_is_down_holds_up_neither_the_other_sink_nor_later_keys() 
         "the down sink was tried and failed"
     );
     assert!(
-        metrics.contains("dragoman_breaker_transitions_total{sink=\"down\",to=\"open\"}"),
+        metrics.contains("dragoman_breaker_transitions_total{breaker=\"down\",to=\"open\"}"),
         "and its breaker opened"
     );
 
@@ -196,8 +196,8 @@ fn issue_10_while_a_sink_s_breaker_is_open_it_sees_only_probes_and_nothing_is_de
     let server = Server::start(dir.path(), &net::config(&sinks, "\"hook\"", retry));
     let http = Http::new();
     send_per_key(&http, &server, KEYS, 1..=3);
-    let opened = "dragoman_breaker_transitions_total{sink=\"hook\",to=\"open\"}";
-    let probing = "dragoman_breaker_transitions_total{sink=\"hook\",to=\"half_open\"}";
+    let opened = "dragoman_breaker_transitions_total{breaker=\"hook\",to=\"open\"}";
+    let probing = "dragoman_breaker_transitions_total{breaker=\"hook\",to=\"half_open\"}";
     wait_until(Duration::from_secs(20), "the breaker open", || {
         metric(&http, &server, opened) >= 1
     });

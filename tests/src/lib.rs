@@ -10,6 +10,7 @@ use dragoman::plugin::{Limits, Plugin, Runtime, VendorMessage};
 
 pub mod net;
 pub mod tls;
+pub mod vendor;
 
 /// Paths of the components built for the tests.
 pub mod wasm {

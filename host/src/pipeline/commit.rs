@@ -6,8 +6,8 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use super::routes::Route;
-use crate::outcome::{Accepted, Cause, Rejected, Settled};
-use crate::plugin::DomainEvent;
+use crate::outcome::{Accepted, Answered, AnsweredEvent, Cause, Queued, Rejected, Settled};
+use crate::plugin::{DomainCommand, DomainEvent};
 use crate::storage::{
     AuditDraft, ClaimToken, Commit, Completed, DeadLetter, DeadLetterKind, MessageRecord,
     OutboxEvent,
@@ -170,6 +170,98 @@ impl Settlement<'_> {
             audit,
         };
         (commit, rejected)
+    }
+}
+
+impl Settlement<'_> {
+    /// The commit of a command answered by its vendor: as [`Settlement::accept`], with the
+    /// vendor's status in the trail, and the answer (the events themselves) stored under the
+    /// key.
+    pub(super) fn answer(
+        mut self,
+        vendor_status: u16,
+        events: Vec<DomainEvent>,
+        traceparent: &str,
+    ) -> (Commit, Answered) {
+        self.audit.push(AuditDraft::new(
+            &self.record.id,
+            self.now,
+            "vendor_answered",
+            json!({"status": vendor_status}),
+        ));
+        let (mut commit, accepted) = self.accept(events, traceparent);
+        let answered = Answered {
+            message_id: accepted.message_id,
+            idempotency_key: accepted.idempotency_key,
+            vendor_status,
+            events: commit
+                .events
+                .iter()
+                .map(|(event, _)| AnsweredEvent {
+                    id: event.id.clone(),
+                    event_type: event.event_type.clone(),
+                    subject: event.subject.clone(),
+                    partition_key: event.partition_key.clone(),
+                    data: serde_json::from_str(&event.data).unwrap_or(serde_json::Value::Null),
+                })
+                .collect(),
+        };
+        commit.completed.settled = Settled::Answered(answered.clone());
+        (commit, answered)
+    }
+
+    /// The commit of a command queued while its vendor's circuit is open: the command goes
+    /// to the outbox for the vendor (a sink of the vendor's name), sent once it closes.
+    pub(super) fn queue(
+        self,
+        vendor: &str,
+        command: &DomainCommand,
+        traceparent: &str,
+    ) -> (Commit, Queued) {
+        let Self {
+            route,
+            record,
+            claim,
+            fingerprint,
+            now,
+            mut audit,
+        } = self;
+        let event = OutboxEvent {
+            id: uuid::Uuid::now_v7().to_string(),
+            message_id: record.id.clone(),
+            route: route.name.clone(),
+            event_type: command.command_type.clone(),
+            subject: command.subject.clone(),
+            partition_key: command.subject.clone(),
+            data: command.data.clone(),
+            time: now,
+            traceparent: traceparent.to_owned(),
+            producer: Some(route.producer.clone()),
+        };
+        audit.push(AuditDraft::new(
+            &record.id,
+            now,
+            "queued",
+            json!({"vendor": vendor, "event": event.id}),
+        ));
+        let queued = Queued {
+            message_id: record.id.clone(),
+            idempotency_key: record.key.clone(),
+        };
+        let commit = Commit {
+            claim,
+            completed: Completed {
+                fingerprint,
+                settled: Settled::Queued(queued.clone()),
+                expires_at: expires_at(route, now),
+            },
+            message: record,
+            events: vec![(event, vec![vendor.to_owned()])],
+            dead_letter: None,
+            resolves: None,
+            audit,
+        };
+        (commit, queued)
     }
 }
 

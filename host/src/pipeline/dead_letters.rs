@@ -68,6 +68,14 @@ impl Pipeline {
                 Err(e) => (Replayed::Unavailable(storage_failure(&e)), false),
             };
         }
+        if entry.kind == DeadLetterKind::Command {
+            return (
+                Replayed::NotReplayable {
+                    dead_letter: id.to_owned(),
+                },
+                false,
+            );
+        }
         let record = match storage.message(&entry.message_id) {
             Ok(Some(record)) => record,
             Ok(None) => return (not_found("message", &entry.message_id), false),

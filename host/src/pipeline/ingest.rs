@@ -179,7 +179,7 @@ impl Pipeline {
         }
     }
 
-    fn release(&self, claim: &ClaimToken) {
+    pub(super) fn release(&self, claim: &ClaimToken) {
         if let Err(e) = self.core.storage.release(claim) {
             tracing::error!(error = %e, "releasing a claim failed");
         }

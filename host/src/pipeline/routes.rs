@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Error;
-use crate::config::{Config, RetryPolicy};
+use crate::config::{CommandsConfig, Config, RetryPolicy};
 use crate::plugin::{Instances, Plugin, Runtime};
 use crate::storage::Producer;
 
@@ -27,6 +27,8 @@ pub(crate) struct Route {
     pub(crate) retry: RetryPolicy,
     /// Which request headers its messages keep.
     pub(crate) headers: KeptHeaders,
+    /// How it sends commands to its vendor, if it takes commands.
+    pub(crate) commands: Option<CommandsConfig>,
 }
 
 /// Every route, by name.
@@ -46,6 +48,13 @@ impl Routes {
         let mut routes = BTreeMap::new();
         for (name, route) in &config.routes {
             let plugin = runtime.load_file(&route.plugin)?;
+            if route.commands.is_some() && !plugin.directions().outbound {
+                return Err(Error::config(format!(
+                    "route {name}: it takes commands, but plugin {} does not implement the \
+                     outbound direction",
+                    route.plugin.display()
+                )));
+            }
             if !plugin.directions().inbound {
                 return Err(Error::config(format!(
                     "route {name}: plugin {} does not implement the inbound direction",
@@ -75,6 +84,7 @@ impl Routes {
                     inflight_timeout: route.inflight_timeout,
                     retry: route.retry,
                     headers: KeptHeaders::new(&route.headers),
+                    commands: route.commands.clone(),
                 }),
             );
         }

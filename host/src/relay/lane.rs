@@ -19,7 +19,7 @@ const PER_CHAIN: usize = 64;
 pub(super) async fn run(relay: Arc<Relay>, sink: String, cancel: CancellationToken) {
     let (Some(target), Some(breaker)) = (
         relay.sinks.get(&sink).cloned(),
-        relay.breakers.get(&sink).cloned(),
+        relay.circuits.get(&sink).cloned(),
     ) else {
         return;
     };
@@ -30,9 +30,6 @@ pub(super) async fn run(relay: Arc<Relay>, sink: String, cancel: CancellationTok
     loop {
         let room = relay.config.concurrency.saturating_sub(chains.len());
         let mut next_at = None;
-        for transition in breaker.take_transitions() {
-            relay.metrics.breaker(&sink, transition.to);
-        }
         // While the circuit is open nothing is read and nothing is tried: the sink's events
         // wait in the outbox, their attempts unspent, until the next probe may go.
         let refusing = breaker.refusing_for();

@@ -144,6 +144,18 @@ pub(super) fn dead_letter_key(id: &str) -> Vec<u8> {
     [b"q\0", id.as_bytes()].concat()
 }
 
+/// A route's last good answer to a command type and subject (`c`).
+pub(super) fn answer_key(key: &str) -> Vec<u8> {
+    [b"c\0", key.as_bytes()].concat()
+}
+
+/// A kept answer (`c`).
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct KeptAnswer {
+    pub(super) answer: serde_json::Value,
+    pub(super) at: jiff::Timestamp,
+}
+
 pub(super) fn audit_prefix(message_id: &str) -> Vec<u8> {
     [b"a\0", message_id.as_bytes(), b"\0"].concat()
 }

@@ -31,8 +31,8 @@ use serde::de::DeserializeOwned;
 
 use self::flush::Flusher;
 use super::codec::{
-    COUNTERS, Counters, EventRecord, IdempotencyEntry, SEQ, audit_key, audit_prefix,
-    dead_letter_key, decode, encode, expiry_key, idempotency_key, message_key,
+    COUNTERS, Counters, EventRecord, IdempotencyEntry, KeptAnswer, SEQ, answer_key, audit_key,
+    audit_prefix, dead_letter_key, decode, encode, expiry_key, idempotency_key, message_key,
 };
 use crate::audit;
 use crate::storage::{
@@ -265,8 +265,12 @@ impl Storage for Db {
 
     fn commit(&self, commit: Commit) -> Result<(), StorageError> {
         let mut state = self.lock();
-        let route = commit.message.route.clone();
-        let key = commit.message.key.clone();
+        // The key is the claim's when one is held (a command's keys have a namespace of
+        // their own), else the message's (a replay).
+        let (route, key) = match &commit.claim {
+            Some(claim) => (claim.route.clone(), claim.key.clone()),
+            None => (commit.message.route.clone(), commit.message.key.clone()),
+        };
         let id = (route.clone(), key.clone());
         if let Some(claim) = &commit.claim
             && state.claims.get(&id).is_none_or(|h| h.token != claim.token)
@@ -443,6 +447,31 @@ impl Storage for Db {
         limit: usize,
     ) -> Result<Swept, StorageError> {
         self.sweep_expired(now, published_before, limit)
+    }
+
+    fn remember_answer(
+        &self,
+        key: &str,
+        answer: &serde_json::Value,
+        at: Timestamp,
+    ) -> Result<(), StorageError> {
+        let kept = KeptAnswer {
+            answer: answer.clone(),
+            at,
+        };
+        self.tree()
+            .insert(answer_key(key), encode(&kept))
+            .map(drop)
+            .map_err(sled_error)
+    }
+
+    fn recall_answer(
+        &self,
+        key: &str,
+    ) -> Result<Option<(serde_json::Value, Timestamp)>, StorageError> {
+        Ok(self
+            .get::<KeptAnswer>(&answer_key(key))?
+            .map(|kept| (kept.answer, kept.at)))
     }
 
     fn depths(&self) -> Result<Depths, StorageError> {

@@ -1,17 +1,15 @@
-//! `GET /v1/breakers` and `POST /v1/breakers/{sink}?action=force-open|disable|reset`: each
-//! sink's circuit breaker as an operator sees it and sets it.
-
-use std::collections::BTreeMap;
-use std::sync::Arc;
+//! `GET /v1/breakers` and `POST /v1/breakers/{name}?action=force-open|disable|reset`: every
+//! circuit breaker (one per sink, one per vendor) as an operator sees it and sets it.
 
 use http::StatusCode;
 use serde_json::json;
 
 use super::problem::{self, Answer};
 use crate::breaker::Breaker;
+use crate::circuits::Circuits;
 
 /// Every breaker: its state and what its window holds.
-pub(super) fn list(breakers: &BTreeMap<String, Arc<Breaker>>) -> Answer {
+pub(super) fn list(breakers: &Circuits) -> Answer {
     let breakers: serde_json::Map<String, serde_json::Value> = breakers
         .iter()
         .map(|(name, breaker)| (name.clone(), describe(breaker)))
@@ -20,11 +18,7 @@ pub(super) fn list(breakers: &BTreeMap<String, Arc<Breaker>>) -> Answer {
 }
 
 /// An operator's action on one breaker.
-pub(super) fn act(
-    breakers: &BTreeMap<String, Arc<Breaker>>,
-    name: &str,
-    action: Option<&str>,
-) -> Answer {
+pub(super) fn act(breakers: &Circuits, name: &str, action: Option<&str>) -> Answer {
     let Some(breaker) = breakers.get(name) else {
         return problem::not_found("breaker", name);
     };
@@ -42,7 +36,7 @@ pub(super) fn act(
             );
         }
     }
-    tracing::warn!(sink = name, action, "an operator set a circuit breaker");
+    tracing::warn!(breaker = name, action, "an operator set a circuit breaker");
     Answer::json(StatusCode::OK, &json!({ name: describe(breaker) }))
 }
 

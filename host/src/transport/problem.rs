@@ -21,6 +21,8 @@ pub(super) struct Answer {
     retry_after: Option<u64>,
     close: bool,
     challenge: bool,
+    /// Headers of the outcome's own (`Age`, `Dragoman-Degraded`).
+    headers: Vec<(header::HeaderName, String)>,
 }
 
 impl Answer {
@@ -33,6 +35,7 @@ impl Answer {
             retry_after: None,
             close: false,
             challenge: false,
+            headers: Vec::new(),
         }
     }
 
@@ -45,6 +48,7 @@ impl Answer {
             retry_after: None,
             close: false,
             challenge: false,
+            headers: Vec::new(),
         }
     }
 
@@ -71,7 +75,13 @@ impl Answer {
         }
     }
 
-    fn retry_after(mut self, after: std::time::Duration) -> Self {
+    /// With a header of the outcome's own.
+    pub(super) fn header(mut self, name: header::HeaderName, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub(super) fn retry_after(mut self, after: std::time::Duration) -> Self {
         self.retry_after = Some(after.as_secs().max(1));
         self
     }
@@ -88,7 +98,7 @@ impl Answer {
         self
     }
 
-    fn replayed(mut self) -> Self {
+    pub(super) fn replayed(mut self) -> Self {
         self.replayed = true;
         self
     }
@@ -117,6 +127,9 @@ impl Answer {
         if self.challenge {
             builder = builder.header(header::WWW_AUTHENTICATE, "Bearer realm=\"dragoman\"");
         }
+        for (name, value) in self.headers {
+            builder = builder.header(name, value);
+        }
         builder
             .body(Full::new(Bytes::from(self.body)))
             .expect("a valid response")
@@ -129,27 +142,38 @@ pub(super) fn ingested(outcome: Ingested) -> Answer {
     match outcome {
         Ingested::Accepted(accepted) => self::accepted(StatusCode::ACCEPTED, &accepted),
         Ingested::Rejected(rejected) => self::rejected(&rejected, false),
-        Ingested::Duplicate(Settled::Accepted(accepted)) => {
-            self::accepted(StatusCode::OK, &accepted).replayed()
-        }
-        Ingested::Duplicate(Settled::Rejected(rejected)) => {
-            self::rejected(&rejected, false).replayed()
-        }
+        Ingested::Duplicate(settled) => self::settled(settled),
         Ingested::InFlight(in_flight) => self::in_flight(&in_flight),
         Ingested::KeyReused {
             idempotency_key,
             message_id,
-        } => Answer::problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "key-reuse",
-            "Idempotency key reused",
-            &format!("idempotency key `{idempotency_key}` was used for a different payload"),
-            json!({"idempotency_key": idempotency_key, "message_id": message_id}),
-        ),
+        } => key_reused(&idempotency_key, &message_id),
         Ingested::Transient(t) => transient(&t, json!({"code": t.code})),
         Ingested::Refused(refusal) => self::refusal(&refusal),
         Ingested::Unavailable(unavailable) => self::unavailable(&unavailable),
     }
+}
+
+/// A key given again for a different payload.
+pub(super) fn key_reused(idempotency_key: &str, message_id: &str) -> Answer {
+    Answer::problem(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "key-reuse",
+        "Idempotency key reused",
+        &format!("idempotency key `{idempotency_key}` was used for a different payload"),
+        json!({"idempotency_key": idempotency_key, "message_id": message_id}),
+    )
+}
+
+/// The answer stored under a key, given again to a redelivery of it.
+pub(super) fn settled(settled: Settled) -> Answer {
+    match settled {
+        Settled::Accepted(accepted) => self::accepted(StatusCode::OK, &accepted),
+        Settled::Rejected(rejected) => self::rejected(&rejected, false),
+        Settled::Answered(answered) => super::commands::answered(&answered),
+        Settled::Queued(queued) => super::commands::queued(&queued),
+    }
+    .replayed()
 }
 
 pub(super) fn translated(outcome: Translated) -> Answer {
@@ -202,6 +226,14 @@ pub(super) fn replayed(outcome: Replayed) -> Answer {
         )
         .retry_after(crate::outcome::RETRY_AFTER),
         Replayed::NotFound { what, id } => not_found(what, &id),
+        Replayed::NotReplayable { dead_letter } => Answer::problem(
+            StatusCode::CONFLICT,
+            "not-replayable",
+            "Not replayable",
+            "a command's dead letter is not replayed: a vendor call is not repeated behind the \
+             caller's back; send the command again with a new key",
+            json!({"dead_letter": dead_letter}),
+        ),
         Replayed::RouteGone { dead_letter, route } => Answer::problem(
             StatusCode::CONFLICT,
             "route-gone",
@@ -232,7 +264,7 @@ fn accepted(status: StatusCode, accepted: &Accepted) -> Answer {
     )
 }
 
-fn rejected(rejected: &Rejected, again: bool) -> Answer {
+pub(super) fn rejected(rejected: &Rejected, again: bool) -> Answer {
     let (kind, title) = rejection_kind(rejected.cause, again);
     Answer::problem(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -251,7 +283,7 @@ fn rejection_kind(cause: Cause, again: bool) -> (&'static str, &'static str) {
     }
 }
 
-fn in_flight(in_flight: &InFlight) -> Answer {
+pub(super) fn in_flight(in_flight: &InFlight) -> Answer {
     let key = &in_flight.idempotency_key;
     let (detail, extra) = if in_flight.taken_over {
         (
@@ -274,7 +306,7 @@ fn in_flight(in_flight: &InFlight) -> Answer {
 }
 
 /// A `transient` refusal: 503, retry later, nothing stored.
-fn transient(t: &Transient, extra: serde_json::Value) -> Answer {
+pub(super) fn transient(t: &Transient, extra: serde_json::Value) -> Answer {
     Answer::problem(
         StatusCode::SERVICE_UNAVAILABLE,
         "transient",
@@ -288,7 +320,7 @@ fn transient(t: &Transient, extra: serde_json::Value) -> Answer {
 /// The status a refusal at the door is answered with: always a 4xx.
 pub fn refusal_status(refusal: &Refusal) -> StatusCode {
     match refusal {
-        Refusal::UnknownRoute { .. } => StatusCode::NOT_FOUND,
+        Refusal::UnknownRoute { .. } | Refusal::NoCommands { .. } => StatusCode::NOT_FOUND,
         Refusal::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Refusal::SlowBody { .. } => StatusCode::REQUEST_TIMEOUT,
         Refusal::Encoded { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -311,7 +343,16 @@ pub(super) fn refusal(refusal: &Refusal) -> Answer {
             &format!("no route named `{route}`"),
             json!({}),
         ),
-        Refusal::BadKey { reason } | Refusal::BadRequest { reason } => bad(reason),
+        Refusal::NoCommands { route } => Answer::problem(
+            status,
+            "no-commands",
+            "Route takes no commands",
+            &format!("route `{route}` has no `[routes.{route}.commands]`"),
+            json!({}),
+        ),
+        Refusal::BadKey { reason }
+        | Refusal::BadRequest { reason }
+        | Refusal::BadCommand { reason } => bad(reason),
         Refusal::EmptyBody => bad("the body is empty"),
         Refusal::TooLarge { limit } => Answer::problem(
             status,

@@ -45,7 +45,12 @@ where
         &parts.method
     };
     let answer = match segments.as_slice() {
-        ["v1", "routes", route, action @ ("messages" | "translate")] => {
+        [
+            "v1",
+            "routes",
+            route,
+            action @ ("messages" | "translate" | "commands"),
+        ] => {
             if method != Method::POST {
                 return method_not_allowed("POST");
             }
@@ -69,6 +74,8 @@ where
             };
             if *action == "messages" {
                 problem::ingested(api.pipeline.ingest(route, incoming).await)
+            } else if *action == "commands" {
+                super::commands::commanded(api.pipeline.command(route, incoming).await)
             } else {
                 problem::translated(api.pipeline.translate(route, incoming).await)
             }

@@ -7,10 +7,21 @@
 //! quantity, unitPrice: "12.50"}]}`. A price sent as a JSON number is refused: v2 promises
 //! strings, and a number means the sender is not speaking v2. The currency is the message's,
 //! else the route's plugin config key `currency`, else EUR.
+//!
+//! Outbound, it carries two domain commands to the ERP's API v2:
+//! - `order.get.v1` (`{}`): `GET /v2/orders/{id}`; the order it answers becomes
+//!   `order.snapshot.v1` (the domain `Order`);
+//! - `order.cancel.v1` (`{"reason": "…"}`): `POST /v2/orders/{id}/cancellation` with
+//!   `{"reason"}`, safe to retry (API v2 deduplicates by `Idempotency-Key`); the cancelled
+//!   order it answers becomes `order.cancelled.v1`.
+//!
+//! An answer of 404 is refused as `unknown-order`, 409 as `not-cancellable`, any other 4xx
+//! as `vendor-refused`; 429 and 5xx are `transient` (`vendor-unavailable`).
 
 use dragoman_guest::de;
 use dragoman_guest::{
-    Decimal, Error, Event, Inbound, Message, Money, Plugin, PluginInfo, Rounding,
+    Command, Decimal, Error, Event, Inbound, Message, Money, Outbound, Plugin, PluginInfo, Request,
+    Response, Rounding,
 };
 use orders_domain::{Item, Order, Status};
 use serde::Deserialize;
@@ -69,6 +80,91 @@ impl Inbound for AcmeErpOrdersV2 {
                 .unwrap_or_else(|| DEFAULT_CURRENCY.to_owned()),
         };
         Ok(vec![to_domain(order, &currency)?.created()?])
+    }
+}
+
+/// What `order.cancel.v1` carries.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cancel {
+    reason: String,
+}
+
+impl Outbound for AcmeErpOrdersV2 {
+    fn encode(command: &Command) -> Result<Request, Error> {
+        let id = command.subject.trim();
+        if id.is_empty()
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(Error::rejected(
+                "invalid-order-id",
+                format!(
+                    "`{}` is not an ACME order number (letters, digits, - and _)",
+                    command.subject
+                ),
+            ));
+        }
+        match command.command_type.as_str() {
+            "order.get.v1" => Ok(Request::new("GET", format!("/v2/orders/{id}"))),
+            "order.cancel.v1" => {
+                let cancel: Cancel = command.parse()?;
+                if cancel.reason.trim().is_empty() {
+                    return Err(Error::missing_field("reason"));
+                }
+                Request::new("POST", format!("/v2/orders/{id}/cancellation"))
+                    .retry_safe()
+                    .json(&serde_json::json!({"reason": cancel.reason.trim()}))
+            }
+            other => Err(Error::rejected(
+                "unknown-command",
+                format!("`{other}` is not one of order.get.v1, order.cancel.v1"),
+            )),
+        }
+    }
+
+    fn decode(command: &Command, response: &Response) -> Result<Vec<Event>, Error> {
+        match response.status {
+            200..=299 => {}
+            404 => {
+                return Err(Error::rejected(
+                    "unknown-order",
+                    format!("ACME knows no order `{}`", command.subject),
+                ));
+            }
+            409 => {
+                return Err(Error::rejected(
+                    "not-cancellable",
+                    format!("ACME refused to cancel order `{}`", command.subject),
+                ));
+            }
+            429 | 500..=599 => {
+                return Err(Error::transient(
+                    "vendor-unavailable",
+                    format!("ACME answered {}", response.status),
+                ));
+            }
+            status => {
+                return Err(Error::rejected(
+                    "vendor-refused",
+                    format!("ACME answered {status}"),
+                ));
+            }
+        }
+        let order: VendorOrder = response.parse()?;
+        let currency = order
+            .currency
+            .clone()
+            .filter(|c| !c.trim().is_empty())
+            .or_else(|| dragoman_guest::config::get("currency"))
+            .unwrap_or_else(|| DEFAULT_CURRENCY.to_owned());
+        let order = to_domain(order, currency.trim())?;
+        let event_type = match command.command_type.as_str() {
+            "order.cancel.v1" => "order.cancelled.v1",
+            _ => "order.snapshot.v1",
+        };
+        Ok(vec![Event::json(event_type, &order.id, &order)?])
     }
 }
 
@@ -148,4 +244,4 @@ fn item(n: usize, line: VendorLine, currency: &str) -> Result<Item, Error> {
     })
 }
 
-dragoman_guest::export!(AcmeErpOrdersV2: inbound);
+dragoman_guest::export!(AcmeErpOrdersV2: inbound, outbound);
