@@ -185,6 +185,25 @@ pub struct Breaker {
     state: AtomicU8,
     window: Window,
     inner: Mutex<Inner>,
+    /// Told of every transition as it happens (under the transition lock: keep it quick).
+    observer: Option<Observer>,
+}
+
+/// A function told of every transition at once: for gauges that must never lag the state.
+#[derive(Clone)]
+pub struct Observer(Arc<dyn Fn(&Transition) + Send + Sync>);
+
+impl Observer {
+    /// Wraps `f`.
+    pub fn new(f: impl Fn(&Transition) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
 }
 
 #[derive(Debug)]
@@ -223,6 +242,16 @@ impl Breaker {
                 transitions: Vec::new(),
             }),
             config,
+            observer: None,
+        }
+    }
+
+    /// A closed breaker that tells `observer` of every transition as it happens (besides
+    /// keeping it for [`Breaker::take_transitions`]).
+    pub fn with_observer(config: BreakerConfig, clock: Arc<dyn Clock>, observer: Observer) -> Self {
+        Self {
+            observer: Some(observer),
+            ..Self::new(config, clock)
         }
     }
 
@@ -431,7 +460,11 @@ impl Breaker {
         let from = self.state();
         if from != to {
             self.state.store(to.code(), Ordering::Release);
-            inner.transitions.push(Transition { from, to, at });
+            let transition = Transition { from, to, at };
+            if let Some(observer) = &self.observer {
+                (observer.0)(&transition);
+            }
+            inner.transitions.push(transition);
             tracing::debug!(from = ?from, to = ?to, "circuit breaker");
         }
     }

@@ -4,9 +4,11 @@
 //! that an operator can read when a downstream went away and came back, with the same
 //! tamper-evidence as a message's history.
 //!
-//! The breakers themselves (`crate::breaker`) know nothing of the host: they keep their
-//! transitions until asked. The watcher asks every [`WATCH_EVERY`]; a transition carries the
-//! time it happened, so the record is exact even when it is written a moment later.
+//! The breakers themselves (`crate::breaker`) know nothing of the host. The metrics are told
+//! of each transition as it happens (a breaker's observer), so a gauge never lags its
+//! breaker; the log and the audit trail are written by the watcher, which collects the
+//! transitions every [`WATCH_EVERY`] off the callers' path: a transition carries the time it
+//! happened, so the record is exact even when it is written a moment later.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::breaker::{Breaker, BreakerConfig, Transition};
+use crate::breaker::{Breaker, BreakerConfig, Observer, State, Transition};
 use crate::clock::Clock;
 use crate::storage::{AuditDraft, Storage};
 use crate::telemetry::Metrics;
@@ -35,14 +37,21 @@ pub(crate) struct Circuits {
 }
 
 impl Circuits {
-    /// A breaker for each `(name, config)`, on `clock`.
+    /// A breaker for each `(name, config)`, on `clock`, its state in `metrics`.
     pub(crate) fn new(
         configs: impl IntoIterator<Item = (String, BreakerConfig)>,
         clock: &Arc<dyn Clock>,
+        metrics: &Arc<Metrics>,
     ) -> Self {
         let breakers = configs
             .into_iter()
-            .map(|(name, config)| (name, Arc::new(Breaker::new(config, clock.clone()))))
+            .map(|(name, config)| {
+                metrics.breaker_state(&name, State::Closed);
+                let (metrics, named) = (metrics.clone(), name.clone());
+                let observer = Observer::new(move |t: &Transition| metrics.breaker(&named, t.to));
+                let breaker = Breaker::with_observer(config, clock.clone(), observer);
+                (name, Arc::new(breaker))
+            })
             .collect();
         Self {
             breakers: Arc::new(breakers),
@@ -59,16 +68,8 @@ impl Circuits {
         self.breakers.iter()
     }
 
-    /// Records every transition until `cancel` fires, then once more.
-    pub(crate) async fn watch(
-        self,
-        storage: Arc<dyn Storage>,
-        metrics: Arc<Metrics>,
-        cancel: CancellationToken,
-    ) {
-        for (name, breaker) in self.iter() {
-            metrics.breaker_state(name, breaker.state());
-        }
+    /// Logs and audits every transition until `cancel` fires, then once more.
+    pub(crate) async fn watch(self, storage: Arc<dyn Storage>, cancel: CancellationToken) {
         loop {
             let stopping = tokio::select! {
                 () = cancel.cancelled() => true,
@@ -77,7 +78,7 @@ impl Circuits {
             let mut drafts = Vec::new();
             for (name, breaker) in self.iter() {
                 for transition in breaker.take_transitions() {
-                    record(name, &transition, &metrics);
+                    log(name, &transition);
                     drafts.push(draft(name, &transition));
                 }
             }
@@ -95,12 +96,11 @@ impl Circuits {
     }
 }
 
-/// The metrics and the tracing event of one transition.
-fn record(name: &str, transition: &Transition, metrics: &Metrics) {
-    metrics.breaker(name, transition.to);
+/// The tracing event of one transition.
+fn log(name: &str, transition: &Transition) {
     let (from, to) = (transition.from.name(), transition.to.name());
     match transition.to {
-        crate::breaker::State::Closed => {
+        State::Closed => {
             tracing::info!(breaker = name, from, to, at = %transition.at, "circuit closed");
         }
         _ => tracing::warn!(breaker = name, from, to, at = %transition.at, "circuit changed"),

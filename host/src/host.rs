@@ -36,9 +36,8 @@ use crate::{Error, transport};
 pub struct Host {
     pipeline: Pipeline,
     relay: Arc<Relay>,
-    /// The breakers, with what their watcher records transitions into.
+    /// The breakers, whose watcher logs and audits their transitions.
     circuits: Circuits,
-    metrics: Arc<Metrics>,
     api: Api,
     http: HttpConfig,
 }
@@ -123,7 +122,7 @@ impl HostBuilder {
             })
             .collect();
         // One breaker per downstream: every sink and every vendor (their names are distinct).
-        let circuits = Circuits::new(config.breakers.clone(), &clock);
+        let circuits = Circuits::new(config.breakers.clone(), &clock, &metrics);
         let vendors = Vendors::new(&config.vendors, &circuits).map_err(Error::config)?;
         let pipeline = Pipeline::new(
             routes,
@@ -155,7 +154,6 @@ impl HostBuilder {
             pipeline,
             relay: Arc::new(relay),
             circuits,
-            metrics,
             api,
             http: config.http.clone(),
         })
@@ -210,11 +208,11 @@ impl Host {
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let cancel = CancellationToken::new();
         let relay = tokio::spawn(self.relay.clone().run(cancel.clone()));
-        let watcher = tokio::spawn(self.circuits.clone().watch(
-            self.pipeline.storage().clone(),
-            self.metrics.clone(),
-            cancel.clone(),
-        ));
+        let watcher = tokio::spawn(
+            self.circuits
+                .clone()
+                .watch(self.pipeline.storage().clone(), cancel.clone()),
+        );
         shutdown.await;
         cancel.cancel();
         if let Err(e) = watcher.await {

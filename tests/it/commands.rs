@@ -10,7 +10,7 @@ use std::time::Duration;
 use dragoman::Host;
 use dragoman::clock::ManualClock;
 use dragoman::config::Config;
-use tests::net::{self, Http, Reply, Webhook, wait_until};
+use tests::net::{self, Http, Reply, Server, Webhook, wait_until};
 use tests::vendor::{Fault, VendorStub};
 
 /// The vendor's breaker in these tests: judged over the last 10 calls once 4 are in, opens
@@ -376,4 +376,393 @@ fn issue_10_the_vendor_stub_drives_every_transition_of_the_vendor_s_breaker() {
         let line = format!("dragoman_breaker_transitions_total{{breaker=\"acme\",to=\"{to}\"}}");
         assert!(metrics.contains(&line), "{line} in {metrics}");
     }
+}
+
+/// Waits until `webhook` has the `order.cancelled.v1` events of `n` commands.
+fn wait_for_cancellations(webhook: &Webhook, n: usize) {
+    wait_until(
+        Duration::from_secs(20),
+        "the answers reach the sink",
+        || {
+            let ids: std::collections::BTreeSet<String> = webhook
+                .received()
+                .into_iter()
+                .filter(|r| r.event_type == "order.cancelled.v1")
+                .map(|r| r.id)
+                .collect();
+            ids.len() == n
+        },
+    );
+}
+
+/// Opens the vendor's breaker with four failed reads on `route`.
+fn open_the_breaker(rig: &Rig, stub: &VendorStub, route: &str) {
+    stub.set(Fault::Status(500));
+    for i in 0..4 {
+        rig.command(route, &format!("opening-{i}"), &get(&format!("O-{i}")));
+    }
+    assert_eq!(rig.breaker(), "open");
+}
+
+#[test]
+fn issue_10_each_degradation_answers_as_configured_while_the_circuit_is_open() {
+    let stub = VendorStub::start();
+    let webhook = Webhook::start();
+    let routes = [
+        route("failing", "degradation = \"fail\""),
+        route("cached", "degradation = \"cached\""),
+        route(
+            "defaulted",
+            "degradation = \"default\"\ndefault_answer = { status = \"unknown\", note = \"ACME is down\" }",
+        ),
+        route("queued", "degradation = \"queue\""),
+    ]
+    .concat();
+    let rig = Rig::start(&stub, &webhook.sink_table("hook"), &routes);
+    // A good answer to remember, before the vendor fails.
+    let good = rig.command("cached", "read-A-1", &get("A-1"));
+    assert_eq!(good.status, 200);
+    open_the_breaker(&rig, &stub, "failing");
+    stub.set(Fault::None);
+    let before = stub.requests();
+    rig.advance(Duration::from_secs(4));
+
+    // fail: 503 with Retry-After until the next probe (10 s after opening, 4 s ago).
+    let failed = rig.command("failing", "f-1", &get("A-1"));
+    assert_eq!(failed.status, 503);
+    assert_eq!(failed.headers["dragoman-degraded"], "fail");
+    assert_eq!(failed.headers["retry-after"], "6");
+
+    // cached: the last good answer for the same command, with its age; none: as fail.
+    let cached = rig.command("cached", "read-A-1-again", &get("A-1"));
+    assert_eq!(cached.status, 200);
+    assert_eq!(cached.headers["dragoman-degraded"], "cached");
+    assert_eq!(cached.headers["age"], "4");
+    assert_eq!(cached.json(), good.json());
+    let uncached = rig.command("cached", "read-A-9", &get("A-9"));
+    assert_eq!(uncached.status, 503);
+    assert_eq!(uncached.headers["dragoman-degraded"], "fail");
+
+    // default: the configured answer.
+    let defaulted = rig.command("defaulted", "d-1", &get("A-1"));
+    assert_eq!(defaulted.status, 200);
+    assert_eq!(defaulted.headers["dragoman-degraded"], "default");
+    assert_eq!(
+        defaulted.json(),
+        serde_json::json!({"status": "unknown", "note": "ACME is down"})
+    );
+
+    // queue: accepted and kept; the same key is answered the same; nothing is sent yet.
+    for i in 1..=3 {
+        let queued = rig.command("queued", &format!("q-{i}"), &cancel(&format!("Q-{i}")));
+        assert_eq!(
+            queued.status,
+            202,
+            "{}",
+            String::from_utf8_lossy(&queued.body)
+        );
+        assert_eq!(queued.headers["dragoman-degraded"], "queue");
+    }
+    let again = rig.command("queued", "q-1", &cancel("Q-1"));
+    assert_eq!(again.status, 202);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(
+        stub.requests(),
+        before,
+        "nothing reached the vendor while open"
+    );
+
+    // The degradations that store nothing gave their keys back: once the circuit closes,
+    // the same command is carried out.
+    rig.advance(Duration::from_secs(6));
+    wait_until(
+        Duration::from_secs(20),
+        "every queued command is sent",
+        || (1..=3).all(|i| stub.ok_answers().contains_key(&format!("q-{i}"))),
+    );
+    wait_for_cancellations(&webhook, 3);
+    for i in 1..=3 {
+        assert_eq!(
+            stub.ok_answers()[&format!("q-{i}")],
+            1,
+            "q-{i} was sent once"
+        );
+    }
+    let f = rig.command("failing", "f-1", &get("A-1"));
+    assert_eq!(
+        f.status, 200,
+        "the fail answer stored nothing under its key"
+    );
+}
+
+#[test]
+fn issue_10_queued_commands_are_sent_exactly_once_across_a_sigkill_while_the_circuit_is_open() {
+    const COMMANDS: usize = 5;
+    let stub = VendorStub::start();
+    stub.set(Fault::Status(503));
+    let webhook = Webhook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{{data_dir}}\"\nadmin_token = \"t0ken\"\n\
+         [sandbox]\ncache_dir = \"{{cache_dir}}\"\n[relay]\npoll_interval_ms = 50\n\
+         {sinks}\n[vendors.acme]\nbase_url = \"{base}\"\n\
+         [vendors.acme.breaker]\nminimum_calls = 2\nwait_in_open_ms = 300\nwait_multiplier = 1\nprobes = 1\n\
+         {route}[routes.orders.retry]\ninitial_backoff_ms = 100\nmax_backoff_ms = 500\n",
+        sinks = webhook.sink_table("hook"),
+        base = stub.base_url(),
+        route = route("orders", "degradation = \"queue\""),
+    );
+    let mut server = Server::start(dir.path(), &config);
+    let http = Http::new();
+    let admin = [("authorization", "Bearer t0ken")];
+    let forced = http
+        .send(
+            "POST",
+            &format!("{}/v1/breakers/acme?action=force-open", server.url()),
+            &admin,
+            b"",
+        )
+        .unwrap();
+    assert_eq!(forced.status, 200);
+    for i in 0..COMMANDS {
+        let key = format!("kill-{i}");
+        let headers = [
+            ("authorization", "Bearer t0ken"),
+            ("content-type", "application/json"),
+            ("idempotency-key", key.as_str()),
+        ];
+        let reply = http
+            .send(
+                "POST",
+                &format!("{}/v1/routes/orders/commands", server.url()),
+                &headers,
+                cancel(&format!("K-{i}")).as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(
+            reply.status,
+            202,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    assert_eq!(stub.requests(), 0);
+
+    // Killed while the circuit is open; back up with the vendor still failing, then healed.
+    server.kill();
+    server.restart();
+    wait_until(
+        Duration::from_secs(20),
+        "the restarted host tries the vendor",
+        || stub.requests() > 0,
+    );
+    stub.set(Fault::None);
+    wait_until(
+        Duration::from_secs(60),
+        "every queued command is carried out",
+        || stub.carried_out() == COMMANDS as u64,
+    );
+    wait_for_cancellations(&webhook, COMMANDS);
+    let ok = stub.ok_answers();
+    for i in 0..COMMANDS {
+        assert_eq!(ok.get(&format!("kill-{i}")), Some(&1), "kill-{i}: {ok:?}");
+    }
+    // Another restart sends nothing again.
+    let seen = stub.requests();
+    server.kill();
+    server.restart();
+    let reply = http
+        .send("GET", &format!("{}/readyz", server.url()), &[], b"")
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(stub.requests(), seen);
+    // The sink may get an event twice (delivery is at least once, the id deduplicates).
+    assert_eq!(webhook.counts().len(), COMMANDS);
+}
+
+#[test]
+fn issue_10_a_sink_down_for_a_simulated_hour_sees_only_probes_and_loses_nothing() {
+    let hook = Webhook::start();
+    let down = Webhook::start();
+    down.fail_next(u32::MAX);
+    let stub = VendorStub::start();
+    let sinks = format!(
+        "{}{}[sinks.down.breaker]\nminimum_calls = 4\nwait_in_open_ms = 10000\n\
+         wait_multiplier = 2\nmax_wait_in_open_ms = 300000\nprobes = 1\n",
+        hook.sink_table("hook"),
+        down.sink_table("down")
+    );
+    let routes = format!(
+        "[routes.orders]\nplugin = \"{}\"\nsinks = [\"hook\", \"down\"]\n",
+        tests::wasm::ACME_ERP_ORDERS_V2
+    );
+    let rig = Rig::start(&stub, &sinks, &routes);
+    let order = |id: &str| {
+        format!(
+            r#"{{"orderNumber": "{id}", "orderStatus": "OPEN", "lines": [{{"productCode": "S", "quantity": 1, "unitPrice": "1.00"}}]}}"#
+        )
+    };
+    // The down sink's breaker once it is open and waiting (so no probe can go until the
+    // clock moves): how many half-opens the metrics counted so far.
+    let settled = |rig: &Rig| {
+        let reply = rig
+            .http
+            .send("GET", &format!("{}/v1/breakers", rig.base), &[], b"")
+            .unwrap();
+        let breaker = &reply.json()["breakers"]["down"];
+        let waiting = breaker["state"] == "open" && breaker["refusing_for_ms"].as_u64() > Some(0);
+        let metrics = rig.metrics();
+        let half_opens = metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(
+                    "dragoman_breaker_transitions_total{breaker=\"down\",to=\"half_open\"} ",
+                )
+            })
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        waiting.then_some(half_opens)
+    };
+    let settle = |rig: &Rig| {
+        let mut found = None;
+        wait_until(
+            Duration::from_secs(5),
+            "the down sink's breaker waits open",
+            || {
+                found = settled(rig);
+                found.is_some()
+            },
+        );
+        found.unwrap_or_default()
+    };
+    let mut opened = false;
+    let mut first = None;
+    let mut sent = 0;
+    // An hour, a minute at a time: two messages a minute over three orders (partition keys).
+    for minute in 0..60 {
+        for j in 0..2 {
+            let key = format!("m-{minute}-{j}");
+            let reply = rig
+                .http
+                .send(
+                    "POST",
+                    &format!("{}/v1/routes/orders/messages", rig.base),
+                    &[
+                        ("content-type", "application/json"),
+                        ("idempotency-key", &key),
+                    ],
+                    order(&format!("P-{}", (minute * 2 + j) % 3)).as_bytes(),
+                )
+                .unwrap();
+            assert_eq!(reply.status, 202);
+            sent += 1;
+        }
+        wait_until(
+            Duration::from_secs(5),
+            "the healthy sink keeps receiving",
+            || hook.received().len() == sent,
+        );
+        // A minute after it opened (calls let through before have all arrived), and with
+        // any probe of this minute concluded: the count from which only probes may go.
+        if first.is_none() && opened {
+            let half_opens = settle(&rig);
+            first = Some((down.requests(), half_opens));
+        }
+        opened = opened || rig.metrics().contains("breaker=\"down\",to=\"open\"");
+        rig.advance(Duration::from_secs(60));
+    }
+    let (requests_then, half_opens_then) = first.expect("the down sink's breaker opened");
+    let half_opens = settle(&rig) - half_opens_then;
+    let dlq = rig
+        .http
+        .runtime()
+        .block_on(rig.host.dead_letters(None, 1000))
+        .unwrap();
+    assert!(dlq.is_empty(), "nothing was dead-lettered: {dlq:?}");
+    assert!(half_opens >= 5, "it probed now and then: {half_opens}");
+    assert_eq!(
+        down.requests() - requests_then,
+        half_opens,
+        "once open, the down sink saw only the probes (one per half-open)"
+    );
+
+    // Back: every event arrives, in the order the healthy sink got them, per partition key.
+    down.fail_next(0);
+    rig.advance(Duration::from_secs(300));
+    wait_until(
+        Duration::from_secs(30),
+        "the backlog reaches the sink that was down",
+        || down.received().len() >= sent,
+    );
+    let per_key = |received: Vec<net::Received>| {
+        let mut keys: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for r in received {
+            keys.entry(r.partition_key).or_default().push(r.id);
+        }
+        keys
+    };
+    assert_eq!(per_key(down.received()), per_key(hook.received()));
+    assert_eq!(
+        down.counts().values().filter(|n| **n > 1).count(),
+        0,
+        "each once"
+    );
+}
+
+#[test]
+fn issue_10_dragoman_command_sends_stdin_and_says_when_a_degradation_answered() {
+    use std::io::Write as _;
+    let stub = VendorStub::start();
+    let webhook = Webhook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{{data_dir}}\"\nadmin_token = \"t0ken\"\n\
+         [sandbox]\ncache_dir = \"{{cache_dir}}\"\n{sinks}\n[vendors.acme]\nbase_url = \"{base}\"\n{route}",
+        sinks = webhook.sink_table("hook"),
+        base = stub.base_url(),
+        route = route("orders", "degradation = \"cached\""),
+    );
+    let server = Server::start(dir.path(), &config);
+    let dragoman = |args: &[&str], stdin: &str| {
+        let mut child = std::process::Command::new(tests::dragoman_bin())
+            .args(args)
+            .args(["--server", &server.url(), "--token", "t0ken"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("dragoman runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let sent = dragoman(&["command", "orders", "--key", "cli-1"], &get("A-7"));
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&sent.stdout).unwrap();
+    assert_eq!(answer["events"][0]["type"], "order.snapshot.v1");
+    assert_eq!(answer["events"][0]["subject"], "A-7");
+    assert_eq!(stub.seen()[0].idempotency_key, "cli-1");
+
+    // With the vendor's circuit forced open, the cached answer comes back, and says so.
+    let forced = dragoman(&["breakers", "force-open", "acme"], "");
+    assert!(forced.status.success());
+    let cached = dragoman(&["command", "orders", "--key", "cli-2"], &get("A-7"));
+    assert!(cached.status.success());
+    let said = String::from_utf8_lossy(&cached.stderr);
+    assert!(said.contains("degradation `cached`"), "{said}");
+    let again: serde_json::Value = serde_json::from_slice(&cached.stdout).unwrap();
+    assert_eq!(again, answer);
+    assert_eq!(stub.requests(), 1);
+    // Nothing cached for another order: a failure, exit 1.
+    let failed = dragoman(&["command", "orders", "--key", "cli-3"], &get("A-8"));
+    assert!(!failed.status.success());
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("degradation `fail`"));
 }

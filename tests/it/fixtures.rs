@@ -119,8 +119,14 @@ fn issue_10_the_v2_plugin_s_outbound_fixtures_check_both_halves() {
     // A wrong request (the encode half) and a wrong event (the decode half) each fail.
     let expected = std::fs::read_to_string(source.join("cancel.expected.json")).unwrap();
     for (wrong, shown) in [
-        (expected.replace("/cancellation", "/cancel"), "/cancellation"),
-        (expected.replace("order.cancelled.v1", "order.canceled.v1"), "order.cancelled.v1"),
+        (
+            expected.replace("/cancellation", "/cancel"),
+            "/cancellation",
+        ),
+        (
+            expected.replace("order.cancelled.v1", "order.canceled.v1"),
+            "order.cancelled.v1",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         std::fs::copy(
@@ -132,7 +138,8 @@ fn issue_10_the_v2_plugin_s_outbound_fixtures_check_both_halves() {
         let found = fixtures::discover(dir.path()).unwrap();
         match fixtures::run(&plugin, &found[0]).unwrap() {
             Verdict::Fail { diff } => assert!(
-                diff.lines().any(|l| l.starts_with('+') && l.contains(shown)),
+                diff.lines()
+                    .any(|l| l.starts_with('+') && l.contains(shown)),
                 "{diff}"
             ),
             Verdict::Pass => panic!("a wrong expectation passed"),

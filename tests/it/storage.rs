@@ -815,3 +815,59 @@ fn st3_a_store_in_use_is_a_clear_error_and_opens_once_closed() {
     drop(first);
     Db::open(dir.path()).expect("the store opens once the first is closed");
 }
+
+#[test]
+fn ic14_a_claim_in_a_namespace_of_its_own_is_settled_there_not_under_the_message_s_route() {
+    // A command's key lives in `ROUTE/commands`; its message record names the route.
+    each(|backend, dir| {
+        let store = backend(dir);
+        let timeout = Duration::from_secs(30);
+        let claim = fresh(store.claim("orders/commands", "k1", t0(), timeout).unwrap());
+        store
+            .commit(commit(Some(claim), "m1", "k1", &[], 60_000))
+            .unwrap();
+        assert!(matches!(
+            store
+                .claim("orders/commands", "k1", at(1), timeout)
+                .unwrap(),
+            Claim::Done(_)
+        ));
+        assert!(
+            matches!(
+                store.claim("orders", "k1", at(1), timeout).unwrap(),
+                Claim::Fresh(_)
+            ),
+            "the same key on the route's messages is another key"
+        );
+        assert_eq!(store.message("m1").unwrap().unwrap().route, "orders");
+    });
+}
+
+#[test]
+fn ob12_a_kept_answer_replaces_the_one_before_and_survives_a_restart() {
+    each(|backend, dir| {
+        {
+            let store = backend(dir);
+            assert_eq!(store.recall_answer("orders\0get\0A-1").unwrap(), None);
+            store
+                .remember_answer("orders\0get\0A-1", &json!({"n": 1}), at(1))
+                .unwrap();
+            store
+                .remember_answer("orders\0get\0A-1", &json!({"n": 2}), at(2))
+                .unwrap();
+            store
+                .remember_answer("orders\0get\0A-2", &json!({"n": 3}), at(3))
+                .unwrap();
+            block_on(store.durable()).unwrap();
+        }
+        let store = backend(dir);
+        assert_eq!(
+            store.recall_answer("orders\0get\0A-1").unwrap(),
+            Some((json!({"n": 2}), at(2)))
+        );
+        assert_eq!(
+            store.recall_answer("orders\0get\0A-2").unwrap(),
+            Some((json!({"n": 3}), at(3)))
+        );
+    });
+}

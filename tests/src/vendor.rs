@@ -50,6 +50,8 @@ struct State {
     done: Mutex<BTreeMap<String, (u16, String)>>,
     /// Requests carried out (not faulted, not answered from `done`).
     carried_out: AtomicU64,
+    /// 2xx answers per key, replays of a stored answer included.
+    ok: Mutex<BTreeMap<String, usize>>,
 }
 
 /// The stub. Cheap to clone.
@@ -89,6 +91,7 @@ impl VendorStub {
             seen: Mutex::default(),
             done: Mutex::default(),
             carried_out: AtomicU64::new(0),
+            ok: Mutex::default(),
         });
         let serving = state.clone();
         std::thread::spawn(move || {
@@ -138,6 +141,12 @@ impl VendorStub {
         self.state.seen.lock().expect("not poisoned").len()
     }
 
+    /// How many 2xx answers each key got, replays of a stored answer included: a command
+    /// the vendor took exactly once has 1.
+    pub fn ok_answers(&self) -> BTreeMap<String, usize> {
+        self.state.ok.lock().expect("not poisoned").clone()
+    }
+
     /// How many requests were carried out: answered 2xx the first time their key came.
     pub fn carried_out(&self) -> u64 {
         self.state.carried_out.load(Ordering::SeqCst)
@@ -183,12 +192,24 @@ impl State {
                 ));
             }
         }
-        if !key.is_empty()
-            && let Some((status, answer)) = self.done.lock().expect("not poisoned").get(&key)
-        {
-            return Ok(reply(*status, answer, None));
+        let stored = if key.is_empty() {
+            None
+        } else {
+            self.done.lock().expect("not poisoned").get(&key).cloned()
+        };
+        let replay = stored.is_some();
+        let (status, answer) = stored.unwrap_or_else(|| api(&parts.method, &path));
+        if (200..300).contains(&status) {
+            *self
+                .ok
+                .lock()
+                .expect("not poisoned")
+                .entry(key.clone())
+                .or_default() += 1;
         }
-        let (status, answer) = api(&parts.method, &path);
+        if replay {
+            return Ok(reply(status, &answer, None));
+        }
         if (200..300).contains(&status) {
             self.carried_out.fetch_add(1, Ordering::SeqCst);
             if !key.is_empty() {

@@ -117,3 +117,56 @@ fn the_readme_example_config_parses() {
     assert_eq!(headers[0].0, "x-api-key");
     assert_eq!(headers[0].1.expose(), "k3y");
 }
+
+#[test]
+fn vendors_and_commands_are_checked() {
+    let with = |extra: &str| format!("{GOOD}\n{extra}");
+    let good = with(
+        "[vendors.acme]\nbase_url = \"https://erp.example/api/\"\n\
+         [routes.orders.commands]\nvendor = \"acme\"\ndegradation = \"default\"\n\
+         default_answer = { status = \"unknown\" }\n",
+    );
+    let config = Config::parse(&good, Path::new("/etc")).unwrap();
+    assert_eq!(config.vendors["acme"].base_url, "https://erp.example/api");
+    assert!(
+        config.breakers.contains_key("acme"),
+        "a vendor has a breaker"
+    );
+    let commands = config.routes["orders"].commands.as_ref().unwrap();
+    assert_eq!(commands.attempts, 3);
+    assert_eq!(commands.timeout, Duration::from_secs(5));
+    assert_eq!(
+        commands.degradation,
+        Degradation::Default(serde_json::json!({"status": "unknown"}))
+    );
+
+    for (extra, says) in [
+        (
+            "[vendors.hook]\nbase_url = \"http://x\"\n",
+            "a sink has that name too",
+        ),
+        (
+            "[vendors.acme]\nbase_url = \"ftp://x\"\n",
+            "not an http:// or https:// URL",
+        ),
+        (
+            "[vendors.acme]\nbase_url = \"http://u:p@x\"\n",
+            "without credentials",
+        ),
+        (
+            "[routes.orders.commands]\nvendor = \"nope\"\n",
+            "no `[vendors.nope]`",
+        ),
+        (
+            "[vendors.acme]\nbase_url = \"http://x\"\n[routes.orders.commands]\nvendor = \"acme\"\ndegradation = \"default\"\n",
+            "needs a `default_answer`",
+        ),
+        (
+            "[vendors.acme]\nbase_url = \"http://x\"\n[routes.orders.commands]\nvendor = \"acme\"\ndegradation = \"pray\"\n",
+            "not one of fail, cached, default, queue",
+        ),
+    ] {
+        let error = Config::parse(&with(extra), Path::new("/etc")).unwrap_err();
+        assert!(error.contains(says), "{extra}: {error}");
+    }
+}

@@ -55,7 +55,21 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Each sink's circuit breaker: list them (no subcommand), or set one.
+    /// Send a domain command (JSON `{"type", "subject", "data"}` on stdin) to a route's
+    /// vendor and print the answer: the events its plugin made of the vendor's answer.
+    #[command(name = "command")]
+    Outbound {
+        /// The route.
+        route: String,
+        /// The command's idempotency key (by default, the hash of the command): the same
+        /// key gets the same answer, and the vendor sees it as `Idempotency-Key`.
+        #[arg(long)]
+        key: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Every circuit breaker (one per sink and per vendor): list them (no subcommand), or
+    /// set one.
     Breakers {
         #[command(subcommand)]
         command: Option<BreakersCommand>,
@@ -66,19 +80,19 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum BreakersCommand {
-    /// Refuse every delivery to the sink until reset.
+    /// Refuse every call to the sink or vendor until reset.
     ForceOpen {
-        /// The sink.
+        /// The sink or vendor.
         sink: String,
     },
-    /// Let every delivery through, uncounted, until reset.
+    /// Let every call through, uncounted, until reset.
     Disable {
-        /// The sink.
+        /// The sink or vendor.
         sink: String,
     },
     /// Closed again, with an empty window.
     Reset {
-        /// The sink.
+        /// The sink or vendor.
         sink: String,
     },
 }
@@ -268,6 +282,18 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 }
             };
             crate::client::call(&server.server, server.token.as_deref(), method, &path)
+        }
+        Command::Outbound { route, key, server } => {
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)
+                .context("cannot read the command from stdin")?;
+            crate::client::command(
+                &server.server,
+                server.token.as_deref(),
+                &route,
+                key.as_deref(),
+                body,
+            )
         }
         Command::Topology { server } => {
             crate::client::call(&server.server, server.token.as_deref(), "GET", "/v1/routes")

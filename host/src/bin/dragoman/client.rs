@@ -1,5 +1,5 @@
-//! The HTTP client behind `dlq`, `topology` and `audit`: one call to a running host, its
-//! JSON answer printed; and the offline audit check of a data dir.
+//! The HTTP client behind `dlq`, `topology`, `breakers`, `command` and `audit`: one call to
+//! a running host, its JSON answer printed; and the offline audit check of a data dir.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use dragoman::storage::{Db, Storage};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
@@ -18,11 +18,44 @@ pub(crate) fn call(
     method: &str,
     path: &str,
 ) -> Result<ExitCode> {
-    let (status, body) = request(server, token, method, path)?;
+    let (status, _, body) = request(server, token, method, path, &[], Vec::new())?;
+    print(status, &body)
+}
+
+/// Sends a command (`body`, under `key` when given) to `route` and prints the answer; says
+/// on stderr when the route's degradation answered. Exit 1 on a 4xx or 5xx.
+pub(crate) fn command(
+    server: &str,
+    token: Option<&str>,
+    route: &str,
+    key: Option<&str>,
+    body: Vec<u8>,
+) -> Result<ExitCode> {
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(key) = key {
+        headers.push(("idempotency-key", key));
+    }
+    let path = format!("/v1/routes/{route}/commands");
+    let (status, answer_headers, answer) = request(server, token, "POST", &path, &headers, body)?;
+    if let Some(mode) = answer_headers.get("dragoman-degraded") {
+        let age = answer_headers
+            .get("age")
+            .map(|age| format!(", {} s old", age.to_str().unwrap_or("?")))
+            .unwrap_or_default();
+        eprintln!(
+            "the vendor's circuit is open: answered by degradation `{}`{age}",
+            mode.to_str().unwrap_or("?")
+        );
+    }
+    print(status, &answer)
+}
+
+/// Prints an answer, pretty when it is JSON; exit 1 on a 4xx or 5xx.
+fn print(status: u16, body: &[u8]) -> Result<ExitCode> {
     if !body.is_empty() {
-        match serde_json::from_slice::<serde_json::Value>(&body) {
+        match serde_json::from_slice::<serde_json::Value>(body) {
             Ok(json) => println!("{}", serde_json::to_string_pretty(&json)?),
-            Err(_) => println!("{}", String::from_utf8_lossy(&body)),
+            Err(_) => println!("{}", String::from_utf8_lossy(body)),
         }
     }
     Ok(if status < 400 {
@@ -32,7 +65,14 @@ pub(crate) fn call(
     })
 }
 
-fn request(server: &str, token: Option<&str>, method: &str, path: &str) -> Result<(u16, Vec<u8>)> {
+fn request(
+    server: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<(u16, http::HeaderMap, Vec<u8>)> {
     let url = format!("{}{path}", server.trim_end_matches('/'));
     let uri: http::Uri = url
         .parse()
@@ -44,19 +84,23 @@ fn request(server: &str, token: Option<&str>, method: &str, path: &str) -> Resul
     let ca_file = std::env::var_os("DRAGOMAN_CA_FILE").map(std::path::PathBuf::from);
     let connector = dragoman::tls::connector(ca_file.as_deref())?;
     runtime.block_on(async {
-        let client = Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(connector);
+        let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
         let mut request = http::Request::builder().method(method).uri(uri);
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         let response = tokio::time::timeout(
             std::time::Duration::from_secs(30),
-            client.request(request.body(Empty::new())?),
+            client.request(request.body(Full::new(Bytes::from(body)))?),
         )
         .await
         .with_context(|| format!("{server} did not answer within 30 s"))?
         .with_context(|| format!("cannot reach {server}"))?;
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let body = response
             .into_body()
             .collect()
@@ -64,7 +108,7 @@ fn request(server: &str, token: Option<&str>, method: &str, path: &str) -> Resul
             .context("the answer was cut off")?
             .to_bytes()
             .to_vec();
-        Ok((status, body))
+        Ok((status, headers, body))
     })
 }
 
@@ -80,7 +124,7 @@ pub(crate) fn verify_offline(dir: &Path) -> Result<ExitCode> {
 
 /// `dragoman audit verify --server URL`.
 pub(crate) fn verify_online(server: &str, token: Option<&str>) -> Result<ExitCode> {
-    let (status, body) = request(server, token, "GET", "/v1/audit/verify")?;
+    let (status, _, body) = request(server, token, "GET", "/v1/audit/verify", &[], Vec::new())?;
     if status != 200 {
         bail!(
             "{server} answered {status}: {}",
