@@ -16,9 +16,10 @@
 //!   wedge the breaker.
 //! - **Forced open** and **disabled**, set by an operator, hold until reset.
 //!
-//! Which outcomes count as failures is the caller's to say ([`Outcome`]); [`classify_http`]
-//! is the default for HTTP: timeouts, connection errors, 5xx and 429 count, other 4xx do not
-//! (they are the caller's fault, not the downstream's health).
+//! Which outcomes count as failures is the caller's to say ([`Outcome`]); for HTTP each
+//! breaker has a [`FailurePolicy`] ([`Breaker::classify`]), by default: timeouts, connection
+//! errors, 5xx and 429 count, other 4xx do not (they are the caller's fault, not the
+//! downstream's health).
 //!
 //! The closed path takes no lock: an atomic load of the state, and the window's atomics when
 //! the outcome is recorded. Transitions take one mutex. Time comes from the injected clock.
@@ -59,6 +60,41 @@ pub struct BreakerConfig {
     pub probes: u32,
     /// Probes not back within this long are given up as failed.
     pub probe_timeout: Duration,
+    /// Which outcomes of an HTTP call count as failures ([`Breaker::classify`]).
+    pub failures: FailurePolicy,
+}
+
+/// Which outcomes of an HTTP call count against the downstream's health. By default:
+/// no answer (a timeout, a connection error), 429 and every 5xx. A status that is not
+/// listed and is 400 or above is ignored (the caller's fault); below 400 is a success.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailurePolicy {
+    /// The statuses that count as failures, as inclusive ranges.
+    pub statuses: Vec<std::ops::RangeInclusive<u16>>,
+    /// Whether a call that got no answer counts as failed.
+    pub no_answer: bool,
+}
+
+impl Default for FailurePolicy {
+    fn default() -> Self {
+        Self {
+            statuses: vec![429..=429, 500..=599],
+            no_answer: true,
+        }
+    }
+}
+
+impl FailurePolicy {
+    /// The outcome of an exchange: `None` for one that got no answer, else its status.
+    pub fn classify(&self, status: Option<u16>) -> Outcome {
+        match status {
+            None if self.no_answer => Outcome::Failure,
+            None => Outcome::Ignored,
+            Some(status) if self.statuses.iter().any(|r| r.contains(&status)) => Outcome::Failure,
+            Some(400..) => Outcome::Ignored,
+            Some(_) => Outcome::Success,
+        }
+    }
 }
 
 /// The rolling window of a breaker.
@@ -83,6 +119,7 @@ impl Default for BreakerConfig {
             max_wait_in_open: Duration::from_secs(300),
             probes: 3,
             probe_timeout: Duration::from_secs(30),
+            failures: FailurePolicy::default(),
         }
     }
 }
@@ -144,13 +181,9 @@ pub enum Outcome {
 }
 
 /// The default classification of an HTTP exchange: `None` for a timeout or a connection
-/// error, else the status.
+/// error, else the status ([`FailurePolicy::default`]).
 pub fn classify_http(status: Option<u16>) -> Outcome {
-    match status {
-        None | Some(429 | 500..=599) => Outcome::Failure,
-        Some(400..=499) => Outcome::Ignored,
-        Some(_) => Outcome::Success,
-    }
+    FailurePolicy::default().classify(status)
 }
 
 /// A change of state, for metrics, logs and the audit trail.
@@ -253,6 +286,12 @@ impl Breaker {
             observer: Some(observer),
             ..Self::new(config, clock)
         }
+    }
+
+    /// The outcome of an HTTP exchange by this breaker's [`FailurePolicy`]: `None` for one
+    /// that got no answer, else its status.
+    pub fn classify(&self, status: Option<u16>) -> Outcome {
+        self.config.failures.classify(status)
     }
 
     /// Where it stands now.

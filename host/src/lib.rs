@@ -4,7 +4,8 @@
 //! A translator plugin turns a vendor's model into ours and back; this crate loads such
 //! plugins, runs each message in a fresh sandbox under limits, and surrounds them with a
 //! durable pipeline: idempotent ingest, a transactional outbox with a relay to sinks, a dead
-//! letter channel and a hash-chained audit trail.
+//! letter channel and a hash-chained audit trail; and it sends domain commands to vendor APIs
+//! through circuit breakers, degrading as each route says while a vendor is down.
 //!
 //! A plugin on its own:
 //!
@@ -75,6 +76,9 @@
 //! - [`audit`]: the hash chain, its verification and the fold of a message's state.
 //! - [`plugin`]: the wasmtime runtime, loading, limits, faults, calls and the instance pool.
 //! - [`fixtures`]: contract fixtures and the readable diff of a mismatch.
+//! - [`breaker`]: the circuit breaker, usable on its own; every sink and every vendor has
+//!   one.
+//! - [`vendor`]: calls to vendor APIs for outbound commands ([`Host::command`]).
 //! - [`clock`]: the injectable clock.
 //! - [`Error`]: the crate's one error type.
 #![deny(missing_docs)]

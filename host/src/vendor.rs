@@ -20,7 +20,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::breaker::{Admission, Breaker, Outcome, classify_http};
+use crate::breaker::{Admission, Breaker, Outcome};
 use crate::circuits::Circuits;
 use crate::config::{CommandsConfig, VendorConfig};
 use crate::plugin::{Header, VendorRequest, VendorResponse};
@@ -157,9 +157,9 @@ impl Vendor {
                 .attempt(request, key, traceparent, policy.timeout)
                 .await;
             let health = match &result {
-                Ok(response) => classify_http(Some(response.status)),
+                Ok(response) => self.breaker.classify(Some(response.status)),
                 Err(VendorError::Unsendable(_)) => Outcome::Ignored,
-                Err(_) => Outcome::Failure,
+                Err(_) => self.breaker.classify(None),
             };
             if let Some(permit) = permit {
                 permit.record(health);

@@ -24,6 +24,7 @@ fn config() -> BreakerConfig {
         max_wait_in_open: Duration::from_secs(30),
         probes: 3,
         probe_timeout: Duration::from_secs(5),
+        failures: FailurePolicy::default(),
     }
 }
 

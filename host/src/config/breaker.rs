@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::millis;
-use crate::breaker::{BreakerConfig, WindowKind};
+use crate::breaker::{BreakerConfig, FailurePolicy, WindowKind};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,6 +22,8 @@ pub(super) struct RawBreaker {
     max_wait_in_open_ms: Option<u64>,
     probes: Option<u32>,
     probe_timeout_ms: Option<u64>,
+    failure_statuses: Option<Vec<String>>,
+    count_no_answer: Option<bool>,
 }
 
 impl RawBreaker {
@@ -65,6 +67,41 @@ impl RawBreaker {
             max_wait_in_open: millis(self.max_wait_in_open_ms, default.max_wait_in_open),
             probes: self.probes.unwrap_or(default.probes).max(1),
             probe_timeout: millis(self.probe_timeout_ms, default.probe_timeout),
+            failures: FailurePolicy {
+                statuses: match self.failure_statuses {
+                    None => default.failures.statuses,
+                    Some(given) => given
+                        .iter()
+                        .map(|s| {
+                            statuses(s).ok_or_else(|| {
+                            format!(
+                                "{what}.failure_statuses: `{s}` is not a status (`503`), a class \
+                                 (`5xx`) or a range (`500-504`) from 100 to 599"
+                            )
+                        })
+                        })
+                        .collect::<Result<_, _>>()?,
+                },
+                no_answer: self.count_no_answer.unwrap_or(default.failures.no_answer),
+            },
         })
     }
+}
+
+/// A status (`503`), a class (`5xx`) or a range (`500-504`), within 100 to 599.
+fn statuses(text: &str) -> Option<std::ops::RangeInclusive<u16>> {
+    let text = text.trim();
+    let range = if let Some(class) = text.strip_suffix("xx").or_else(|| text.strip_suffix("XX")) {
+        let class: u16 = class.parse().ok()?;
+        class * 100..=class * 100 + 99
+    } else if let Some((low, high)) = text.split_once('-') {
+        low.trim().parse().ok()?..=high.trim().parse().ok()?
+    } else {
+        let status: u16 = text.parse().ok()?;
+        status..=status
+    };
+    let valid = (100..=599).contains(range.start())
+        && (100..=599).contains(range.end())
+        && range.start() <= range.end();
+    valid.then_some(range)
 }

@@ -170,3 +170,28 @@ fn vendors_and_commands_are_checked() {
         assert!(error.contains(says), "{extra}: {error}");
     }
 }
+
+#[test]
+fn a_breaker_s_failures_are_configurable() {
+    use crate::breaker::Outcome;
+    let text = format!(
+        "{GOOD}\n[sinks.hook.breaker]\nfailure_statuses = [\"5xx\", \"404\", \"420-421\"]\ncount_no_answer = false\n"
+    );
+    let config = Config::parse(&text, Path::new("/etc")).unwrap();
+    let failures = &config.breakers["hook"].failures;
+    assert_eq!(failures.classify(Some(404)), Outcome::Failure);
+    assert_eq!(failures.classify(Some(421)), Outcome::Failure);
+    assert_eq!(failures.classify(Some(503)), Outcome::Failure);
+    assert_eq!(failures.classify(Some(429)), Outcome::Ignored, "not listed");
+    assert_eq!(
+        failures.classify(None),
+        Outcome::Ignored,
+        "no answer not counted"
+    );
+    assert_eq!(failures.classify(Some(204)), Outcome::Success);
+    for bad in ["\"6xx\"", "\"abc\"", "\"500-400\"", "\"99\""] {
+        let text = format!("{GOOD}\n[sinks.hook.breaker]\nfailure_statuses = [{bad}]\n");
+        let error = Config::parse(&text, Path::new("/etc")).unwrap_err();
+        assert!(error.contains("failure_statuses"), "{bad}: {error}");
+    }
+}

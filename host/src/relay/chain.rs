@@ -13,7 +13,7 @@ use super::Relay;
 use crate::delivery::{DeliveryError, Sink};
 use tokio_util::sync::CancellationToken;
 
-use crate::breaker::{Admission, Breaker, Outcome, classify_http};
+use crate::breaker::{Admission, Breaker, Outcome};
 
 use crate::storage::{
     AuditDraft, DeadLetter, DeadLetterKind, DeliveryOutcome, OutboxEvent, PendingDelivery, Producer,
@@ -63,7 +63,7 @@ impl<'a> Chain<'a> {
             let result = self.publish(&pending.event).await;
             permit.record(match &result {
                 Ok(()) => Outcome::Success,
-                Err(error) => health(error),
+                Err(error) => health(self.breaker, error),
             });
             self.relay.metrics.observe("publish", started);
             let now = self.relay.clock.now();
@@ -199,15 +199,15 @@ impl<'a> Chain<'a> {
     }
 }
 
-/// What a failed delivery says of the sink's health: timeouts, connection errors, a broker
-/// that refused or did not acknowledge, 5xx and 429 count against it; other 4xx and an event
-/// that cannot be encoded do not.
-fn health(error: &DeliveryError) -> Outcome {
+/// What a failed delivery says of the sink's health, by its breaker's failure policy: by
+/// default timeouts, connection errors, a broker that refused or did not acknowledge, 5xx
+/// and 429 count against it; other 4xx and an event that cannot be encoded do not.
+fn health(breaker: &Breaker, error: &DeliveryError) -> Outcome {
     match error {
         DeliveryError::Timeout { .. } | DeliveryError::Connect(_) | DeliveryError::Refused(_) => {
-            Outcome::Failure
+            breaker.classify(None)
         }
-        DeliveryError::Status { status, .. } => classify_http(Some(status.as_u16())),
+        DeliveryError::Status { status, .. } => breaker.classify(Some(status.as_u16())),
         DeliveryError::Unencodable(_) => Outcome::Ignored,
     }
 }
