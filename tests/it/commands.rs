@@ -571,10 +571,18 @@ fn issue_10_queued_commands_are_sent_exactly_once_across_a_sigkill_while_the_cir
     let seen = stub.requests();
     server.kill();
     server.restart();
-    let reply = http
-        .send("GET", &format!("{}/readyz", server.url()), &[], b"")
-        .unwrap();
-    assert_eq!(reply.status, 200);
+    // Nothing is left for the vendor: its queue is empty, as the store's counters say.
+    wait_until(
+        Duration::from_secs(20),
+        "the restarted host reports the vendor's queue",
+        || {
+            http.send("GET", &format!("{}/metrics", server.url()), &admin, b"")
+                .is_ok_and(|reply| {
+                    String::from_utf8_lossy(&reply.body)
+                        .contains("dragoman_sink_pending{sink=\"acme\"} 0")
+                })
+        },
+    );
     assert_eq!(stub.requests(), seen);
     // The sink may get an event twice (delivery is at least once, the id deduplicates).
     assert_eq!(webhook.counts().len(), COMMANDS);
