@@ -320,7 +320,8 @@ pub struct Commit {
     pub completed: Completed,
     /// The message, stored unless it already is.
     pub message: MessageRecord,
-    /// Events for the outbox, with the sinks that get them.
+    /// Events for the outbox, with the sinks that get them; an event for no sink is not
+    /// kept (the commit's audit events name it).
     pub events: Vec<(OutboxEvent, Vec<String>)>,
     /// An entry for the dead letter channel.
     pub dead_letter: Option<DeadLetter>,

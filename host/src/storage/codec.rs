@@ -156,6 +156,25 @@ pub(super) struct KeptAnswer {
     pub(super) at: jiff::Timestamp,
 }
 
+/// The audit events of one stream sealed in one write (`a`, keyed by the first one's
+/// version), so that a commit's events for a message cost one insert, not one each. Stores
+/// before this wrote one event per record, which is read as a segment of one.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(super) enum AuditRecord {
+    Segment(Vec<crate::storage::AuditEvent>),
+    One(crate::storage::AuditEvent),
+}
+
+impl AuditRecord {
+    pub(super) fn into_events(self) -> Vec<crate::storage::AuditEvent> {
+        match self {
+            Self::Segment(events) => events,
+            Self::One(event) => vec![event],
+        }
+    }
+}
+
 pub(super) fn audit_prefix(message_id: &str) -> Vec<u8> {
     [b"a\0", message_id.as_bytes(), b"\0"].concat()
 }

@@ -31,8 +31,9 @@ use serde::de::DeserializeOwned;
 
 use self::flush::Flusher;
 use super::codec::{
-    COUNTERS, Counters, EventRecord, IdempotencyEntry, KeptAnswer, SEQ, answer_key, audit_key,
-    audit_prefix, dead_letter_key, decode, encode, expiry_key, idempotency_key, message_key,
+    AuditRecord, COUNTERS, Counters, EventRecord, IdempotencyEntry, KeptAnswer, SEQ, answer_key,
+    audit_key, audit_prefix, dead_letter_key, decode, encode, expiry_key, idempotency_key,
+    message_key,
 };
 use crate::audit;
 use crate::storage::{
@@ -178,23 +179,36 @@ impl Db {
         batch: &mut ::sled::Batch,
         drafts: Vec<AuditDraft>,
     ) -> Result<(), StorageError> {
-        let mut heads: BTreeMap<String, Option<AuditEvent>> = BTreeMap::new();
+        // Each stream's drafts, in order, sealed after its last event: one record each.
+        let mut streams: BTreeMap<String, Vec<AuditDraft>> = BTreeMap::new();
         for draft in drafts {
-            if !heads.contains_key(&draft.message_id) {
-                let last = self
-                    .tree()
-                    .scan_prefix(audit_prefix(&draft.message_id))
-                    .next_back()
-                    .transpose()
-                    .map_err(sled_error)?
-                    .map(|(k, v)| decode::<AuditEvent>(&k, &v))
-                    .transpose()?;
-                heads.insert(draft.message_id.clone(), last);
+            streams
+                .entry(draft.message_id.clone())
+                .or_default()
+                .push(draft);
+        }
+        for (message_id, drafts) in streams {
+            let mut head = match self
+                .tree()
+                .scan_prefix(audit_prefix(&message_id))
+                .next_back()
+                .transpose()
+                .map_err(sled_error)?
+            {
+                Some((k, v)) => decode::<AuditRecord>(&k, &v)?.into_events().pop(),
+                None => None,
+            };
+            let mut segment = Vec::with_capacity(drafts.len());
+            for draft in drafts {
+                let event = audit::seal(head.as_ref(), draft);
+                head = Some(event.clone());
+                segment.push(event);
             }
-            let head = heads.get_mut(&draft.message_id).expect("inserted above");
-            let event = audit::seal(head.as_ref(), draft);
-            batch.insert(audit_key(&event.message_id, event.version), encode(&event));
-            *head = Some(event);
+            let first = segment.first().map_or(0, |event| event.version);
+            batch.insert(
+                audit_key(&message_id, first),
+                encode(&AuditRecord::Segment(segment)),
+            );
         }
         Ok(())
     }
@@ -290,11 +304,16 @@ impl Storage for Db {
         batch.insert(message_key(&commit.message.id), encode(&commit.message));
         let mut seq = state.next_seq;
         let mut chains = BTreeSet::new();
+        // Only an event with a sink to go takes a place in the outbox (and a number).
         for (event, sinks) in commit.events {
-            self.enqueue(&mut batch, &mut counters, &mut chains, seq, event, sinks)?;
-            seq += 1;
+            if !sinks.is_empty() {
+                self.enqueue(&mut batch, &mut counters, &mut chains, seq, event, sinks)?;
+                seq += 1;
+            }
         }
-        batch.insert(SEQ, seq.to_be_bytes().to_vec());
+        if seq != state.next_seq {
+            batch.insert(SEQ, seq.to_be_bytes().to_vec());
+        }
         if let Some(entry) = &commit.dead_letter {
             batch.insert(dead_letter_key(&entry.id), encode(entry));
             counters.dead_letters += 1;
@@ -422,9 +441,11 @@ impl Storage for Db {
     }
 
     fn history(&self, message_id: &str) -> Result<Vec<AuditEvent>, StorageError> {
-        self.scan::<AuditEvent>(&audit_prefix(message_id))
-            .map(|item| item.map(|(_, v)| v))
-            .collect()
+        let mut events = Vec::new();
+        for item in self.scan::<AuditRecord>(&audit_prefix(message_id)) {
+            events.extend(item?.1.into_events());
+        }
+        Ok(events)
     }
 
     fn audit_streams(&self) -> Result<BTreeMap<String, Vec<AuditEvent>>, StorageError> {
@@ -434,8 +455,8 @@ impl Storage for Db {
             // The stream is named by the key, so an event moved between streams is caught.
             let id = k[2..].split(|b| *b == 0).next().unwrap_or_default();
             let id = String::from_utf8_lossy(id).into_owned();
-            let event = decode::<AuditEvent>(&k, &v)?;
-            streams.entry(id).or_default().push(event);
+            let events = decode::<AuditRecord>(&k, &v)?.into_events();
+            streams.entry(id).or_default().extend(events);
         }
         Ok(streams)
     }

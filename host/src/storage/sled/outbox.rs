@@ -24,8 +24,9 @@ use crate::storage::{
 
 impl Db {
     /// Puts `event` in the outbox for `sinks` as number `seq`, in `batch`: `chains` holds the
-    /// (sink, partition key) pairs this batch has scheduled already. An event without sinks
-    /// is published as it is committed.
+    /// (sink, partition key) pairs this batch has scheduled already. `sinks` is not empty: an
+    /// event for no sink is not kept (the commit's audit events name it, the message keeps
+    /// its body).
     pub(super) fn enqueue(
         &self,
         batch: &mut ::sled::Batch,
@@ -35,11 +36,6 @@ impl Db {
         event: OutboxEvent,
         sinks: Vec<String>,
     ) -> Result<(), StorageError> {
-        if sinks.is_empty() {
-            let at = event.time;
-            batch.insert(published_key(at, seq), encode(&Published { at, event }));
-            return Ok(());
-        }
         let key = &event.partition_key;
         for sink in &sinks {
             batch.insert(delivery_key(sink, key, seq), encode(&Delivery::default()));

@@ -152,3 +152,44 @@ fn a_layout_1_store_moves_to_the_current_layout_at_open() {
         "e1 waits for b, e2 for a"
     );
 }
+
+#[test]
+fn audit_events_written_one_per_record_are_read_and_chained_onto() {
+    use crate::storage::AuditDraft;
+    let dir = tempfile::tempdir().unwrap();
+    let first = crate::audit::seal(
+        None,
+        AuditDraft::new("m1", at("2027-01-01T00:00:00Z"), "received", json!({})),
+    );
+    {
+        let db = ::sled::Config::new().path(dir.path()).open().unwrap();
+        let tree = db.open_tree("pipeline").unwrap();
+        // As hosts before audit segments wrote it: one event, under its own version.
+        tree.insert(
+            crate::storage::codec::audit_key("m1", first.version),
+            encode(&first),
+        )
+        .unwrap();
+        db.flush().unwrap();
+    }
+    let store = Db::open(dir.path()).unwrap();
+    let later = at("2027-01-01T00:00:01Z");
+    store
+        .append(vec![
+            AuditDraft::new("m1", later, "translated", json!({})),
+            AuditDraft::new("m2", later, "received", json!({})),
+            AuditDraft::new("m1", later, "committed", json!({})),
+        ])
+        .unwrap();
+    let history = store.history("m1").unwrap();
+    let kinds: Vec<&str> = history.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["received", "translated", "committed"]);
+    assert_eq!(history[0], first);
+    let streams = store.audit_streams().unwrap();
+    assert_eq!(streams["m1"], history);
+    assert_eq!(streams["m2"].len(), 1);
+    assert!(
+        crate::audit::verify(&streams).is_empty(),
+        "the chains hold across both forms"
+    );
+}
