@@ -524,6 +524,14 @@ fn issue_10_queued_commands_are_sent_exactly_once_across_a_sigkill_while_the_cir
         )
         .unwrap();
     assert_eq!(forced.status, 200);
+    // Every transition is a tracing event, naming the breaker and both states.
+    wait_until(Duration::from_secs(5), "the transition in the log", || {
+        server.log().iter().any(|line| {
+            line.contains("circuit changed")
+                && line.contains("acme")
+                && line.contains("forced_open")
+        })
+    });
     for i in 0..COMMANDS {
         let key = format!("kill-{i}");
         let headers = [
