@@ -18,7 +18,7 @@ use crate::circuits::Circuits;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, HttpConfig};
 use crate::delivery::{Deliver, Sink};
-use crate::outcome::{Commanded, Discarded, Ingested, Replayed, Translated};
+use crate::outcome::{Activated, Commanded, Discarded, Ingested, Replayed, Translated};
 use crate::pipeline::{Incoming, Pipeline, QueuedCommands, Routes};
 use crate::plugin::Runtime;
 use crate::relay::{Relay, RelayParts, RouteDelivery, Running, Wake};
@@ -116,7 +116,7 @@ impl HostBuilder {
             .map(|route| {
                 let delivery = RouteDelivery {
                     retry: route.retry,
-                    producer: route.producer.clone(),
+                    producer: route.version().producer.clone(),
                 };
                 (route.name.clone(), delivery)
             })
@@ -131,6 +131,7 @@ impl HostBuilder {
             metrics.clone(),
             wake.clone(),
             vendors,
+            runtime,
         );
         // Commands queued while a vendor's circuit was open wait in the outbox for a sink
         // named after the vendor, sent by the relay like any event.
@@ -239,6 +240,13 @@ impl Host {
     /// open, the route's degradation answers instead.
     pub async fn command(&self, route: &str, incoming: Incoming) -> Commanded {
         self.pipeline.command(route, incoming).await
+    }
+
+    /// Makes the component at `file` the active plugin of `route`, while messages flow: it is
+    /// loaded and checked first (a refusal leaves the active version serving), then swapped
+    /// in whole; messages in flight finish on the version they started with.
+    pub async fn activate(&self, route: &str, file: impl Into<std::path::PathBuf>) -> Activated {
+        self.pipeline.activate(route, file.into()).await
     }
 
     /// Translates a message with the route's plugin and stores nothing.

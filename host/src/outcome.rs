@@ -279,6 +279,37 @@ pub enum Replayed {
     Unavailable(Unavailable),
 }
 
+/// What [`crate::Host::activate`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Activated {
+    /// The version serves the route's next messages; messages in flight finish on the one
+    /// before, whose instances go when the last of them ends.
+    Swapped {
+        /// The route.
+        route: String,
+        /// The version it replaced.
+        from: crate::storage::Producer,
+        /// The version now active.
+        to: crate::storage::Producer,
+    },
+    /// The candidate was refused (it did not load, or lacks a direction the route uses);
+    /// the active version keeps serving.
+    Refused {
+        /// The route.
+        route: String,
+        /// Why.
+        reason: String,
+    },
+    /// No route has that name.
+    UnknownRoute {
+        /// The name asked for.
+        route: String,
+    },
+    /// The host could not do it now.
+    Unavailable(Unavailable),
+}
+
 /// What [`crate::Host::discard`] answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

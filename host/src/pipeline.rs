@@ -3,6 +3,7 @@
 //!
 //! - `admission.rs`: what every message passes before any plugin runs;
 //! - `ingest.rs`: claim the key, translate, commit, answer once durable;
+//! - `activate.rs`: a route's plugin swapped for another version while messages flow;
 //! - `command.rs`: the outbound side: claim the key, encode, call the vendor through its
 //!   breaker (or degrade as the route says while it is open), decode, commit, answer; and
 //!   the sending of a command queued while the circuit was open (`command/queued.rs`);
@@ -17,6 +18,7 @@
 //! Blocking work (plugin calls, store writes) runs on blocking threads, bounded by a fair
 //! semaphore.
 
+mod activate;
 mod admission;
 mod command;
 mod commit;
@@ -73,6 +75,8 @@ struct Core {
     wake: Wake,
     /// The vendors routes send commands to.
     vendors: Vendors,
+    /// Where candidate plugin versions are loaded.
+    runtime: crate::plugin::Runtime,
     /// The dead letter entries being replayed now: one replay of an entry runs at a time.
     replaying: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Bounds the blocking work (plugin calls, store writes) running at once: more threads
@@ -89,6 +93,7 @@ impl Pipeline {
         metrics: Arc<Metrics>,
         wake: Wake,
         vendors: Vendors,
+        runtime: crate::plugin::Runtime,
     ) -> Self {
         let workers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2);
         Self {
@@ -99,6 +104,7 @@ impl Pipeline {
                 metrics,
                 wake,
                 vendors,
+                runtime,
                 replaying: std::sync::Mutex::default(),
                 workers: tokio::sync::Semaphore::new(workers),
                 workers_count: workers,

@@ -20,18 +20,18 @@ const BREAKER: &str = "[vendors.acme.breaker]\nwindow_calls = 10\nminimum_calls 
     max_wait_in_open_ms = 60000\nprobes = 2\nprobe_timeout_ms = 30000\n";
 
 /// A host served in-process on loopback, on an injected clock.
-struct Rig {
-    http: Http,
-    base: String,
+pub(crate) struct Rig {
+    pub(crate) http: Http,
+    pub(crate) base: String,
     clock: ManualClock,
-    host: Host,
+    pub(crate) host: Host,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
 
 impl Rig {
     /// A host with `sinks`, vendor `acme` at `stub` and `routes` (each may take commands).
-    fn start(stub: &VendorStub, sinks: &str, routes: &str) -> Self {
+    pub(crate) fn start(stub: &VendorStub, sinks: &str, routes: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = \"{data}\"\n\

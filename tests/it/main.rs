@@ -34,3 +34,5 @@ mod embed;
 mod door;
 // Outbound commands through the vendor's breaker, degradation, a sink down for an hour.
 mod commands;
+// Hot swap of a route's plugin while messages flow.
+mod swap;

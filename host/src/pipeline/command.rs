@@ -22,7 +22,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 
 use super::commit::Settlement;
-use super::routes::Route;
+use super::routes::{Route, Version};
 use super::{Incoming, Pipeline, storage_failure, transient};
 use crate::outcome::{Cause, Commanded, FAULT_CODE, InFlight, Refusal, Unavailable};
 use crate::plugin::{
@@ -61,6 +61,7 @@ struct CommandBody {
 /// A command claimed and encoded, ready to go to the vendor.
 struct Prepared {
     route: Arc<Route>,
+    version: Arc<Version>,
     claim: ClaimToken,
     record: MessageRecord,
     fingerprint: String,
@@ -76,6 +77,7 @@ impl Prepared {
     fn settlement(&self) -> Settlement<'_> {
         let settlement = Settlement {
             route: &self.route,
+            version: self.version.clone(),
             record: self.record.clone(),
             claim: Some(self.claim.clone()),
             fingerprint: self.fingerprint.clone(),
@@ -257,12 +259,15 @@ impl Pipeline {
             body: incoming.body,
             received_at: now,
         };
-        let encoded = route
+        // One version encodes and decodes the command, and names its events.
+        let version = route.version();
+        let encoded = version
             .instances
             .get()
             .and_then(|mut session| session.encode(&command));
         let mut prepared = Prepared {
             route,
+            version,
             claim,
             record,
             fingerprint,
@@ -380,7 +385,7 @@ fn decode(
     response: &VendorResponse,
 ) -> Result<Result<Vec<crate::plugin::DomainEvent>, TranslateError>, Fault> {
     prepared
-        .route
+        .version
         .instances
         .get()
         .and_then(|mut session| session.decode(&prepared.command, response))

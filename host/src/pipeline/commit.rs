@@ -5,7 +5,9 @@
 use jiff::Timestamp;
 use serde_json::json;
 
-use super::routes::Route;
+use std::sync::Arc;
+
+use super::routes::{Route, Version};
 use crate::outcome::{Accepted, Answered, AnsweredEvent, Cause, Queued, Rejected, Settled};
 use crate::plugin::{DomainCommand, DomainEvent};
 use crate::storage::{
@@ -16,6 +18,8 @@ use crate::storage::{
 /// A message on its way to a commit, with what every commit of it shares.
 pub(super) struct Settlement<'a> {
     pub(super) route: &'a Route,
+    /// The plugin version that made the outcome: it names the events and the dead letter.
+    pub(super) version: Arc<Version>,
     pub(super) record: MessageRecord,
     /// The claim held; `None` for a replay, which holds none.
     pub(super) claim: Option<ClaimToken>,
@@ -50,13 +54,14 @@ impl Settlement<'_> {
     pub(super) fn accept(self, events: Vec<DomainEvent>, traceparent: &str) -> (Commit, Accepted) {
         let Self {
             route,
+            version,
             record,
             claim,
             fingerprint,
             now,
             mut audit,
         } = self;
-        let producer = &route.producer;
+        let producer = &version.producer;
         let events: Vec<OutboxEvent> = events
             .into_iter()
             .map(|event| OutboxEvent {
@@ -118,6 +123,7 @@ impl Settlement<'_> {
     pub(super) fn reject(self, cause: Cause, code: String, error: String) -> (Commit, Rejected) {
         let Self {
             route,
+            version,
             record,
             claim,
             fingerprint,
@@ -131,8 +137,8 @@ impl Settlement<'_> {
             route: route.name.clone(),
             error: error.clone(),
             code: code.clone(),
-            plugin: route.producer.label(),
-            plugin_sha256: route.producer.sha256.clone(),
+            plugin: version.producer.label(),
+            plugin_sha256: version.producer.sha256.clone(),
             attempts: 1,
             created_at: now,
             updated_at: now,
@@ -220,6 +226,7 @@ impl Settlement<'_> {
     ) -> (Commit, Queued) {
         let Self {
             route,
+            version,
             record,
             claim,
             fingerprint,
@@ -236,7 +243,7 @@ impl Settlement<'_> {
             data: command.data.clone(),
             time: now,
             traceparent: traceparent.to_owned(),
-            producer: Some(route.producer.clone()),
+            producer: Some(version.producer.clone()),
         };
         audit.push(AuditDraft::new(
             &record.id,

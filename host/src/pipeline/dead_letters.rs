@@ -2,11 +2,13 @@
 //! the route's current plugin again; a delivery entry's event goes back to the outbox for its
 //! sink) or discard it. Both are recorded in the audit trail.
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 use serde_json::json;
 
 use super::commit::Settlement;
-use super::routes::Route;
+use super::routes::{Route, Version};
 use super::{Pipeline, storage_failure, transient, vendor_message};
 use crate::outcome::{Cause, Discarded, FAULT_CODE, Rejected, Replayed, Unavailable};
 use crate::plugin::{DomainEvent, TranslateError, sha256_hex};
@@ -105,12 +107,16 @@ impl Pipeline {
             record.headers.clone(),
             record.body.clone(),
         );
-        let translation = route
+        // One version for the whole replay: it translates, and it is the one named.
+        let version = route.version();
+        let translation = version
             .instances
             .get()
             .and_then(|mut session| session.translate(&message));
         let (cause, code, error) = match translation {
-            Ok(Ok(events)) => return self.commit_replay(route, entry, record, events, now),
+            Ok(Ok(events)) => {
+                return self.commit_replay(route, &version, entry, record, events, now);
+            }
             Ok(Err(TranslateError::Transient(failure))) => {
                 let outcome = Replayed::Transient {
                     dead_letter: entry.id,
@@ -124,7 +130,7 @@ impl Pipeline {
             Err(fault) => (Cause::Fault, FAULT_CODE.to_owned(), fault.to_string()),
         };
         self.rejected_again(
-            route,
+            &version,
             entry,
             Rejected {
                 message_id: record.id,
@@ -142,6 +148,7 @@ impl Pipeline {
     fn commit_replay(
         &self,
         route: &Route,
+        version: &Arc<Version>,
         entry: DeadLetter,
         record: MessageRecord,
         events: Vec<DomainEvent>,
@@ -150,10 +157,11 @@ impl Pipeline {
         let audit = vec![replayed(
             &entry,
             now,
-            json!({"dead_letter": entry.id, "plugin": route.producer.label()}),
+            json!({"dead_letter": entry.id, "plugin": version.producer.label()}),
         )];
         let settlement = Settlement {
             route,
+            version: version.clone(),
             fingerprint: sha256_hex(&record.body),
             record,
             claim: None,
@@ -176,12 +184,12 @@ impl Pipeline {
     /// plugin that tried.
     fn rejected_again(
         &self,
-        route: &Route,
+        version: &Version,
         entry: DeadLetter,
         mut rejected: Rejected,
         now: Timestamp,
     ) -> (Replayed, bool) {
-        let plugin_name = route.producer.label();
+        let plugin_name = version.producer.label();
         let draft = replayed(
             &entry,
             now,
@@ -193,7 +201,7 @@ impl Pipeline {
             error: rejected.error.clone(),
             code: rejected.code.clone(),
             plugin: plugin_name,
-            plugin_sha256: route.producer.sha256.clone(),
+            plugin_sha256: version.producer.sha256.clone(),
             updated_at: now,
             ..entry
         };

@@ -79,7 +79,9 @@ impl Pipeline {
         let message = vendor_message(message_id, content_type, headers.clone(), body);
 
         let started = Instant::now();
-        let mut lease = route.instances.get();
+        // One version for the whole message: it translates, and its events name it.
+        let version = route.version();
+        let mut lease = version.instances.get();
         let (key, early_fault) = key_for(idempotency_key, &mut lease, &message, &fingerprint);
         let claim = match core
             .storage
@@ -105,6 +107,7 @@ impl Pipeline {
         core.metrics.observe("translate", started);
         let settlement = Settlement {
             route,
+            version: version.clone(),
             claim: Some(claim.clone()),
             now,
             audit: vec![],

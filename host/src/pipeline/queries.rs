@@ -92,13 +92,14 @@ impl Pipeline {
             .routes
             .iter()
             .map(|route| {
-                let id = route.plugin.id();
+                let version = route.version();
+                let id = version.plugin.id();
                 (route.name.clone(), json!({
-                    "plugin": {"name": id.name, "version": id.version, "sha256": id.sha256, "vendor_api_version": route.plugin.info().vendor_api_version},
+                    "plugin": {"name": id.name, "version": id.version, "sha256": id.sha256, "vendor_api_version": version.plugin.info().vendor_api_version},
                     "sinks": route.sinks,
                     "idempotency_retention_secs": route.retention.as_secs(),
                     "inflight_timeout_secs": route.inflight_timeout.as_secs(),
-                    "instance_reuse": route.instances.max_uses(),
+                    "instance_reuse": version.instances.max_uses(),
                     "headers": route.headers.names(),
                     "retry": {
                         "max_attempts": route.retry.max_attempts,

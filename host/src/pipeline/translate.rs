@@ -19,7 +19,8 @@ impl Pipeline {
                 route.headers.keep(incoming.headers),
                 incoming.body,
             );
-            let mut session = route.instances.get()?;
+            let version = route.version();
+            let mut session = version.instances.get()?;
             let key = session.idempotency_key(&message)?;
             Ok::<_, Fault>((key, session.translate(&message)?))
         })

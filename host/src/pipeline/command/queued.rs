@@ -156,7 +156,8 @@ impl Pipeline {
             subject: event.subject.clone(),
             data: event.data.clone(),
         };
-        let encoded = route
+        let version = route.version();
+        let encoded = version
             .instances
             .get()
             .and_then(|mut session| session.encode(&command));
@@ -177,6 +178,7 @@ impl Pipeline {
         Ok(Some(Prepared {
             fingerprint: crate::plugin::sha256_hex(&record.body),
             route,
+            version,
             claim,
             record,
             command,
