@@ -242,17 +242,33 @@ pub fn run(plugin: &Plugin, fixture: &Fixture) -> Result<Verdict, FixtureError> 
         headers: Vec::new(),
         body,
     };
-    let actual = match outcome(plugin, &message, Arc::new(spec.config.clone()), &spec) {
-        Ok(actual) => actual,
-        Err(fault) => json!({"fault": fault.to_string()}),
-    };
+    let actual = outcome(plugin, &message, Arc::new(spec.config.clone()), &spec);
+    Ok(verdict(expected, actual))
+}
+
+/// Pass when the plugin gave `expected`; else the diff (a fault shows as `{"fault": …}`).
+fn verdict(expected: serde_json::Map<String, Value>, actual: Result<Value, Fault>) -> Verdict {
+    let actual = actual.unwrap_or_else(|fault| json!({"fault": fault.to_string()}));
     let expected = Value::Object(expected);
     if actual == expected {
-        return Ok(Verdict::Pass);
+        return Verdict::Pass;
     }
-    Ok(Verdict::Fail {
+    Verdict::Fail {
         diff: diff(&expected, &actual),
-    })
+    }
+}
+
+/// A refusal as a fixture shows it: its kind and code, and its message when asked for.
+fn refusal(refusal: TranslateError, with_message: bool) -> Value {
+    let (kind, failure) = match refusal {
+        TranslateError::Rejected(f) => ("rejected", f),
+        TranslateError::Transient(f) => ("transient", f),
+    };
+    let mut e = json!({"kind": kind, "code": failure.code});
+    if with_message {
+        e["message"] = json!(failure.message);
+    }
+    e
 }
 
 fn outcome(
@@ -276,19 +292,12 @@ fn outcome(
                 serde_json::to_value(&events).expect("events serialize"),
             );
         }
-        Err(refusal) => {
-            let (kind, failure) = match refusal {
-                TranslateError::Rejected(f) => ("rejected", f),
-                TranslateError::Transient(f) => ("transient", f),
-            };
-            let mut e = json!({"kind": kind, "code": failure.code});
-            if spec.error.as_ref().is_some_and(|e| e.message.is_some()) {
-                e["message"] = json!(failure.message);
-            } else if spec.events.is_some() {
-                // Show the reason when events were expected.
-                e["message"] = json!(failure.message);
-            }
-            actual.insert("error".into(), e);
+        Err(refused) => {
+            // The message when the fixture gives one, and the reason when events were
+            // expected.
+            let with_message =
+                spec.error.as_ref().is_some_and(|e| e.message.is_some()) || spec.events.is_some();
+            actual.insert("error".into(), refusal(refused, with_message));
         }
     }
     Ok(Value::Object(actual))

@@ -132,6 +132,68 @@ impl Pipeline {
     }
 }
 
+/// What every message or command gets as it arrives: the time, the body's hash, its id and
+/// its trace context.
+struct Arrival {
+    now: jiff::Timestamp,
+    /// The sha256 of the body.
+    fingerprint: String,
+    id: uuid::Uuid,
+    traceparent: String,
+}
+
+impl Pipeline {
+    /// Counts a message or command arriving on `route` and gives it its id and trace.
+    fn arrive(&self, route: &str, incoming: &Incoming) -> Arrival {
+        self.core.metrics.received(route);
+        let id = uuid::Uuid::now_v7();
+        Arrival {
+            now: self.core.clock.now(),
+            fingerprint: crate::plugin::sha256_hex(&incoming.body),
+            id,
+            traceparent: crate::telemetry::traceparent(incoming.traceparent.as_deref(), id),
+        }
+    }
+}
+
+/// The key when neither the caller nor the plugin gives one: the body's hash.
+fn hash_key(fingerprint: &str) -> String {
+    format!("sha256:{fingerprint}")
+}
+
+/// Why a commit wrote nothing.
+enum NotWritten {
+    /// Another delivery took the claim over (its in-flight timeout passed).
+    TakenOver(crate::outcome::InFlight),
+    /// The store failed; the claim was given back.
+    Failed(crate::outcome::Unavailable),
+}
+
+impl Pipeline {
+    /// Writes `commit` for the holder of `claim`: a claim taken over by another delivery
+    /// writes nothing, and a failed write gives the claim back so that a redelivery runs
+    /// (IC-4).
+    fn write_commit(
+        &self,
+        commit: crate::storage::Commit,
+        claim: &crate::storage::ClaimToken,
+    ) -> Result<(), NotWritten> {
+        match self.core.storage.commit(commit) {
+            Ok(()) => Ok(()),
+            Err(crate::storage::StorageError::ClaimLost { key }) => {
+                Err(NotWritten::TakenOver(crate::outcome::InFlight {
+                    idempotency_key: key,
+                    taken_over: true,
+                }))
+            }
+            Err(e) => {
+                self.release(claim);
+                Err(NotWritten::Failed(storage_failure(&e)))
+            }
+        }
+    }
+}
+
 /// The plugin's view of a message: the headers as the contract's records.
 fn vendor_message(
     id: String,

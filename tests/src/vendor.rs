@@ -68,21 +68,6 @@ impl VendorStub {
         Self::start_on(std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port"))
     }
 
-    /// Starts the stub at `addr` (a vendor that was down comes back), waiting up to 10 s for
-    /// the address to be free.
-    pub fn start_at(addr: SocketAddr) -> Self {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            match std::net::TcpListener::bind(addr) {
-                Ok(listener) => return Self::start_on(listener),
-                Err(e) if std::time::Instant::now() >= deadline => {
-                    panic!("cannot listen on {addr}: {e}")
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-    }
-
     fn start_on(listener: std::net::TcpListener) -> Self {
         listener.set_nonblocking(true).expect("non-blocking");
         let addr = listener.local_addr().expect("an address");

@@ -23,16 +23,11 @@ use serde::Deserialize;
 
 use super::commit::Settlement;
 use super::routes::{Route, Version};
-use super::{Incoming, Pipeline, storage_failure, transient};
+use super::{Arrival, Incoming, NotWritten, Pipeline, hash_key, storage_failure, transient};
 use crate::outcome::{Cause, Commanded, FAULT_CODE, InFlight, Refusal, Unavailable};
-use crate::plugin::{
-    DomainCommand, Fault, TranslateError, VendorRequest, VendorResponse, sha256_hex,
-};
-use crate::storage::{
-    Claim, ClaimToken, Commit, Completed, DeadLetterKind, MessageRecord, StorageError,
-};
-use crate::telemetry::traceparent;
-use crate::vendor::{Gate, VendorError};
+use crate::plugin::{DomainCommand, Fault, TranslateError, VendorRequest, VendorResponse};
+use crate::storage::{Claim, ClaimToken, Commit, Completed, DeadLetterKind, MessageRecord};
+use crate::vendor::{Gate, Vendor, VendorError};
 
 pub(crate) use self::queued::QueuedCommands;
 
@@ -74,6 +69,24 @@ struct Prepared {
 }
 
 impl Prepared {
+    /// Sends the encoded request to `vendor`, the command's key as its `Idempotency-Key`.
+    async fn send(
+        &self,
+        vendor: &Vendor,
+        policy: &crate::config::CommandsConfig,
+        gate: &Gate,
+    ) -> Result<VendorResponse, VendorError> {
+        vendor
+            .send(
+                &self.request,
+                &self.record.key,
+                &self.traceparent,
+                policy,
+                gate,
+            )
+            .await
+    }
+
     fn settlement(&self) -> Settlement<'_> {
         let settlement = Settlement {
             route: &self.route,
@@ -119,15 +132,7 @@ impl Pipeline {
             Ok(Err((answer, committed))) => return self.durable_answer(answer, committed).await,
             Err(unavailable) => return Commanded::Unavailable(unavailable),
         };
-        let sent = vendor
-            .send(
-                &prepared.request,
-                &prepared.record.key,
-                &prepared.traceparent,
-                &policy,
-                &Gate::Breaker,
-            )
-            .await;
+        let sent = prepared.send(&vendor, &policy, &Gate::Breaker).await;
         let response = match sent {
             Ok(response) => response,
             Err(VendorError::Open { retry_after }) => {
@@ -226,14 +231,15 @@ impl Pipeline {
         incoming: Incoming,
     ) -> Result<Prepared, (Commanded, bool)> {
         let core = &self.core;
-        core.metrics.received(&route.name);
-        let now = core.clock.now();
-        let fingerprint = sha256_hex(&incoming.body);
-        let uuid = uuid::Uuid::now_v7();
-        let traceparent = traceparent(incoming.traceparent.as_deref(), uuid);
+        let Arrival {
+            now,
+            fingerprint,
+            id,
+            traceparent,
+        } = self.arrive(&route.name, &incoming);
         let key = incoming
             .idempotency_key
-            .unwrap_or_else(|| format!("sha256:{fingerprint}"));
+            .unwrap_or_else(|| hash_key(&fingerprint));
         let claim =
             match core
                 .storage
@@ -251,7 +257,7 @@ impl Pipeline {
                 Err(e) => return Err((Commanded::Unavailable(storage_failure(&e)), false)),
             };
         let record = MessageRecord {
-            id: uuid.to_string(),
+            id: id.to_string(),
             route: route.name.clone(),
             key,
             content_type: Some("application/json".into()),
@@ -355,7 +361,7 @@ impl Pipeline {
     /// Writes `commit`, answering `answer` once it is written.
     fn write(&self, prepared: &Prepared, commit: Commit, answer: Commanded) -> (Commanded, bool) {
         let route = &prepared.route.name;
-        match self.core.storage.commit(commit) {
+        match self.write_commit(commit, &prepared.claim) {
             Ok(()) => {
                 match answer {
                     Commanded::Answered(_) => self.core.metrics.translated(route),
@@ -364,17 +370,8 @@ impl Pipeline {
                 }
                 (answer, true)
             }
-            Err(StorageError::ClaimLost { key }) => {
-                let in_flight = InFlight {
-                    idempotency_key: key,
-                    taken_over: true,
-                };
-                (Commanded::InFlight(in_flight), false)
-            }
-            Err(e) => {
-                self.release(&prepared.claim);
-                (Commanded::Unavailable(storage_failure(&e)), false)
-            }
+            Err(NotWritten::TakenOver(in_flight)) => (Commanded::InFlight(in_flight), false),
+            Err(NotWritten::Failed(unavailable)) => (Commanded::Unavailable(unavailable), false),
         }
     }
 }

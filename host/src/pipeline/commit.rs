@@ -34,152 +34,151 @@ impl Settlement<'_> {
     /// With the `received` audit event first: a message's first commit.
     pub(super) fn received(mut self) -> Self {
         let record = &self.record;
-        self.audit.push(AuditDraft::new(
-            &record.id,
-            self.now,
-            "received",
-            json!({
-                "route": self.route.name,
-                "idempotency_key": record.key,
-                "content_type": record.content_type,
-                "bytes": record.body.len(),
-                "fingerprint": self.fingerprint,
-            }),
-        ));
+        let data = json!({
+            "route": self.route.name,
+            "idempotency_key": record.key,
+            "content_type": record.content_type,
+            "bytes": record.body.len(),
+            "fingerprint": self.fingerprint,
+        });
+        self.audit("received", data);
         self
+    }
+
+    /// An outbox event of this message, made by its plugin version now.
+    fn event(
+        &self,
+        event_type: String,
+        subject: String,
+        partition_key: String,
+        data: String,
+        traceparent: &str,
+    ) -> OutboxEvent {
+        OutboxEvent {
+            id: uuid::Uuid::now_v7().to_string(),
+            message_id: self.record.id.clone(),
+            route: self.route.name.clone(),
+            event_type,
+            subject,
+            partition_key,
+            data,
+            time: self.now,
+            traceparent: traceparent.to_owned(),
+            producer: Some(self.version.producer.clone()),
+        }
+    }
+
+    /// An audit event of this message, now.
+    fn audit(&mut self, kind: &str, data: serde_json::Value) {
+        let draft = AuditDraft::new(&self.record.id, self.now, kind, data);
+        self.audit.push(draft);
+    }
+
+    /// The commit every settlement ends in: `settled` under the key (kept for the route's
+    /// retention), the message, and what it adds to the outbox or the dead letter channel.
+    fn into_commit(
+        self,
+        settled: Settled,
+        events: Vec<(OutboxEvent, Vec<String>)>,
+        dead_letter: Option<DeadLetter>,
+    ) -> Commit {
+        Commit {
+            claim: self.claim,
+            completed: Completed {
+                fingerprint: self.fingerprint,
+                settled,
+                expires_at: expires_at(self.route, self.now),
+            },
+            message: self.record,
+            events,
+            dead_letter,
+            resolves: None,
+            audit: self.audit,
+        }
     }
 
     /// The commit of a translated message: its events go to the outbox for every sink of
     /// the route.
-    pub(super) fn accept(self, events: Vec<DomainEvent>, traceparent: &str) -> (Commit, Accepted) {
-        let Self {
-            route,
-            version,
-            record,
-            claim,
-            fingerprint,
-            now,
-            mut audit,
-        } = self;
-        let producer = &version.producer;
+    pub(super) fn accept(
+        mut self,
+        events: Vec<DomainEvent>,
+        traceparent: &str,
+    ) -> (Commit, Accepted) {
         let events: Vec<OutboxEvent> = events
             .into_iter()
-            .map(|event| OutboxEvent {
-                id: uuid::Uuid::now_v7().to_string(),
-                message_id: record.id.clone(),
-                route: route.name.clone(),
-                event_type: event.event_type,
-                subject: event.subject,
-                partition_key: event.partition_key,
-                data: event.data.get().to_owned(),
-                time: now,
-                traceparent: traceparent.to_owned(),
-                producer: Some(producer.clone()),
+            .map(|event| {
+                let data = event.data.get().to_owned();
+                self.event(
+                    event.event_type,
+                    event.subject,
+                    event.partition_key,
+                    data,
+                    traceparent,
+                )
             })
             .collect();
         let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
-        audit.push(AuditDraft::new(
-            &record.id,
-            now,
+        let producer = self.version.producer.clone();
+        self.audit(
             "translated",
             json!({
                 "plugin": producer.label(),
                 "sha256": producer.sha256,
                 "events": ids.len(),
             }),
-        ));
-        audit.push(AuditDraft::new(
-            &record.id,
-            now,
-            "committed",
-            json!({"events": ids, "sinks": route.sinks}),
-        ));
+        );
+        let sinks = self.route.sinks.clone();
+        self.audit("committed", json!({"events": ids, "sinks": sinks}));
         let accepted = Accepted {
-            message_id: record.id.clone(),
-            idempotency_key: record.key.clone(),
+            message_id: self.record.id.clone(),
+            idempotency_key: self.record.key.clone(),
             events: ids,
         };
-        let commit = Commit {
-            claim,
-            completed: Completed {
-                fingerprint,
-                settled: Settled::Accepted(accepted.clone()),
-                expires_at: expires_at(route, now),
-            },
-            message: record,
-            events: events
-                .into_iter()
-                .map(|e| (e, route.sinks.clone()))
-                .collect(),
-            dead_letter: None,
-            resolves: None,
-            audit,
-        };
+        let events = events.into_iter().map(|e| (e, sinks.clone())).collect();
+        let commit = self.into_commit(Settled::Accepted(accepted.clone()), events, None);
         (commit, accepted)
     }
 
     /// The commit of a message its plugin refused or faulted on: a dead letter entry naming
     /// the plugin.
-    pub(super) fn reject(self, cause: Cause, code: String, error: String) -> (Commit, Rejected) {
-        let Self {
-            route,
-            version,
-            record,
-            claim,
-            fingerprint,
-            now,
-            mut audit,
-        } = self;
+    pub(super) fn reject(
+        mut self,
+        cause: Cause,
+        code: String,
+        error: String,
+    ) -> (Commit, Rejected) {
         let entry = DeadLetter {
             id: uuid::Uuid::now_v7().to_string(),
             kind: DeadLetterKind::Translation,
-            message_id: record.id.clone(),
-            route: route.name.clone(),
+            message_id: self.record.id.clone(),
+            route: self.route.name.clone(),
             error: error.clone(),
             code: code.clone(),
-            plugin: version.producer.label(),
-            plugin_sha256: version.producer.sha256.clone(),
+            plugin: self.version.producer.label(),
+            plugin_sha256: self.version.producer.sha256.clone(),
             attempts: 1,
-            created_at: now,
-            updated_at: now,
+            created_at: self.now,
+            updated_at: self.now,
         };
-        audit.push(AuditDraft::new(
-            &record.id,
-            now,
+        self.audit(
             "rejected",
             json!({"code": code, "error": error, "plugin": entry.plugin, "sha256": entry.plugin_sha256}),
-        ));
-        audit.push(AuditDraft::new(
-            &record.id,
-            now,
+        );
+        self.audit(
             "dead_lettered",
             json!({"dead_letter": entry.id, "error": error}),
-        ));
+        );
         let rejected = Rejected {
-            message_id: record.id.clone(),
+            message_id: self.record.id.clone(),
             dead_letter: entry.id.clone(),
             cause,
             code,
             error,
         };
-        let commit = Commit {
-            claim,
-            completed: Completed {
-                fingerprint,
-                settled: Settled::Rejected(rejected.clone()),
-                expires_at: expires_at(route, now),
-            },
-            message: record,
-            events: Vec::new(),
-            dead_letter: Some(entry),
-            resolves: None,
-            audit,
-        };
+        let commit = self.into_commit(Settled::Rejected(rejected.clone()), Vec::new(), Some(entry));
         (commit, rejected)
     }
-}
 
-impl Settlement<'_> {
     /// The commit of a command answered by its vendor: as [`Settlement::accept`], with the
     /// vendor's status in the trail, and the answer (the events themselves) stored under the
     /// key.
@@ -189,12 +188,7 @@ impl Settlement<'_> {
         events: Vec<DomainEvent>,
         traceparent: &str,
     ) -> (Commit, Answered) {
-        self.audit.push(AuditDraft::new(
-            &self.record.id,
-            self.now,
-            "vendor_answered",
-            json!({"status": vendor_status}),
-        ));
+        self.audit("vendor_answered", json!({"status": vendor_status}));
         let (mut commit, accepted) = self.accept(events, traceparent);
         let answered = Answered {
             message_id: accepted.message_id,
@@ -219,55 +213,25 @@ impl Settlement<'_> {
     /// The commit of a command queued while its vendor's circuit is open: the command goes
     /// to the outbox for the vendor (a sink of the vendor's name), sent once it closes.
     pub(super) fn queue(
-        self,
+        mut self,
         vendor: &str,
         command: &DomainCommand,
         traceparent: &str,
     ) -> (Commit, Queued) {
-        let Self {
-            route,
-            version,
-            record,
-            claim,
-            fingerprint,
-            now,
-            mut audit,
-        } = self;
-        let event = OutboxEvent {
-            id: uuid::Uuid::now_v7().to_string(),
-            message_id: record.id.clone(),
-            route: route.name.clone(),
-            event_type: command.command_type.clone(),
-            subject: command.subject.clone(),
-            partition_key: command.subject.clone(),
-            data: command.data.clone(),
-            time: now,
-            traceparent: traceparent.to_owned(),
-            producer: Some(version.producer.clone()),
-        };
-        audit.push(AuditDraft::new(
-            &record.id,
-            now,
-            "queued",
-            json!({"vendor": vendor, "event": event.id}),
-        ));
+        let event = self.event(
+            command.command_type.clone(),
+            command.subject.clone(),
+            command.subject.clone(),
+            command.data.clone(),
+            traceparent,
+        );
+        self.audit("queued", json!({"vendor": vendor, "event": event.id}));
         let queued = Queued {
-            message_id: record.id.clone(),
-            idempotency_key: record.key.clone(),
+            message_id: self.record.id.clone(),
+            idempotency_key: self.record.key.clone(),
         };
-        let commit = Commit {
-            claim,
-            completed: Completed {
-                fingerprint,
-                settled: Settled::Queued(queued.clone()),
-                expires_at: expires_at(route, now),
-            },
-            message: record,
-            events: vec![(event, vec![vendor.to_owned()])],
-            dead_letter: None,
-            resolves: None,
-            audit,
-        };
+        let events = vec![(event, vec![vendor.to_owned()])];
+        let commit = self.into_commit(Settled::Queued(queued.clone()), events, None);
         (commit, queued)
     }
 }

@@ -13,11 +13,13 @@ use serde_json::json;
 
 use super::commit::Settlement;
 use super::routes::Route;
-use super::{Incoming, Pipeline, admission, storage_failure, transient, vendor_message};
+use super::{
+    Arrival, Incoming, NotWritten, Pipeline, admission, hash_key, storage_failure, transient,
+    vendor_message,
+};
 use crate::outcome::{Cause, FAULT_CODE, InFlight, Ingested, Unavailable};
-use crate::plugin::{DomainEvent, Fault, Lease, TranslateError, VendorMessage, sha256_hex};
-use crate::storage::{AuditDraft, Claim, ClaimToken, Completed, MessageRecord, StorageError};
-use crate::telemetry::traceparent;
+use crate::plugin::{DomainEvent, Fault, Lease, TranslateError, VendorMessage};
+use crate::storage::{AuditDraft, Claim, ClaimToken, Completed, MessageRecord};
 
 /// What the plugin made of a message: events or a refusal, or a fault.
 type Translation = Result<Result<Vec<DomainEvent>, TranslateError>, Fault>;
@@ -60,12 +62,13 @@ impl Pipeline {
     /// The blocking part; also says whether something was committed.
     fn ingest_blocking(&self, route: &Route, incoming: Incoming) -> (Ingested, bool) {
         let core = &self.core;
-        core.metrics.received(&route.name);
-        let now = core.clock.now();
-        let fingerprint = sha256_hex(&incoming.body);
-        let uuid = uuid::Uuid::now_v7();
-        let traceparent = traceparent(incoming.traceparent.as_deref(), uuid);
-        let message_id = uuid.to_string();
+        let Arrival {
+            now,
+            fingerprint,
+            id,
+            traceparent,
+        } = self.arrive(&route.name, &incoming);
+        let message_id = id.to_string();
         let span = tracing::info_span!("message", message_id = %message_id, route = %route.name);
         let _entered = span.enter();
         let Incoming {
@@ -157,7 +160,7 @@ impl Pipeline {
             }
         };
         let started = Instant::now();
-        match self.core.storage.commit(commit) {
+        match self.write_commit(commit, claim) {
             Ok(()) => {
                 self.core.metrics.observe("commit", started);
                 if matches!(outcome, Ingested::Accepted(_)) {
@@ -167,18 +170,8 @@ impl Pipeline {
                 }
                 (outcome, true)
             }
-            Err(StorageError::ClaimLost { key }) => {
-                let in_flight = InFlight {
-                    idempotency_key: key,
-                    taken_over: true,
-                };
-                (Ingested::InFlight(in_flight), false)
-            }
-            Err(e) => {
-                // Nothing was written: give the key back so a redelivery runs (IC-4).
-                self.release(claim);
-                (Ingested::Unavailable(storage_failure(&e)), false)
-            }
+            Err(NotWritten::TakenOver(in_flight)) => (Ingested::InFlight(in_flight), false),
+            Err(NotWritten::Failed(unavailable)) => (Ingested::Unavailable(unavailable), false),
         }
     }
 
@@ -237,6 +230,6 @@ fn key_for(
     };
     let key = derived
         .filter(|k| admission::valid_key(k).is_ok())
-        .unwrap_or_else(|| format!("sha256:{fingerprint}"));
+        .unwrap_or_else(|| hash_key(fingerprint));
     (key, fault)
 }

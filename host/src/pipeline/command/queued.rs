@@ -76,15 +76,7 @@ impl Pipeline {
         let Some(prepared) = prepared else {
             return Ok(());
         };
-        let sent = vendor
-            .send(
-                &prepared.request,
-                &prepared.record.key,
-                &prepared.traceparent,
-                &policy,
-                &Gate::Admitted,
-            )
-            .await;
+        let sent = prepared.send(&vendor, &policy, &Gate::Admitted).await;
         let response = match sent {
             Ok(response) if response.status == 429 || response.status >= 500 => {
                 self.release(&prepared.claim);
