@@ -25,13 +25,13 @@ use dragoman::plugin::{PluginConfig, Provenance, Runtime, VendorMessage};
 mod wasm_build;
 
 /// The seed translator's own source, compiled natively: the baseline.
-#[path = "../plugins/acme-erp-orders/src/lib.rs"]
+#[path = "../plugins/acme-erp-v1/src/lib.rs"]
 #[allow(
     dead_code,
     unreachable_pub,
     reason = "only the translation is used here"
 )]
-mod acme_erp_orders;
+mod acme_erp_v1;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -64,7 +64,7 @@ fn message(body: &[u8]) -> VendorMessage {
 
 fn native(body: &[u8]) -> usize {
     let message = dragoman_guest::Message::new("bench", Some("application/json"), body.to_vec());
-    let events = acme_erp_orders::translate_in(&message, "EUR").expect("the seed order translates");
+    let events = acme_erp_v1::translate_in(&message, "EUR").expect("the seed order translates");
     events.len()
 }
 

@@ -5,6 +5,7 @@ use std::fmt;
 use crate::config::ConfigError;
 use crate::fixtures::FixtureError;
 use crate::plugin::{Fault, LoadError};
+use crate::registry::RegistryError;
 use crate::storage::StorageError;
 
 /// What kind of thing failed.
@@ -21,6 +22,8 @@ pub enum ErrorKind {
     Config,
     /// The store failed.
     Storage,
+    /// The plugin registry could not be read or written.
+    Registry,
 }
 
 /// An error from the Dragoman host library.
@@ -43,6 +46,8 @@ enum Inner {
     ConfigMessage(String),
     #[error(transparent)]
     Storage(StorageError),
+    #[error(transparent)]
+    Registry(RegistryError),
 }
 
 impl Error {
@@ -64,6 +69,7 @@ impl Error {
             Inner::Fixture(_) => ErrorKind::Fixture,
             Inner::Config(_) | Inner::ConfigMessage(_) => ErrorKind::Config,
             Inner::Storage(_) => ErrorKind::Storage,
+            Inner::Registry(_) => ErrorKind::Registry,
         }
     }
 
@@ -147,6 +153,14 @@ impl From<StorageError> for Error {
     fn from(e: StorageError) -> Self {
         Self {
             inner: Box::new(Inner::Storage(e)),
+        }
+    }
+}
+
+impl From<RegistryError> for Error {
+    fn from(e: RegistryError) -> Self {
+        Self {
+            inner: Box::new(Inner::Registry(e)),
         }
     }
 }

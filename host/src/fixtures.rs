@@ -19,7 +19,11 @@
 //! `NAME.command.json` (a domain command) whose expected file gives the vendor request the
 //! plugin must encode, and, with a vendor response, the events (or the error) it must
 //! decode from it.
+//!
+//! A component can carry its fixtures (`embedded.rs`): `dragoman plugin pack` embeds a
+//! directory's, and activation runs them before the version serves.
 
+mod embedded;
 mod outbound;
 
 use std::collections::BTreeMap;
@@ -28,6 +32,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+pub use embedded::{SECTION, embedded, pack};
 
 use crate::plugin::{Fault, Plugin, PluginConfig, TranslateError, VendorMessage};
 
@@ -53,15 +59,24 @@ pub enum FixtureError {
     },
 }
 
-/// One input with its expectation.
+/// One input with its expectation, read into memory.
 #[derive(Debug, Clone)]
 pub struct Fixture {
     /// The name shared by the two files.
     pub name: String,
     /// The body file.
-    pub input: PathBuf,
+    pub input: FixtureFile,
     /// The expectation file.
-    pub expected: PathBuf,
+    pub expected: FixtureFile,
+}
+
+/// A fixture file: where it came from, and its bytes.
+#[derive(Debug, Clone)]
+pub struct FixtureFile {
+    /// Its path, or for a fixture embedded in a component, its name under `embedded:`.
+    pub path: PathBuf,
+    /// Its content.
+    pub bytes: Vec<u8>,
 }
 
 /// The outcome of one fixture.
@@ -104,48 +119,76 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
     Option::<String>::deserialize(d).map(Some)
 }
 
+impl FixtureFile {
+    /// Its content as JSON of the shape `T`.
+    fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, FixtureError> {
+        serde_json::from_slice(&self.bytes).map_err(|e| FixtureError::Invalid {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })
+    }
+}
+
 /// The fixtures in `dir`, sorted by name.
 ///
 /// # Errors
 ///
-/// [`FixtureError::Read`] when the directory cannot be listed, and
+/// [`FixtureError::Read`] when the directory or a file cannot be read, and
 /// [`FixtureError::Invalid`] for an input without an expected file or the reverse, or a
 /// directory with no fixture at all.
 pub fn discover(dir: &Path) -> Result<Vec<Fixture>, FixtureError> {
-    let read = |error| FixtureError::Read {
-        path: dir.to_owned(),
+    let read = |path: &Path, error| FixtureError::Read {
+        path: path.to_owned(),
         error,
     };
-    let mut inputs = BTreeMap::new();
-    let mut expected = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).map_err(read)? {
-        let path = entry.map_err(read)?.path();
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| read(dir, e))? {
+        let path = entry.map_err(|e| read(dir, e))?.path();
         let Some(file) = path.file_name().and_then(|f| f.to_str()) else {
             continue;
         };
+        if is_fixture_file(file) {
+            let bytes = std::fs::read(&path).map_err(|e| read(&path, e))?;
+            files.push((file.to_owned(), FixtureFile { path, bytes }));
+        }
+    }
+    pair(dir, files)
+}
+
+/// Whether a file name is one of a fixture's two files.
+fn is_fixture_file(file: &str) -> bool {
+    file.ends_with(".expected.json")
+        || file.ends_with(".command.json")
+        || file.contains(".input.")
+        || file.ends_with(".input")
+}
+
+/// Pairs each input with its expected file, by name: the fixtures of a directory or of a
+/// component's embedded bundle (`what` names it in errors), sorted by name.
+fn pair(what: &Path, files: Vec<(String, FixtureFile)>) -> Result<Vec<Fixture>, FixtureError> {
+    let mut inputs = BTreeMap::new();
+    let mut expected = BTreeMap::new();
+    for (file, content) in files {
         if let Some(name) = file.strip_suffix(".expected.json") {
-            expected.insert(name.to_owned(), path.clone());
+            expected.insert(name.to_owned(), content);
         } else if let Some(name) = file
             .strip_suffix(".command.json")
             .or_else(|| file.split_once(".input.").map(|(name, _)| name))
+            .or_else(|| file.strip_suffix(".input"))
         {
-            if inputs.insert(name.to_owned(), path.clone()).is_some() {
+            let path = content.path.clone();
+            if inputs.insert(name.to_owned(), content).is_some() {
                 let message = format!("fixture `{name}` has more than one input file");
-                return Err(FixtureError::Invalid {
-                    path: path.clone(),
-                    message,
-                });
+                return Err(FixtureError::Invalid { path, message });
             }
-        } else if let Some(name) = file.strip_suffix(".input") {
-            inputs.insert(name.to_owned(), path.clone());
         }
     }
-    if let Some((name, path)) = expected
+    if let Some((name, file)) = expected
         .iter()
         .find(|(name, _)| !inputs.contains_key(*name))
     {
         return Err(FixtureError::Invalid {
-            path: path.clone(),
+            path: file.path.clone(),
             message: format!("no `{name}.input.*` or `{name}.command.json` file beside it"),
         });
     }
@@ -158,14 +201,14 @@ pub fn discover(dir: &Path) -> Result<Vec<Fixture>, FixtureError> {
                 expected,
             }),
             None => Err(FixtureError::Invalid {
-                path: input,
+                path: input.path,
                 message: format!("no `{name}.expected.json` beside it"),
             }),
         })
         .collect::<Result<_, _>>()?;
     if fixtures.is_empty() {
         return Err(FixtureError::Invalid {
-            path: dir.to_owned(),
+            path: what.to_owned(),
             message: "no fixtures (`NAME.input.*` or `NAME.command.json`, with \
                       `NAME.expected.json`)"
                 .into(),
@@ -189,25 +232,18 @@ pub fn content_type_for(input: &Path) -> Option<&'static str> {
 ///
 /// # Errors
 ///
-/// [`FixtureError`] when the files cannot be read or the expected file is malformed. A
+/// [`FixtureError`] when the expected file is malformed. A
 /// plugin fault is not an error: it is a failing verdict that shows the fault.
 pub fn run(plugin: &Plugin, fixture: &Fixture) -> Result<Verdict, FixtureError> {
-    if outbound::is_command(&fixture.input) {
+    if outbound::is_command(&fixture.input.path) {
         return outbound::run(plugin, fixture);
     }
-    let body = std::fs::read(&fixture.input).map_err(|error| FixtureError::Read {
-        path: fixture.input.clone(),
-        error,
-    })?;
-    let text = std::fs::read_to_string(&fixture.expected).map_err(|error| FixtureError::Read {
-        path: fixture.expected.clone(),
-        error,
-    })?;
+    let body = fixture.input.bytes.clone();
     let invalid = |message: String| FixtureError::Invalid {
-        path: fixture.expected.clone(),
+        path: fixture.expected.path.clone(),
         message,
     };
-    let spec: Expected = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let spec: Expected = fixture.expected.parse()?;
 
     let mut expected = serde_json::Map::new();
     if let Some(key) = &spec.idempotency_key {
@@ -238,7 +274,7 @@ pub fn run(plugin: &Plugin, fixture: &Fixture) -> Result<Verdict, FixtureError> 
         content_type: spec
             .content_type
             .clone()
-            .or_else(|| content_type_for(&fixture.input).map(str::to_owned)),
+            .or_else(|| content_type_for(&fixture.input.path).map(str::to_owned)),
         headers: Vec::new(),
         body,
     };

@@ -19,8 +19,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, HttpConfig};
 use crate::delivery::{Deliver, Sink};
 use crate::outcome::{Activated, Commanded, Discarded, Ingested, Replayed, Translated};
-use crate::pipeline::{Incoming, Pipeline, QueuedCommands, Routes};
+use crate::pipeline::{Incoming, Pipeline, QueuedCommands, Routes, Versions};
 use crate::plugin::Runtime;
+use crate::registry::{Registry, Selector};
 use crate::relay::{Relay, RelayParts, RouteDelivery, Running, Wake};
 use crate::storage::{AuditEvent, Db, DeadLetter, Storage};
 use crate::telemetry::Metrics;
@@ -97,7 +98,9 @@ impl HostBuilder {
             .max_instances(config.max_instances)
             .cache_dir(&config.cache_dir)
             .build()?;
-        let routes = Routes::load(&config, &runtime)?;
+        let clock = self.clock.clone().unwrap_or_else(|| Arc::new(SystemClock));
+        let registry = Registry::open(&config.data_dir.join("plugins"))?;
+        let routes = Routes::load(&config, &runtime, &registry, clock.now())?;
         let mut sinks = BTreeMap::new();
         for (name, sink) in &config.sinks {
             let sink = Sink::new(sink).map_err(|e| Error::config(format!("sink {name}: {e}")))?;
@@ -107,7 +110,6 @@ impl HostBuilder {
             Some(storage) => storage.clone(),
             None => Arc::new(Db::open(&config.data_dir)?),
         };
-        let clock = self.clock.clone().unwrap_or_else(|| Arc::new(SystemClock));
         let metrics = Arc::new(Metrics::default());
         let wake = Wake::default();
         let running = Running::default();
@@ -131,7 +133,7 @@ impl HostBuilder {
             metrics.clone(),
             wake.clone(),
             vendors,
-            runtime,
+            Versions::new(registry, runtime),
         );
         // Commands queued while a vendor's circuit was open wait in the outbox for a sink
         // named after the vendor, sent by the relay like any event.
@@ -242,11 +244,25 @@ impl Host {
         self.pipeline.command(route, incoming).await
     }
 
-    /// Makes the component at `file` the active plugin of `route`, while messages flow: it is
-    /// loaded and checked first (a refusal leaves the active version serving), then swapped
-    /// in whole; messages in flight finish on the version they started with.
-    pub async fn activate(&self, route: &str, file: impl Into<std::path::PathBuf>) -> Activated {
-        self.pipeline.activate(route, file.into()).await
+    /// Receives a version of a plugin (a component's bytes) while messages flow: it is
+    /// loaded, checked against the contract, against `name` when given, and against the
+    /// routes that serve the plugin, and the fixtures it carries are run; a refusal changes
+    /// nothing. It is then kept in the registry and, when `activate`, swapped in whole on
+    /// every route that serves the plugin; messages in flight finish on the version they
+    /// started with.
+    pub async fn push(&self, name: Option<&str>, wasm: Vec<u8>, activate: bool) -> Activated {
+        self.pipeline.push(name, wasm, activate).await
+    }
+
+    /// Makes a kept version of plugin `name` (by its version or its sha256) active on every
+    /// route that serves the plugin, checked as a pushed one is.
+    pub async fn activate(&self, name: &str, selector: Selector) -> Activated {
+        self.pipeline.activate(name, selector).await
+    }
+
+    /// Takes every route that serves plugin `name` back to the version it served before.
+    pub async fn rollback(&self, name: &str) -> Activated {
+        self.pipeline.rollback(name).await
     }
 
     /// Translates a message with the route's plugin and stores nothing.

@@ -98,6 +98,7 @@ pub mod outcome;
 mod percent;
 mod pipeline;
 pub mod plugin;
+pub mod registry;
 mod relay;
 pub mod storage;
 mod telemetry;

@@ -6,12 +6,14 @@
 //! place (`transport/problem.rs`).
 
 mod command;
+mod plugins;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 pub use self::command::{Answered, AnsweredEvent, Commanded, Degraded, Queued};
+pub use self::plugins::{Activated, CandidateRefused, Swap};
 
 use crate::plugin::DomainEvent;
 
@@ -273,37 +275,6 @@ pub enum Replayed {
         /// The entry.
         dead_letter: String,
         /// The route.
-        route: String,
-    },
-    /// The host could not do it now.
-    Unavailable(Unavailable),
-}
-
-/// What [`crate::Host::activate`] answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Activated {
-    /// The version serves the route's next messages; messages in flight finish on the one
-    /// before, whose instances go when the last of them ends.
-    Swapped {
-        /// The route.
-        route: String,
-        /// The version it replaced.
-        from: crate::storage::Producer,
-        /// The version now active.
-        to: crate::storage::Producer,
-    },
-    /// The candidate was refused (it did not load, or lacks a direction the route uses);
-    /// the active version keeps serving.
-    Refused {
-        /// The route.
-        route: String,
-        /// Why.
-        reason: String,
-    },
-    /// No route has that name.
-    UnknownRoute {
-        /// The name asked for.
         route: String,
     },
     /// The host could not do it now.

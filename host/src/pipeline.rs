@@ -3,7 +3,8 @@
 //!
 //! - `admission.rs`: what every message passes before any plugin runs;
 //! - `ingest.rs`: claim the key, translate, commit, answer once durable;
-//! - `activate.rs`: a route's plugin swapped for another version while messages flow;
+//! - `activate.rs`: a plugin's version received, checked and made active on the routes that
+//!   serve the plugin while messages flow, and the way back;
 //! - `command.rs`: the outbound side: claim the key, encode, call the vendor through its
 //!   breaker (or degrade as the route says while it is open), decode, commit, answer; and
 //!   the sending of a command queued while the circuit was open (`command/queued.rs`);
@@ -31,6 +32,7 @@ mod translate;
 
 use std::sync::Arc;
 
+pub(crate) use activate::Versions;
 pub(crate) use admission::check_key;
 pub use admission::{MAX_KEY_LEN, check_message};
 pub(crate) use command::QueuedCommands;
@@ -75,8 +77,8 @@ struct Core {
     wake: Wake,
     /// The vendors routes send commands to.
     vendors: Vendors,
-    /// Where candidate plugin versions are loaded.
-    runtime: crate::plugin::Runtime,
+    /// The plugin registry and the runtime candidate versions load into.
+    versions: activate::Versions,
     /// The dead letter entries being replayed now: one replay of an entry runs at a time.
     replaying: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Bounds the blocking work (plugin calls, store writes) running at once: more threads
@@ -93,7 +95,7 @@ impl Pipeline {
         metrics: Arc<Metrics>,
         wake: Wake,
         vendors: Vendors,
-        runtime: crate::plugin::Runtime,
+        versions: Versions,
     ) -> Self {
         let workers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2);
         Self {
@@ -104,7 +106,7 @@ impl Pipeline {
                 metrics,
                 wake,
                 vendors,
-                runtime,
+                versions,
                 replaying: std::sync::Mutex::default(),
                 workers: tokio::sync::Semaphore::new(workers),
                 workers_count: workers,

@@ -11,6 +11,7 @@
 mod body;
 mod breakers;
 mod commands;
+mod plugins;
 mod problem;
 mod routes;
 mod server;

@@ -1,17 +1,32 @@
-//! Hot swap: a route's plugin activated again and again while messages flow (issue 11, a
-//! first step: activation through the library, `Host::activate`).
+//! Hot swap (issue 11): versions received, checked, kept and activated on a running
+//! `dragoman serve` while messages flow; refused candidates; rollback; a restart serving
+//! what was active.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dragoman::outcome::Activated;
-use tests::net::{self, Webhook, wait_until};
-use tests::vendor::VendorStub;
+use serde_json::{Value, json};
+use tests::net::{self, Http, Server, Webhook, wait_until};
 use tests::wasm;
 
-use crate::commands::Rig;
+/// `wasm` with the fixtures of `fixtures` embedded, written into `dir` as `name`.
+fn packed(dir: &Path, wasm: &str, fixtures: &str, name: &str) -> PathBuf {
+    let bytes = std::fs::read(wasm).unwrap();
+    let packed = dragoman::fixtures::pack(&bytes, fixtures.as_ref()).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, packed).unwrap();
+    path
+}
+
+fn sha256(path: &Path) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(std::fs::read(path).unwrap());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 fn order(id: &str) -> String {
     format!(
@@ -19,18 +34,134 @@ fn order(id: &str) -> String {
     )
 }
 
-#[test]
-fn issue_11_swapping_the_plugin_ten_times_under_load_fails_no_message_and_each_has_one_version() {
-    let rust = wasm::ACME_ERP_ORDERS;
-    let python = tests::built(wasm::ACME_ERP_ORDERS_PY, wasm::ACME_ERP_ORDERS_PY_BUILD);
-    let webhook = Webhook::start();
-    let routes = format!("[routes.orders]\nplugin = \"{rust}\"\nsinks = [\"hook\"]\n");
-    let rig = Rig::start(&VendorStub::start(), &webhook.sink_table("hook"), &routes);
+/// A host serving route `orders` on the packed v1, delivering to `webhook`.
+struct Swapping {
+    dir: tempfile::TempDir,
+    server: Server,
+    http: Http,
+    v1: PathBuf,
+    v2: PathBuf,
+}
 
-    // Four clients post distinct orders until told to stop.
+impl Swapping {
+    /// With a compiled cache of its own (else the one the tests share), to see what a
+    /// restart compiles.
+    fn start(webhook: &Webhook, own_cache: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = packed(
+            dir.path(),
+            wasm::ACME_ERP_ORDERS,
+            wasm::ACME_ERP_ORDERS_FIXTURES,
+            "v1.wasm",
+        );
+        let v2 = packed(
+            dir.path(),
+            wasm::ACME_ERP_ORDERS_V2,
+            wasm::ACME_ERP_ORDERS_V2_FIXTURES,
+            "v2.wasm",
+        );
+        let mut config = net::config(&webhook.sink_table("hook"), "\"hook\"", "")
+            .replace(wasm::ACME_ERP_ORDERS, &v1.display().to_string());
+        if own_cache {
+            let cache = dir.path().join("cache");
+            config = config.replace("{cache_dir}", &cache.display().to_string());
+        }
+        let server = Server::start(dir.path(), &config);
+        Self {
+            dir,
+            server,
+            http: Http::new(),
+            v1,
+            v2,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.url())
+    }
+
+    fn call(&self, method: &str, path: &str, body: &[u8]) -> net::Reply {
+        self.http.send(method, &self.url(path), &[], body).unwrap()
+    }
+
+    fn upload(&self, name: &str, file: &Path) -> net::Reply {
+        let wasm = std::fs::read(file).unwrap();
+        self.call("PUT", &format!("/v1/plugins/{name}"), &wasm)
+    }
+
+    fn route(&self) -> Value {
+        let reply = self.call("GET", "/v1/plugins", b"");
+        assert_eq!(reply.status, 200, "{}", reply.json());
+        reply.json()["plugins"]["acme-erp-orders"]["routes"]["orders"].clone()
+    }
+
+    fn active(&self) -> String {
+        self.route()["active"]["sha256"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(tests::dragoman_bin())
+            .args(args)
+            .args(["--server", &self.server.url()])
+            .output()
+            .expect("dragoman runs")
+    }
+
+    /// Posts an order and waits for its event: the sha256 of the version that produced it.
+    fn translated_by(&self, webhook: &Webhook, id: &str) -> String {
+        let reply = self.http.send(
+            "POST",
+            &self.url("/v1/routes/orders/messages"),
+            &[("content-type", "application/json")],
+            order(id).as_bytes(),
+        );
+        assert_eq!(reply.unwrap().status, 202);
+        let mut found = None;
+        wait_until(Duration::from_secs(30), "the event arrives", || {
+            found = webhook.received().into_iter().find(|e| e.subject == id);
+            found.is_some()
+        });
+        found.unwrap().plugin_sha256
+    }
+
+    /// The audit events of `stream`, in order.
+    fn history(&self, stream: &str) -> Vec<Value> {
+        let reply = self.call("GET", &format!("/v1/messages/{stream}/history"), b"");
+        assert_eq!(reply.status, 200, "{stream}: {}", reply.json());
+        reply.json()["events"].as_array().unwrap().clone()
+    }
+}
+
+/// The one swap a change made: (from sha256, to sha256).
+fn one_swap(reply: &net::Reply) -> (String, String) {
+    assert!(
+        reply.status == 200 || reply.status == 201,
+        "{} {}",
+        reply.status,
+        reply.json()
+    );
+    let answer = reply.json();
+    assert_eq!(answer["status"], "serving", "{answer}");
+    let swaps = answer["swaps"].as_array().unwrap();
+    assert_eq!(swaps.len(), 1, "{answer}");
+    let sha = |v: &Value| v["sha256"].as_str().unwrap().to_owned();
+    (sha(&swaps[0]["from"]), sha(&swaps[0]["to"]))
+}
+
+#[test]
+fn issue_11_v1_v2_v1_ten_times_under_load_by_upload_cli_activation_and_rollback() {
+    let webhook = Webhook::start();
+    let rig = Swapping::start(&webhook, false);
+    let (v1, v2) = (sha256(&rig.v1), sha256(&rig.v2));
+    assert_eq!(rig.active(), v1, "the configured file serves first");
+
+    // Four clients post distinct v1-shaped orders until told to stop.
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(AtomicUsize::new(0));
-    let url = format!("{}/v1/routes/orders/messages", rig.base);
+    let url = rig.url("/v1/routes/orders/messages");
     let mut clients = Vec::new();
     for c in 0..4 {
         let (client, url, stop, accepted) = (
@@ -45,15 +176,10 @@ fn issue_11_swapping_the_plugin_ten_times_under_load_fails_no_message_and_each_h
             while !stop.load(Ordering::SeqCst) && n < 5_000 {
                 n += 1;
                 let body = order(&format!("SW-{c}-{n}")).into_bytes();
-                let reply = net::send(
-                    &client,
-                    "POST",
-                    &url,
-                    &[("content-type", "application/json")],
-                    body,
-                )
-                .await
-                .unwrap();
+                let headers = [("content-type", "application/json")];
+                let reply = net::send(&client, "POST", &url, &headers, body)
+                    .await
+                    .unwrap();
                 if reply.status == 202 {
                     accepted.fetch_add(1, Ordering::SeqCst);
                 }
@@ -63,6 +189,8 @@ fn issue_11_swapping_the_plugin_ten_times_under_load_fails_no_message_and_each_h
         }));
     }
 
+    // Ten swaps, each a different way in: an upload of a new version, `dragoman plugin push`
+    // of one the registry keeps, activation by version, by hash, and rollback.
     let mut swapped = Vec::new();
     for i in 0..10 {
         let seen = accepted.load(Ordering::SeqCst);
@@ -71,28 +199,39 @@ fn issue_11_swapping_the_plugin_ten_times_under_load_fails_no_message_and_each_h
             "messages flow between swaps",
             || accepted.load(Ordering::SeqCst) >= seen + 20,
         );
-        let file = if i % 2 == 0 { python } else { rust };
-        match rig
-            .http
-            .runtime()
-            .block_on(rig.host.activate("orders", file))
-        {
-            Activated::Swapped { from, to, .. } => swapped.push((from.sha256, to.sha256)),
-            other => panic!("swap {i}: {other:?}"),
-        }
+        let expected = if i % 2 == 0 { (&v1, &v2) } else { (&v2, &v1) };
+        let swap = match i {
+            0 => one_swap(&rig.upload("acme-erp-orders", &rig.v2)),
+            1 => {
+                let out = rig.cli(&["plugin", "push", rig.v1.to_str().unwrap()]);
+                assert!(out.status.success(), "{out:?}");
+                let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+                let swap = &answer["swaps"][0];
+                let sha = |v: &Value| v["sha256"].as_str().unwrap().to_owned();
+                (sha(&swap["from"]), sha(&swap["to"]))
+            }
+            2 | 6 => one_swap(&rig.call(
+                "POST",
+                "/v1/plugins/acme-erp-orders/activate",
+                br#"{"version": "2.0.0"}"#,
+            )),
+            4 | 8 => {
+                let body = json!({"sha256": &v2[..16]}).to_string();
+                one_swap(&rig.call(
+                    "POST",
+                    "/v1/plugins/acme-erp-orders/activate",
+                    body.as_bytes(),
+                ))
+            }
+            _ => one_swap(&rig.call("POST", "/v1/plugins/acme-erp-orders/rollback", b"")),
+        };
+        assert_eq!((&swap.0, &swap.1), expected, "swap {i}");
+        swapped.push(swap);
     }
-    // A candidate that is not a component is refused, and the active version keeps serving.
-    let junk = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(junk.path(), b"not wasm").unwrap();
-    let refused = rig
-        .http
-        .runtime()
-        .block_on(rig.host.activate("orders", junk.path()));
-    assert!(matches!(refused, Activated::Refused { .. }), "{refused:?}");
     let seen = accepted.load(Ordering::SeqCst);
     wait_until(
         Duration::from_secs(30),
-        "messages flow after the refusal",
+        "messages flow after the last swap",
         || accepted.load(Ordering::SeqCst) >= seen + 20,
     );
     stop.store(true, Ordering::SeqCst);
@@ -100,17 +239,11 @@ fn issue_11_swapping_the_plugin_ten_times_under_load_fails_no_message_and_each_h
         .into_iter()
         .flat_map(|c| rig.http.runtime().block_on(c).unwrap())
         .collect();
-    assert!(
-        statuses.iter().all(|s| *s == 202),
-        "every request accepted: {:?}",
-        {
-            let mut counts: BTreeMap<u16, usize> = BTreeMap::new();
-            for s in &statuses {
-                *counts.entry(*s).or_default() += 1;
-            }
-            counts
-        }
-    );
+    let mut counts: BTreeMap<u16, usize> = BTreeMap::new();
+    for s in &statuses {
+        *counts.entry(*s).or_default() += 1;
+    }
+    assert_eq!(counts.keys().collect::<Vec<_>>(), [&202], "{counts:?}");
 
     // Nothing lost; each message's events come from one version, as their provenance says.
     wait_until(
@@ -118,15 +251,10 @@ fn issue_11_swapping_the_plugin_ten_times_under_load_fails_no_message_and_each_h
         "every event reaches the sink",
         || webhook.counts().len() >= statuses.len(),
     );
-    let shas: BTreeSet<String> = swapped
-        .iter()
-        .flat_map(|(a, b)| [a.clone(), b.clone()])
-        .collect();
-    assert_eq!(shas.len(), 2, "two versions took turns");
     let mut by_message: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for event in webhook.received() {
         assert!(
-            shas.contains(&event.plugin_sha256),
+            event.plugin_sha256 == v1 || event.plugin_sha256 == v2,
             "{}",
             event.plugin_sha256
         );
@@ -139,27 +267,158 @@ fn issue_11_swapping_the_plugin_ten_times_under_load_fails_no_message_and_each_h
             .or_default()
             .insert(event.plugin_sha256);
     }
-    assert_eq!(
-        by_message.len(),
-        statuses.len(),
-        "one message per accepted request"
-    );
+    assert_eq!(by_message.len(), statuses.len(), "one message per request");
     assert!(by_message.values().all(|v| v.len() == 1));
     let versions: BTreeSet<&String> = by_message.values().flatten().collect();
     assert_eq!(versions.len(), 2, "both versions served messages");
 
-    // Every activation is in the route's audit stream, with both hashes.
-    let history = rig
-        .http
-        .runtime()
-        .block_on(rig.host.history("route:orders"))
-        .unwrap();
+    // Every activation is on the route's audit stream, with both hashes and how it came.
+    let history = rig.history("route:orders");
     assert_eq!(history.len(), 10);
+    let hows: Vec<&str> = history
+        .iter()
+        .map(|e| e["data"]["how"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        hows,
+        [
+            "received", "received", "by_hand", "rollback", "by_hand", "rollback", "by_hand",
+            "rollback", "by_hand", "rollback"
+        ]
+    );
     for (event, (from, to)) in history.iter().zip(&swapped) {
-        assert_eq!(event.kind, "plugin_activated");
+        assert_eq!(event["kind"], "plugin_activated");
         assert_eq!(
-            (&event.data["from_sha256"], &event.data["to_sha256"]),
-            (&serde_json::json!(from), &serde_json::json!(to))
+            (&event["data"]["from_sha256"], &event["data"]["to_sha256"]),
+            (&json!(from), &json!(to))
         );
     }
+    // The registry received v2 once (new) and v1 again (kept since the start).
+    let received: Vec<(Value, Value)> = rig
+        .history("plugin:acme-erp-orders")
+        .iter()
+        .filter(|e| e["kind"] == "plugin_received")
+        .map(|e| (e["data"]["sha256"].clone(), e["data"]["new"].clone()))
+        .collect();
+    assert_eq!(
+        received,
+        [(json!(v2), json!(true)), (json!(v1), json!(false))]
+    );
+}
+
+#[test]
+fn issue_11_a_candidate_that_fails_a_check_is_refused_with_the_reason_and_v1_keeps_serving() {
+    let webhook = Webhook::start();
+    let rig = Swapping::start(&webhook, false);
+    let v1 = sha256(&rig.v1);
+    let dir = rig.dir.path();
+    let refused = |reply: net::Reply, code: &str| {
+        assert_eq!(reply.status, 422, "{}", reply.json());
+        let problem = reply.json();
+        assert_eq!(problem["code"], code, "{problem}");
+        problem["detail"].as_str().unwrap().to_owned()
+    };
+
+    // Bytes that are not a component.
+    let junk = dir.join("junk.wasm");
+    std::fs::write(&junk, b"not wasm at all").unwrap();
+    let detail = refused(rig.upload("acme-erp-orders", &junk), "not-a-component");
+    assert!(
+        detail.contains("not a valid WebAssembly component"),
+        "{detail}"
+    );
+    // A component of another world.
+    let detail = refused(
+        rig.upload("acme-erp-orders", wasm::WRONG_WORLD.as_ref()),
+        "wrong-world",
+    );
+    assert!(detail.contains("dragoman:translator"), "{detail}");
+    // v1 carrying v2's fixtures: it fails one, named with its diff.
+    let wrong = packed(
+        dir,
+        wasm::ACME_ERP_ORDERS,
+        wasm::ACME_ERP_ORDERS_V2_FIXTURES,
+        "v1-wrong-fixtures.wasm",
+    );
+    let detail = refused(rig.upload("acme-erp-orders", &wrong), "fixture-failed");
+    assert!(detail.starts_with("fixture `"), "{detail}");
+    assert!(detail.contains("--- expected"), "{detail}");
+    // v2 uploaded as another plugin.
+    let detail = refused(rig.upload("acme-erp-invoices", &rig.v2), "other-plugin");
+    assert!(detail.contains("`acme-erp-orders`"), "{detail}");
+    // By the CLI too: exit 1, the problem printed.
+    let out = rig.cli(&["plugin", "push", wrong.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("fixture-failed"));
+
+    // Nothing changed: v1 serves, kept alone, and a message now is translated by it.
+    assert_eq!(rig.active(), v1);
+    let reply = rig.call("GET", "/v1/plugins/acme-erp-orders", b"");
+    let versions = reply.json()["acme-erp-orders"]["versions"].clone();
+    assert_eq!(versions.as_array().unwrap().len(), 1, "{versions}");
+    assert_eq!(rig.translated_by(&webhook, "AFTER-1"), v1);
+
+    // Each refusal is on the plugin's audit stream with its code, the candidate's hash and
+    // the active one's.
+    let refusals: Vec<Value> = rig
+        .history("plugin:acme-erp-orders")
+        .into_iter()
+        .filter(|e| e["kind"] == "plugin_refused")
+        .collect();
+    let codes: Vec<&str> = refusals
+        .iter()
+        .map(|e| e["data"]["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "not-a-component",
+            "wrong-world",
+            "fixture-failed",
+            "fixture-failed"
+        ]
+    );
+    assert_eq!(refusals[2]["data"]["sha256"], json!(sha256(&wrong)));
+    assert_eq!(refusals[2]["data"]["active"], json!([v1]));
+    let other = rig.history("plugin:acme-erp-invoices");
+    assert_eq!(other[0]["data"]["code"], "other-plugin");
+}
+
+#[test]
+fn issue_11_a_restart_after_a_swap_serves_the_swapped_version_from_the_cache() {
+    let webhook = Webhook::start();
+    let mut rig = Swapping::start(&webhook, true);
+    let (v1, v2) = (sha256(&rig.v1), sha256(&rig.v2));
+    one_swap(&rig.upload("acme-erp-orders", &rig.v2));
+    assert_eq!(rig.route()["loaded"], "compiled", "a cache of its own");
+
+    assert!(rig.server.stop().success());
+    rig.server.restart();
+    let route = rig.route();
+    assert_eq!(route["active"]["sha256"], json!(v2), "{route}");
+    assert_eq!(route["loaded"], "cached", "not compiled again: {route}");
+    assert_eq!(route["previous"], json!([v1]));
+    assert_eq!(rig.translated_by(&webhook, "RESTARTED-1"), v2);
+
+    // Rollback goes back to v1, and then there is nothing before it.
+    let out = rig.cli(&["plugin", "rollback", "acme-erp-orders"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(rig.active(), v1);
+    let reply = rig.call("POST", "/v1/plugins/acme-erp-orders/rollback", b"");
+    assert_eq!(reply.status, 409, "{}", reply.json());
+    assert_eq!(
+        reply.json()["type"],
+        "urn:dragoman:problem:nothing-to-roll-back"
+    );
+
+    // A config that names another file wins over the registry at the next start.
+    rig.server.stop();
+    let config = std::fs::read_to_string(rig.dir.path().join("dragoman.toml")).unwrap();
+    std::fs::write(
+        rig.dir.path().join("dragoman.toml"),
+        config.replace("v1.wasm", "v2.wasm"),
+    )
+    .unwrap();
+    rig.server.restart();
+    assert_eq!(rig.active(), v2);
 }

@@ -7,3 +7,5 @@ if [ ! -x .venv/bin/componentize-py ]; then
     .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 fi
 .venv/bin/componentize-py -d wit -w dragoman:translator/inbound-translator componentize app -o {{name}}.wasm >/dev/null
+# Embed the fixtures in the component: a host runs them before this version serves.
+"${DRAGOMAN:-{{dragoman}}}" plugin pack {{name}}.wasm fixtures >/dev/null

@@ -1,76 +1,453 @@
-//! Activation: a route's plugin swapped for another version while messages flow. The
-//! candidate is loaded (compiled, or taken from the cache) and checked against the contract
-//! off the hot path, on a blocking thread; only then is it swapped in, whole. A message
-//! takes the route's version once, so it is translated wholly by one version and its events
-//! name that one; the old version's instances are dropped when the last message holding it
-//! ends. Every activation is an audit event on the route's stream (`route:NAME`) with both
-//! versions' hashes.
+//! Activation: a plugin's version received, checked and made active on the routes that serve
+//! the plugin, while messages flow; and the way back (rollback, or any kept version by hand).
+//!
+//! A candidate is checked off the hot path, on a blocking thread: it is compiled (or taken
+//! from the cache), checked against the contract and the directions each route uses, its
+//! name checked against the plugin it was given as, and the fixtures it carries run
+//! (`fixtures/embedded.rs`). A candidate that fails any step is refused with the reason and
+//! nothing changes. Only then is it kept in the registry, recorded as active, and swapped in
+//! whole: a message takes its route's version once (`routes.rs`), so it is translated wholly
+//! by one version and its events name that one; the old version's instances go when the last
+//! message holding it ends.
+//!
+//! One change at a time: activations, pushes and rollbacks queue on one lock, so a route's
+//! history in the registry is the order its versions served in. Every change is an audit
+//! event: received and refused on the plugin's stream (`plugin:NAME`), activated on the
+//! route's (`route:NAME`), each with the hashes involved.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::Pipeline;
-use crate::outcome::{Activated, Unavailable};
+use super::routes::Route;
+use crate::fixtures::{self, Verdict};
+use crate::outcome::{Activated, CandidateRefused, Swap, Unavailable};
+use crate::plugin::{Plugin, Provenance, Runtime};
+use crate::registry::{Found, Registry, Selector, Version};
 use crate::storage::AuditDraft;
 
+/// The registry, the runtime candidates load into, and the lock that orders changes.
+#[derive(Debug)]
+pub(crate) struct Versions {
+    pub(crate) registry: Registry,
+    runtime: Runtime,
+    changing: tokio::sync::Mutex<()>,
+}
+
+impl Versions {
+    pub(crate) fn new(registry: Registry, runtime: Runtime) -> Self {
+        Self {
+            registry,
+            runtime,
+            changing: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
 /// The audit stream of a route's plugin changes.
-pub(crate) fn audit_stream(route: &str) -> String {
+pub(crate) fn route_stream(route: &str) -> String {
     format!("route:{route}")
 }
 
+/// The audit stream of a plugin's versions.
+pub(crate) fn plugin_stream(name: &str) -> String {
+    format!("plugin:{name}")
+}
+
+/// How a version came to be activated, as the audit trail says.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum How {
+    /// Received (pushed, uploaded or dropped into the watched directory).
+    Received,
+    /// Named by hand among the kept versions.
+    ByHand,
+    /// A route's rollback.
+    Rollback,
+}
+
+impl How {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::ByHand => "by_hand",
+            Self::Rollback => "rollback",
+        }
+    }
+}
+
+/// A candidate that passed every check, ready to swap in.
+struct Checked {
+    plugin: Plugin,
+    loaded: Provenance,
+    version: Version,
+    fixtures: usize,
+    /// The routes that serve the plugin, which it was checked against.
+    routes: Vec<Arc<Route>>,
+}
+
+/// A candidate that failed a check: the name it gives itself (or the one it was given as,
+/// when it did not load), and why.
+struct Failed {
+    name: String,
+    reason: CandidateRefused,
+}
+
 impl Pipeline {
-    /// Makes the component at `file` the active plugin of `route`.
-    pub(crate) async fn activate(&self, route: &str, file: PathBuf) -> Activated {
-        let Some(found) = self.core.routes.get(route).cloned() else {
-            return Activated::UnknownRoute {
-                route: route.to_owned(),
-            };
-        };
+    /// Receives a version of a plugin (the component's bytes; of plugin `name` when given,
+    /// else of the plugin it names itself): checks it, keeps it in the registry and, when
+    /// `activate`, makes it active on every route that serves the plugin.
+    pub(crate) async fn push(
+        &self,
+        name: Option<&str>,
+        wasm: Vec<u8>,
+        activate: bool,
+    ) -> Activated {
         let pipeline = self.clone();
-        let ran = tokio::task::spawn_blocking(move || {
-            let refused = |reason: String| Activated::Refused {
-                route: found.name.clone(),
-                reason,
+        let expected = name.map(str::to_owned);
+        self.changing(move || {
+            let checked = match pipeline.check(&wasm, expected.as_deref()) {
+                Ok(checked) => checked,
+                Err(Failed { name, reason }) => {
+                    let sha256 = crate::plugin::sha256_hex(&wasm);
+                    let name = expected.unwrap_or(name);
+                    return pipeline.refused(name, sha256, reason);
+                }
             };
-            let plugin = match pipeline.core.runtime.load_file(&file) {
-                Ok(plugin) => plugin,
-                Err(e) => return refused(e.to_string()),
+            let routes = checked.routes.clone();
+            let new = match pipeline
+                .core
+                .versions
+                .registry
+                .keep(&wasm, &checked.version)
+            {
+                Ok(new) => new,
+                Err(e) => return registry_failure(&e),
             };
-            let from = match found.activate(plugin) {
-                Ok(old) => old.producer.clone(),
-                Err(e) => return refused(e.to_string()),
-            };
-            let to = found.version().producer.clone();
-            let now = pipeline.core.clock.now();
-            let draft = AuditDraft::new(
-                &audit_stream(&found.name),
-                now,
-                "plugin_activated",
+            pipeline.audit(
+                &plugin_stream(&checked.version.name),
+                "plugin_received",
                 json!({
-                    "from": from.label(), "from_sha256": from.sha256,
-                    "to": to.label(), "to_sha256": to.sha256,
+                    "version": checked.version.version, "sha256": checked.version.sha256,
+                    "fixtures": checked.fixtures, "new": new,
+                    "active": routes.iter().map(|r| r.version().producer.sha256.clone())
+                        .collect::<Vec<_>>(),
                 }),
             );
-            if let Err(e) = pipeline.core.storage.append(vec![draft]) {
-                tracing::error!(error = %e, "recording an activation in the audit trail failed");
+            if !activate || routes.is_empty() {
+                return Activated::Kept {
+                    version: checked.version,
+                    new,
+                };
             }
-            tracing::warn!(
-                route = found.name,
-                from = from.label(),
-                to = to.label(),
-                "plugin activated"
-            );
-            Activated::Swapped {
-                route: found.name.clone(),
-                from,
-                to,
+            match pipeline.swap_in(&checked, How::Received) {
+                Ok(swaps) => Activated::Serving {
+                    version: checked.version,
+                    new,
+                    swaps,
+                },
+                Err(e) => registry_failure(&e),
             }
         })
-        .await;
-        ran.unwrap_or_else(|e| {
-            tracing::error!(error = %e, "the activation task failed");
-            Activated::Unavailable(Unavailable::Internal("the activation task failed".into()))
+        .await
+    }
+
+    /// Makes the kept version of plugin `name` that `selector` names active on every route
+    /// that serves the plugin.
+    pub(crate) async fn activate(&self, name: &str, selector: Selector) -> Activated {
+        let pipeline = self.clone();
+        let name = name.to_owned();
+        self.changing(move || {
+            let routes = pipeline.serving(&name);
+            if routes.is_empty() {
+                return Activated::UnknownPlugin { name };
+            }
+            let registry = &pipeline.core.versions.registry;
+            let version = match registry.find(&name, &selector) {
+                Ok(Found::One(version)) => version,
+                Ok(Found::None) => {
+                    return Activated::UnknownVersion {
+                        name,
+                        selector: selector.to_string(),
+                    };
+                }
+                Ok(Found::Ambiguous(versions)) => return Activated::Ambiguous { name, versions },
+                Err(e) => return registry_failure(&e),
+            };
+            let wasm = match registry.component(&version.sha256) {
+                Ok(wasm) => wasm,
+                Err(e) => return registry_failure(&e),
+            };
+            let checked = match pipeline.check(&wasm, Some(&name)) {
+                Ok(checked) => Checked {
+                    version: version.clone(),
+                    ..checked
+                },
+                Err(failed) => return pipeline.refused(name, version.sha256, failed.reason),
+            };
+            match pipeline.swap_in(&checked, How::ByHand) {
+                Ok(swaps) => Activated::Serving {
+                    version,
+                    new: false,
+                    swaps,
+                },
+                Err(e) => registry_failure(&e),
+            }
+        })
+        .await
+    }
+
+    /// Takes every route that serves plugin `name` back to the version it served before.
+    pub(crate) async fn rollback(&self, name: &str) -> Activated {
+        let pipeline = self.clone();
+        let name = name.to_owned();
+        self.changing(move || {
+            let routes = pipeline.serving(&name);
+            if routes.is_empty() {
+                return Activated::UnknownPlugin { name };
+            }
+            let registry = &pipeline.core.versions.registry;
+            let mut swaps = Vec::new();
+            let mut back_to = None;
+            for route in &routes {
+                let Some(previous) = registry.previous(&route.name) else {
+                    continue;
+                };
+                let wasm = match registry.component(&previous) {
+                    Ok(wasm) => wasm,
+                    Err(e) => return registry_failure(&e),
+                };
+                let checked = pipeline.check(&wasm, None).and_then(|checked| {
+                    route.check(&checked.plugin).map_err(|e| Failed {
+                        name: checked.version.name.clone(),
+                        reason: CandidateRefused::Directions(e.to_string()),
+                    })?;
+                    Ok(checked)
+                });
+                let checked = match checked {
+                    Ok(checked) => checked,
+                    Err(failed) => return pipeline.refused(name, previous, failed.reason),
+                };
+                if let Err(e) = registry.roll_back(&route.name) {
+                    return registry_failure(&e);
+                }
+                let from = route.activate(checked.plugin.clone(), checked.loaded);
+                let swap = pipeline.swapped(route, &from.producer, How::Rollback);
+                swaps.push(swap);
+                back_to = Some(checked.version);
+            }
+            match back_to {
+                Some(version) => Activated::Serving {
+                    version,
+                    new: false,
+                    swaps,
+                },
+                None => Activated::NothingToRollBack { name },
+            }
+        })
+        .await
+    }
+
+    /// Every kept version of every plugin, and what each route serves: its active version,
+    /// whether that was compiled or loaded from the cache, and the versions before it.
+    pub(crate) async fn plugins(&self) -> Result<Value, crate::registry::RegistryError> {
+        let pipeline = self.clone();
+        let listed = tokio::task::spawn_blocking(move || {
+            let registry = &pipeline.core.versions.registry;
+            let mut plugins = serde_json::Map::new();
+            for version in registry.versions()? {
+                let entry = plugins
+                    .entry(version.name.clone())
+                    .or_insert_with(|| json!({"versions": [], "routes": {}}));
+                entry["versions"]
+                    .as_array_mut()
+                    .expect("an array")
+                    .push(json!(version));
+            }
+            for route in pipeline.core.routes.iter() {
+                let active = route.version();
+                let previous = registry
+                    .route(&route.name)
+                    .map(|s| s.previous)
+                    .unwrap_or_default();
+                let entry = plugins
+                    .entry(active.producer.name.clone())
+                    .or_insert_with(|| json!({"versions": [], "routes": {}}));
+                entry["routes"][route.name.as_str()] = json!({
+                    "active": active.producer,
+                    "loaded": match active.loaded {
+                        Provenance::Cached => "cached",
+                        Provenance::Compiled => "compiled",
+                    },
+                    "previous": previous,
+                });
+            }
+            Ok(Value::Object(plugins))
+        });
+        listed.await.unwrap_or_else(|e| {
+            Err(crate::registry::RegistryError::Damaged {
+                path: "plugins".into(),
+                message: format!("the listing task failed: {e}"),
+            })
         })
     }
+
+    /// Runs `change` on a blocking thread, after the changes before it.
+    async fn changing(&self, change: impl FnOnce() -> Activated + Send + 'static) -> Activated {
+        let _turn = self.core.versions.changing.lock().await;
+        tokio::task::spawn_blocking(change)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "a plugin change failed");
+                Activated::Unavailable(Unavailable::Internal("the plugin change failed".into()))
+            })
+    }
+
+    /// The routes whose active version is a version of plugin `name`.
+    fn serving(&self, name: &str) -> Vec<Arc<Route>> {
+        self.core
+            .routes
+            .iter()
+            .filter(|route| route.version().producer.name == name)
+            .cloned()
+            .collect()
+    }
+
+    /// Every check of a candidate (of plugin `expected`, when given): it loads, it is that
+    /// plugin, it can serve each route that serves the plugin, and the fixtures it carries
+    /// pass.
+    fn check(&self, wasm: &[u8], expected: Option<&str>) -> Result<Checked, Failed> {
+        let unnamed = |reason| Failed {
+            name: expected.unwrap_or("unknown").to_owned(),
+            reason,
+        };
+        let sha256 = crate::plugin::sha256_hex(wasm);
+        let what = format!("candidate {}", &sha256[..12]);
+        let (plugin, loaded) = self
+            .core
+            .versions
+            .runtime
+            .load_with_provenance(wasm, &what)
+            .map_err(|e| unnamed(e.into()))?;
+        let name = plugin.info().name.clone();
+        let refused = |reason| Failed {
+            name: name.clone(),
+            reason,
+        };
+        if let Some(expected) = expected.filter(|e| *e != name) {
+            return Err(refused(CandidateRefused::OtherPlugin {
+                expected: expected.to_owned(),
+                found: name.clone(),
+            }));
+        }
+        let routes = self.serving(&name);
+        for route in &routes {
+            route
+                .check(&plugin)
+                .map_err(|e| refused(CandidateRefused::Directions(e.to_string())))?;
+        }
+        let found = fixtures::embedded(wasm)
+            .map_err(|e| refused(CandidateRefused::Fixtures(e.to_string())))?
+            .unwrap_or_default();
+        for fixture in &found {
+            match fixtures::run(&plugin, fixture) {
+                Ok(Verdict::Pass) => {}
+                Ok(Verdict::Fail { diff }) => {
+                    return Err(refused(CandidateRefused::Fixture {
+                        fixture: fixture.name.clone(),
+                        diff,
+                    }));
+                }
+                Err(e) => return Err(refused(CandidateRefused::Fixtures(e.to_string()))),
+            }
+        }
+        let version = Version::of(&plugin, wasm, self.core.clock.now());
+        Ok(Checked {
+            plugin,
+            loaded,
+            version,
+            fixtures: found.len(),
+            routes,
+        })
+    }
+
+    /// Records `checked` as active on each route it was checked against, then swaps it in;
+    /// the swaps done.
+    fn swap_in(
+        &self,
+        checked: &Checked,
+        how: How,
+    ) -> Result<Vec<Swap>, crate::registry::RegistryError> {
+        let mut swaps = Vec::new();
+        for route in &checked.routes {
+            if route.version().producer.sha256 == checked.version.sha256 {
+                continue;
+            }
+            // Recorded before it serves: a restart serves what the registry says, never a
+            // version that served without being recorded.
+            let registry = &self.core.versions.registry;
+            registry.set_active(&route.name, &checked.version.sha256, None)?;
+            let from = route.activate(checked.plugin.clone(), checked.loaded);
+            swaps.push(self.swapped(route, &from.producer, how));
+        }
+        Ok(swaps)
+    }
+
+    /// Audits and logs that `route` moved from `from` to its active version.
+    fn swapped(&self, route: &Route, from: &crate::storage::Producer, how: How) -> Swap {
+        let to = route.version().producer.clone();
+        self.audit(
+            &route_stream(&route.name),
+            "plugin_activated",
+            json!({
+                "from": from.label(), "from_sha256": from.sha256,
+                "to": to.label(), "to_sha256": to.sha256,
+                "how": how.as_str(),
+            }),
+        );
+        tracing::warn!(
+            route = route.name,
+            from = from.label(),
+            to = to.label(),
+            how = how.as_str(),
+            "plugin activated"
+        );
+        Swap {
+            route: route.name.clone(),
+            from: from.clone(),
+            to,
+        }
+    }
+
+    /// Audits and logs a refusal, and answers it.
+    fn refused(&self, name: String, sha256: String, reason: CandidateRefused) -> Activated {
+        self.audit(
+            &plugin_stream(&name),
+            "plugin_refused",
+            json!({
+                "sha256": sha256, "code": reason.code(), "reason": reason.to_string(),
+                "active": self.serving(&name).iter()
+                    .map(|r| r.version().producer.sha256.clone()).collect::<Vec<_>>(),
+            }),
+        );
+        tracing::warn!(plugin = name, sha256, code = reason.code(), %reason, "candidate refused");
+        Activated::Refused {
+            name,
+            sha256,
+            reason,
+        }
+    }
+
+    /// Appends one audit event now; a failure is logged (the change itself stands).
+    fn audit(&self, stream: &str, kind: &str, data: Value) {
+        let draft = AuditDraft::new(stream, self.core.clock.now(), kind, data);
+        if let Err(e) = self.core.storage.append(vec![draft]) {
+            tracing::error!(error = %e, kind, "recording a plugin change in the audit trail failed");
+        }
+    }
+}
+
+fn registry_failure(e: &crate::registry::RegistryError) -> Activated {
+    tracing::error!(error = %e, "the plugin registry failed");
+    Activated::Unavailable(Unavailable::Storage(e.to_string()))
 }

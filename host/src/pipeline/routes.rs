@@ -10,9 +10,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use jiff::Timestamp;
+
 use crate::Error;
 use crate::config::{CommandsConfig, Config, RetryPolicy, RouteConfig};
-use crate::plugin::{Instances, Plugin, PluginConfig, Runtime};
+use crate::plugin::{Instances, Plugin, PluginConfig, Provenance, Runtime};
+use crate::registry::Registry;
 use crate::storage::Producer;
 
 use super::headers::KeptHeaders;
@@ -25,6 +28,8 @@ pub(crate) struct Version {
     pub(crate) producer: Producer,
     /// The plugin's instances with the route's config, reused as the route says.
     pub(crate) instances: Instances,
+    /// Whether its compiled form came from the cache or was compiled.
+    pub(crate) loaded: Provenance,
 }
 
 /// A route with its loaded plugin.
@@ -53,28 +58,34 @@ impl Route {
             .clone()
     }
 
-    /// Makes `plugin` the active version; returns the one it replaces.
+    /// Whether `plugin` can serve this route: it has every direction the route uses.
     ///
     /// # Errors
     ///
-    /// A config error when the plugin lacks a direction the route uses.
-    pub(crate) fn activate(&self, plugin: Plugin) -> Result<Arc<Version>, Error> {
-        check_directions(
-            &self.name,
-            plugin.id().name.as_ref(),
-            &plugin,
-            self.commands.is_some(),
-        )?;
-        let version = Arc::new(version(plugin, &self.plugin_config, self.instance_reuse));
+    /// A config error naming the missing direction.
+    pub(crate) fn check(&self, plugin: &Plugin) -> Result<(), Error> {
+        let what = plugin.id().to_string();
+        check_directions(&self.name, &what, plugin, self.commands.is_some())
+    }
+
+    /// Makes `plugin` (checked with [`Route::check`]) the active version; returns the one it
+    /// replaces.
+    pub(crate) fn activate(&self, plugin: Plugin, loaded: Provenance) -> Arc<Version> {
+        let version = Arc::new(version(
+            plugin,
+            loaded,
+            &self.plugin_config,
+            self.instance_reuse,
+        ));
         let mut active = self
             .active
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(std::mem::replace(&mut *active, version))
+        std::mem::replace(&mut *active, version)
     }
 }
 
-fn version(plugin: Plugin, config: &Arc<PluginConfig>, reuse: u32) -> Version {
+fn version(plugin: Plugin, loaded: Provenance, config: &Arc<PluginConfig>, reuse: u32) -> Version {
     let id = plugin.id();
     let producer = Producer {
         name: id.name.clone(),
@@ -86,6 +97,7 @@ fn version(plugin: Plugin, config: &Arc<PluginConfig>, reuse: u32) -> Version {
         plugin,
         producer,
         instances,
+        loaded,
     }
 }
 
@@ -112,16 +124,25 @@ pub(crate) struct Routes {
 }
 
 impl Routes {
-    /// Loads every route's plugin into `runtime`.
+    /// Loads every route's plugin into `runtime`: the version the registry says the route
+    /// served, or the configured file when the configuration names another file than it did
+    /// then (or the registry has no state for the route). The version loaded is kept in the
+    /// registry and recorded as active.
     ///
     /// # Errors
     ///
-    /// A load error naming the plugin, or a config error for a plugin without the inbound
-    /// direction.
-    pub(crate) fn load(config: &Config, runtime: &Runtime) -> Result<Self, Error> {
+    /// A load error naming the plugin, a config error for a plugin without the inbound
+    /// direction, or a registry error.
+    pub(crate) fn load(
+        config: &Config,
+        runtime: &Runtime,
+        registry: &Registry,
+        now: Timestamp,
+    ) -> Result<Self, Error> {
         let mut routes = BTreeMap::new();
         for (name, route) in &config.routes {
-            routes.insert(name.clone(), Arc::new(load_route(name, route, runtime)?));
+            let route = load_route(name, route, runtime, registry, now)?;
+            routes.insert(name.clone(), Arc::new(route));
         }
         Ok(Self { routes })
     }
@@ -135,12 +156,47 @@ impl Routes {
     }
 }
 
-fn load_route(name: &str, route: &RouteConfig, runtime: &Runtime) -> Result<Route, Error> {
-    let plugin = runtime.load_file(&route.plugin)?;
-    let shown = route.plugin.display().to_string();
+fn load_route(
+    name: &str,
+    route: &RouteConfig,
+    runtime: &Runtime,
+    registry: &Registry,
+    now: Timestamp,
+) -> Result<Route, Error> {
+    let configured =
+        std::fs::read(&route.plugin).map_err(|error| crate::plugin::LoadError::Read {
+            path: route.plugin.clone(),
+            error,
+        })?;
+    let configured_sha = crate::plugin::sha256_hex(&configured);
+    let state = registry.route(name);
+    let mut shown = route.plugin.display().to_string();
+    let mut wasm = configured;
+    if let Some(state) = state
+        .as_ref()
+        .filter(|s| s.configured == configured_sha && s.active != configured_sha)
+    {
+        match registry.component(&state.active) {
+            Ok(kept) => {
+                wasm = kept;
+                shown = format!("the registry's version {}", state.active);
+            }
+            Err(e) => tracing::error!(
+                route = name, error = %e,
+                "the route's active version cannot be read; serving the configured file"
+            ),
+        }
+    }
+    let (plugin, loaded) = runtime.load_with_provenance(&wasm, &shown)?;
     check_directions(name, &shown, &plugin, route.commands.is_some())?;
+    registry.keep(&wasm, &crate::registry::Version::of(&plugin, &wasm, now))?;
+    let sha256 = plugin.id().sha256.clone();
+    if state.is_none_or(|s| s.active != sha256 || s.configured != configured_sha) {
+        registry.set_active(name, &sha256, Some(&configured_sha))?;
+    }
+    tracing::info!(route = name, plugin = %plugin.id(), ?loaded, "route serves");
     let plugin_config = Arc::new(route.plugin_config.clone());
-    let active = version(plugin, &plugin_config, route.instance_reuse);
+    let active = version(plugin, loaded, &plugin_config, route.instance_reuse);
     Ok(Route {
         name: name.to_owned(),
         active: RwLock::new(Arc::new(active)),

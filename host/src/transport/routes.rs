@@ -80,6 +80,44 @@ where
                 problem::translated(api.pipeline.translate(route, incoming).await)
             }
         }
+        ["v1", "plugins"] if method == Method::POST => {
+            let max = super::plugins::MAX_COMPONENT;
+            let wasm = match read(&parts.headers, body, max).await {
+                Ok(incoming) => incoming.body,
+                Err(refusal) => return problem::refusal(&refusal).into_response(),
+            };
+            let activate = query(parts.uri.query(), "activate").as_deref() != Some("false");
+            super::plugins::activated(api.pipeline.push(None, wasm, activate).await)
+        }
+        ["v1", "plugins", name] if method == Method::PUT => {
+            let max = super::plugins::MAX_COMPONENT;
+            let wasm = match read(&parts.headers, body, max).await {
+                Ok(incoming) => incoming.body,
+                Err(refusal) => return problem::refusal(&refusal).into_response(),
+            };
+            let activate = query(parts.uri.query(), "activate").as_deref() != Some("false");
+            super::plugins::activated(api.pipeline.push(Some(name), wasm, activate).await)
+        }
+        ["v1", "plugins", name, action @ ("activate" | "rollback")] => {
+            if method != Method::POST {
+                return method_not_allowed("POST");
+            }
+            if *action == "rollback" {
+                super::plugins::activated(api.pipeline.rollback(name).await)
+            } else {
+                let body = match read(&parts.headers, body, 4096).await {
+                    Ok(incoming) => incoming.body,
+                    Err(refusal) => return problem::refusal(&refusal).into_response(),
+                };
+                match super::plugins::selector(&body) {
+                    Ok(selector) => {
+                        super::plugins::activated(api.pipeline.activate(name, selector).await)
+                    }
+                    Err(answer) => answer,
+                }
+            }
+        }
+        ["v1", "plugins", _] if method != Method::GET => return method_not_allowed("GET, PUT"),
         ["v1", "dlq", id] if method == Method::DELETE => {
             problem::discarded(api.pipeline.discard(id).await, id)
         }
@@ -147,6 +185,17 @@ async fn read_only(api: &Inner, segments: &[&str], query: Option<&str>) -> Optio
     Some(match segments {
         ["v1", "routes"] => Answer::json(StatusCode::OK, &pipeline.topology(&api.sinks)),
         ["v1", "breakers"] => super::breakers::list(&api.breakers),
+        ["v1", "plugins"] => match pipeline.plugins().await {
+            Ok(plugins) => Answer::json(StatusCode::OK, &json!({ "plugins": plugins })),
+            Err(e) => problem::internal(&e.to_string()),
+        },
+        ["v1", "plugins", name] => match pipeline.plugins().await {
+            Ok(plugins) => match plugins.get(*name) {
+                Some(plugin) => Answer::json(StatusCode::OK, &json!({ *name: plugin })),
+                None => problem::not_found("plugin", name),
+            },
+            Err(e) => problem::internal(&e.to_string()),
+        },
         ["v1", "dlq"] => dead_letters(api, query).await,
         ["v1", "dlq", id] => match pipeline.dead_letter(id).await {
             Ok(Some((entry, message))) => {
@@ -208,6 +257,7 @@ fn is_read_only(segments: &[&str]) -> bool {
         segments,
         ["v1", "routes"]
             | ["v1", "breakers"]
+            | ["v1", "plugins"]
             | ["v1", "dlq"]
             | ["v1", "dlq", _]
             | ["v1", "messages", _]

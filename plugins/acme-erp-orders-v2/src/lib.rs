@@ -8,6 +8,11 @@
 //! strings, and a number means the sender is not speaking v2. The currency is the message's,
 //! else the route's plugin config key `currency`, else EUR.
 //!
+//! While the vendor migrates, some of its systems still send API v1 (a message with v1's
+//! `ord_id`): those are translated exactly as the v1 translator does, with the same
+//! library (`acme-erp-v1`), so that this version can replace v1 on a route that receives
+//! both.
+//!
 //! Outbound, it carries two domain commands to the ERP's API v2:
 //! - `order.get.v1` (`{}`): `GET /v2/orders/{id}`; the order it answers becomes
 //!   `order.snapshot.v1` (the domain `Order`);
@@ -68,11 +73,19 @@ impl Plugin for AcmeErpOrdersV2 {
 
 impl Inbound for AcmeErpOrdersV2 {
     fn idempotency_key(message: &Message) -> Option<String> {
+        if acme_erp_v1::is_v1(message) {
+            return acme_erp_v1::key_of(message);
+        }
         let order: VendorOrderId = message.parse().ok()?;
         Order::created_key(&order.order_number)
     }
 
     fn translate(message: &Message) -> Result<Vec<Event>, Error> {
+        if acme_erp_v1::is_v1(message) {
+            let currency = dragoman_guest::config::get("currency")
+                .unwrap_or_else(|| DEFAULT_CURRENCY.to_owned());
+            return acme_erp_v1::translate_in(message, &currency);
+        }
         let order: VendorOrder = message.parse()?;
         let currency = match order.currency.as_deref().map(str::trim) {
             Some(currency) if !currency.is_empty() => currency.to_owned(),

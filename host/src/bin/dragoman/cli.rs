@@ -170,13 +170,61 @@ enum PluginCommand {
     Test {
         /// The component.
         file: PathBuf,
-        /// The directory of `NAME.input.*` and `NAME.expected.json` files.
-        fixtures: PathBuf,
+        /// The directory of `NAME.input.*` and `NAME.expected.json` files [default: the
+        /// fixtures the component carries].
+        fixtures: Option<PathBuf>,
         #[command(flatten)]
         runtime: RuntimeArgs,
     },
+    /// Embed a fixtures directory in a component (replacing any it carries), so that a host
+    /// runs them before the version serves.
+    Pack {
+        /// The component.
+        file: PathBuf,
+        /// The directory of fixtures.
+        fixtures: PathBuf,
+        /// Where to write the packed component [default: over FILE].
+        #[arg(short, long, value_name = "FILE.wasm")]
+        output: Option<PathBuf>,
+    },
+    /// Send a new version to a running host: checked (contract, routes, its fixtures), kept
+    /// in its registry and made active on every route that serves the plugin.
+    Push {
+        /// The component.
+        file: PathBuf,
+        /// The plugin it must be a version of [default: the one it names itself].
+        #[arg(long)]
+        name: Option<String>,
+        /// Keep it in the registry without making it active.
+        #[arg(long)]
+        no_activate: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Make a kept version of a plugin active on a running host.
+    Activate {
+        /// The plugin.
+        name: String,
+        /// Its version, or the sha256 of its component (12 or more hex digits).
+        version: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Take every route that serves a plugin back to the version it served before.
+    Rollback {
+        /// The plugin.
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Every version a running host keeps, and what each route serves.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Create a plugin folder (source, fixtures, build script) that builds and passes its
-    /// fixtures as generated: `./NAME/build.sh`, then `dragoman plugin test NAME/NAME.wasm NAME/fixtures`.
+    /// fixtures as generated: `./NAME/build.sh` (which embeds the fixtures in the
+    /// component), then `dragoman plugin test NAME/NAME.wasm`.
     New {
         /// The language.
         #[arg(long, value_enum)]
@@ -338,7 +386,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             println!("created {}", created.display());
             println!("build it:  {}/build.sh", created.display());
             println!(
-                "test it:   dragoman plugin test {0}/{name}.wasm {0}/fixtures",
+                "test it:   dragoman plugin test {}/{name}.wasm",
+                created.display()
+            );
+            println!(
+                "push it:   dragoman plugin push {}/{name}.wasm --server URL",
                 created.display()
             );
             Ok(ExitCode::SUCCESS)
@@ -349,9 +401,99 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             fixtures,
             runtime,
         }) => {
-            let found = fixtures::discover(&fixtures).map_err(dragoman::Error::from)?;
+            let found = match fixtures {
+                Some(dir) => fixtures::discover(&dir).map_err(dragoman::Error::from)?,
+                None => {
+                    let wasm = std::fs::read(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    fixtures::embedded(&wasm)
+                        .map_err(dragoman::Error::from)?
+                        .with_context(|| {
+                            format!(
+                                "{} carries no fixtures: give a directory, or embed one with \
+                                 `dragoman plugin pack`",
+                                file.display()
+                            )
+                        })?
+                }
+            };
             test(&runtime.load(&file)?, &found)
         }
+        Command::Plugin(PluginCommand::Pack {
+            file,
+            fixtures,
+            output,
+        }) => {
+            let wasm =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let packed = fixtures::pack(&wasm, &fixtures).map_err(dragoman::Error::from)?;
+            let count = fixtures::embedded(&packed)
+                .map_err(dragoman::Error::from)?
+                .map_or(0, |f| f.len());
+            let output = output.unwrap_or(file);
+            std::fs::write(&output, packed)
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            println!("{}: {count} fixtures embedded", output.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin(PluginCommand::Push {
+            file,
+            name,
+            no_activate,
+            server,
+        }) => {
+            let wasm =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let path = match &name {
+                Some(name) => format!("/v1/plugins/{name}"),
+                None => "/v1/plugins".to_owned(),
+            };
+            let path = if no_activate {
+                format!("{path}?activate=false")
+            } else {
+                path
+            };
+            let method = if name.is_some() { "PUT" } else { "POST" };
+            let headers = [("content-type", "application/wasm")];
+            crate::client::send(
+                &server.server,
+                server.token.as_deref(),
+                method,
+                &path,
+                &headers,
+                wasm,
+            )
+        }
+        Command::Plugin(PluginCommand::Activate {
+            name,
+            version,
+            server,
+        }) => {
+            let body = match dragoman::registry::Selector::parse(&version) {
+                dragoman::registry::Selector::Sha256(sha) => json!({ "sha256": sha }),
+                dragoman::registry::Selector::Version(v) => json!({ "version": v }),
+            };
+            crate::client::send(
+                &server.server,
+                server.token.as_deref(),
+                "POST",
+                &format!("/v1/plugins/{name}/activate"),
+                &[("content-type", "application/json")],
+                body.to_string().into_bytes(),
+            )
+        }
+        Command::Plugin(PluginCommand::Rollback { name, server }) => crate::client::call(
+            &server.server,
+            server.token.as_deref(),
+            "POST",
+            &format!("/v1/plugins/{name}/rollback"),
+        ),
+        Command::Plugin(PluginCommand::List { server }) => crate::client::call(
+            &server.server,
+            server.token.as_deref(),
+            "GET",
+            "/v1/plugins",
+        ),
         Command::Plugin(PluginCommand::Translate {
             file,
             content_type,

@@ -1,4 +1,5 @@
-//! The HTTP client behind `dlq`, `topology`, `breakers`, `command` and `audit`: one call to
+//! The HTTP client behind `dlq`, `topology`, `breakers`, `command`, `audit` and the
+//! registry's `plugin push|activate|rollback|list`: one call to
 //! a running host, its JSON answer printed; and the offline audit check of a data dir.
 
 use std::path::Path;
@@ -18,8 +19,20 @@ pub(crate) fn call(
     method: &str,
     path: &str,
 ) -> Result<ExitCode> {
-    let (status, _, body) = request(server, token, method, path, &[], Vec::new())?;
-    print(status, &body)
+    send(server, token, method, path, &[], Vec::new())
+}
+
+/// Calls a running host with a body and prints the JSON answer; exit 1 on a 4xx or 5xx.
+pub(crate) fn send(
+    server: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<ExitCode> {
+    let (status, _, answer) = request(server, token, method, path, headers, body)?;
+    print(status, &answer)
 }
 
 /// Sends a command (`body`, under `key` when given) to `route` and prints the answer; says
@@ -92,12 +105,13 @@ fn request(
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
+        // Long enough for a host to compile a large pushed component and run its fixtures.
         let response = tokio::time::timeout(
-            std::time::Duration::from_secs(30),
+            std::time::Duration::from_secs(120),
             client.request(request.body(Full::new(Bytes::from(body)))?),
         )
         .await
-        .with_context(|| format!("{server} did not answer within 30 s"))?
+        .with_context(|| format!("{server} did not answer within 120 s"))?
         .with_context(|| format!("cannot reach {server}"))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();

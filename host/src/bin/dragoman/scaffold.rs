@@ -50,8 +50,13 @@ pub(crate) fn create(
             sdk.display()
         )
     })?;
+    // The build script embeds the fixtures with this very binary, unless told another.
+    let dragoman = std::env::current_exe()
+        .map(|exe| exe.display().to_string())
+        .unwrap_or_else(|_| "dragoman".into());
     let fill = |text: &str| {
         text.replace("{{name}}", name)
+            .replace("{{dragoman}}", &dragoman)
             .replace("{{crate}}", &name.replace('-', "_"))
             .replace("{{sdk}}", &sdk.display().to_string())
     };

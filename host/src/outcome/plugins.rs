@@ -1,0 +1,142 @@
+//! What the plugin registry's operations answer: a version received, activated or rolled
+//! back ([`crate::Host::push`], [`crate::Host::activate`], [`crate::Host::rollback`]).
+
+use crate::plugin::LoadError;
+use crate::registry::Version;
+use crate::storage::Producer;
+
+use super::Unavailable;
+
+/// What became of a version pushed, activated or rolled back to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Activated {
+    /// The version serves the next messages of every route listed (each route that serves
+    /// the plugin); messages in flight finish on the version they started with, whose
+    /// instances go when the last of them ends.
+    Serving {
+        /// The version.
+        version: Version,
+        /// Whether the registry received it just now (a push of a version it had is not).
+        new: bool,
+        /// The routes that changed version; a route that served it already is not listed.
+        swaps: Vec<Swap>,
+    },
+    /// Kept in the registry and checked, but not made active: asked not to, or no route
+    /// serves a plugin of that name.
+    Kept {
+        /// The version.
+        version: Version,
+        /// Whether the registry received it just now.
+        new: bool,
+    },
+    /// The candidate failed a check; nothing changed, the active version keeps serving.
+    Refused {
+        /// The plugin's name, as asked for.
+        name: String,
+        /// The candidate's sha256.
+        sha256: String,
+        /// Why.
+        reason: CandidateRefused,
+    },
+    /// No route serves a plugin of that name (to activate or roll back).
+    UnknownPlugin {
+        /// The name asked for.
+        name: String,
+    },
+    /// The registry has no version of the plugin that the selector names.
+    UnknownVersion {
+        /// The plugin.
+        name: String,
+        /// The selector, as given.
+        selector: String,
+    },
+    /// The selector names several versions (one version string on different components):
+    /// name one by its sha256.
+    Ambiguous {
+        /// The plugin.
+        name: String,
+        /// The versions it names.
+        versions: Vec<Version>,
+    },
+    /// No route serving the plugin has an earlier version to go back to.
+    NothingToRollBack {
+        /// The plugin.
+        name: String,
+    },
+    /// The host could not do it now; nothing changed.
+    Unavailable(Unavailable),
+}
+
+/// One route moved from one version to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Swap {
+    /// The route.
+    pub route: String,
+    /// The version it served.
+    pub from: Producer,
+    /// The version it serves now.
+    pub to: Producer,
+}
+
+/// Why a candidate version was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CandidateRefused {
+    /// The bytes are not a WebAssembly component, or it does not compile.
+    #[error("{0}")]
+    NotAComponent(String),
+    /// It imports what the host does not grant, or does not export the contract's world.
+    #[error("{0}")]
+    WrongWorld(String),
+    /// Its `metadata.info` call faulted.
+    #[error("{0}")]
+    Metadata(String),
+    /// It names itself differently from the plugin it was given as.
+    #[error("the component names itself `{found}`, not `{expected}`")]
+    OtherPlugin {
+        /// The name it was given as.
+        expected: String,
+        /// The name it gives itself.
+        found: String,
+    },
+    /// It lacks a direction a route that serves the plugin uses.
+    #[error("{0}")]
+    Directions(String),
+    /// One of the fixtures it carries failed.
+    #[error("fixture `{fixture}` failed:\n{diff}")]
+    Fixture {
+        /// The fixture's name.
+        fixture: String,
+        /// Expected (`-`) against actual (`+`).
+        diff: String,
+    },
+    /// The fixtures it carries cannot be read.
+    #[error("its fixtures cannot be read: {0}")]
+    Fixtures(String),
+}
+
+impl CandidateRefused {
+    /// A stable code for the reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotAComponent(_) => "not-a-component",
+            Self::WrongWorld(_) => "wrong-world",
+            Self::Metadata(_) => "metadata-fault",
+            Self::OtherPlugin { .. } => "other-plugin",
+            Self::Directions(_) => "missing-direction",
+            Self::Fixture { .. } => "fixture-failed",
+            Self::Fixtures(_) => "bad-fixtures",
+        }
+    }
+}
+
+impl From<LoadError> for CandidateRefused {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Link { .. } | LoadError::Contract { .. } => Self::WrongWorld(e.to_string()),
+            LoadError::Metadata { .. } => Self::Metadata(e.to_string()),
+            _ => Self::NotAComponent(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! The plugin registry: every version of every plugin the host was given, kept as its bytes,
+//! and which version each route serves.
+//!
+//! A rollback must never depend on a compiled artifact that a newer wasmtime cannot load,
+//! so the registry keeps the component itself; the compiled cache (`plugin/cache.rs`) only
+//! makes loading it fast. Layout, under the data directory's `plugins/`:
+//!
+//! - `versions/SHA256.wasm`: the component, written once (to a temporary name, fsynced,
+//!   renamed, the directory fsynced) and never changed: its name is its hash;
+//! - `versions/SHA256.json`: what it says it is (name, version, vendor API version) and when
+//!   it was first received, written after the component;
+//! - `routes.json`: per route, the active version, the ones active before it (most recent
+//!   last, for rollback) and the hash of the file the configuration names (so an operator
+//!   who points the config at a new file gets it at the next start, while a restart with the
+//!   same config serves what was active), replaced whole with the same write-rename dance.
+//!
+//! This module knows nothing of wasmtime: the caller loads and checks a version before it
+//! asks for it to be kept or made active.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// How many earlier versions a route remembers for rollback.
+const HISTORY: usize = 64;
+
+/// Why the registry could not do it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// A file could not be read or written.
+    #[error("plugin registry, {path}: {error}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// A file is not what the registry wrote.
+    #[error("plugin registry, {path}: {message}")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One version of a plugin, as the registry knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// The name the plugin gives itself.
+    pub name: String,
+    /// Its own version.
+    pub version: String,
+    /// The vendor API version it speaks.
+    pub vendor_api_version: String,
+    /// The sha256 of its component.
+    pub sha256: String,
+    /// The component's size in bytes.
+    pub size: u64,
+    /// When the host first received it.
+    pub received_at: Timestamp,
+}
+
+impl Version {
+    /// The registry's record of a loaded plugin whose component is `wasm`, received `now`.
+    pub(crate) fn of(plugin: &crate::plugin::Plugin, wasm: &[u8], now: Timestamp) -> Self {
+        let info = plugin.info();
+        Self {
+            name: info.name.clone(),
+            version: info.version.clone(),
+            vendor_api_version: info.vendor_api_version.clone(),
+            sha256: plugin.id().sha256.clone(),
+            size: wasm.len() as u64,
+            received_at: now,
+        }
+    }
+}
+
+/// What a route serves, and served before.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RouteState {
+    /// The sha256 of the active version.
+    pub(crate) active: String,
+    /// The versions active before, most recent last.
+    pub(crate) previous: Vec<String>,
+    /// The sha256 of the file the configuration named when this state was written.
+    pub(crate) configured: String,
+}
+
+/// Which version to take, as an operator names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// The plugin's own version string.
+    Version(String),
+    /// The sha256 of the component, whole or its first 12 or more hex digits.
+    Sha256(String),
+}
+
+impl Selector {
+    /// A selector from what an operator typed: hex of 12 to 64 digits is a hash, anything
+    /// else a version.
+    pub fn parse(text: &str) -> Self {
+        let text = text.trim();
+        if (12..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Self::Sha256(text.to_ascii_lowercase())
+        } else {
+            Self::Version(text.to_owned())
+        }
+    }
+
+    fn matches(&self, version: &Version) -> bool {
+        match self {
+            Self::Version(v) => version.version == *v,
+            Self::Sha256(prefix) => version.sha256.starts_with(prefix.as_str()),
+        }
+    }
+}
+
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Version(v) => write!(f, "version {v}"),
+            Self::Sha256(sha) => write!(f, "sha256 {sha}"),
+        }
+    }
+}
+
+/// What a selector found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// Exactly one version.
+    One(Version),
+    /// None.
+    None,
+    /// Several (one version string given to different components): name it by hash.
+    Ambiguous(Vec<Version>),
+}
+
+/// The registry in a directory.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    dir: PathBuf,
+    /// The routes' states, as `routes.json` holds them; the lock also orders its writes.
+    routes: Mutex<BTreeMap<String, RouteState>>,
+}
+
+impl Registry {
+    /// Opens (or creates) the registry in `dir`.
+    ///
+    /// # Errors
+    ///
+    /// When the directory cannot be made or `routes.json` cannot be read.
+    pub(crate) fn open(dir: &Path) -> Result<Self, RegistryError> {
+        let versions = dir.join("versions");
+        std::fs::create_dir_all(&versions).map_err(|error| RegistryError::Io {
+            path: versions.clone(),
+            error,
+        })?;
+        let file = dir.join("routes.json");
+        let routes = match std::fs::read(&file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RegistryError::Damaged {
+                path: file.clone(),
+                message: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(error) => return Err(RegistryError::Io { path: file, error }),
+        };
+        Ok(Self {
+            dir: dir.to_owned(),
+            routes: Mutex::new(routes),
+        })
+    }
+
+    fn component_path(&self, sha256: &str) -> PathBuf {
+        self.dir.join("versions").join(format!("{sha256}.wasm"))
+    }
+
+    fn metadata_path(&self, sha256: &str) -> PathBuf {
+        self.dir.join("versions").join(format!("{sha256}.json"))
+    }
+
+    /// Keeps a version's component and metadata; returns whether it was new. A version kept
+    /// before keeps its first `received_at`.
+    ///
+    /// # Errors
+    ///
+    /// When a file cannot be written.
+    pub(crate) fn keep(&self, wasm: &[u8], version: &Version) -> Result<bool, RegistryError> {
+        let metadata = self.metadata_path(&version.sha256);
+        if metadata.exists() && self.component_path(&version.sha256).exists() {
+            return Ok(false);
+        }
+        write_atomically(&self.component_path(&version.sha256), wasm)?;
+        let json = serde_json::to_vec_pretty(version).expect("a version serializes");
+        write_atomically(&metadata, &json)?;
+        Ok(true)
+    }
+
+    /// The component of a kept version.
+    ///
+    /// # Errors
+    ///
+    /// When it is not kept or cannot be read, or its bytes no longer match their hash.
+    pub(crate) fn component(&self, sha256: &str) -> Result<Vec<u8>, RegistryError> {
+        let path = self.component_path(sha256);
+        let bytes = std::fs::read(&path).map_err(|error| RegistryError::Io {
+            path: path.clone(),
+            error,
+        })?;
+        if crate::plugin::sha256_hex(&bytes) != sha256 {
+            return Err(RegistryError::Damaged {
+                path,
+                message: "the component no longer matches its sha256".into(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Every kept version, of every plugin, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// When the directory cannot be listed or a metadata file read.
+    pub(crate) fn versions(&self) -> Result<Vec<Version>, RegistryError> {
+        let dir = self.dir.join("versions");
+        let io = |path: &Path, error| RegistryError::Io {
+            path: path.to_owned(),
+            error,
+        };
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| io(&dir, e))? {
+            let path = entry.map_err(|e| io(&dir, e))?.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+            let version: Version =
+                serde_json::from_slice(&bytes).map_err(|e| RegistryError::Damaged {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+            found.push(version);
+        }
+        found.sort_by(|a, b| (a.received_at, &a.sha256).cmp(&(b.received_at, &b.sha256)));
+        Ok(found)
+    }
+
+    /// The version of plugin `name` that `selector` names.
+    ///
+    /// # Errors
+    ///
+    /// As [`Registry::versions`].
+    pub(crate) fn find(&self, name: &str, selector: &Selector) -> Result<Found, RegistryError> {
+        let mut matching: Vec<Version> = self
+            .versions()?
+            .into_iter()
+            .filter(|v| v.name == name && selector.matches(v))
+            .collect();
+        Ok(match matching.len() {
+            0 => Found::None,
+            1 => Found::One(matching.remove(0)),
+            _ => Found::Ambiguous(matching),
+        })
+    }
+
+    /// What `route` serves, if the registry has a state for it.
+    pub(crate) fn route(&self, route: &str) -> Option<RouteState> {
+        self.lock().get(route).cloned()
+    }
+
+    /// Records that `route` serves `sha256` now; the version it served goes on its history
+    /// (unless it is the same). `configured` replaces the configured file's hash when given.
+    ///
+    /// # Errors
+    ///
+    /// When `routes.json` cannot be written; the state in memory is then unchanged.
+    pub(crate) fn set_active(
+        &self,
+        route: &str,
+        sha256: &str,
+        configured: Option<&str>,
+    ) -> Result<RouteState, RegistryError> {
+        self.update(route, |state| {
+            if !state.active.is_empty() && state.active != sha256 {
+                let before = std::mem::take(&mut state.active);
+                state.previous.push(before);
+                let excess = state.previous.len().saturating_sub(HISTORY);
+                state.previous.drain(..excess);
+            }
+            state.active = sha256.to_owned();
+            if let Some(configured) = configured {
+                configured.clone_into(&mut state.configured);
+            }
+        })
+    }
+
+    /// Records that `route` went back to the version active before its current one, which
+    /// leaves its history; `None` when it has no earlier version.
+    ///
+    /// # Errors
+    ///
+    /// When `routes.json` cannot be written; the state in memory is then unchanged.
+    pub(crate) fn roll_back(&self, route: &str) -> Result<Option<RouteState>, RegistryError> {
+        if self.route(route).is_none_or(|s| s.previous.is_empty()) {
+            return Ok(None);
+        }
+        self.update(route, |state| {
+            if let Some(before) = state.previous.pop() {
+                state.active = before;
+            }
+        })
+        .map(Some)
+    }
+
+    /// The version that a rollback of `route` would go back to.
+    pub(crate) fn previous(&self, route: &str) -> Option<String> {
+        self.route(route).and_then(|s| s.previous.last().cloned())
+    }
+
+    fn update(
+        &self,
+        route: &str,
+        change: impl FnOnce(&mut RouteState),
+    ) -> Result<RouteState, RegistryError> {
+        let mut routes = self.lock();
+        let mut next = routes.clone();
+        let state = next.entry(route.to_owned()).or_default();
+        change(state);
+        let state = state.clone();
+        let json = serde_json::to_vec_pretty(&next).expect("route states serialize");
+        write_atomically(&self.dir.join("routes.json"), &json)?;
+        *routes = next;
+        Ok(state)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, RouteState>> {
+        self.routes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Writes `bytes` to `path` so that a crash leaves the old file or the new one, whole: a
+/// temporary name, fsync, rename, fsync of the directory.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
+    use std::io::Write as _;
+    let io = |error| RegistryError::Io {
+        path: path.to_owned(),
+        error,
+    };
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = path.parent().expect("registry files are in a directory");
+    let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temporary = path.with_extension(format!("tmp-{}-{unique}", std::process::id()));
+    let mut file = std::fs::File::create(&temporary).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&temporary, path).map_err(io)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)
+}
+
+#[cfg(test)]
+mod tests;
