@@ -71,6 +71,8 @@ struct RawConfig {
     #[serde(default)]
     relay: RawRelay,
     #[serde(default)]
+    plugins: RawPlugins,
+    #[serde(default)]
     sinks: BTreeMap<String, RawSink>,
     #[serde(default)]
     vendors: BTreeMap<String, vendors::RawVendor>,
@@ -94,6 +96,13 @@ struct RawSandbox {
     output_kib: Option<usize>,
     max_instances: Option<u32>,
     cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugins {
+    watch_dir: Option<PathBuf>,
+    debounce_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,6 +165,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// The relay's settings.
     pub relay: RelayConfig,
+    /// Where new plugin versions may also arrive.
+    pub plugins: PluginsConfig,
     /// The sinks, by name.
     pub sinks: BTreeMap<String, SinkConfig>,
     /// Each sink's circuit breaker, by sink name.
@@ -205,6 +216,17 @@ pub struct RelayConfig {
     pub concurrency: usize,
     /// How often expired idempotency keys and old published events are forgotten.
     pub sweep_interval: Duration,
+}
+
+/// Where new plugin versions arrive besides the API.
+#[derive(Debug, Clone)]
+pub struct PluginsConfig {
+    /// A directory whose new or changed `*.wasm` files are received as new versions (and
+    /// made active on the routes that serve their plugin), if any.
+    pub watch_dir: Option<PathBuf>,
+    /// How long a file must be left alone before it is read: a file still being written is
+    /// not taken.
+    pub debounce: Duration,
 }
 
 /// A route: a translator and where its events go.
@@ -488,6 +510,10 @@ impl Config {
                 sweep_interval: Duration::from_secs(
                     raw.relay.sweep_interval_secs.unwrap_or(60).max(1),
                 ),
+            },
+            plugins: PluginsConfig {
+                watch_dir: raw.plugins.watch_dir.map(|d| resolve(&d)),
+                debounce: Duration::from_millis(raw.plugins.debounce_ms.unwrap_or(250)),
             },
             sinks,
             breakers,

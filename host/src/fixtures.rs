@@ -33,6 +33,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+pub(crate) use embedded::is_whole;
 pub use embedded::{SECTION, embedded, pack};
 
 use crate::plugin::{Fault, Plugin, PluginConfig, TranslateError, VendorMessage};

@@ -27,6 +27,7 @@ use crate::storage::{AuditEvent, Db, DeadLetter, Storage};
 use crate::telemetry::Metrics;
 use crate::transport::Api;
 use crate::vendor::Vendors;
+use crate::watched::WatchedDir;
 use crate::{Error, transport};
 
 /// A running integration host. Cheap to clone.
@@ -39,6 +40,8 @@ pub struct Host {
     relay: Arc<Relay>,
     /// The breakers, whose watcher logs and audits their transitions.
     circuits: Circuits,
+    /// The watched plugins directory, if the config names one.
+    watched: Option<Arc<WatchedDir>>,
     api: Api,
     http: HttpConfig,
 }
@@ -153,10 +156,15 @@ impl HostBuilder {
             running: running.clone(),
         });
         let api = Api::new(pipeline.clone(), running, &config, circuits.clone());
+        let watched = config.plugins.watch_dir.clone().map(|dir| {
+            let watched = WatchedDir::new(dir, config.plugins.debounce, pipeline.clone(), metrics);
+            Arc::new(watched)
+        });
         Ok(Host {
             pipeline,
             relay: Arc::new(relay),
             circuits,
+            watched,
             api,
             http: config.http.clone(),
         })
@@ -201,7 +209,8 @@ impl Host {
         finished
     }
 
-    /// Runs the relay until `shutdown` resolves, then lets its current pass finish and
+    /// Runs the relay (and watches the plugins directory, if the config names one) until
+    /// `shutdown` resolves, then lets its current pass finish and
     /// flushes the store. For an embedding service that serves [`Host::api`] itself: stop its
     /// server first, then resolve `shutdown`.
     ///
@@ -216,8 +225,17 @@ impl Host {
                 .clone()
                 .watch(self.pipeline.storage().clone(), cancel.clone()),
         );
+        let plugins = self
+            .watched
+            .clone()
+            .map(|watched| tokio::spawn(watched.run(cancel.clone())));
         shutdown.await;
         cancel.cancel();
+        if let Some(plugins) = plugins
+            && let Err(e) = plugins.await
+        {
+            tracing::error!(error = %e, "the plugins directory watcher failed");
+        }
         if let Err(e) = watcher.await {
             tracing::error!(error = %e, "the breaker watcher failed");
         }

@@ -105,6 +105,7 @@ mod telemetry;
 pub mod tls;
 pub mod transport;
 pub mod vendor;
+mod watched;
 
 pub use delivery::DeliveryError;
 pub use error::{Error, ErrorKind};

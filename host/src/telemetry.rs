@@ -37,6 +37,12 @@ struct TransitionLabel {
     to: &'static str,
 }
 
+/// Labels naming what became of a file in the watched plugins directory.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FileLabel {
+    outcome: &'static str,
+}
+
 /// Labels naming a pipeline stage.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StageLabel {
@@ -61,6 +67,7 @@ pub(crate) struct Metrics {
     breaker_state: Family<BreakerLabel, Gauge>,
     breaker_transitions: Family<TransitionLabel, Counter>,
     swept: Counter,
+    plugin_files: Family<FileLabel, Counter>,
     latency: Family<StageLabel, Histogram>,
 }
 
@@ -90,6 +97,7 @@ impl Default for Metrics {
             breaker_state: Family::default(),
             breaker_transitions: Family::default(),
             swept: Counter::default(),
+            plugin_files: Family::default(),
             latency,
         };
         registry.register(
@@ -161,6 +169,11 @@ impl Default for Metrics {
             "swept",
             "Expired idempotency keys and published events forgotten by the sweeper",
             metrics.swept.clone(),
+        );
+        registry.register(
+            "plugin_files",
+            "Files of the watched plugins directory: taken as a new version, unchanged, or incomplete (still being written)",
+            metrics.plugin_files.clone(),
         );
         registry.register(
             "stage_latency_seconds",
@@ -260,6 +273,14 @@ impl Metrics {
                 breaker: name.to_owned(),
             })
             .set(i64::from(state.code()));
+    }
+
+    /// A file of the watched plugins directory was taken, or left (`unchanged`,
+    /// `incomplete`).
+    pub(crate) fn plugin_file(&self, outcome: &'static str) {
+        self.plugin_files
+            .get_or_create(&FileLabel { outcome })
+            .inc();
     }
 
     /// The sweeper forgot `n` records.

@@ -60,7 +60,11 @@ impl Swapping {
             wasm::ACME_ERP_ORDERS_V2_FIXTURES,
             "v2.wasm",
         );
-        let mut config = net::config(&webhook.sink_table("hook"), "\"hook\"", "")
+        let plugins = format!(
+            "[plugins]\nwatch_dir = \"{}\"\ndebounce_ms = 100\n",
+            dir.path().join("drop").display()
+        );
+        let mut config = net::config(&webhook.sink_table("hook"), "\"hook\"", &plugins)
             .replace(wasm::ACME_ERP_ORDERS, &v1.display().to_string());
         if own_cache {
             let cache = dir.path().join("cache");
@@ -87,6 +91,30 @@ impl Swapping {
     fn upload(&self, name: &str, file: &Path) -> net::Reply {
         let wasm = std::fs::read(file).unwrap();
         self.call("PUT", &format!("/v1/plugins/{name}"), &wasm)
+    }
+
+    /// Drops `file` into the watched directory as `name`, as a deployment tool does: written
+    /// under a hidden name, then renamed.
+    fn drop_file(&self, file: &Path, name: &str) {
+        let drop = self.dir.path().join("drop");
+        let hidden = drop.join(format!(".{name}.part"));
+        std::fs::copy(file, &hidden).unwrap();
+        std::fs::rename(&hidden, drop.join(name)).unwrap();
+    }
+
+    /// Waits until the route serves `sha256`.
+    fn wait_serving(&self, sha256: &str) {
+        wait_until(Duration::from_secs(60), "the version serves", || {
+            self.active() == sha256
+        });
+    }
+
+    /// The value of a counter in `/metrics`.
+    fn counter(&self, series: &str) -> u64 {
+        let text = String::from_utf8(self.call("GET", "/metrics", b"").body).unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     fn route(&self) -> Value {
@@ -127,9 +155,12 @@ impl Swapping {
         found.unwrap().plugin_sha256
     }
 
-    /// The audit events of `stream`, in order.
+    /// The audit events of `stream`, in order (none yet: empty).
     fn history(&self, stream: &str) -> Vec<Value> {
         let reply = self.call("GET", &format!("/v1/messages/{stream}/history"), b"");
+        if reply.status == 404 {
+            return Vec::new();
+        }
         assert_eq!(reply.status, 200, "{stream}: {}", reply.json());
         reply.json()["events"].as_array().unwrap().clone()
     }
@@ -190,7 +221,8 @@ fn issue_11_v1_v2_v1_ten_times_under_load_by_upload_cli_activation_and_rollback(
     }
 
     // Ten swaps, each a different way in: an upload of a new version, `dragoman plugin push`
-    // of one the registry keeps, activation by version, by hash, and rollback.
+    // of one the registry keeps, a file dropped into the watched directory, activation by
+    // version, by hash, and rollback.
     let mut swapped = Vec::new();
     for i in 0..10 {
         let seen = accepted.load(Ordering::SeqCst);
@@ -209,6 +241,11 @@ fn issue_11_v1_v2_v1_ten_times_under_load_by_upload_cli_activation_and_rollback(
                 let swap = &answer["swaps"][0];
                 let sha = |v: &Value| v["sha256"].as_str().unwrap().to_owned();
                 (sha(&swap["from"]), sha(&swap["to"]))
+            }
+            3 | 7 => {
+                rig.drop_file(&rig.v1, &format!("v1-{i}.wasm"));
+                rig.wait_serving(&v1);
+                (v2.clone(), v1.clone())
             }
             2 | 6 => one_swap(&rig.call(
                 "POST",
@@ -282,8 +319,8 @@ fn issue_11_v1_v2_v1_ten_times_under_load_by_upload_cli_activation_and_rollback(
     assert_eq!(
         hows,
         [
-            "received", "received", "by_hand", "rollback", "by_hand", "rollback", "by_hand",
-            "rollback", "by_hand", "rollback"
+            "received", "received", "by_hand", "received", "by_hand", "rollback", "by_hand",
+            "received", "by_hand", "rollback"
         ]
     );
     for (event, (from, to)) in history.iter().zip(&swapped) {
@@ -293,16 +330,17 @@ fn issue_11_v1_v2_v1_ten_times_under_load_by_upload_cli_activation_and_rollback(
             (&json!(from), &json!(to))
         );
     }
-    // The registry received v2 once (new) and v1 again (kept since the start).
+    // The registry received v2 once (new) and v1 again three times (kept since the start).
     let received: Vec<(Value, Value)> = rig
         .history("plugin:acme-erp-orders")
         .iter()
         .filter(|e| e["kind"] == "plugin_received")
         .map(|e| (e["data"]["sha256"].clone(), e["data"]["new"].clone()))
         .collect();
+    let again = (json!(v1), json!(false));
     assert_eq!(
         received,
-        [(json!(v2), json!(true)), (json!(v1), json!(false))]
+        [(json!(v2), json!(true)), again.clone(), again.clone(), again]
     );
 }
 
@@ -421,4 +459,48 @@ fn issue_11_a_restart_after_a_swap_serves_the_swapped_version_from_the_cache() {
     .unwrap();
     rig.server.restart();
     assert_eq!(rig.active(), v2);
+}
+
+#[test]
+fn issue_11_a_file_in_the_watched_directory_is_taken_once_and_only_when_whole() {
+    let webhook = Webhook::start();
+    let rig = Swapping::start(&webhook, false);
+    let (v1, v2) = (sha256(&rig.v1), sha256(&rig.v2));
+    let drop = rig.dir.path().join("drop");
+    let incomplete = "dragoman_plugin_files_total{outcome=\"incomplete\"}";
+
+    // Half of v2, as a slow copy leaves it: left alone, not refused.
+    let bytes = std::fs::read(&rig.v2).unwrap();
+    std::fs::write(drop.join("v2.wasm"), &bytes[..bytes.len() / 2]).unwrap();
+    wait_until(Duration::from_secs(30), "the half file is seen", || {
+        rig.counter(incomplete) >= 1
+    });
+    assert_eq!(rig.active(), v1);
+    // The rest arrives: now it is taken, and serves.
+    std::fs::write(drop.join("v2.wasm"), &bytes).unwrap();
+    rig.wait_serving(&v2);
+    assert_eq!(rig.translated_by(&webhook, "DROPPED-1"), v2);
+
+    // A file that is no component at all is refused, and says why.
+    std::fs::write(drop.join("notes.wasm"), b"these are not the bytes you want").unwrap();
+    wait_until(Duration::from_secs(30), "the junk is refused", || {
+        rig.history("plugin:unknown")
+            .iter()
+            .any(|e| e["data"]["code"] == "not-a-component")
+    });
+    // Touching the taken file again with the same bytes takes nothing.
+    std::fs::write(drop.join("v2.wasm"), &bytes).unwrap();
+    wait_until(Duration::from_secs(30), "the rewrite is seen", || {
+        rig.counter("dragoman_plugin_files_total{outcome=\"unchanged\"}") >= 1
+    });
+    assert_eq!(rig.active(), v2);
+
+    let events = rig.history("plugin:acme-erp-orders");
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["plugin_received"],
+        "v2 received once, nothing refused"
+    );
+    assert_eq!(rig.history("route:orders").len(), 1);
 }
