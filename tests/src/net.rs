@@ -162,6 +162,22 @@ impl Server {
         self.spawn();
     }
 
+    /// Its resident memory now, in bytes (`VmRSS` in `/proc/PID/status`).
+    ///
+    /// # Panics
+    ///
+    /// When it is not running, or the file cannot be read.
+    pub fn resident_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("the server is running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("procfs");
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in kB");
+        kib * 1024
+    }
+
     /// The lines it has logged so far.
     pub fn log(&self) -> Vec<String> {
         self.log
