@@ -41,6 +41,7 @@ const SCRIPTED: &[(&str, &str, Option<&str>)] = &[
 
 /// The guests of `tests/guests`, one workspace.
 const GUESTS: &[&str] = &[
+    "acme-broken",
     "endless-loop",
     "memory-bomb",
     "panic",

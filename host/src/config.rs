@@ -103,6 +103,9 @@ struct RawSandbox {
 struct RawPlugins {
     watch_dir: Option<PathBuf>,
     debounce_ms: Option<u64>,
+    canary_window: Option<usize>,
+    canary_minimum: Option<usize>,
+    canary_margin_percent: Option<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -227,6 +230,32 @@ pub struct PluginsConfig {
     /// How long a file must be left alone before it is read: a file still being written is
     /// not taken.
     pub debounce: Duration,
+    /// When a canary is rolled back by itself.
+    pub canary: CanaryPolicy,
+}
+
+/// When a canary version is rolled back automatically: once it has translated at least
+/// `minimum` of its last `window` messages, if the share it failed (refused or faulted on)
+/// exceeds the share the stable version failed of its last `window` by more than
+/// `margin_percent` points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CanaryPolicy {
+    /// How many of each version's latest messages are counted.
+    pub window: usize,
+    /// How many the canary must have translated before it is judged.
+    pub minimum: usize,
+    /// By how many percentage points its failure rate may exceed the stable version's.
+    pub margin_percent: u8,
+}
+
+impl Default for CanaryPolicy {
+    fn default() -> Self {
+        Self {
+            window: 200,
+            minimum: 20,
+            margin_percent: 10,
+        }
+    }
 }
 
 /// A route: a translator and where its events go.
@@ -514,6 +543,23 @@ impl Config {
             plugins: PluginsConfig {
                 watch_dir: raw.plugins.watch_dir.map(|d| resolve(&d)),
                 debounce: Duration::from_millis(raw.plugins.debounce_ms.unwrap_or(250)),
+                canary: {
+                    let default = CanaryPolicy::default();
+                    let window = raw.plugins.canary_window.unwrap_or(default.window).max(1);
+                    CanaryPolicy {
+                        window,
+                        minimum: raw
+                            .plugins
+                            .canary_minimum
+                            .unwrap_or(default.minimum)
+                            .clamp(1, window),
+                        margin_percent: raw
+                            .plugins
+                            .canary_margin_percent
+                            .unwrap_or(default.margin_percent)
+                            .min(100),
+                    }
+                },
             },
             sinks,
             breakers,

@@ -21,7 +21,7 @@ use crate::delivery::{Deliver, Sink};
 use crate::outcome::{Activated, Commanded, Discarded, Ingested, Replayed, Translated};
 use crate::pipeline::{Incoming, Pipeline, QueuedCommands, Routes, Versions};
 use crate::plugin::Runtime;
-use crate::registry::{Registry, Selector};
+use crate::registry::{Registry, Selector, Serve};
 use crate::relay::{Relay, RelayParts, RouteDelivery, Running, Wake};
 use crate::storage::{AuditEvent, Db, DeadLetter, Storage};
 use crate::telemetry::Metrics;
@@ -136,7 +136,7 @@ impl HostBuilder {
             metrics.clone(),
             wake.clone(),
             vendors,
-            Versions::new(registry, runtime),
+            Versions::new(registry, runtime, config.plugins.canary),
         );
         // Commands queued while a vendor's circuit was open wait in the outbox for a sink
         // named after the vendor, sent by the relay like any event.
@@ -265,20 +265,22 @@ impl Host {
     /// Receives a version of a plugin (a component's bytes) while messages flow: it is
     /// loaded, checked against the contract, against `name` when given, and against the
     /// routes that serve the plugin, and the fixtures it carries are run; a refusal changes
-    /// nothing. It is then kept in the registry and, when `activate`, swapped in whole on
-    /// every route that serves the plugin; messages in flight finish on the version they
-    /// started with.
-    pub async fn push(&self, name: Option<&str>, wasm: Vec<u8>, activate: bool) -> Activated {
-        self.pipeline.push(name, wasm, activate).await
+    /// nothing. It is then kept in the registry and served as `serve` says: swapped in whole
+    /// on every route that serves the plugin (messages in flight finish on the version they
+    /// started with), or as a canary beside the active version.
+    pub async fn push(&self, name: Option<&str>, wasm: Vec<u8>, serve: Serve) -> Activated {
+        self.pipeline.push(name, wasm, serve).await
     }
 
-    /// Makes a kept version of plugin `name` (by its version or its sha256) active on every
-    /// route that serves the plugin, checked as a pushed one is.
-    pub async fn activate(&self, name: &str, selector: Selector) -> Activated {
-        self.pipeline.activate(name, selector).await
+    /// Serves a kept version of plugin `name` (by its version or its sha256) as `serve`
+    /// says (active, or a canary) on every route that serves the plugin, checked as a pushed
+    /// one is.
+    pub async fn activate(&self, name: &str, selector: Selector, serve: Serve) -> Activated {
+        self.pipeline.activate(name, selector, serve).await
     }
 
-    /// Takes every route that serves plugin `name` back to the version it served before.
+    /// Ends the canary of plugin `name` where one runs; else takes every route that serves
+    /// the plugin back to the version it served before.
     pub async fn rollback(&self, name: &str) -> Activated {
         self.pipeline.rollback(name).await
     }

@@ -5,6 +5,8 @@
 //! - `ingest.rs`: claim the key, translate, commit, answer once durable;
 //! - `activate.rs`: a plugin's version received, checked and made active on the routes that
 //!   serve the plugin while messages flow, and the way back;
+//! - `canary.rs`: a candidate version serving a share of a route's messages, judged, and
+//!   rolled back by itself when it fails more than the stable one;
 //! - `command.rs`: the outbound side: claim the key, encode, call the vendor through its
 //!   breaker (or degrade as the route says while it is open), decode, commit, answer; and
 //!   the sending of a command queued while the circuit was open (`command/queued.rs`);
@@ -21,6 +23,7 @@
 
 mod activate;
 mod admission;
+mod canary;
 mod command;
 mod commit;
 mod dead_letters;
@@ -77,7 +80,7 @@ struct Core {
     wake: Wake,
     /// The vendors routes send commands to.
     vendors: Vendors,
-    /// The plugin registry and the runtime candidate versions load into.
+    /// The plugin registry, the runtime candidate versions load into, and the canary policy.
     versions: activate::Versions,
     /// The dead letter entries being replayed now: one replay of an entry runs at a time.
     replaying: std::sync::Mutex<std::collections::BTreeSet<String>>,

@@ -92,6 +92,18 @@ pub(crate) struct RouteState {
     pub(crate) configured: String,
 }
 
+/// What becomes of a version once it passed its checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serve {
+    /// Kept in the registry only.
+    Keep,
+    /// Made active on every route that serves the plugin.
+    Activate,
+    /// Serves this percent (1 to 99) of each such route's messages beside the active version,
+    /// judged, and rolled back by itself when it fails more.
+    Canary(u8),
+}
+
 /// Which version to take, as an operator names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {

@@ -147,7 +147,11 @@ impl WatchedDir {
         taken.insert(path.to_owned(), sha256);
         self.metrics.plugin_file("taken");
         let file = path.display().to_string();
-        match self.pipeline.push(None, wasm, true).await {
+        match self
+            .pipeline
+            .push(None, wasm, crate::registry::Serve::Activate)
+            .await
+        {
             Activated::Serving { version, swaps, .. } => tracing::info!(
                 file,
                 plugin = version.name,

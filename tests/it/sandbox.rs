@@ -46,6 +46,28 @@ fn names_plugin(fault: &Fault, name: &str) {
     assert_eq!(fault.plugin().name, name);
 }
 
+mod acme_broken {
+    use super::*;
+
+    #[test]
+    fn names_itself_acme_erp_orders_and_refuses_the_orders_it_misreads() {
+        let plugin = tests::load(wasm::ACME_BROKEN);
+        assert_eq!(plugin.info().name, "acme-erp-orders");
+        let order = |id: &str| {
+            tests::message(&format!(
+                r#"{{"ord_id": "{id}", "ord_status": "O", "line_items": [{{"sku": "S", "qty": 1, "unit_prc": "1"}}]}}"#
+            ))
+        };
+        let refused = plugin.translate(&order("B-2"), config()).unwrap();
+        assert!(
+            matches!(&refused, Err(dragoman::plugin::TranslateError::Rejected(f)) if f.code == "schema-drift"),
+            "{refused:?}"
+        );
+        let events = plugin.translate(&order("B-3"), config()).unwrap().unwrap();
+        assert_eq!(events.len(), 1);
+    }
+}
+
 mod endless_loop {
     use super::*;
 

@@ -61,7 +61,8 @@ impl Swapping {
             "v2.wasm",
         );
         let plugins = format!(
-            "[plugins]\nwatch_dir = \"{}\"\ndebounce_ms = 100\n",
+            "[plugins]\nwatch_dir = \"{}\"\ndebounce_ms = 100\n\
+             canary_window = 50\ncanary_minimum = 10\ncanary_margin_percent = 20\n",
             dir.path().join("drop").display()
         );
         let mut config = net::config(&webhook.sink_table("hook"), "\"hook\"", &plugins)
@@ -566,4 +567,106 @@ fn issue_11_a_hundred_swaps_do_not_grow_resident_memory_by_more_than_one_version
         grown <= footprint.max(1 << 20),
         "grew {grown} bytes over 100 swaps; one version is {footprint}"
     );
+}
+
+#[test]
+fn issue_11_a_bad_canary_is_rolled_back_by_itself_and_its_failures_replay_through_the_good_version()
+{
+    let webhook = Webhook::start();
+    let rig = Swapping::start(&webhook, false);
+    let v1 = sha256(&rig.v1);
+    let broken = sha256(wasm::ACME_BROKEN.as_ref());
+
+    // The bad version as a canary for half the messages.
+    let wasm_bytes = std::fs::read(wasm::ACME_BROKEN).unwrap();
+    let reply = rig.call("PUT", "/v1/plugins/acme-erp-orders?canary=50", &wasm_bytes);
+    assert_eq!(reply.status, 201, "{}", reply.json());
+    assert_eq!(reply.json()["status"], "canary");
+    assert_eq!(reply.json()["routes"], json!(["orders"]));
+    assert_eq!(rig.active(), v1, "the stable version stays active");
+
+    // Orders until the canary is judged: it fails about half of its share, the stable
+    // version none.
+    let rolled_back = || {
+        rig.history("route:orders")
+            .into_iter()
+            .find(|e| e["kind"] == "canary_rolled_back")
+    };
+    let mut refused = BTreeSet::new();
+    let mut accepted = 0;
+    for n in 0..400 {
+        if rolled_back().is_some() {
+            break;
+        }
+        let reply = rig
+            .http
+            .send(
+                "POST",
+                &rig.url("/v1/routes/orders/messages"),
+                &[("content-type", "application/json")],
+                order(&format!("CAN-{n}")).as_bytes(),
+            )
+            .unwrap();
+        match reply.status {
+            202 => accepted += 1,
+            422 => {
+                assert_eq!(reply.json()["code"], "schema-drift", "{}", reply.json());
+                refused.insert(reply.json()["dead_letter"].as_str().unwrap().to_owned());
+            }
+            other => panic!("{other}: {}", reply.json()),
+        }
+    }
+    let event = rolled_back().expect("the canary was rolled back within 400 orders");
+    assert_eq!(event["data"]["how"], "automatic");
+    assert_eq!(event["data"]["from_sha256"], json!(broken));
+    assert_eq!(event["data"]["to_sha256"], json!(v1));
+    assert!(event["data"]["canary_failure_percent"].as_f64().unwrap() > 20.0);
+    assert!(refused.len() >= 5, "{} refused", refused.len());
+    assert!(accepted > 0);
+    let started = rig.history("route:orders");
+    assert_eq!(started[0]["kind"], "canary_started");
+    assert_eq!(started[0]["data"]["percent"], 50);
+
+    // From now on every order meets v1.
+    assert_eq!(rig.translated_by(&webhook, "CAN-AFTER-2"), v1);
+
+    // Each order the canary failed is a dead letter naming it; replayed, v1 translates it.
+    let listing = rig.call("GET", "/v1/dlq?limit=1000", b"").json();
+    let entries = listing["dead_letters"].as_array().unwrap();
+    let named: BTreeMap<String, String> = entries
+        .iter()
+        .filter(|e| e["plugin_sha256"] == json!(broken))
+        .map(|e| {
+            let id = e["id"].as_str().unwrap().to_owned();
+            (id, e["message_id"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(
+        named.keys().cloned().collect::<BTreeSet<_>>(),
+        refused,
+        "exactly the refused ones, naming the canary"
+    );
+    for id in &refused {
+        let reply = rig.call("POST", &format!("/v1/dlq/{id}/replay"), b"");
+        assert_eq!(reply.status, 200, "{}", reply.json());
+    }
+    let producer_of = |message: &str| {
+        webhook
+            .received()
+            .into_iter()
+            .find(|e| e.headers["ce-correlationid"].to_str().unwrap() == message)
+            .map(|e| e.plugin_sha256)
+    };
+    wait_until(
+        Duration::from_secs(30),
+        "the replayed orders arrive",
+        || named.values().all(|m| producer_of(m).is_some()),
+    );
+    for message in named.values() {
+        assert_eq!(
+            producer_of(message).as_deref(),
+            Some(v1.as_str()),
+            "{message}"
+        );
+    }
 }

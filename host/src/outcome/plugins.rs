@@ -22,6 +22,24 @@ pub enum Activated {
         /// The routes that changed version; a route that served it already is not listed.
         swaps: Vec<Swap>,
     },
+    /// Serving a share of the messages of every route listed, beside the active version.
+    Canary {
+        /// The version.
+        version: Version,
+        /// Whether the registry received it just now.
+        new: bool,
+        /// The share of each route's messages, in percent.
+        percent: u8,
+        /// The routes.
+        routes: Vec<String>,
+    },
+    /// A rollback ended the canary on the routes listed; their active version serves all.
+    CanaryEnded {
+        /// The plugin.
+        name: String,
+        /// The routes.
+        routes: Vec<String>,
+    },
     /// Kept in the registry and checked, but not made active: asked not to, or no route
     /// serves a plugin of that name.
     Kept {

@@ -21,26 +21,30 @@ use serde_json::{Value, json};
 
 use super::Pipeline;
 use super::routes::Route;
+use crate::config::CanaryPolicy;
 use crate::fixtures::{self, Verdict};
 use crate::outcome::{Activated, CandidateRefused, Swap, Unavailable};
 use crate::plugin::{Plugin, Provenance, Runtime};
-use crate::registry::{Found, Registry, Selector, Version};
+use crate::registry::{Found, Registry, Selector, Serve, Version};
 use crate::storage::AuditDraft;
 
-/// The registry, the runtime candidates load into, and the lock that orders changes.
+/// The registry, the runtime candidates load into, the lock that orders changes, and when
+/// a canary is rolled back by itself.
 #[derive(Debug)]
 pub(crate) struct Versions {
     pub(crate) registry: Registry,
     runtime: Runtime,
     changing: tokio::sync::Mutex<()>,
+    pub(crate) canary: CanaryPolicy,
 }
 
 impl Versions {
-    pub(crate) fn new(registry: Registry, runtime: Runtime) -> Self {
+    pub(crate) fn new(registry: Registry, runtime: Runtime, canary: CanaryPolicy) -> Self {
         Self {
             registry,
             runtime,
             changing: tokio::sync::Mutex::new(()),
+            canary,
         }
     }
 }
@@ -95,14 +99,9 @@ struct Failed {
 
 impl Pipeline {
     /// Receives a version of a plugin (the component's bytes; of plugin `name` when given,
-    /// else of the plugin it names itself): checks it, keeps it in the registry and, when
-    /// `activate`, makes it active on every route that serves the plugin.
-    pub(crate) async fn push(
-        &self,
-        name: Option<&str>,
-        wasm: Vec<u8>,
-        activate: bool,
-    ) -> Activated {
+    /// else of the plugin it names itself): checks it, keeps it in the registry and serves it
+    /// as `serve` says on every route that serves the plugin.
+    pub(crate) async fn push(&self, name: Option<&str>, wasm: Vec<u8>, serve: Serve) -> Activated {
         let pipeline = self.clone();
         let expected = name.map(str::to_owned);
         self.changing(move || {
@@ -134,27 +133,14 @@ impl Pipeline {
                         .collect::<Vec<_>>(),
                 }),
             );
-            if !activate || routes.is_empty() {
-                return Activated::Kept {
-                    version: checked.version,
-                    new,
-                };
-            }
-            match pipeline.swap_in(&checked, How::Received) {
-                Ok(swaps) => Activated::Serving {
-                    version: checked.version,
-                    new,
-                    swaps,
-                },
-                Err(e) => registry_failure(&e),
-            }
+            pipeline.serve(checked, new, serve, How::Received)
         })
         .await
     }
 
-    /// Makes the kept version of plugin `name` that `selector` names active on every route
-    /// that serves the plugin.
-    pub(crate) async fn activate(&self, name: &str, selector: Selector) -> Activated {
+    /// Serves the kept version of plugin `name` that `selector` names as `serve` says, on
+    /// every route that serves the plugin.
+    pub(crate) async fn activate(&self, name: &str, selector: Selector, serve: Serve) -> Activated {
         let pipeline = self.clone();
         let name = name.to_owned();
         self.changing(move || {
@@ -185,14 +171,7 @@ impl Pipeline {
                 },
                 Err(failed) => return pipeline.refused(name, version.sha256, failed.reason),
             };
-            match pipeline.swap_in(&checked, How::ByHand) {
-                Ok(swaps) => Activated::Serving {
-                    version,
-                    new: false,
-                    swaps,
-                },
-                Err(e) => registry_failure(&e),
-            }
+            pipeline.serve(checked, false, serve, How::ByHand)
         })
         .await
     }
@@ -205,6 +184,14 @@ impl Pipeline {
             let routes = pipeline.serving(&name);
             if routes.is_empty() {
                 return Activated::UnknownPlugin { name };
+            }
+            // A canary running is what a rollback takes back first.
+            let ended = pipeline.end_canaries(&routes, "by_hand");
+            if !ended.is_empty() {
+                return Activated::CanaryEnded {
+                    name,
+                    routes: ended,
+                };
             }
             let registry = &pipeline.core.versions.registry;
             let mut swaps = Vec::new();
@@ -371,14 +358,43 @@ impl Pipeline {
         })
     }
 
+    /// Serves a checked version as `serve` says; `new` when the registry received it now.
+    fn serve(&self, checked: Checked, new: bool, serve: Serve, how: How) -> Activated {
+        if checked.routes.is_empty() || serve == Serve::Keep {
+            return Activated::Kept {
+                version: checked.version,
+                new,
+            };
+        }
+        if let Serve::Canary(percent) = serve {
+            let routes =
+                self.start_canaries(&checked.routes, &checked.plugin, checked.loaded, percent);
+            return Activated::Canary {
+                version: checked.version,
+                new,
+                percent: percent.clamp(1, 99),
+                routes,
+            };
+        }
+        match self.swap_in(&checked, how) {
+            Ok(swaps) => Activated::Serving {
+                version: checked.version,
+                new,
+                swaps,
+            },
+            Err(e) => registry_failure(&e),
+        }
+    }
+
     /// Records `checked` as active on each route it was checked against, then swaps it in;
-    /// the swaps done.
+    /// the swaps done. A canary running there ends: the version now active serves all.
     fn swap_in(
         &self,
         checked: &Checked,
         how: How,
     ) -> Result<Vec<Swap>, crate::registry::RegistryError> {
         let mut swaps = Vec::new();
+        self.end_canaries(&checked.routes, "activation");
         for route in &checked.routes {
             if route.version().producer.sha256 == checked.version.sha256 {
                 continue;
@@ -439,7 +455,7 @@ impl Pipeline {
     }
 
     /// Appends one audit event now; a failure is logged (the change itself stands).
-    fn audit(&self, stream: &str, kind: &str, data: Value) {
+    pub(super) fn audit(&self, stream: &str, kind: &str, data: Value) {
         let draft = AuditDraft::new(stream, self.core.clock.now(), kind, data);
         if let Err(e) = self.core.storage.append(vec![draft]) {
             tracing::error!(error = %e, kind, "recording a plugin change in the audit trail failed");

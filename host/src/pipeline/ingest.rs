@@ -82,8 +82,9 @@ impl Pipeline {
         let message = vendor_message(message_id, content_type, headers.clone(), body);
 
         let started = Instant::now();
-        // One version for the whole message: it translates, and its events name it.
-        let version = route.version();
+        // One version for the whole message: it translates, and its events name it. While a
+        // canary runs, the key's deciding input chooses which (the same for every retry).
+        let version = route.version_for(idempotency_key.as_deref().unwrap_or(&fingerprint));
         let mut lease = version.instances.get();
         let (key, early_fault) = key_for(idempotency_key, &mut lease, &message, &fingerprint);
         let claim = match core
@@ -108,6 +109,7 @@ impl Pipeline {
             (None, Ok(mut session)) => session.translate(&message),
         };
         core.metrics.observe("translate", started);
+        self.judge(route, &version, !matches!(translation, Ok(Ok(_))));
         let settlement = Settlement {
             route,
             version: version.clone(),

@@ -18,6 +18,7 @@ use crate::plugin::{Instances, Plugin, PluginConfig, Provenance, Runtime};
 use crate::registry::Registry;
 use crate::storage::Producer;
 
+use super::canary::Canary;
 use super::headers::KeptHeaders;
 
 /// One version of a route's plugin, with its instances.
@@ -37,6 +38,8 @@ pub(crate) struct Version {
 pub(crate) struct Route {
     pub(crate) name: String,
     active: RwLock<Arc<Version>>,
+    /// A version serving a share of the messages beside the active one, if any.
+    canary: RwLock<Option<Arc<Canary>>>,
     plugin_config: Arc<PluginConfig>,
     instance_reuse: u32,
     pub(crate) sinks: Vec<String>,
@@ -56,6 +59,67 @@ impl Route {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// The version a message whose key is decided by `stable_key` meets: the canary's for
+    /// its share of keys while one runs, else the active one. Take it once per message.
+    pub(crate) fn version_for(&self, stable_key: &str) -> Arc<Version> {
+        if let Some(canary) = self.canary()
+            && canary.takes(stable_key)
+        {
+            return canary.version.clone();
+        }
+        self.version()
+    }
+
+    /// The canary running, if any.
+    pub(crate) fn canary(&self) -> Option<Arc<Canary>> {
+        self.canary
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Starts (or replaces) a canary of `plugin` (checked with [`Route::check`]) for
+    /// `percent` of the messages; returns the one it replaces.
+    pub(crate) fn start_canary(
+        &self,
+        plugin: Plugin,
+        loaded: Provenance,
+        percent: u8,
+    ) -> Option<Arc<Canary>> {
+        let version = Arc::new(version(
+            plugin,
+            loaded,
+            &self.plugin_config,
+            self.instance_reuse,
+        ));
+        let canary = Arc::new(Canary::new(version, percent));
+        self.canary
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .replace(canary)
+    }
+
+    /// Ends the canary, whichever it is; returns it.
+    pub(crate) fn end_canary(&self) -> Option<Arc<Canary>> {
+        self.canary
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    /// Ends the canary if it is still `canary`; whether it did.
+    pub(crate) fn end_canary_if(&self, canary: &Arc<Canary>) -> bool {
+        let mut slot = self
+            .canary
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, canary)) {
+            *slot = None;
+            return true;
+        }
+        false
     }
 
     /// Whether `plugin` can serve this route: it has every direction the route uses.
@@ -200,6 +264,7 @@ fn load_route(
     Ok(Route {
         name: name.to_owned(),
         active: RwLock::new(Arc::new(active)),
+        canary: RwLock::new(None),
         plugin_config,
         instance_reuse: route.instance_reuse,
         sinks: route.sinks.clone(),

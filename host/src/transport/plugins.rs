@@ -1,47 +1,77 @@
 //! The plugin registry over HTTP (every call needs the admin token):
 //!
 //! - `GET /v1/plugins`: every kept version of every plugin, and what each route serves;
-//! - `PUT /v1/plugins/{name}[?activate=false]`: a new version, the component as the body;
-//!   checked, kept, and made active on the routes that serve the plugin unless told not to;
-//! - `POST /v1/plugins[?activate=false]`: the same, for whichever plugin the component
-//!   names itself;
-//! - `POST /v1/plugins/{name}/activate` with `{"version": "2.0.0"}` or `{"sha256": "…"}`;
-//! - `POST /v1/plugins/{name}/rollback`.
+//! - `PUT /v1/plugins/{name}[?activate=false|?canary=PERCENT]`: a new version, the
+//!   component as the body; checked, kept, and made active on the routes that serve the
+//!   plugin (or only kept, or started as a canary for that share of their messages);
+//! - `POST /v1/plugins[?…]`: the same, for whichever plugin the component names itself;
+//! - `POST /v1/plugins/{name}/activate` with `{"version": "2.0.0"}` or `{"sha256": "…"}`
+//!   (and `"canary_percent": N` for a canary);
+//! - `POST /v1/plugins/{name}/rollback`: ends a canary where one runs, else goes back to
+//!   the version before.
 
 use http::StatusCode;
 use serde_json::{Value, json};
 
 use super::problem::{self, Answer};
 use crate::outcome::Activated;
-use crate::registry::Selector;
+use crate::registry::{Selector, Serve};
 
 /// The largest component an upload may carry (an interpreter-based plugin is tens of MB).
 pub(super) const MAX_COMPONENT: usize = 256 << 20;
 
-/// The body of `POST /v1/plugins/{name}/activate`: which version.
-pub(super) fn selector(body: &[u8]) -> Result<Selector, Answer> {
-    let bad = |detail: &str| {
-        Answer::problem(
-            StatusCode::BAD_REQUEST,
-            "bad-request",
-            "Bad request",
-            detail,
-            json!({}),
-        )
-    };
+fn bad(detail: &str) -> Answer {
+    Answer::problem(
+        StatusCode::BAD_REQUEST,
+        "bad-request",
+        "Bad request",
+        detail,
+        json!({}),
+    )
+}
+
+/// A canary's share: a whole percent from 1 to 99.
+fn percent(value: &str) -> Result<u8, Answer> {
+    value
+        .trim()
+        .parse::<u8>()
+        .ok()
+        .filter(|p| (1..=99).contains(p))
+        .ok_or_else(|| bad("a canary's share is a whole percent from 1 to 99"))
+}
+
+/// What an upload asks for: `?activate=false` keeps it, `?canary=PERCENT` starts a canary,
+/// else it is made active.
+pub(super) fn serve(activate: Option<&str>, canary: Option<&str>) -> Result<Serve, Answer> {
+    match (activate, canary) {
+        (_, Some(canary)) => percent(canary).map(Serve::Canary),
+        (Some("false"), None) => Ok(Serve::Keep),
+        (Some("true") | None, None) => Ok(Serve::Activate),
+        (Some(_), None) => Err(bad("`activate` is true or false")),
+    }
+}
+
+/// The body of `POST /v1/plugins/{name}/activate`: which version, and with
+/// `"canary_percent"` as a canary.
+pub(super) fn selector(body: &[u8]) -> Result<(Selector, Serve), Answer> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| bad(&format!("the body is not JSON: {e}")))?;
-    match (
+    let serve = match value.get("canary_percent") {
+        None => Serve::Activate,
+        Some(p) => Serve::Canary(percent(&p.to_string())?),
+    };
+    let selector = match (
         value.get("version").and_then(Value::as_str),
         value.get("sha256").and_then(Value::as_str),
     ) {
-        (Some(version), None) => Ok(Selector::Version(version.to_owned())),
+        (Some(version), None) => Selector::Version(version.to_owned()),
         (None, Some(sha)) => match Selector::parse(sha) {
-            Selector::Sha256(sha) => Ok(Selector::Sha256(sha)),
-            Selector::Version(_) => Err(bad("`sha256` is 12 to 64 hex digits")),
+            Selector::Sha256(sha) => Selector::Sha256(sha),
+            Selector::Version(_) => return Err(bad("`sha256` is 12 to 64 hex digits")),
         },
-        _ => Err(bad("give one of `version` and `sha256`, as a string")),
-    }
+        _ => return Err(bad("give one of `version` and `sha256`, as a string")),
+    };
+    Ok((selector, serve))
 }
 
 /// What a push, an activation or a rollback answers.
@@ -56,23 +86,26 @@ pub(super) fn activated(outcome: Activated) -> Answer {
                 .iter()
                 .map(|s| json!({"route": s.route, "from": s.from, "to": s.to}))
                 .collect();
-            let status = if new {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
             Answer::json(
-                status,
+                created(new),
                 &json!({"status": "serving", "version": version, "swaps": swaps}),
             )
         }
+        Activated::Canary {
+            version,
+            new,
+            percent,
+            routes,
+        } => Answer::json(
+            created(new),
+            &json!({"status": "canary", "version": version, "percent": percent, "routes": routes}),
+        ),
+        Activated::CanaryEnded { name, routes } => Answer::json(
+            StatusCode::OK,
+            &json!({"status": "canary_ended", "plugin": name, "routes": routes}),
+        ),
         Activated::Kept { version, new } => {
-            let status = if new {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            Answer::json(status, &json!({"status": "kept", "version": version}))
+            Answer::json(created(new), &json!({"status": "kept", "version": version}))
         }
         Activated::Refused {
             name,
@@ -114,5 +147,14 @@ pub(super) fn activated(outcome: Activated) -> Answer {
             json!({}),
         ),
         Activated::Unavailable(unavailable) => problem::unavailable(&unavailable),
+    }
+}
+
+/// `201` for a version the registry received just now, `200` for one it had.
+fn created(new: bool) -> StatusCode {
+    if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
     }
 }

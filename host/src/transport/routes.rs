@@ -86,8 +86,14 @@ where
                 Ok(incoming) => incoming.body,
                 Err(refusal) => return problem::refusal(&refusal).into_response(),
             };
-            let activate = query(parts.uri.query(), "activate").as_deref() != Some("false");
-            super::plugins::activated(api.pipeline.push(None, wasm, activate).await)
+            let asked = (
+                query(parts.uri.query(), "activate"),
+                query(parts.uri.query(), "canary"),
+            );
+            match super::plugins::serve(asked.0.as_deref(), asked.1.as_deref()) {
+                Ok(serve) => super::plugins::activated(api.pipeline.push(None, wasm, serve).await),
+                Err(answer) => answer,
+            }
         }
         ["v1", "plugins", name] if method == Method::PUT => {
             let max = super::plugins::MAX_COMPONENT;
@@ -95,8 +101,16 @@ where
                 Ok(incoming) => incoming.body,
                 Err(refusal) => return problem::refusal(&refusal).into_response(),
             };
-            let activate = query(parts.uri.query(), "activate").as_deref() != Some("false");
-            super::plugins::activated(api.pipeline.push(Some(name), wasm, activate).await)
+            let asked = (
+                query(parts.uri.query(), "activate"),
+                query(parts.uri.query(), "canary"),
+            );
+            match super::plugins::serve(asked.0.as_deref(), asked.1.as_deref()) {
+                Ok(serve) => {
+                    super::plugins::activated(api.pipeline.push(Some(name), wasm, serve).await)
+                }
+                Err(answer) => answer,
+            }
         }
         ["v1", "plugins", name, action @ ("activate" | "rollback")] => {
             if method != Method::POST {
@@ -110,9 +124,9 @@ where
                     Err(refusal) => return problem::refusal(&refusal).into_response(),
                 };
                 match super::plugins::selector(&body) {
-                    Ok(selector) => {
-                        super::plugins::activated(api.pipeline.activate(name, selector).await)
-                    }
+                    Ok((selector, serve)) => super::plugins::activated(
+                        api.pipeline.activate(name, selector, serve).await,
+                    ),
                     Err(answer) => answer,
                 }
             }

@@ -196,8 +196,12 @@ enum PluginCommand {
         #[arg(long)]
         name: Option<String>,
         /// Keep it in the registry without making it active.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "canary")]
         no_activate: bool,
+        /// Serve it as a canary for this percent (1 to 99) of the messages, beside the
+        /// active version; rolled back by itself if it fails more.
+        #[arg(long, value_name = "PERCENT")]
+        canary: Option<u8>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -207,10 +211,14 @@ enum PluginCommand {
         name: String,
         /// Its version, or the sha256 of its component (12 or more hex digits).
         version: String,
+        /// Serve it as a canary for this percent (1 to 99) of the messages.
+        #[arg(long, value_name = "PERCENT")]
+        canary: Option<u8>,
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Take every route that serves a plugin back to the version it served before.
+    /// End a plugin's canary; without one, take every route that serves the plugin back to
+    /// the version it served before.
     Rollback {
         /// The plugin.
         name: String,
@@ -440,6 +448,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             file,
             name,
             no_activate,
+            canary,
             server,
         }) => {
             let wasm =
@@ -448,10 +457,10 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 Some(name) => format!("/v1/plugins/{name}"),
                 None => "/v1/plugins".to_owned(),
             };
-            let path = if no_activate {
-                format!("{path}?activate=false")
-            } else {
-                path
+            let path = match (no_activate, canary) {
+                (true, _) => format!("{path}?activate=false"),
+                (false, Some(percent)) => format!("{path}?canary={percent}"),
+                (false, None) => path,
             };
             let method = if name.is_some() { "PUT" } else { "POST" };
             let headers = [("content-type", "application/wasm")];
@@ -467,12 +476,16 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         Command::Plugin(PluginCommand::Activate {
             name,
             version,
+            canary,
             server,
         }) => {
-            let body = match dragoman::registry::Selector::parse(&version) {
+            let mut body = match dragoman::registry::Selector::parse(&version) {
                 dragoman::registry::Selector::Sha256(sha) => json!({ "sha256": sha }),
                 dragoman::registry::Selector::Version(v) => json!({ "version": v }),
             };
+            if let Some(percent) = canary {
+                body["canary_percent"] = json!(percent);
+            }
             crate::client::send(
                 &server.server,
                 server.token.as_deref(),
