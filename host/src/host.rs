@@ -296,6 +296,24 @@ impl Host {
         self.pipeline.replay(id).await
     }
 
+    /// Re-runs a translation dead letter through a kept version of its route's plugin (the
+    /// one `target` names, checked as an activation is; the active one when `None`).
+    pub async fn replay_pinned(&self, id: &str, target: Option<Selector>) -> Replayed {
+        self.pipeline.replay_pinned(id, target).await
+    }
+
+    /// Replays the translation dead letters `filter` matches (at most [`crate::MAX_BATCH`])
+    /// through a kept version of the route's plugin (`target`; the active one when `None`),
+    /// or with `dry_run` says what each would become and stores nothing.
+    pub async fn replay_batch(
+        &self,
+        filter: crate::ReplayFilter,
+        target: Option<Selector>,
+        dry_run: bool,
+    ) -> crate::outcome::ReplayedBatch {
+        self.pipeline.replay_batch(filter, target, dry_run).await
+    }
+
     /// Discards a dead letter for good; the audit trail records it.
     pub async fn discard(&self, id: &str) -> Discarded {
         self.pipeline.discard(id).await

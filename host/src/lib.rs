@@ -111,4 +111,4 @@ pub use delivery::DeliveryError;
 pub use error::{Error, ErrorKind};
 pub use host::{Host, HostBuilder};
 pub use outcome::{Commanded, Ingested, Replayed, Translated};
-pub use pipeline::{Incoming, MAX_KEY_LEN, check_message};
+pub use pipeline::{Incoming, MAX_BATCH, MAX_KEY_LEN, ReplayFilter, check_message};

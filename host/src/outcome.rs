@@ -7,6 +7,7 @@
 
 mod command;
 mod plugins;
+mod replay;
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::command::{Answered, AnsweredEvent, Commanded, Degraded, Queued};
 pub use self::plugins::{Activated, CandidateRefused, Swap};
+pub use self::replay::{BatchItem, ItemOutcome, ReplayedBatch};
 
 use crate::plugin::DomainEvent;
 
@@ -270,6 +272,9 @@ pub enum Replayed {
         /// The entry.
         dead_letter: String,
     },
+    /// The version asked to replay through cannot be had (unknown, ambiguous, refused by its
+    /// checks); nothing changed.
+    Target(Box<Activated>),
     /// The entry's route is no longer configured.
     RouteGone {
         /// The entry.

@@ -10,9 +10,13 @@
 //! - `command.rs`: the outbound side: claim the key, encode, call the vendor through its
 //!   breaker (or degrade as the route says while it is open), decode, commit, answer; and
 //!   the sending of a command queued while the circuit was open (`command/queued.rs`);
+//! - `shadow.rs`: a candidate version translating a route's live messages on a thread of its
+//!   own, compared with the active version's output and never committed;
 //! - `commit.rs`: what one commit of a message holds, accepted or dead-lettered;
 //! - `translate.rs`: the same translation, stored nowhere;
 //! - `dead_letters.rs`: replay and discard;
+//! - `replay.rs`: a batch of a route's dead letters replayed through a kept version, dry run
+//!   first;
 //! - `queries.rs`: what the store and the routes tell (dead letters, a message's state and
 //!   history, the audit check, the topology);
 //! - `routes.rs`: the routes with their loaded plugins.
@@ -30,7 +34,9 @@ mod dead_letters;
 mod headers;
 mod ingest;
 mod queries;
+mod replay;
 mod routes;
+mod shadow;
 mod translate;
 
 use std::sync::Arc;
@@ -41,6 +47,7 @@ pub use admission::{MAX_KEY_LEN, check_message};
 pub(crate) use command::QueuedCommands;
 pub(crate) use headers::CREDENTIALS;
 pub(crate) use queries::MAX_LISTING;
+pub use replay::{MAX_BATCH, ReplayFilter};
 pub(crate) use routes::Routes;
 
 use crate::clock::Clock;

@@ -102,6 +102,9 @@ pub enum Serve {
     /// Serves this percent (1 to 99) of each such route's messages beside the active version,
     /// judged, and rolled back by itself when it fails more.
     Canary(u8),
+    /// Translates each such route's messages in shadow: compared with the active version's
+    /// output, never committed.
+    Shadow,
 }
 
 /// Which version to take, as an operator names it.

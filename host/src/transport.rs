@@ -13,6 +13,7 @@ mod breakers;
 mod commands;
 mod plugins;
 mod problem;
+mod replay;
 mod routes;
 mod server;
 

@@ -670,3 +670,156 @@ fn issue_11_a_bad_canary_is_rolled_back_by_itself_and_its_failures_replay_throug
         );
     }
 }
+
+/// An order as API v2 of the vendor sends it.
+fn order_v2(id: &str) -> String {
+    format!(
+        r#"{{"orderNumber": "{id}", "orderStatus": "OPEN", "lines": [{{"productCode": "S", "quantity": 2, "unitPrice": "1.25"}}]}}"#
+    )
+}
+
+#[test]
+fn issue_11_the_2_am_story_shadow_canary_activation_and_a_pinned_replay_delivering_each_once() {
+    let webhook = Webhook::start();
+    let rig = Swapping::start(&webhook, false);
+    let v2 = sha256(&rig.v2);
+    let post = |body: String| {
+        rig.http
+            .send(
+                "POST",
+                &rig.url("/v1/routes/orders/messages"),
+                &[("content-type", "application/json")],
+                body.as_bytes(),
+            )
+            .unwrap()
+    };
+
+    // 02:00: the vendor starts sending API v2; v1 refuses every such order into the DLQ.
+    for n in 0..6 {
+        let reply = post(order_v2(&format!("NIGHT-{n}")));
+        assert_eq!(reply.status, 422, "{}", reply.json());
+        assert_eq!(reply.json()["code"], "missing-field");
+    }
+
+    // v2 runs in shadow on the live traffic: its report shows it handles what v1 refuses.
+    let wasm = std::fs::read(&rig.v2).unwrap();
+    let reply = rig.call("PUT", "/v1/plugins/acme-erp-orders?shadow=true", &wasm);
+    assert_eq!(reply.status, 201, "{}", reply.json());
+    assert_eq!(reply.json()["status"], "shadowing");
+    for n in 6..10 {
+        assert_eq!(post(order_v2(&format!("NIGHT-{n}"))).status, 422);
+    }
+    for n in 0..2 {
+        assert_eq!(post(order(&format!("DAY-{n}"))).status, 202);
+    }
+    let report = || {
+        let out = rig.cli(&["plugin", "shadow", "acme-erp-orders"]);
+        assert!(out.status.success(), "{out:?}");
+        let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+        answer["shadow"]["orders"].clone()
+    };
+    wait_until(Duration::from_secs(30), "the shadow compares six", || {
+        report()["compared"].as_u64() >= Some(6)
+    });
+    let shadow = report();
+    assert_eq!(shadow["candidate"]["sha256"], json!(v2));
+    assert_eq!(shadow["different"], 4, "{shadow}");
+    assert_eq!(shadow["same"], 2, "{shadow}");
+    assert_eq!(shadow["dropped"], 0);
+    let sample = &shadow["samples"][0];
+    assert_eq!(sample["active_output"]["refused"]["code"], "missing-field");
+    assert_eq!(
+        sample["candidate_output"]["events"][0]["type"],
+        "order.created.v1"
+    );
+    let out = rig.cli(&["plugin", "shadow", "acme-erp-orders", "--stop"]);
+    assert!(out.status.success(), "{out:?}");
+
+    // Then a canary, then fully.
+    let out = rig.cli(&[
+        "plugin",
+        "activate",
+        "acme-erp-orders",
+        "2.0.0",
+        "--canary",
+        "50",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    for n in 0..4 {
+        assert_eq!(post(order(&format!("CANARY-{n}"))).status, 202);
+    }
+    let out = rig.cli(&["plugin", "activate", "acme-erp-orders", "2.0.0"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(rig.active(), v2);
+    assert_eq!(rig.translated_by(&webhook, "MORNING-1"), v2);
+
+    // The pinned replay: a dry run first, which stores nothing ...
+    let out = rig.cli(&[
+        "dlq",
+        "replay",
+        "--route",
+        "orders",
+        "--code",
+        "missing-field",
+        "--plugin",
+        "1.0.0",
+        "--version",
+        "2.0.0",
+        "--dry-run",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let dry: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dry["matched"], 10, "{dry}");
+    assert_eq!(dry["counts"]["would_accept"], 10, "{dry}");
+    assert_eq!(dry["target"]["sha256"], json!(v2));
+    let night = |e: &tests::net::Received| e.subject.starts_with("NIGHT-");
+    assert_eq!(webhook.received().iter().filter(|e| night(e)).count(), 0);
+
+    // ... then for real, with a progress bar; each night order delivered once, by v2.
+    let out = rig.cli(&[
+        "dlq",
+        "replay",
+        "--route",
+        "orders",
+        "--code",
+        "missing-field",
+        "--version",
+        "2.0.0",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["counts"]["accepted"], 10, "{done}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("10/10"));
+    wait_until(Duration::from_secs(30), "the night orders arrive", || {
+        webhook.received().iter().filter(|e| night(e)).count() >= 10
+    });
+    // Again: nothing left to replay, nothing delivered twice.
+    let again = rig.call(
+        "POST",
+        "/v1/dlq/replay",
+        br#"{"filter": {"route": "orders", "code": "missing-field"}, "version": "2.0.0"}"#,
+    );
+    assert_eq!(again.status, 200, "{}", again.json());
+    assert_eq!(again.json()["matched"], 0);
+    let delivered: Vec<_> = webhook.received().into_iter().filter(night).collect();
+    let subjects: BTreeSet<&str> = delivered.iter().map(|e| e.subject.as_str()).collect();
+    assert_eq!((delivered.len(), subjects.len()), (10, 10), "each once");
+    assert!(delivered.iter().all(|e| e.plugin_sha256 == v2));
+
+    // The route's audit stream tells the night in order.
+    let kinds: Vec<String> = rig
+        .history("route:orders")
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "shadow_started",
+            "shadow_stopped",
+            "canary_started",
+            "canary_ended",
+            "plugin_activated"
+        ]
+    );
+}

@@ -33,6 +33,22 @@ pub enum Activated {
         /// The routes.
         routes: Vec<String>,
     },
+    /// Translating the messages of every route listed in shadow.
+    Shadowing {
+        /// The version.
+        version: Version,
+        /// Whether the registry received it just now.
+        new: bool,
+        /// The routes.
+        routes: Vec<String>,
+    },
+    /// The shadow stopped on the routes listed.
+    ShadowStopped {
+        /// The plugin.
+        name: String,
+        /// The routes.
+        routes: Vec<String>,
+    },
     /// A rollback ended the canary on the routes listed; their active version serves all.
     CanaryEnded {
         /// The plugin.

@@ -81,9 +81,9 @@ impl How {
 }
 
 /// A candidate that passed every check, ready to swap in.
-struct Checked {
-    plugin: Plugin,
-    loaded: Provenance,
+pub(super) struct Checked {
+    pub(super) plugin: Plugin,
+    pub(super) loaded: Provenance,
     version: Version,
     fixtures: usize,
     /// The routes that serve the plugin, which it was checked against.
@@ -92,9 +92,9 @@ struct Checked {
 
 /// A candidate that failed a check: the name it gives itself (or the one it was given as,
 /// when it did not load), and why.
-struct Failed {
+pub(super) struct Failed {
     name: String,
-    reason: CandidateRefused,
+    pub(super) reason: CandidateRefused,
 }
 
 impl Pipeline {
@@ -291,7 +291,7 @@ impl Pipeline {
     }
 
     /// The routes whose active version is a version of plugin `name`.
-    fn serving(&self, name: &str) -> Vec<Arc<Route>> {
+    pub(super) fn serving(&self, name: &str) -> Vec<Arc<Route>> {
         self.core
             .routes
             .iter()
@@ -303,7 +303,7 @@ impl Pipeline {
     /// Every check of a candidate (of plugin `expected`, when given): it loads, it is that
     /// plugin, it can serve each route that serves the plugin, and the fixtures it carries
     /// pass.
-    fn check(&self, wasm: &[u8], expected: Option<&str>) -> Result<Checked, Failed> {
+    pub(super) fn check(&self, wasm: &[u8], expected: Option<&str>) -> Result<Checked, Failed> {
         let unnamed = |reason| Failed {
             name: expected.unwrap_or("unknown").to_owned(),
             reason,
@@ -364,6 +364,14 @@ impl Pipeline {
             return Activated::Kept {
                 version: checked.version,
                 new,
+            };
+        }
+        if serve == Serve::Shadow {
+            let routes = self.start_shadows(&checked.routes, &checked.plugin, checked.loaded);
+            return Activated::Shadowing {
+                version: checked.version,
+                new,
+                routes,
             };
         }
         if let Serve::Canary(percent) = serve {
@@ -436,7 +444,12 @@ impl Pipeline {
     }
 
     /// Audits and logs a refusal, and answers it.
-    fn refused(&self, name: String, sha256: String, reason: CandidateRefused) -> Activated {
+    pub(super) fn refused(
+        &self,
+        name: String,
+        sha256: String,
+        reason: CandidateRefused,
+    ) -> Activated {
         self.audit(
             &plugin_stream(&name),
             "plugin_refused",
@@ -463,7 +476,7 @@ impl Pipeline {
     }
 }
 
-fn registry_failure(e: &crate::registry::RegistryError) -> Activated {
+pub(super) fn registry_failure(e: &crate::registry::RegistryError) -> Activated {
     tracing::error!(error = %e, "the plugin registry failed");
     Activated::Unavailable(Unavailable::Storage(e.to_string()))
 }

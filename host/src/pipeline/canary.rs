@@ -146,8 +146,8 @@ impl Pipeline {
         started
     }
 
-    /// Ends the canary on each of `routes` that runs one (`how`: `by_hand`, `activation`);
-    /// the routes where one ended.
+    /// Ends the canary on each of `routes` that runs one: rolled back by hand (`how` is
+    /// `by_hand`), or ended by an activation; the routes where one ended.
     pub(super) fn end_canaries(&self, routes: &[Arc<Route>], how: &str) -> Vec<String> {
         let mut ended = Vec::new();
         for route in routes {
@@ -155,9 +155,14 @@ impl Pipeline {
                 continue;
             };
             let (from, to) = (&canary.version.producer, route.version().producer.clone());
+            let kind = if how == "by_hand" {
+                "canary_rolled_back"
+            } else {
+                "canary_ended"
+            };
             self.audit(
                 &super::activate::route_stream(&route.name),
-                "canary_rolled_back",
+                kind,
                 json!({
                     "from": from.label(), "from_sha256": from.sha256,
                     "to": to.label(), "to_sha256": to.sha256,

@@ -19,6 +19,12 @@ impl Pipeline {
     /// Re-runs a dead letter through the route's current plugin (a translation entry) or puts
     /// its event back in the outbox (a delivery entry); answers once that is durable.
     pub(crate) async fn replay(&self, id: &str) -> Replayed {
+        self.replay_through(id, None).await
+    }
+
+    /// [`Pipeline::replay`], a translation entry going through `target` (a version of its
+    /// route's plugin) when given instead of the active version.
+    pub(crate) async fn replay_through(&self, id: &str, target: Option<Arc<Version>>) -> Replayed {
         let Some(turn) = Turn::take(self, id) else {
             return Replayed::InProgress {
                 dead_letter: id.to_owned(),
@@ -27,7 +33,7 @@ impl Pipeline {
         let pipeline = self.clone();
         let owned = id.to_owned();
         let ran = tokio::task::spawn_blocking(move || {
-            let replayed = pipeline.replay_blocking(&owned);
+            let replayed = pipeline.replay_blocking(&owned, target);
             drop(turn);
             replayed
         })
@@ -44,7 +50,7 @@ impl Pipeline {
         outcome
     }
 
-    fn replay_blocking(&self, id: &str) -> (Replayed, bool) {
+    fn replay_blocking(&self, id: &str, target: Option<Arc<Version>>) -> (Replayed, bool) {
         let storage = &self.core.storage;
         let now = self.core.clock.now();
         let entry = match storage.dead_letter(id) {
@@ -90,13 +96,16 @@ impl Pipeline {
             };
             return (gone, false);
         };
-        self.retranslate(route, entry, record, now)
+        let version = target.unwrap_or_else(|| route.version());
+        self.retranslate(route, &version, entry, record, now)
     }
 
-    /// A translation entry through the route's current plugin again.
+    /// A translation entry through `version` (one version for the whole replay: it
+    /// translates, and it is the one named).
     fn retranslate(
         &self,
         route: &Route,
+        version: &Arc<Version>,
         entry: DeadLetter,
         record: MessageRecord,
         now: Timestamp,
@@ -107,15 +116,13 @@ impl Pipeline {
             record.headers.clone(),
             record.body.clone(),
         );
-        // One version for the whole replay: it translates, and it is the one named.
-        let version = route.version();
         let translation = version
             .instances
             .get()
             .and_then(|mut session| session.translate(&message));
         let (cause, code, error) = match translation {
             Ok(Ok(events)) => {
-                return self.commit_replay(route, &version, entry, record, events, now);
+                return self.commit_replay(route, version, entry, record, events, now);
             }
             Ok(Err(TranslateError::Transient(failure))) => {
                 let outcome = Replayed::Transient {
@@ -130,7 +137,7 @@ impl Pipeline {
             Err(fault) => (Cause::Fault, FAULT_CODE.to_owned(), fault.to_string()),
         };
         self.rejected_again(
-            &version,
+            version,
             entry,
             Rejected {
                 message_id: record.id,

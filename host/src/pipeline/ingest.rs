@@ -110,6 +110,10 @@ impl Pipeline {
         };
         core.metrics.observe("translate", started);
         self.judge(route, &version, !matches!(translation, Ok(Ok(_))));
+        if let Some(shadow) = route.shadow() {
+            let output = super::shadow::output(&translation);
+            shadow.offer(&message, &version.producer, output);
+        }
         let settlement = Settlement {
             route,
             version: version.clone(),

@@ -20,6 +20,7 @@ use crate::storage::Producer;
 
 use super::canary::Canary;
 use super::headers::KeptHeaders;
+use super::shadow::Shadow;
 
 /// One version of a route's plugin, with its instances.
 #[derive(Debug)]
@@ -40,6 +41,8 @@ pub(crate) struct Route {
     active: RwLock<Arc<Version>>,
     /// A version serving a share of the messages beside the active one, if any.
     canary: RwLock<Option<Arc<Canary>>>,
+    /// A candidate translating the messages in shadow, if any.
+    shadow: RwLock<Option<Arc<Shadow>>>,
     plugin_config: Arc<PluginConfig>,
     instance_reuse: u32,
     pub(crate) sinks: Vec<String>,
@@ -88,13 +91,7 @@ impl Route {
         loaded: Provenance,
         percent: u8,
     ) -> Option<Arc<Canary>> {
-        let version = Arc::new(version(
-            plugin,
-            loaded,
-            &self.plugin_config,
-            self.instance_reuse,
-        ));
-        let canary = Arc::new(Canary::new(version, percent));
+        let canary = Arc::new(Canary::new(self.candidate(plugin, loaded), percent));
         self.canary
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -120,6 +117,35 @@ impl Route {
             return true;
         }
         false
+    }
+
+    /// `plugin` as a version of this route (its config, its instances), serving nothing yet.
+    pub(crate) fn candidate(&self, plugin: Plugin, loaded: Provenance) -> Arc<Version> {
+        Arc::new(version(
+            plugin,
+            loaded,
+            &self.plugin_config,
+            self.instance_reuse,
+        ))
+    }
+
+    /// The shadow running, if any.
+    pub(crate) fn shadow(&self) -> Option<Arc<Shadow>> {
+        self.shadow
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets (or ends, with `None`) the shadow; returns the one it replaces.
+    pub(crate) fn set_shadow(&self, shadow: Option<Arc<Shadow>>) -> Option<Arc<Shadow>> {
+        std::mem::replace(
+            &mut *self
+                .shadow
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            shadow,
+        )
     }
 
     /// Whether `plugin` can serve this route: it has every direction the route uses.
@@ -265,6 +291,7 @@ fn load_route(
         name: name.to_owned(),
         active: RwLock::new(Arc::new(active)),
         canary: RwLock::new(None),
+        shadow: RwLock::new(None),
         plugin_config,
         instance_reuse: route.instance_reuse,
         sinks: route.sinks.clone(),

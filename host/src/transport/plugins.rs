@@ -1,34 +1,50 @@
 //! The plugin registry over HTTP (every call needs the admin token):
 //!
 //! - `GET /v1/plugins`: every kept version of every plugin, and what each route serves;
-//! - `PUT /v1/plugins/{name}[?activate=false|?canary=PERCENT]`: a new version, the
+//! - `PUT /v1/plugins/{name}[?activate=false|?canary=PERCENT|?shadow=true]`: a new version, the
 //!   component as the body; checked, kept, and made active on the routes that serve the
 //!   plugin (or only kept, or started as a canary for that share of their messages);
 //! - `POST /v1/plugins[?…]`: the same, for whichever plugin the component names itself;
 //! - `POST /v1/plugins/{name}/activate` with `{"version": "2.0.0"}` or `{"sha256": "…"}`
 //!   (and `"canary_percent": N` for a canary);
 //! - `POST /v1/plugins/{name}/rollback`: ends a canary where one runs, else goes back to
-//!   the version before.
+//!   the version before;
+//! - `POST /v1/plugins/{name}/shadow` with a version as for `activate`: it translates the
+//!   live messages in shadow; `GET` the report (counts and the latest differences with both
+//!   outputs), `DELETE` stops it.
 
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::problem::{self, Answer};
+use super::problem::{self, Answer, bad_request as bad};
 use crate::outcome::Activated;
 use crate::registry::{Selector, Serve};
 
-/// The largest component an upload may carry (an interpreter-based plugin is tens of MB).
-pub(super) const MAX_COMPONENT: usize = 256 << 20;
-
-fn bad(detail: &str) -> Answer {
-    Answer::problem(
-        StatusCode::BAD_REQUEST,
-        "bad-request",
-        "Bad request",
-        detail,
-        json!({}),
-    )
+/// `PUT /v1/plugins/{name}` (or `POST /v1/plugins`, `name` then from the component).
+pub(super) async fn upload<B>(
+    api: &super::Inner,
+    parts: &http::request::Parts,
+    body: B,
+    name: Option<&str>,
+) -> Answer
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: std::fmt::Display + Send,
+{
+    let wasm = match super::body::read(&parts.headers, body, MAX_COMPONENT).await {
+        Ok(incoming) => incoming.body,
+        Err(refusal) => return problem::refusal(&refusal),
+    };
+    let asked = |key| super::routes::query(parts.uri.query(), key);
+    let (activate, canary, shadow) = (asked("activate"), asked("canary"), asked("shadow"));
+    match serve(activate.as_deref(), canary.as_deref(), shadow.as_deref()) {
+        Ok(serve) => activated(api.pipeline.push(name, wasm, serve).await),
+        Err(answer) => answer,
+    }
 }
+
+/// The largest component an upload may carry (an interpreter-based plugin is tens of MB).
+const MAX_COMPONENT: usize = 256 << 20;
 
 /// A canary's share: a whole percent from 1 to 99.
 fn percent(value: &str) -> Result<u8, Answer> {
@@ -41,9 +57,14 @@ fn percent(value: &str) -> Result<u8, Answer> {
 }
 
 /// What an upload asks for: `?activate=false` keeps it, `?canary=PERCENT` starts a canary,
-/// else it is made active.
-pub(super) fn serve(activate: Option<&str>, canary: Option<&str>) -> Result<Serve, Answer> {
+/// `?shadow=true` a shadow, else it is made active.
+pub(super) fn serve(
+    activate: Option<&str>,
+    canary: Option<&str>,
+    shadow: Option<&str>,
+) -> Result<Serve, Answer> {
     match (activate, canary) {
+        _ if shadow == Some("true") => Ok(Serve::Shadow),
         (_, Some(canary)) => percent(canary).map(Serve::Canary),
         (Some("false"), None) => Ok(Serve::Keep),
         (Some("true") | None, None) => Ok(Serve::Activate),
@@ -99,6 +120,18 @@ pub(super) fn activated(outcome: Activated) -> Answer {
         } => Answer::json(
             created(new),
             &json!({"status": "canary", "version": version, "percent": percent, "routes": routes}),
+        ),
+        Activated::Shadowing {
+            version,
+            new,
+            routes,
+        } => Answer::json(
+            created(new),
+            &json!({"status": "shadowing", "version": version, "routes": routes}),
+        ),
+        Activated::ShadowStopped { name, routes } => Answer::json(
+            StatusCode::OK,
+            &json!({"status": "shadow_stopped", "plugin": name, "routes": routes}),
         ),
         Activated::CanaryEnded { name, routes } => Answer::json(
             StatusCode::OK,

@@ -234,6 +234,7 @@ pub(super) fn replayed(outcome: Replayed) -> Answer {
              caller's back; send the command again with a new key",
             json!({"dead_letter": dead_letter}),
         ),
+        Replayed::Target(refused) => super::plugins::activated(*refused),
         Replayed::RouteGone { dead_letter, route } => Answer::problem(
             StatusCode::CONFLICT,
             "route-gone",
@@ -414,6 +415,17 @@ pub(super) fn unavailable(unavailable: &Unavailable) -> Answer {
         ),
         Unavailable::Internal(detail) => internal(detail),
     }
+}
+
+/// `400`: the request itself is wrong, as `detail` says.
+pub(super) fn bad_request(detail: &str) -> Answer {
+    Answer::problem(
+        StatusCode::BAD_REQUEST,
+        "bad-request",
+        "Bad request",
+        detail,
+        json!({}),
+    )
 }
 
 pub(super) fn internal(detail: &str) -> Answer {

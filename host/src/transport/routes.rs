@@ -81,38 +81,26 @@ where
             }
         }
         ["v1", "plugins"] if method == Method::POST => {
-            let max = super::plugins::MAX_COMPONENT;
-            let wasm = match read(&parts.headers, body, max).await {
-                Ok(incoming) => incoming.body,
-                Err(refusal) => return problem::refusal(&refusal).into_response(),
-            };
-            let asked = (
-                query(parts.uri.query(), "activate"),
-                query(parts.uri.query(), "canary"),
-            );
-            match super::plugins::serve(asked.0.as_deref(), asked.1.as_deref()) {
-                Ok(serve) => super::plugins::activated(api.pipeline.push(None, wasm, serve).await),
-                Err(answer) => answer,
-            }
+            super::plugins::upload(api, &parts, body, None).await
         }
         ["v1", "plugins", name] if method == Method::PUT => {
-            let max = super::plugins::MAX_COMPONENT;
-            let wasm = match read(&parts.headers, body, max).await {
-                Ok(incoming) => incoming.body,
-                Err(refusal) => return problem::refusal(&refusal).into_response(),
-            };
-            let asked = (
-                query(parts.uri.query(), "activate"),
-                query(parts.uri.query(), "canary"),
-            );
-            match super::plugins::serve(asked.0.as_deref(), asked.1.as_deref()) {
-                Ok(serve) => {
-                    super::plugins::activated(api.pipeline.push(Some(name), wasm, serve).await)
-                }
-                Err(answer) => answer,
+            super::plugins::upload(api, &parts, body, Some(name)).await
+        }
+        ["v1", "plugins", name, "shadow"] if method == Method::DELETE => {
+            super::plugins::activated(api.pipeline.stop_shadow(name).await)
+        }
+        ["v1", "plugins", name, "shadow"] if method == Method::GET => {
+            match api.pipeline.shadow_reports(name) {
+                Some(reports) => Answer::json(StatusCode::OK, &json!({ "shadow": reports })),
+                None => problem::not_found("plugin", name),
             }
         }
-        ["v1", "plugins", name, action @ ("activate" | "rollback")] => {
+        [
+            "v1",
+            "plugins",
+            name,
+            action @ ("activate" | "rollback" | "shadow"),
+        ] => {
             if method != Method::POST {
                 return method_not_allowed("POST");
             }
@@ -124,9 +112,16 @@ where
                     Err(refusal) => return problem::refusal(&refusal).into_response(),
                 };
                 match super::plugins::selector(&body) {
-                    Ok((selector, serve)) => super::plugins::activated(
-                        api.pipeline.activate(name, selector, serve).await,
-                    ),
+                    Ok((selector, serve)) => {
+                        let serve = if *action == "shadow" {
+                            crate::registry::Serve::Shadow
+                        } else {
+                            serve
+                        };
+                        super::plugins::activated(
+                            api.pipeline.activate(name, selector, serve).await,
+                        )
+                    }
                     Err(answer) => answer,
                 }
             }
@@ -135,11 +130,34 @@ where
         ["v1", "dlq", id] if method == Method::DELETE => {
             problem::discarded(api.pipeline.discard(id).await, id)
         }
+        ["v1", "dlq", "replay"] => {
+            if method != Method::POST {
+                return method_not_allowed("POST");
+            }
+            let body = match read(&parts.headers, body, super::replay::MAX_BODY).await {
+                Ok(incoming) => incoming.body,
+                Err(refusal) => return problem::refusal(&refusal).into_response(),
+            };
+            match super::replay::batch(&body) {
+                Ok((filter, target, dry_run)) => super::replay::replayed_batch(
+                    api.pipeline.replay_batch(filter, target, dry_run).await,
+                ),
+                Err(answer) => answer,
+            }
+        }
         ["v1", "dlq", id, "replay"] => {
             if method != Method::POST {
                 return method_not_allowed("POST");
             }
-            problem::replayed(api.pipeline.replay(id).await)
+            let body = match read(&parts.headers, body, super::replay::MAX_BODY).await {
+                Ok(incoming) => incoming.body,
+                Err(Refusal::EmptyBody) => Vec::new(),
+                Err(refusal) => return problem::refusal(&refusal).into_response(),
+            };
+            match super::replay::target(&body) {
+                Ok(target) => problem::replayed(api.pipeline.replay_pinned(id, target).await),
+                Err(answer) => answer,
+            }
         }
         ["v1", "dlq", _] if method != Method::GET => return method_not_allowed("GET, DELETE"),
         ["v1", "breakers", name] => {
@@ -344,7 +362,7 @@ async fn message_state(api: &Inner, id: &str, query: Option<&str>) -> Answer {
 
 /// The value of `name` in the query, percent-decoded (RFC 3986: `%3A` is `:`, `%2B` is `+`;
 /// a `+` stays a `+`).
-fn query(query: Option<&str>, name: &str) -> Option<String> {
+pub(super) fn query(query: Option<&str>, name: &str) -> Option<String> {
     let raw = query?
         .split('&')
         .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))?;

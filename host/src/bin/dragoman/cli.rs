@@ -106,10 +106,34 @@ enum DlqCommand {
         /// The entry's id.
         id: String,
     },
-    /// Re-run an entry through the route's current plugin (or re-queue its event).
+    /// Re-run an entry through the route's current plugin (or re-queue its event); or,
+    /// with `--route`, every translation entry of the route that the filter matches, with a
+    /// progress bar. `--version` pins the plugin version it goes through.
     Replay {
         /// The entry's id.
-        id: String,
+        #[arg(required_unless_present = "route", conflicts_with = "route")]
+        id: Option<String>,
+        /// Replay the route's entries that match the filter.
+        #[arg(long)]
+        route: Option<String>,
+        /// Only entries with this code.
+        #[arg(long, requires = "route")]
+        code: Option<String>,
+        /// Only entries the plugin with this version (or sha256 prefix) failed.
+        #[arg(long, requires = "route")]
+        plugin: Option<String>,
+        /// Only entries made at or after this RFC 3339 instant.
+        #[arg(long, requires = "route")]
+        since: Option<String>,
+        /// Only entries made before this RFC 3339 instant.
+        #[arg(long, requires = "route")]
+        until: Option<String>,
+        /// Through this kept version (or sha256) of the route's plugin [default: the active one].
+        #[arg(long)]
+        version: Option<String>,
+        /// Say what each would become, store nothing.
+        #[arg(long, requires = "route")]
+        dry_run: bool,
     },
     /// Discard an entry for good (recorded in the audit trail).
     Discard {
@@ -225,6 +249,19 @@ enum PluginCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Run a kept version in shadow on a running host's live messages (`VERSION`), stop it
+    /// (`--stop`), or show what it found so far (neither).
+    Shadow {
+        /// The plugin.
+        name: String,
+        /// The version to shadow, or the sha256 of its component.
+        version: Option<String>,
+        /// Stop the shadow.
+        #[arg(long, conflicts_with = "version")]
+        stop: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Every version a running host keeps, and what each route serves.
     List {
         #[command(flatten)]
@@ -314,11 +351,46 @@ fn default_cache_dir() -> Option<PathBuf> {
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
     match args.command {
         Command::Serve { config } => crate::serve::run(&config),
+        Command::Dlq {
+            command:
+                DlqCommand::Replay {
+                    id,
+                    route,
+                    code,
+                    plugin,
+                    since,
+                    until,
+                    version,
+                    dry_run,
+                },
+            server,
+        } => {
+            let target = version.as_deref().map(selector_body);
+            let token = server.token.as_deref();
+            match (id, route) {
+                (Some(id), _) => {
+                    let body = target
+                        .map(|t| t.to_string().into_bytes())
+                        .unwrap_or_default();
+                    let path = format!("/v1/dlq/{id}/replay");
+                    let headers = [("content-type", "application/json")];
+                    crate::client::send(&server.server, token, "POST", &path, &headers, body)
+                }
+                (None, Some(route)) => {
+                    let filter = json!({
+                        "route": route, "code": code, "plugin": plugin,
+                        "since": since, "until": until,
+                    });
+                    crate::client::replay_batch(&server.server, token, filter, target, dry_run)
+                }
+                (None, None) => bail!("give an entry's id, or --route with a filter"),
+            }
+        }
         Command::Dlq { command, server } => {
             let (method, path) = match &command {
                 DlqCommand::List => ("GET", "/v1/dlq".to_owned()),
                 DlqCommand::Show { id } => ("GET", format!("/v1/dlq/{id}")),
-                DlqCommand::Replay { id } => ("POST", format!("/v1/dlq/{id}/replay")),
+                DlqCommand::Replay { .. } => unreachable!("matched above"),
                 DlqCommand::Discard { id } => ("DELETE", format!("/v1/dlq/{id}")),
             };
             crate::client::call(&server.server, server.token.as_deref(), method, &path)
@@ -479,10 +551,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             canary,
             server,
         }) => {
-            let mut body = match dragoman::registry::Selector::parse(&version) {
-                dragoman::registry::Selector::Sha256(sha) => json!({ "sha256": sha }),
-                dragoman::registry::Selector::Version(v) => json!({ "version": v }),
-            };
+            let mut body = selector_body(&version);
             if let Some(percent) = canary {
                 body["canary_percent"] = json!(percent);
             }
@@ -494,6 +563,25 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 &[("content-type", "application/json")],
                 body.to_string().into_bytes(),
             )
+        }
+        Command::Plugin(PluginCommand::Shadow {
+            name,
+            version,
+            stop,
+            server,
+        }) => {
+            let path = format!("/v1/plugins/{name}/shadow");
+            let token = server.token.as_deref();
+            match (version, stop) {
+                (Some(version), _) => {
+                    let body = selector_body(&version);
+                    let headers = [("content-type", "application/json")];
+                    let body = body.to_string().into_bytes();
+                    crate::client::send(&server.server, token, "POST", &path, &headers, body)
+                }
+                (None, true) => crate::client::call(&server.server, token, "DELETE", &path),
+                (None, false) => crate::client::call(&server.server, token, "GET", &path),
+            }
         }
         Command::Plugin(PluginCommand::Rollback { name, server }) => crate::client::call(
             &server.server,
@@ -520,6 +608,15 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 .context("cannot read the message from stdin")?;
             translate(&runtime.load(&file)?, content_type, config, body)
         }
+    }
+}
+
+/// A version as the registry's calls take it: `{"sha256"}` for 12 or more hex digits, else
+/// `{"version"}`.
+fn selector_body(version: &str) -> serde_json::Value {
+    match dragoman::registry::Selector::parse(version) {
+        dragoman::registry::Selector::Sha256(sha) => json!({ "sha256": sha }),
+        dragoman::registry::Selector::Version(v) => json!({ "version": v }),
     }
 }
 

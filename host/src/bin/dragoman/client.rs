@@ -63,6 +63,78 @@ pub(crate) fn command(
     print(status, &answer)
 }
 
+/// `dragoman dlq replay --route …`: a dry run finds the matching entries (and, with
+/// `dry_run`, is printed); then each is replayed through the target, with a progress bar on
+/// stderr, and the counts are printed. Exit 1 when any entry did not go through.
+pub(crate) fn replay_batch(
+    server: &str,
+    token: Option<&str>,
+    filter: serde_json::Value,
+    target: Option<serde_json::Value>,
+    dry_run: bool,
+) -> Result<ExitCode> {
+    let headers = [("content-type", "application/json")];
+    let mut body = target.clone().unwrap_or_else(|| serde_json::json!({}));
+    body["filter"] = filter;
+    body["dry_run"] = serde_json::json!(true);
+    let (status, _, answer) = request(
+        server,
+        token,
+        "POST",
+        "/v1/dlq/replay",
+        &headers,
+        body.to_string().into_bytes(),
+    )?;
+    if dry_run || status >= 400 {
+        return print(status, &answer);
+    }
+    let found: serde_json::Value = serde_json::from_slice(&answer)?;
+    let items = found["items"].as_array().cloned().unwrap_or_default();
+    let target_body = target
+        .map(|t| t.to_string().into_bytes())
+        .unwrap_or_default();
+    let mut counts: std::collections::BTreeMap<&'static str, usize> = Default::default();
+    let total = items.len();
+    for (n, item) in items.iter().enumerate() {
+        let id = item["dead_letter"].as_str().unwrap_or_default();
+        let path = format!("/v1/dlq/{id}/replay");
+        let (status, _, answer) =
+            request(server, token, "POST", &path, &headers, target_body.clone())?;
+        let outcome = match status {
+            200 => "accepted",
+            404 => "gone",
+            409 => "in_progress",
+            422 => "rejected_again",
+            _ => {
+                eprintln!("\n{id}: {status} {}", String::from_utf8_lossy(&answer));
+                "failed"
+            }
+        };
+        *counts.entry(outcome).or_default() += 1;
+        eprint!("\r{} {}/{total}", bar(n + 1, total), n + 1);
+    }
+    if total > 0 {
+        eprintln!();
+    }
+    let summary = serde_json::json!({
+        "target": found["target"], "matched": total, "counts": counts,
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    let all =
+        counts.get("accepted").copied().unwrap_or(0) + counts.get("gone").copied().unwrap_or(0);
+    Ok(if all == total {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// A progress bar of 30 cells.
+fn bar(done: usize, total: usize) -> String {
+    let filled = (done * 30).checked_div(total).unwrap_or(30);
+    format!("[{}{}]", "#".repeat(filled), ".".repeat(30 - filled))
+}
+
 /// Prints an answer, pretty when it is JSON; exit 1 on a 4xx or 5xx.
 fn print(status: u16, body: &[u8]) -> Result<ExitCode> {
     if !body.is_empty() {
