@@ -9,6 +9,7 @@ use std::time::Duration;
 use dragoman::plugin::{Limits, Plugin, Runtime, VendorMessage};
 
 pub mod net;
+pub mod swap;
 pub mod tls;
 pub mod vendor;
 
