@@ -256,3 +256,93 @@ impl Pipeline {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn producer(version: &str) -> Producer {
+        Producer {
+            name: "p".into(),
+            version: version.into(),
+            sha256: format!("sha-{version}"),
+        }
+    }
+
+    fn message(id: &str) -> VendorMessage {
+        VendorMessage {
+            id: id.into(),
+            content_type: None,
+            headers: Vec::new(),
+            body: b"{}".to_vec(),
+        }
+    }
+
+    /// A shadow whose thread is stuck: its queue holds `room` jobs and nothing drains it.
+    fn stuck(room: usize) -> (Shadow, std::sync::mpsc::Receiver<Job>) {
+        let (queue, jobs) = std::sync::mpsc::sync_channel(room);
+        let report = Report {
+            candidate: producer("2"),
+            since: Timestamp::UNIX_EPOCH,
+            compared: 0,
+            same: 0,
+            different: 0,
+            dropped: 0,
+            samples: VecDeque::new(),
+        };
+        let shadow = Shadow {
+            candidate: producer("2"),
+            queue,
+            report: Arc::new(Mutex::new(report)),
+        };
+        (shadow, jobs)
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_message_and_counts_it_without_waiting() {
+        let (shadow, jobs) = stuck(2);
+        for n in 0..5 {
+            shadow.offer(
+                &message(&format!("m-{n}")),
+                &producer("1"),
+                json!({"events": []}),
+            );
+        }
+        assert_eq!(shadow.report().dropped, 3);
+        let queued: Vec<String> = jobs.try_iter().map(|job| job.message.id).collect();
+        assert_eq!(queued, ["m-0", "m-1"], "the first ones wait, in order");
+    }
+
+    #[test]
+    fn differences_are_counted_and_the_latest_kept_with_both_outputs() {
+        let (shadow, jobs) = stuck(64);
+        for n in 0..30 {
+            shadow.offer(
+                &message(&format!("m-{n}")),
+                &producer("1"),
+                json!({ "n": n }),
+            );
+        }
+        let mut report = shadow.report();
+        for (n, job) in jobs.try_iter().enumerate() {
+            // The candidate agrees on the first five only.
+            let candidate = if n < 5 {
+                json!({ "n": n })
+            } else {
+                json!({ "other": n })
+            };
+            report.count(job, candidate);
+        }
+        assert_eq!(
+            (report.compared, report.same, report.different),
+            (30, 5, 25)
+        );
+        assert_eq!(report.samples.len(), SAMPLES);
+        let first = &report.samples[0];
+        assert_eq!(first.message_id, "m-10", "the oldest kept of the latest 20");
+        assert_eq!(
+            (&first.active_output, &first.candidate_output),
+            (&json!({"n": 10}), &json!({"other": 10}))
+        );
+    }
+}
