@@ -148,32 +148,43 @@ impl Pipeline {
             if routes.is_empty() {
                 return Activated::UnknownPlugin { name };
             }
-            let registry = &pipeline.core.versions.registry;
-            let version = match registry.find(&name, &selector) {
-                Ok(Found::One(version)) => version,
-                Ok(Found::None) => {
-                    return Activated::UnknownVersion {
-                        name,
-                        selector: selector.to_string(),
-                    };
-                }
-                Ok(Found::Ambiguous(versions)) => return Activated::Ambiguous { name, versions },
-                Err(e) => return registry_failure(&e),
-            };
-            let wasm = match registry.component(&version.sha256) {
-                Ok(wasm) => wasm,
-                Err(e) => return registry_failure(&e),
-            };
-            let checked = match pipeline.check(&wasm, Some(&name)) {
-                Ok(checked) => Checked {
-                    version: version.clone(),
-                    ..checked
-                },
-                Err(failed) => return pipeline.refused(name, version.sha256, failed.reason),
+            let checked = match pipeline.kept(&name, &selector) {
+                Ok(checked) => checked,
+                Err(answer) => return *answer,
             };
             pipeline.serve(checked, false, serve, How::ByHand)
         })
         .await
+    }
+
+    /// The kept version of plugin `name` that `selector` names, loaded and checked as a
+    /// pushed one is; else what to answer.
+    pub(super) fn kept(&self, name: &str, selector: &Selector) -> Result<Checked, Box<Activated>> {
+        let registry = &self.core.versions.registry;
+        let version = match registry.find(name, selector) {
+            Ok(Found::One(version)) => version,
+            Ok(Found::None) => {
+                let selector = selector.to_string();
+                let name = name.to_owned();
+                return Err(Box::new(Activated::UnknownVersion { name, selector }));
+            }
+            Ok(Found::Ambiguous(versions)) => {
+                let name = name.to_owned();
+                return Err(Box::new(Activated::Ambiguous { name, versions }));
+            }
+            Err(e) => return Err(Box::new(registry_failure(&e))),
+        };
+        let wasm = registry
+            .component(&version.sha256)
+            .map_err(|e| Box::new(registry_failure(&e)))?;
+        match self.check(&wasm, Some(name)) {
+            // The registry's record, with its first receipt.
+            Ok(checked) => Ok(Checked { version, ..checked }),
+            Err(failed) => {
+                let refused = self.refused(name.to_owned(), version.sha256, failed.reason);
+                Err(Box::new(refused))
+            }
+        }
     }
 
     /// Takes every route that serves plugin `name` back to the version it served before.
@@ -476,7 +487,7 @@ impl Pipeline {
     }
 }
 
-pub(super) fn registry_failure(e: &crate::registry::RegistryError) -> Activated {
+fn registry_failure(e: &crate::registry::RegistryError) -> Activated {
     tracing::error!(error = %e, "the plugin registry failed");
     Activated::Unavailable(Unavailable::Storage(e.to_string()))
 }

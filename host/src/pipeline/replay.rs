@@ -10,11 +10,10 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use super::Pipeline;
-use super::activate::registry_failure;
 use super::routes::{Route, Version};
 use super::vendor_message;
 use crate::outcome::{Activated, BatchItem, ItemOutcome, ReplayedBatch, Unavailable};
-use crate::registry::{Found, Selector};
+use crate::registry::Selector;
 use crate::storage::{DeadLetter, DeadLetterKind};
 
 /// The most entries one batch takes.
@@ -162,24 +161,7 @@ impl Pipeline {
             return Ok(route.version());
         };
         let name = route.version().producer.name.clone();
-        let registry = &self.core.versions.registry;
-        let version = match registry.find(&name, &selector) {
-            Ok(Found::One(version)) => version,
-            Ok(Found::None) => {
-                let selector = selector.to_string();
-                return Err(Box::new(Activated::UnknownVersion { name, selector }));
-            }
-            Ok(Found::Ambiguous(versions)) => {
-                return Err(Box::new(Activated::Ambiguous { name, versions }));
-            }
-            Err(e) => return Err(Box::new(registry_failure(&e))),
-        };
-        let wasm = registry
-            .component(&version.sha256)
-            .map_err(|e| Box::new(registry_failure(&e)))?;
-        let checked = self
-            .check(&wasm, Some(&name))
-            .map_err(|failed| Box::new(self.refused(name, version.sha256, failed.reason)))?;
+        let checked = self.kept(&name, &selector)?;
         Ok(route.candidate(checked.plugin, checked.loaded))
     }
 
