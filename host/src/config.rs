@@ -13,10 +13,13 @@ use toml::Spanned;
 use crate::plugin::{Limits, PluginConfig};
 
 mod breaker;
+mod plugins;
 mod secret;
 mod sinks;
 mod vendors;
 
+use self::plugins::RawPlugins;
+pub use self::plugins::{CanaryPolicy, PluginsConfig};
 use self::sinks::RawSink;
 pub use self::sinks::{HttpSink, SinkAuth, SinkConfig};
 pub use self::vendors::{CommandsConfig, Degradation, VendorConfig};
@@ -96,16 +99,6 @@ struct RawSandbox {
     output_kib: Option<usize>,
     max_instances: Option<u32>,
     cache_dir: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPlugins {
-    watch_dir: Option<PathBuf>,
-    debounce_ms: Option<u64>,
-    canary_window: Option<usize>,
-    canary_minimum: Option<usize>,
-    canary_margin_percent: Option<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -219,43 +212,6 @@ pub struct RelayConfig {
     pub concurrency: usize,
     /// How often expired idempotency keys and old published events are forgotten.
     pub sweep_interval: Duration,
-}
-
-/// Where new plugin versions arrive besides the API.
-#[derive(Debug, Clone)]
-pub struct PluginsConfig {
-    /// A directory whose new or changed `*.wasm` files are received as new versions (and
-    /// made active on the routes that serve their plugin), if any.
-    pub watch_dir: Option<PathBuf>,
-    /// How long a file must be left alone before it is read: a file still being written is
-    /// not taken.
-    pub debounce: Duration,
-    /// When a canary is rolled back by itself.
-    pub canary: CanaryPolicy,
-}
-
-/// When a canary version is rolled back automatically: once it has translated at least
-/// `minimum` of its last `window` messages, if the share it failed (refused or faulted on)
-/// exceeds the share the stable version failed of its last `window` by more than
-/// `margin_percent` points.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CanaryPolicy {
-    /// How many of each version's latest messages are counted.
-    pub window: usize,
-    /// How many the canary must have translated before it is judged.
-    pub minimum: usize,
-    /// By how many percentage points its failure rate may exceed the stable version's.
-    pub margin_percent: u8,
-}
-
-impl Default for CanaryPolicy {
-    fn default() -> Self {
-        Self {
-            window: 200,
-            minimum: 20,
-            margin_percent: 10,
-        }
-    }
 }
 
 /// A route: a translator and where its events go.
@@ -540,27 +496,7 @@ impl Config {
                     raw.relay.sweep_interval_secs.unwrap_or(60).max(1),
                 ),
             },
-            plugins: PluginsConfig {
-                watch_dir: raw.plugins.watch_dir.map(|d| resolve(&d)),
-                debounce: Duration::from_millis(raw.plugins.debounce_ms.unwrap_or(250)),
-                canary: {
-                    let default = CanaryPolicy::default();
-                    let window = raw.plugins.canary_window.unwrap_or(default.window).max(1);
-                    CanaryPolicy {
-                        window,
-                        minimum: raw
-                            .plugins
-                            .canary_minimum
-                            .unwrap_or(default.minimum)
-                            .clamp(1, window),
-                        margin_percent: raw
-                            .plugins
-                            .canary_margin_percent
-                            .unwrap_or(default.margin_percent)
-                            .min(100),
-                    }
-                },
-            },
+            plugins: raw.plugins.into_config(&resolve),
             sinks,
             breakers,
             vendors,
