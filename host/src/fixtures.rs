@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub(crate) use embedded::is_whole;
@@ -103,16 +103,38 @@ struct Expected {
     config: PluginConfig,
     #[serde(default, deserialize_with = "present")]
     idempotency_key: Option<Option<String>>,
-    events: Option<Value>,
+    events: Option<Vec<ExpectedEvent>>,
     error: Option<ExpectedError>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One event a fixture expects. Every key is checked, at this level as at the top: a misspelt
+/// one (`event_type`) is an error naming it, not a line of a diff.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectedEvent {
+    #[serde(rename = "type")]
+    event_type: String,
+    subject: String,
+    partition_key: String,
+    data: Value,
+}
+
+/// A refusal a fixture expects.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExpectedError {
-    kind: String,
+    kind: RefusalKind,
     code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<String>,
+}
+
+/// `rejected` or `transient`; any other word is an error naming the two.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RefusalKind {
+    Rejected,
+    Transient,
 }
 
 /// Tells an absent key (`None`) from an explicit `null` (`Some(None)`).
@@ -122,11 +144,23 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 
 impl FixtureFile {
     /// Its content as JSON of the shape `T`.
+    /// An unknown or missing key is named with where it is (`events[0]: unknown field …`).
     fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, FixtureError> {
-        serde_json::from_slice(&self.bytes).map_err(|e| FixtureError::Invalid {
+        let invalid = |message: String| FixtureError::Invalid {
             path: self.path.clone(),
-            message: e.to_string(),
-        })
+            message,
+        };
+        let mut json = serde_json::Deserializer::from_slice(&self.bytes);
+        let value = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+            let path = e.path().to_string();
+            invalid(if path == "." {
+                e.inner().to_string()
+            } else {
+                format!("{path}: {}", e.inner())
+            })
+        })?;
+        json.end().map_err(|e| invalid(e.to_string()))?;
+        Ok(value)
     }
 }
 
@@ -252,20 +286,10 @@ pub fn run(plugin: &Plugin, fixture: &Fixture) -> Result<Verdict, FixtureError> 
     }
     match (&spec.events, &spec.error) {
         (Some(events), None) => {
-            expected.insert("events".into(), events.clone());
+            expected.insert("events".into(), json!(events));
         }
         (None, Some(error)) => {
-            if error.kind != "rejected" && error.kind != "transient" {
-                return Err(invalid(format!(
-                    "error kind `{}` is neither `rejected` nor `transient`",
-                    error.kind
-                )));
-            }
-            let mut e = json!({"kind": error.kind, "code": error.code});
-            if let Some(message) = &error.message {
-                e["message"] = json!(message);
-            }
-            expected.insert("error".into(), e);
+            expected.insert("error".into(), json!(error));
         }
         _ => return Err(invalid("give exactly one of `events` and `error`".into())),
     }

@@ -13,6 +13,7 @@ mod fault;
 mod limits;
 mod output;
 mod pool;
+mod rules;
 mod state;
 
 use std::collections::BTreeMap;
@@ -742,20 +743,10 @@ impl Session {
             .into_iter()
             .enumerate()
             .map(|(n, event)| {
-                if event.event_type.trim().is_empty() {
-                    return Err(invalid(format!("event {n} has an empty event type")));
-                }
-                for (field, value) in [
-                    ("event type", &event.event_type),
-                    ("subject", &event.subject),
-                    ("partition key", &event.partition_key),
-                ] {
-                    if let Some(at) = value.find(char::is_control) {
-                        return Err(invalid(format!(
-                            "event {n} has a control character in its {field} at byte {at}: \
-                             it could not be sent as a CloudEvents attribute"
-                        )));
-                    }
+                if let Some(message) =
+                    rules::event_fault(n, &event.event_type, &event.subject, &event.partition_key)
+                {
+                    return Err(invalid(message));
                 }
                 let data = RawValue::from_string(event.data).map_err(|e| {
                     invalid(format!(

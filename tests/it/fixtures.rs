@@ -126,6 +126,66 @@ fn malformed_fixture_directories_are_errors() {
 }
 
 #[test]
+fn issue_12_a_misspelt_key_at_any_level_of_a_fixture_is_an_error_naming_it() {
+    let plugin = tests::load(wasm::ACME_ERP_ORDERS);
+    let outbound = tests::load(wasm::ACME_ERP_ORDERS_V2);
+    let event = r#"{"type": "order.created.v1", "subject": "A", "partition_key": "A", "data": {}}"#;
+    let misspelt_event = event.replace(r#""type""#, r#""event_type""#);
+    for (plugin, input, expected, named) in [
+        (
+            &plugin,
+            "a.input.json",
+            format!(r#"{{"events": [{misspelt_event}]}}"#),
+            "events[0].event_type: unknown field `event_type`",
+        ),
+        (
+            &plugin,
+            "a.input.json",
+            r#"{"error": {"kind": "rejected", "code": "x", "mesage": "typo"}}"#.to_owned(),
+            "error.mesage: unknown field `mesage`",
+        ),
+        (
+            &plugin,
+            "a.input.json",
+            r#"{"error": {"kind": "refused", "code": "x"}}"#.to_owned(),
+            "error.kind: unknown variant `refused`",
+        ),
+        (
+            &plugin,
+            "a.input.json",
+            r#"{"events": [{"type": "order.created.v1", "subject": "A", "data": {}}]}"#.to_owned(),
+            "events[0]: missing field `partition_key`",
+        ),
+        (
+            &outbound,
+            "a.command.json",
+            r#"{"request": {"method": "GET", "path": "/", "header": []}}"#.to_owned(),
+            "request.header: unknown field `header`",
+        ),
+        (
+            &outbound,
+            "a.command.json",
+            format!(
+                r#"{{"request": {{"method": "GET", "path": "/"}}, "response": {{"status": 200}}, "events": [{misspelt_event}]}}"#
+            ),
+            "events[0].event_type: unknown field `event_type`",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let body = if input.ends_with(".command.json") {
+            r#"{"type": "order.get.v1", "subject": "A-1"}"#
+        } else {
+            "{}"
+        };
+        std::fs::write(dir.path().join(input), body).unwrap();
+        std::fs::write(dir.path().join("a.expected.json"), &expected).unwrap();
+        let found = fixtures::discover(dir.path()).unwrap();
+        let error = fixtures::run(plugin, &found[0]).unwrap_err().to_string();
+        assert!(error.contains(named), "{expected}: {error}");
+    }
+}
+
+#[test]
 fn issue_10_the_v2_plugin_s_outbound_fixtures_check_both_halves() {
     let plugin = tests::load(wasm::ACME_ERP_ORDERS_V2);
     let source = std::path::Path::new(wasm::ACME_ERP_ORDERS_V2_FIXTURES);

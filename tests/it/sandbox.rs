@@ -181,6 +181,40 @@ mod invalid_output {
         still_serving();
     }
 
+    /// The contract's naming rules, checked on every translation: an event type is dotted,
+    /// lower case and versioned; a subject is not empty.
+    #[test]
+    fn issue_12_an_event_typed_order_paid_is_refused_with_the_reason() {
+        let plugin = tests::load(wasm::INVALID_OUTPUT);
+        for (body, reason) in [
+            (
+                "type:Order Paid",
+                "event 0 has event type \"Order Paid\", which has a segment that does not start with a lower-case letter",
+            ),
+            ("type:order.paid", "does not end in a schema version"),
+            (
+                "type:order.paid.v1|subject:",
+                "event 0 (order.paid.v1) has an empty subject",
+            ),
+        ] {
+            let fault = plugin
+                .translate(&tests::message(body), config())
+                .unwrap_err();
+            match fault.kind() {
+                FaultKind::InvalidOutput { message } => {
+                    assert!(message.contains(reason), "{body}: {message}");
+                }
+                other => panic!("expected invalid output for {body}, got {other:?}"),
+            }
+            names_plugin(&fault, "invalid-output");
+        }
+        let events = plugin
+            .translate(&tests::message("type:order.paid.v1"), config())
+            .unwrap()
+            .unwrap();
+        assert_eq!(events[0].event_type, "order.paid.v1");
+    }
+
     /// Output the host refuses poisons the instance like a trap: a reused one is not
     /// entered again.
     #[test]

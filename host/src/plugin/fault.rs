@@ -38,7 +38,7 @@ pub enum FaultKind {
         limit: usize,
     },
     /// The call returned something the contract forbids (an event payload that is not JSON,
-    /// an empty event type).
+    /// an event type that is not a dotted, versioned name, an empty subject).
     InvalidOutput {
         /// What is wrong with it.
         message: String,

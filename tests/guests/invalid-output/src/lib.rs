@@ -1,5 +1,6 @@
 //! Written against the WIT directly, without the SDK, and returns an event whose payload is
-//! not JSON: the host must refuse the output.
+//! not JSON: the host must refuse the output. A body `type:T|subject:S` returns an event of
+//! type T about S instead, with a JSON payload: the host checks the contract's naming rules.
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -27,7 +28,17 @@ impl inbound::Guest for Guest {
         None
     }
 
-    fn translate(_message: VendorMessage) -> Result<Vec<DomainEvent>, TranslateError> {
+    fn translate(message: VendorMessage) -> Result<Vec<DomainEvent>, TranslateError> {
+        let body = String::from_utf8_lossy(&message.body);
+        if let Some(rest) = body.strip_prefix("type:") {
+            let (event_type, subject) = rest.split_once("|subject:").unwrap_or((rest, "s"));
+            return Ok(vec![DomainEvent {
+                event_type: event_type.into(),
+                subject: subject.into(),
+                partition_key: "s".into(),
+                data: "{}".into(),
+            }]);
+        }
         Ok(vec![DomainEvent {
             event_type: "broken.v1".into(),
             subject: "s".into(),
