@@ -68,6 +68,8 @@ fn main() -> anyhow::Result<()> {
         "guest-sdk/Cargo.toml",
         "guest-sdk/body/src",
         "guest-sdk/body/Cargo.toml",
+        "guest-sdk/python",
+        "guest-sdk/js",
         "plugins",
         "tests/guests",
     ] {

@@ -18,7 +18,8 @@ fn the_javascript_translator_passes_the_rust_translators_fixtures() {
 }
 
 #[test]
-fn a_stray_javascript_throw_is_a_fault_with_its_message_and_the_next_message_is_served() {
+fn a_stray_javascript_throw_is_a_fault_with_its_message_file_and_line_and_the_next_message_is_served()
+ {
     let plugin = tests::load(tests::built(wasm::JS_STRAY, wasm::JS_STRAY_BUILD));
     let config = Arc::new(PluginConfig::new());
     let fault = plugin
@@ -28,7 +29,9 @@ fn a_stray_javascript_throw_is_a_fault_with_its_message_and_the_next_message_is_
     match fault.kind() {
         FaultKind::Trap { message, .. } => {
             assert!(
-                message.contains("plugin fault: TypeError: stray bug on a boom"),
+                message.contains(
+                    "plugin fault: TypeError: stray bug on a boom (app.js, line 17, in check)"
+                ),
                 "{message}"
             );
         }
@@ -49,4 +52,24 @@ fn a_reused_javascript_instance_gives_the_same_output() {
 #[test]
 fn the_javascript_translator_agrees_with_the_rust_translator_on_generated_orders() {
     tests::agrees_with_the_rust_translator(orders_js(), 400);
+}
+
+#[test]
+fn issue_12_event_data_of_the_wrong_type_is_a_fault_naming_the_field_not_a_panic() {
+    let plugin = tests::load(tests::built(wasm::JS_STRAY, wasm::JS_STRAY_BUILD));
+    let fault = plugin
+        .translate(&tests::message("object"), Arc::new(PluginConfig::new()))
+        .unwrap_err();
+    match fault.kind() {
+        FaultKind::Trap { message, .. } => {
+            assert!(
+                message.contains(
+                    "plugin fault: OutputError: events[0].data is object: it must be a string"
+                ),
+                "{message}"
+            );
+            assert!(!message.contains("panicked"), "{message}");
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
 }

@@ -18,7 +18,8 @@ fn the_python_translator_passes_the_rust_translators_fixtures() {
 }
 
 #[test]
-fn a_stray_python_exception_is_a_fault_with_its_message_and_the_next_message_is_served() {
+fn a_stray_python_exception_is_a_fault_with_its_message_file_and_line_and_the_next_message_is_served()
+ {
     let plugin = tests::load(tests::built(wasm::PY_STRAY, wasm::PY_STRAY_BUILD));
     let config = Arc::new(PluginConfig::new());
     let fault = plugin
@@ -26,8 +27,11 @@ fn a_stray_python_exception_is_a_fault_with_its_message_and_the_next_message_is_
         .unwrap_err();
     assert_eq!(fault.plugin().name, "py-stray");
     match fault.kind() {
+        // The SDK's wrapper keeps where it happened: the file and line of the raise.
         FaultKind::Trap { message, .. } => assert!(
-            message.contains("ValueError: stray bug on a boom"),
+            message.contains(
+                "plugin fault: ValueError: stray bug on a boom (app.py, line 20, in check)"
+            ),
             "{message}"
         ),
         other => panic!("expected a trap, got {other:?}"),
@@ -48,4 +52,24 @@ fn a_reused_python_instance_gives_the_same_output() {
 #[test]
 fn the_python_translator_agrees_with_the_rust_translator_on_generated_orders() {
     tests::agrees_with_the_rust_translator(orders_py(), 400);
+}
+
+#[test]
+fn issue_12_event_data_of_the_wrong_type_is_a_fault_naming_the_field_not_a_panic() {
+    let plugin = tests::load(tests::built(wasm::PY_STRAY, wasm::PY_STRAY_BUILD));
+    let fault = plugin
+        .translate(&tests::message("dict"), Arc::new(PluginConfig::new()))
+        .unwrap_err();
+    match fault.kind() {
+        FaultKind::Trap { message, .. } => {
+            assert!(
+                message.contains(
+                    "plugin fault: OutputError: events[0].data is a dict: it must be a str"
+                ),
+                "{message}"
+            );
+            assert!(!message.contains("panicked"), "{message}");
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
 }

@@ -1,29 +1,21 @@
 // {{name}}: a Dragoman translator. Replace the vendor and domain shapes with yours.
+//
+// `dragoman.js` beside this file is the SDK: body decoding, checked field readers, money and
+// the wrappers that turn refusals into the contract's errors and keep a bug's file and line.
 
-class Rejected extends Error {
-  constructor(code, message) {
-    super(message);
-    this.code = code;
-  }
-}
+import { EXACT, decimalValue, decode, event, field, key, money, stringValue, textValue, translator } from './dragoman.js';
 
-function parse(message) {
-  let document;
-  try {
-    document = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(message.body));
-  } catch (e) {
-    throw new Rejected('malformed-json', `the body is not valid JSON: ${e}`);
+/** The vendor's message (JSON, XML or form data, decoded alike) as our domain's payload. */
+function received(doc) {
+  const id = textValue(field(doc, 'id', ''), 'id');
+  const kind = doc.kind === undefined || doc.kind === null ? '' : stringValue(doc.kind, 'kind');
+  let amount = null;
+  if (doc.amount !== undefined && doc.amount !== null) {
+    const currency = stringValue(field(doc, 'currency', ''), 'currency');
+    // An amount with more digits than the currency has is refused, not rounded.
+    amount = money(decimalValue(doc.amount, 'amount'), currency, EXACT);
   }
-  if (!document || typeof document !== 'object' || !('id' in document)) {
-    throw new Rejected('missing-field', 'missing field `id`');
-  }
-  return document;
-}
-
-// A bug, not a refusal: say what it was where the host reads it, and end the call.
-function fault(error) {
-  console.error(`plugin fault: ${error}\n${(error && error.stack) || ''}`);
-  throw error;
+  return { id, kind, amount };
 }
 
 export const metadata = {
@@ -33,23 +25,9 @@ export const metadata = {
 };
 
 export const inbound = {
-  idempotencyKey(message) {
-    try {
-      return `example-${parse(message).id}`;
-    } catch (e) {
-      if (e instanceof Rejected) return undefined;
-      return fault(e);
-    }
-  },
-  translate(message) {
-    let received;
-    try {
-      const document = parse(message);
-      received = { id: String(document.id), kind: String(document.kind || '') };
-    } catch (e) {
-      if (e instanceof Rejected) throw { tag: 'rejected', val: { code: e.code, message: e.message } };
-      return fault(e);
-    }
-    return [{ eventType: 'example.received.v1', subject: received.id, partitionKey: received.id, data: JSON.stringify(received) }];
-  },
+  idempotencyKey: key((message) => `example-${textValue(field(decode(message), 'id', ''), 'id')}`),
+  translate: translator((message) => {
+    const payload = received(decode(message));
+    return [event('example.received.v1', payload.id, payload)];
+  }),
 };

@@ -1,27 +1,24 @@
-"""{{name}}: a Dragoman translator. Replace the vendor and domain shapes with yours."""
+"""{{name}}: a Dragoman translator. Replace the vendor and domain shapes with yours.
 
-import json
-import sys
+`dragoman_guest.py` beside this file is the SDK: body decoding, checked field readers, money
+and the wrappers that turn refusals into the contract's errors and keep a bug's file and line.
+"""
 
-from componentize_py_types import Err
+from dragoman_guest import EXACT, decimal_value, decode, event, field, key, money, string_value, text_value, translator
 from wit_world import exports
 from wit_world.imports import types
 
 
-class Rejected(Exception):
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code, self.message = code, message
-
-
-def parse(message):
-    try:
-        document = json.loads(message.body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise Rejected("malformed-json", f"the body is not valid JSON: {e}")
-    if not isinstance(document, dict) or "id" not in document:
-        raise Rejected("missing-field", "missing field `id`")
-    return document
+def received(document):
+    """The vendor's message (JSON, XML or form data, decoded alike) as our domain's payload."""
+    payment_id = text_value(field(document, "id", ""), "id")
+    kind = document.get("kind")
+    amount = document.get("amount")
+    if amount is not None:
+        currency = string_value(field(document, "currency", ""), "currency")
+        # An amount with more digits than the currency has is refused, not rounded.
+        amount = money(decimal_value(amount, "amount"), currency, EXACT)
+    return {"id": payment_id, "kind": "" if kind is None else string_value(kind, "kind"), "amount": amount}
 
 
 class Metadata(exports.Metadata):
@@ -30,21 +27,11 @@ class Metadata(exports.Metadata):
 
 
 class Inbound(exports.Inbound):
+    @key
     def idempotency_key(self, message):
-        try:
-            return f"example-{parse(message)['id']}"
-        except Rejected:
-            return None
+        return f"example-{text_value(field(decode(message), 'id', ''), 'id')}"
 
+    @translator
     def translate(self, message):
-        try:
-            document = parse(message)
-            received = {"id": str(document["id"]), "kind": str(document.get("kind") or "")}
-        except Rejected as e:
-            raise Err(types.TranslateError_Rejected(types.Failure(code=e.code, message=e.message)))
-        except Exception as e:
-            # A bug, not a refusal: say what it was where the host reads it, and end the call.
-            sys.stderr.write(f"plugin fault: {type(e).__name__}: {e}\n")
-            raise SystemExit(1)
-        data = json.dumps(received)
-        return [types.DomainEvent(event_type="example.received.v1", subject=received["id"], partition_key=received["id"], data=data)]
+        payload = received(decode(message))
+        return [event("example.received.v1", payload["id"], payload)]

@@ -1,11 +1,10 @@
 // A JavaScript translator with a bug: a body of `boom` throws an error that is neither
-// `rejected` nor `transient`. Wrapped as docs/plugins/javascript.md shows, the host reports it
-// as a fault with its message and serves the next message.
+// `rejected` nor `transient`. Wrapped by the SDK's `translator`, as the scaffold is, the host
+// reports it as a fault with its message, file and line, and serves the next message. A body
+// of `object` returns an event whose data is an object, not JSON text: the wrapper names the
+// field.
 
-function fault(error) {
-  console.error(`plugin fault: ${error}\n${(error && error.stack) || ""}`);
-  throw error;
-}
+import { translator } from './dragoman.js';
 
 export const metadata = {
   info() {
@@ -13,18 +12,20 @@ export const metadata = {
   },
 };
 
+function check(body) {
+  if (body.length === 4 && String.fromCharCode(...body) === 'boom') {
+    throw new TypeError('stray bug on a boom'); // line 17: the fault names it
+  }
+}
+
 export const inbound = {
   idempotencyKey() {
     return undefined;
   },
-  translate(message) {
-    try {
-      if (message.body.length === 4 && String.fromCharCode(...message.body) === 'boom') {
-        throw new TypeError('stray bug on a boom');
-      }
-      return [{ eventType: 'js.seen.v1', subject: 's', partitionKey: 's', data: JSON.stringify({ bytes: message.body.length }) }];
-    } catch (e) {
-      return fault(e);
-    }
-  },
+  translate: translator((message) => {
+    check(message.body);
+    const object = message.body.length === 6 && String.fromCharCode(...message.body) === 'object';
+    const data = object ? { bytes: 6 } : JSON.stringify({ bytes: message.body.length });
+    return [{ eventType: 'js.seen.v1', subject: 's', partitionKey: 's', data }];
+  }),
 };

@@ -4,18 +4,26 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use dragoman::fixtures::{self, Verdict};
-use dragoman::plugin::{Limits, Plugin, PluginConfig, Runtime, TranslateError, VendorMessage};
+use dragoman::fixtures;
+use dragoman::plugin::{Limits, Plugin, Runtime};
 use serde_json::json;
+
+use crate::folder::Folder;
+use crate::local;
 
 /// Runs vendor translators as sandboxed WebAssembly components.
 #[derive(Debug, Parser)]
-#[command(name = "dragoman", version)]
+#[command(
+    name = "dragoman",
+    version,
+    after_help = "Write a translator in Rust, Python or JavaScript:\n  \
+                  dragoman plugin new --lang rust|python|js NAME   (also rs, py, javascript)\n  \
+                  dragoman plugin dev NAME                         (rebuild and test on every save)"
+)]
 pub(crate) struct Args {
     #[command(subcommand)]
     command: Command,
@@ -192,10 +200,11 @@ enum PluginCommand {
     },
     /// Run a plugin's contract fixtures; exits 1 on any mismatch.
     Test {
-        /// The component.
+        /// The component, or a plugin folder (its component, refused when older than its
+        /// sources, with its `fixtures/`).
         file: PathBuf,
         /// The directory of `NAME.input.*` and `NAME.expected.json` files [default: the
-        /// fixtures the component carries].
+        /// fixtures the component carries, or the folder's `fixtures/`].
         fixtures: Option<PathBuf>,
         #[command(flatten)]
         runtime: RuntimeArgs,
@@ -267,11 +276,12 @@ enum PluginCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Create a plugin folder (source, fixtures, build script) that builds and passes its
-    /// fixtures as generated: `./NAME/build.sh` (which embeds the fixtures in the
-    /// component), then `dragoman plugin test NAME/NAME.wasm`.
+    /// Create a plugin folder (source, SDK, fixtures, build script, README, .gitignore) that
+    /// builds and passes its fixtures as generated: `dragoman plugin dev NAME`, or
+    /// `./NAME/build.sh` (which embeds the fixtures in the component) then `dragoman plugin
+    /// test NAME`.
     New {
-        /// The language.
+        /// The language: rust (rs), python (py) or js (javascript).
         #[arg(long, value_enum)]
         lang: crate::scaffold::Lang,
         /// The plugin's name, kebab-case; also the folder's.
@@ -282,6 +292,15 @@ enum PluginCommand {
         /// The guest SDK, for Rust plugins [default: the one this host was built from].
         #[arg(long, value_name = "PATH")]
         sdk: Option<PathBuf>,
+    },
+    /// Watch a plugin folder: on every save of a source, rebuild (`build.sh`), reload and
+    /// rerun its fixtures, printing only what changed; a fixture's change reruns without a
+    /// build. Runs until ctrl-c.
+    Dev {
+        /// The plugin folder.
+        dir: PathBuf,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
     },
     /// Translate one message read from stdin and print the events as JSON.
     Translate {
@@ -300,7 +319,8 @@ enum PluginCommand {
 
 #[derive(Debug, clap::Args)]
 struct RuntimeArgs {
-    /// Where compiled components are cached [default: $XDG_CACHE_HOME/dragoman or ~/.cache/dragoman].
+    /// Where compiled components are cached [default: $XDG_CACHE_HOME/dragoman or ~/.cache/dragoman;
+    /// none for `plugin dev`].
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
     /// Compile every time; use no cache.
@@ -463,24 +483,31 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             sdk,
         }) => {
             let created = crate::scaffold::create(lang, &name, &dir, sdk)?;
-            println!("created {}", created.display());
-            println!("build it:  {}/build.sh", created.display());
-            println!(
-                "test it:   dragoman plugin test {}/{name}.wasm",
-                created.display()
-            );
-            println!(
-                "push it:   dragoman plugin push {}/{name}.wasm --server URL",
-                created.display()
-            );
+            let at = created.display();
+            println!("created {at}");
+            println!("work on it: dragoman plugin dev {at}   (rebuilds and tests on every save)");
+            println!("build it:   {at}/build.sh");
+            println!("test it:    dragoman plugin test {at}");
+            println!("push it:    dragoman plugin push {at}/{name}.wasm --server URL");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plugin(PluginCommand::Check { file, runtime }) => check(&runtime.load(&file)?),
+        Command::Plugin(PluginCommand::Check { file, runtime }) => {
+            local::check(&runtime.load(&file)?)
+        }
         Command::Plugin(PluginCommand::Test {
             file,
             fixtures,
             runtime,
         }) => {
+            if file.is_dir() {
+                // A plugin folder: its component, if built after its last edit, and its
+                // fixtures as they are now.
+                let folder = Folder::open(&file)?;
+                let component = folder.fresh_component()?.to_owned();
+                let dir = fixtures.unwrap_or_else(|| folder.fixtures());
+                let found = fixtures::discover(&dir).map_err(dragoman::Error::from)?;
+                return local::test(&runtime.load(&component)?, &found);
+            }
             let found = match fixtures {
                 Some(dir) => fixtures::discover(&dir).map_err(dragoman::Error::from)?,
                 None => {
@@ -497,7 +524,13 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                         })?
                 }
             };
-            test(&runtime.load(&file)?, &found)
+            local::test(&runtime.load(&file)?, &found)
+        }
+        Command::Plugin(PluginCommand::Dev { dir, mut runtime }) => {
+            // Every save makes a new component: caching each compiled one would only fill the
+            // disk, so the cache is used only when asked for.
+            runtime.no_cache = runtime.cache_dir.is_none();
+            crate::dev::run(&Folder::open(&dir)?, &runtime.runtime()?)
         }
         Command::Plugin(PluginCommand::Pack {
             file,
@@ -601,12 +634,12 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             config,
             runtime,
         }) => {
-            let config = parse_config(&config)?;
+            let config = local::parse_config(&config)?;
             let mut body = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut body)
                 .context("cannot read the message from stdin")?;
-            translate(&runtime.load(&file)?, content_type, config, body)
+            local::translate(&runtime.load(&file)?, content_type, config, body)
         }
     }
 }
@@ -618,106 +651,4 @@ fn selector_body(version: &str) -> serde_json::Value {
         dragoman::registry::Selector::Sha256(sha) => json!({ "sha256": sha }),
         dragoman::registry::Selector::Version(v) => json!({ "version": v }),
     }
-}
-
-fn check(plugin: &Plugin) -> Result<ExitCode> {
-    let info = plugin.info();
-    let directions = plugin.directions();
-    let list: Vec<&str> = [
-        ("inbound", directions.inbound),
-        ("outbound", directions.outbound),
-    ]
-    .into_iter()
-    .filter_map(|(name, yes)| yes.then_some(name))
-    .collect();
-    println!("plugin:             {}", info.name);
-    println!("version:            {}", info.version);
-    println!("vendor api version: {}", info.vendor_api_version);
-    println!("contract:           {}", dragoman::plugin::CONTRACT);
-    println!("directions:         {}", list.join(", "));
-    println!("sha256:             {}", plugin.id().sha256);
-    Ok(ExitCode::SUCCESS)
-}
-
-fn test(plugin: &Plugin, found: &[fixtures::Fixture]) -> Result<ExitCode> {
-    let (mut passed, mut failed) = (0, 0);
-    for fixture in found {
-        match fixtures::run(plugin, fixture).map_err(dragoman::Error::from)? {
-            Verdict::Pass => {
-                passed += 1;
-                println!("ok   {}", fixture.name);
-            }
-            Verdict::Fail { diff } => {
-                failed += 1;
-                println!("FAIL {}", fixture.name);
-                for line in diff.lines() {
-                    println!("     {line}");
-                }
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-fn translate(
-    plugin: &Plugin,
-    content_type: Option<String>,
-    config: PluginConfig,
-    body: Vec<u8>,
-) -> Result<ExitCode> {
-    let message = VendorMessage {
-        id: "cli".into(),
-        content_type,
-        headers: Vec::new(),
-        body,
-    };
-    let config = Arc::new(config);
-    let outcome = plugin.session(config).and_then(|mut session| {
-        let key = session.idempotency_key(&message)?;
-        Ok((key, session.translate(&message)?))
-    });
-    let (key, result) = match outcome {
-        Ok(outcome) => outcome,
-        Err(fault) => {
-            // The plugin failed, not the command line: exit 1, as for a refusal.
-            eprintln!("dragoman: {fault}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    match result {
-        Ok(events) => {
-            let out = json!({"idempotency_key": key, "events": events});
-            println!("{}", serde_json::to_string_pretty(&out)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(refusal) => {
-            let (kind, failure) = match refusal {
-                TranslateError::Rejected(f) => ("rejected", f),
-                TranslateError::Transient(f) => ("transient", f),
-            };
-            let out =
-                json!({"error": {"kind": kind, "code": failure.code, "message": failure.message}});
-            println!("{}", serde_json::to_string_pretty(&out)?);
-            Ok(ExitCode::FAILURE)
-        }
-    }
-}
-
-fn parse_config(entries: &[String]) -> Result<PluginConfig> {
-    let mut config = PluginConfig::new();
-    for entry in entries {
-        let Some((key, value)) = entry.split_once('=') else {
-            bail!("--config `{entry}` is not KEY=VALUE");
-        };
-        if key.is_empty() {
-            bail!("--config `{entry}` has an empty key");
-        }
-        config.insert(key.to_owned(), value.to_owned());
-    }
-    Ok(config)
 }

@@ -3,6 +3,9 @@
 
 mod cli;
 mod client;
+mod dev;
+mod folder;
+mod local;
 mod scaffold;
 mod serve;
 mod watch;

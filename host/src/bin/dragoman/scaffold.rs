@@ -7,9 +7,50 @@ use anyhow::{Context, Result, bail};
 /// The languages a plugin can be scaffolded in.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub(crate) enum Lang {
+    /// Rust, with the guest SDK `dragoman-guest`.
+    #[value(alias = "rs")]
     Rust,
+    /// Python, with componentize-py and `dragoman_guest.py`.
+    #[value(alias = "py")]
     Python,
+    /// JavaScript, with componentize-js and `dragoman.js`.
+    #[value(alias = "javascript")]
     Js,
+}
+
+impl Lang {
+    /// The language's name, its source file, and what its SDK is, for the folder's README.
+    fn readme(self) -> [(&'static str, &'static str); 3] {
+        match self {
+            Self::Rust => [
+                ("language", "Rust"),
+                ("source", "src/lib.rs"),
+                (
+                    "sdk_note",
+                    "it depends on the guest SDK `dragoman-guest` by a path relative to this \
+                     folder (`Cargo.toml`): keep the two side by side, or fix the path.",
+                ),
+            ],
+            Self::Python => [
+                ("language", "Python"),
+                ("source", "app.py"),
+                (
+                    "sdk_note",
+                    "`dragoman_guest.py` is the SDK (`VERSION` says which), copied here so the \
+                     folder builds on its own; `wit/` is the contract.",
+                ),
+            ],
+            Self::Js => [
+                ("language", "JavaScript"),
+                ("source", "app.js"),
+                (
+                    "sdk_note",
+                    "`dragoman.js` is the SDK (`VERSION` says which), copied here so the folder \
+                     builds on its own; `wit/` is the contract.",
+                ),
+            ],
+        }
+    }
 }
 
 const WIT: &str = include_str!("../../../../wit/translator.wit");
@@ -17,6 +58,9 @@ const OK_INPUT: &str = include_str!("../../../scaffold/common/ok.input.json");
 const OK_EXPECTED: &str = include_str!("../../../scaffold/common/ok.expected.json");
 const MISSING_INPUT: &str = include_str!("../../../scaffold/common/missing-id.input.json");
 const MISSING_EXPECTED: &str = include_str!("../../../scaffold/common/missing-id.expected.json");
+const README: &str = include_str!("../../../scaffold/common/README.md");
+const PYTHON_SDK: &str = include_str!("../../../../guest-sdk/python/dragoman_guest.py");
+const JS_SDK: &str = include_str!("../../../../guest-sdk/js/dragoman.js");
 
 /// Writes the plugin folder `parent/name`; returns its path.
 // Long on purpose: the file list of each language's template, side by side.
@@ -50,6 +94,11 @@ pub(crate) fn create(
             sdk.display()
         )
     })?;
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    // Relative, so the folder and the SDK can move together (a clone of a repository that
+    // holds both builds as it is).
+    let sdk = relative(&parent.canonicalize()?.join(name), &sdk);
     // The build script embeds the fixtures with this very binary, unless told another.
     let dragoman = std::env::current_exe()
         .map(|exe| exe.display().to_string())
@@ -60,6 +109,10 @@ pub(crate) fn create(
             .replace("{{crate}}", &name.replace('-', "_"))
             .replace("{{sdk}}", &sdk.display().to_string())
     };
+    let mut readme = README.to_owned();
+    for (key, value) in lang.readme() {
+        readme = readme.replace(&format!("{{{{{key}}}}}"), value);
+    }
     let files: Vec<(&str, String)> = match lang {
         Lang::Rust => vec![
             (
@@ -78,6 +131,10 @@ pub(crate) fn create(
                 "build.sh",
                 fill(include_str!("../../../scaffold/rust/build.sh")),
             ),
+            (
+                ".gitignore",
+                include_str!("../../../scaffold/rust/gitignore").into(),
+            ),
         ],
         Lang::Python => vec![
             (
@@ -92,6 +149,11 @@ pub(crate) fn create(
                 "build.sh",
                 fill(include_str!("../../../scaffold/python/build.sh")),
             ),
+            ("dragoman_guest.py", PYTHON_SDK.to_owned()),
+            (
+                ".gitignore",
+                include_str!("../../../scaffold/python/gitignore").into(),
+            ),
             ("wit/translator.wit", WIT.to_owned()),
         ],
         Lang::Js => vec![
@@ -104,20 +166,25 @@ pub(crate) fn create(
                 "build.sh",
                 fill(include_str!("../../../scaffold/js/build.sh")),
             ),
+            ("dragoman.js", JS_SDK.to_owned()),
+            (
+                ".gitignore",
+                include_str!("../../../scaffold/js/gitignore").into(),
+            ),
             ("wit/translator.wit", WIT.to_owned()),
         ],
     };
-    let fixtures = [
-        ("fixtures/ok.input.json", OK_INPUT),
-        ("fixtures/ok.expected.json", OK_EXPECTED),
-        ("fixtures/missing-id.input.json", MISSING_INPUT),
-        ("fixtures/missing-id.expected.json", MISSING_EXPECTED),
+    let shared = [
+        ("README.md", fill(&readme)),
+        ("fixtures/ok.input.json", OK_INPUT.to_owned()),
+        ("fixtures/ok.expected.json", OK_EXPECTED.to_owned()),
+        ("fixtures/missing-id.input.json", MISSING_INPUT.to_owned()),
+        (
+            "fixtures/missing-id.expected.json",
+            MISSING_EXPECTED.to_owned(),
+        ),
     ];
-    let all = files.into_iter().chain(
-        fixtures
-            .into_iter()
-            .map(|(path, text)| (path, text.to_owned())),
-    );
+    let all = files.into_iter().chain(shared);
     for (path, text) in all {
         let path = dir.join(path);
         std::fs::create_dir_all(path.parent().expect("a file in the folder"))
@@ -126,6 +193,17 @@ pub(crate) fn create(
     }
     set_executable(&dir.join("build.sh"))?;
     Ok(dir)
+}
+
+/// `to` as a path relative to the directory `from` (both absolute).
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let shared = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut path: PathBuf =
+        std::iter::repeat_n(std::path::Component::ParentDir, from.len() - shared).collect();
+    path.extend(&to[shared..]);
+    path
 }
 
 fn set_executable(path: &Path) -> Result<()> {
