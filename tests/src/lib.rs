@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use dragoman::plugin::{Limits, Plugin, Runtime, VendorMessage};
 
+pub mod dev;
 pub mod net;
 pub mod swap;
 pub mod tls;
