@@ -162,6 +162,7 @@ impl Default for RuntimeBuilder {
                 max_instances: DEFAULT_MAX_INSTANCES,
                 epoch_tick: DEFAULT_EPOCH_TICK,
                 keep_resident: DEFAULT_KEEP_RESIDENT,
+                quick_compile: false,
             },
             cache_dir: None,
         }
@@ -207,6 +208,16 @@ impl RuntimeBuilder {
     /// By default, [`DEFAULT_KEEP_RESIDENT`].
     pub fn keep_resident(&mut self, bytes: usize) -> &mut Self {
         self.settings.keep_resident = bytes;
+        self
+    }
+
+    /// Compile faster and run slower: no optimisation of the compiled code. For an edit loop
+    /// (`dragoman plugin dev`), where every save brings a new component that runs a handful
+    /// of fixtures; not for serving.
+    ///
+    /// By default, off.
+    pub fn quick_compile(&mut self, quick: bool) -> &mut Self {
+        self.settings.quick_compile = quick;
         self
     }
 

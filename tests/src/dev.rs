@@ -104,12 +104,8 @@ impl Drop for DevLoop {
     }
 }
 
-/// The seconds in a `plugin dev` summary line (`… · edit to result 4.21 s`).
+/// The seconds in a `plugin dev` summary line (`… · edit to result 4.21 s (build and load …)`).
 pub fn edit_to_result(summary: &str) -> Option<f64> {
-    summary
-        .rsplit_once("edit to result ")?
-        .1
-        .strip_suffix(" s")?
-        .parse()
-        .ok()
+    let (_, after) = summary.split_once("edit to result ")?;
+    after.split_once(" s")?.0.parse().ok()
 }

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+};
 
 use super::limits::Limits;
 
@@ -14,6 +16,7 @@ pub(crate) struct EngineSettings {
     pub(crate) max_instances: u32,
     pub(crate) epoch_tick: Duration,
     pub(crate) keep_resident: usize,
+    pub(crate) quick_compile: bool,
 }
 
 pub(crate) fn build(settings: &EngineSettings) -> wasmtime::Result<Engine> {
@@ -39,6 +42,9 @@ pub(crate) fn build(settings: &EngineSettings) -> wasmtime::Result<Engine> {
         .wasm_component_model(true)
         .epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    if settings.quick_compile {
+        config.cranelift_opt_level(OptLevel::None);
+    }
     Engine::new(&config)
 }
 

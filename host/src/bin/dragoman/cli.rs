@@ -332,6 +332,9 @@ struct RuntimeArgs {
     /// Memory cap of one plugin instance, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     memory_mib: usize,
+    /// Compile without optimising (`plugin dev` always does): faster to load, slower to run.
+    #[arg(long)]
+    quick_compile: bool,
 }
 
 impl RuntimeArgs {
@@ -346,7 +349,7 @@ impl RuntimeArgs {
             ..Limits::default()
         });
         // The command line runs one plugin at a time: a small pool is enough.
-        builder.max_instances(4);
+        builder.max_instances(4).quick_compile(self.quick_compile);
         if !self.no_cache
             && let Some(dir) = self.cache_dir.clone().or_else(default_cache_dir)
         {
@@ -530,6 +533,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             // Every save makes a new component: caching each compiled one would only fill the
             // disk, so the cache is used only when asked for.
             runtime.no_cache = runtime.cache_dir.is_none();
+            runtime.quick_compile = true;
             crate::dev::run(&Folder::open(&dir)?, &runtime.runtime()?)
         }
         Command::Plugin(PluginCommand::Pack {

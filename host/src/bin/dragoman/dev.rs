@@ -2,7 +2,8 @@
 //! `build.sh` runs, the new component is loaded and the fixtures run again; a saved fixture
 //! reruns them without a build. After the first run only what changed is printed (a fixture
 //! that now fails with its diff, one that passes again, one added or removed), then one line
-//! of counts with the time from the save to the result.
+//! of counts with the time from the save to the result. Components are compiled without
+//! optimisation (`quick_compile`): each is loaded once to run a handful of fixtures.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -51,8 +52,12 @@ pub(crate) fn run(folder: &Folder, runtime: &Runtime) -> Result<ExitCode> {
         seen: Instant::now(),
     };
     loop {
+        let mut built_in = None;
         if change.build {
-            match rebuild(folder, runtime) {
+            let started = Instant::now();
+            let rebuilt = rebuild(folder, runtime);
+            built_in = Some(started.elapsed());
+            match rebuilt {
                 Ok(loaded) => plugin = Some(loaded),
                 Err(why) => {
                     println!("{why}");
@@ -70,8 +75,12 @@ pub(crate) fn run(folder: &Folder, runtime: &Runtime) -> Result<ExitCode> {
                 Ok(now) => {
                     show(last.as_ref(), &now);
                     let failed = now.values().filter(|r| r.is_some()).count();
+                    let build = built_in.map_or_else(
+                        || " (fixtures only)".to_owned(),
+                        |t| format!(" (build and load {:.2} s)", t.as_secs_f64()),
+                    );
                     println!(
-                        "{} passed, {failed} failed · edit to result {:.2} s",
+                        "{} passed, {failed} failed · edit to result {:.2} s{build}",
                         now.len() - failed,
                         change.seen.elapsed().as_secs_f64()
                     );
