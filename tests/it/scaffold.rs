@@ -228,7 +228,10 @@ fn issue_12_plugin_dev_rebuilds_and_reruns_after_a_save_printing_only_what_chang
     let third = dev.until("2 passed, 0 failed", limit);
     assert!(third.iter().any(|l| l == "ok   ok"), "{third:#?}");
     assert!(!third.iter().any(|l| l == "building…"), "{third:#?}");
-    assert!(third.last().unwrap().ends_with("(fixtures only)"), "{third:#?}");
+    assert!(
+        third.last().unwrap().ends_with("(fixtures only)"),
+        "{third:#?}"
+    );
 
     // A syntax error: the build's own message, with file and line; the loop goes on.
     std::fs::write(&lib, source.replacen("struct", "struct (", 1)).unwrap();
