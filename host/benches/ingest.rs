@@ -200,6 +200,7 @@ impl Load {
                 dead_letter: None,
                 resolves: None,
                 audit: vec![],
+                entities: vec![],
             };
             store.commit(commit).expect("the commit is written");
         }

@@ -7,12 +7,10 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
+use crate::chain::{self, Link};
+pub use crate::chain::{Finding, GENESIS};
 use crate::storage::{AuditDraft, AuditEvent};
-
-/// The `prev` of a stream's first event.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Gives a draft its version and hash, after `head` (the stream's last event, if any).
 pub(crate) fn seal(head: Option<&AuditEvent>, draft: AuditDraft) -> AuditEvent {
@@ -35,8 +33,7 @@ pub(crate) fn seal(head: Option<&AuditEvent>, draft: AuditDraft) -> AuditEvent {
 
 /// sha256 over the previous hash and every other field, in a fixed order.
 fn hash(event: &AuditEvent) -> String {
-    let mut digest = Sha256::new();
-    for part in [
+    chain::digest(&[
         event.prev.as_bytes(),
         event.message_id.as_bytes(),
         &event.version.to_be_bytes(),
@@ -46,26 +43,7 @@ fn hash(event: &AuditEvent) -> String {
         serde_json::to_string(&event.data)
             .expect("JSON values serialize")
             .as_bytes(),
-    ] {
-        digest.update((part.len() as u64).to_be_bytes());
-        digest.update(part);
-    }
-    digest
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// A problem found in the audit trail.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Finding {
-    /// The stream.
-    pub message_id: String,
-    /// The version at fault (or where one is missing).
-    pub version: u64,
-    /// What is wrong.
-    pub problem: String,
+    ])
 }
 
 /// Walks every stream: versions must run 1, 2, 3…, each event must hash to its `hash`, and
@@ -74,38 +52,25 @@ pub struct Finding {
 pub fn verify(streams: &BTreeMap<String, Vec<AuditEvent>>) -> Vec<Finding> {
     let mut findings = Vec::new();
     for (id, events) in streams {
-        let mut prev = GENESIS.to_owned();
         for (n, event) in events.iter().enumerate() {
-            let expected = n as u64 + 1;
-            let finding = |problem: String| Finding {
-                message_id: id.clone(),
-                version: expected,
-                problem,
-            };
             if event.message_id != *id {
-                findings.push(finding(format!(
-                    "event names stream {} but is stored in {id}",
-                    event.message_id
-                )));
+                findings.push(Finding {
+                    message_id: id.clone(),
+                    version: n as u64 + 1,
+                    problem: format!(
+                        "event names stream {} but is stored in {id}",
+                        event.message_id
+                    ),
+                });
             }
-            if event.version != expected {
-                findings.push(finding(format!(
-                    "version {} where {expected} was expected: an event is missing or out of order",
-                    event.version
-                )));
-            }
-            if event.prev != prev {
-                findings.push(finding(
-                    "its `prev` is not the hash of the event before it".into(),
-                ));
-            }
-            if hash(event) != event.hash {
-                findings.push(finding(
-                    "its contents do not match its hash: it was edited".into(),
-                ));
-            }
-            prev = event.hash.clone();
         }
+        let links = events.iter().map(|event| Link {
+            position: event.version,
+            prev: &event.prev,
+            hash: &event.hash,
+            computed: hash(event),
+        });
+        findings.extend(chain::check(id, links));
     }
     findings
 }

@@ -126,6 +126,7 @@ struct RawRoute {
     #[serde(default)]
     retry: RawRetry,
     commands: Option<vendors::RawCommands>,
+    entity_streams: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -237,6 +238,8 @@ pub struct RouteConfig {
     pub headers: Vec<String>,
     /// How it sends commands to its vendor, if it takes commands.
     pub commands: Option<CommandsConfig>,
+    /// Whether its events are also appended to their entities' streams (on by default).
+    pub entity_streams: bool,
 }
 
 /// Retries of a delivery: attempt `n` (from 1) waits `min(initial * multiplier^(n-1), max)`,
@@ -440,6 +443,7 @@ impl Config {
                     retry,
                     headers,
                     commands,
+                    entity_streams: route.entity_streams.unwrap_or(true),
                 },
             );
         }

@@ -87,10 +87,12 @@
 pub mod audit;
 mod bindings;
 pub mod breaker;
+mod chain;
 mod circuits;
 pub mod clock;
 pub mod config;
 mod delivery;
+pub mod entity;
 mod error;
 pub mod fixtures;
 mod host;

@@ -310,6 +310,45 @@ pub struct AuditEvent {
     pub hash: String,
 }
 
+/// The entity a domain event is about: the first segment of its type (`order` in
+/// `order.paid.v1`) and its subject.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EntityRef {
+    /// The entity type, for example `order`.
+    pub entity_type: String,
+    /// The entity's id: the events' subject.
+    pub id: String,
+}
+
+/// An event to append to its entity's stream, in the commit that puts it in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityDraft {
+    /// The stream.
+    pub entity: EntityRef,
+    /// The event, as committed (its commit time is `event.time`).
+    pub event: OutboxEvent,
+    /// When it happened, by the vendor's word (`occurred_at` in its data), if it says.
+    pub occurred_at: Option<Timestamp>,
+}
+
+/// An event in its entity's stream: append-only, chained to its predecessor by hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityEvent {
+    /// The stream.
+    pub entity: EntityRef,
+    /// 1 for the stream's first event, then one more each time: its commit order.
+    pub seq: u64,
+    /// The event: its id, type, data, commit time, the message and plugin version it came
+    /// from.
+    pub event: OutboxEvent,
+    /// When it happened, by the vendor's word, if it says.
+    pub occurred_at: Option<Timestamp>,
+    /// The hash of the stream's previous event (64 zeros for the first).
+    pub prev: String,
+    /// This event's hash: sha256 over `prev` and the event's other fields.
+    pub hash: String,
+}
+
 /// Everything one ingest (or replay) commits, all or nothing.
 #[derive(Debug, Clone)]
 pub struct Commit {
@@ -329,6 +368,8 @@ pub struct Commit {
     pub resolves: Option<String>,
     /// Audit events.
     pub audit: Vec<AuditDraft>,
+    /// Events to append to their entities' streams (empty when the host keeps none).
+    pub entities: Vec<EntityDraft>,
 }
 
 /// What a backend reports to `/metrics` and `/readyz`.
@@ -500,6 +541,20 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     ///
     /// [`StorageError`] when the backend fails.
     fn audit_streams(&self) -> Result<BTreeMap<String, Vec<AuditEvent>>, StorageError>;
+
+    /// An entity's stream, in commit order (empty for an entity never seen).
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn entity_stream(&self, entity: &EntityRef) -> Result<Vec<EntityEvent>, StorageError>;
+
+    /// Every entity stream, for verification.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn entity_streams(&self) -> Result<BTreeMap<EntityRef, Vec<EntityEvent>>, StorageError>;
 
     /// Forgets up to `limit` idempotency keys expired at `now` and published events
     /// published at or before `published_before`, and claims past their timeout; returns how

@@ -11,6 +11,7 @@
 mod body;
 mod breakers;
 mod commands;
+mod entities;
 mod plugins;
 mod problem;
 mod replay;

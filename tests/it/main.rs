@@ -36,3 +36,5 @@ mod door;
 mod commands;
 // Hot swap of a route's plugin while messages flow.
 mod swap;
+// Entity streams: every committed event in the stream of the entity it is about.
+mod entities;

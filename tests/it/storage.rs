@@ -10,7 +10,7 @@ use dragoman::outcome::{Accepted, Cause, Rejected, Settled};
 use dragoman::storage::Db;
 use dragoman::storage::{
     AuditDraft, Claim, ClaimToken, Commit, Completed, DeadLetter, DeadLetterKind, DeliveryOutcome,
-    MessageRecord, OutboxEvent, PendingDelivery, Storage, StorageError,
+    EntityDraft, EntityRef, MessageRecord, OutboxEvent, PendingDelivery, Storage, StorageError,
 };
 use jiff::Timestamp;
 use serde_json::json;
@@ -116,6 +116,7 @@ fn commit(
             draft(message_id, "received"),
             draft(message_id, "committed"),
         ],
+        entities: vec![],
     }
 }
 
@@ -869,5 +870,89 @@ fn ob12_a_kept_answer_replaces_the_one_before_and_survives_a_restart() {
             store.recall_answer("orders\0get\0A-2").unwrap(),
             Some((json!({"n": 3}), at(3)))
         );
+    });
+}
+
+/// A commit that also appends its events to their entities' streams.
+fn with_entities(mut commit: Commit, subject: &str, types: &[&str]) -> Commit {
+    for ((event, _), event_type) in commit.events.iter_mut().zip(types) {
+        event.event_type = (*event_type).to_owned();
+        event.subject = subject.to_owned();
+        event.data = format!(r#"{{"step": "{event_type}"}}"#);
+    }
+    commit.entities = commit
+        .events
+        .iter()
+        .map(|(event, _)| EntityDraft {
+            entity: EntityRef::of(&event.event_type, &event.subject).unwrap(),
+            event: event.clone(),
+            occurred_at: None,
+        })
+        .collect();
+    commit
+}
+
+#[test]
+fn issue_13_entity_streams_grow_with_their_commits_in_order_and_chained() {
+    each(|backend, dir| {
+        let order = EntityRef::of("order.created.v1", "A-1").unwrap();
+        {
+            let store = backend(dir);
+            let first = fresh(store.claim("orders", "k1", t0(), TIMEOUT).unwrap());
+            let c = commit(Some(first), "m1", "k1", &["e1", "e2"], 60_000);
+            store
+                .commit(with_entities(
+                    c,
+                    "A-1",
+                    &["order.created.v1", "order.paid.v1"],
+                ))
+                .unwrap();
+            // A lost claim appends nothing, as it commits nothing.
+            let slow = fresh(
+                store
+                    .claim("orders", "k2", t0(), Duration::from_millis(10))
+                    .unwrap(),
+            );
+            let fast = fresh(store.claim("orders", "k2", at(11), TIMEOUT).unwrap());
+            let lost = with_entities(
+                commit(Some(slow), "m2", "k2", &["lost"], 60_000),
+                "A-1",
+                &["order.cancelled.v1"],
+            );
+            assert!(store.commit(lost).is_err());
+            let c = commit(Some(fast), "m3", "k2", &["e3", "e4"], 60_000);
+            store
+                .commit(with_entities(
+                    c,
+                    "A-1",
+                    &["order.shipped.v1", "parcel.scanned.v1"],
+                ))
+                .unwrap();
+            block_on(store.durable()).unwrap();
+        }
+        // After a restart, the streams are as committed.
+        let store = backend(dir);
+        let stream = store.entity_stream(&order).unwrap();
+        let seen: Vec<(u64, &str, &str)> = stream
+            .iter()
+            .map(|e| (e.seq, e.event.id.as_str(), e.event.message_id.as_str()))
+            .collect();
+        assert_eq!(seen, [(1, "e1", "m1"), (2, "e2", "m1"), (3, "e3", "m3")]);
+        let parcel = EntityRef::of("parcel.scanned.v1", "A-1").unwrap();
+        assert_eq!(
+            store.entity_stream(&parcel).unwrap().len(),
+            1,
+            "another entity type, another stream"
+        );
+        assert!(
+            store
+                .entity_stream(&EntityRef::of("order.x.v1", "B").unwrap())
+                .unwrap()
+                .is_empty()
+        );
+        let streams = store.entity_streams().unwrap();
+        assert_eq!(streams.len(), 2);
+        assert_eq!(streams[&order], stream);
+        assert!(dragoman::entity::verify(&streams).is_empty());
     });
 }

@@ -82,6 +82,14 @@ impl Settlement<'_> {
         events: Vec<(OutboxEvent, Vec<String>)>,
         dead_letter: Option<DeadLetter>,
     ) -> Commit {
+        let entities = if self.route.entity_streams {
+            events
+                .iter()
+                .filter_map(|(event, _)| crate::entity::draft(event))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Commit {
             claim: self.claim,
             completed: Completed {
@@ -94,6 +102,7 @@ impl Settlement<'_> {
             dead_letter,
             resolves: None,
             audit: self.audit,
+            entities,
         }
     }
 

@@ -10,7 +10,9 @@ use super::Pipeline;
 use crate::Error;
 use crate::audit::{self, Finding, MessageState};
 use crate::config::{HttpSink, SinkAuth, SinkConfig};
-use crate::storage::{AuditEvent, DeadLetter, MessageRecord, Storage, StorageError};
+use crate::storage::{
+    AuditEvent, DeadLetter, EntityEvent, EntityRef, MessageRecord, Storage, StorageError,
+};
 
 /// The most dead letter entries one listing gives.
 pub(crate) const MAX_LISTING: usize = 1000;
@@ -76,13 +78,23 @@ impl Pipeline {
         self.read(move |storage| storage.history(&id)).await
     }
 
-    /// Verifies every audit stream: how many there are, and what is wrong.
+    /// Verifies every audit stream and every entity stream: how many there are, and what
+    /// is wrong.
     pub(crate) async fn verify_audit(&self) -> Result<(usize, Vec<Finding>), Error> {
         self.read(|storage| {
             let streams = storage.audit_streams()?;
-            Ok((streams.len(), audit::verify(&streams)))
+            let mut findings = audit::verify(&streams);
+            let entities = storage.entity_streams()?;
+            findings.extend(crate::entity::verify(&entities));
+            Ok((streams.len() + entities.len(), findings))
         })
         .await
+    }
+
+    /// An entity's stream, in commit order (empty for an entity never seen).
+    pub(crate) async fn entity_stream(&self, entity: EntityRef) -> Result<Vec<EntityEvent>, Error> {
+        self.read(move |storage| storage.entity_stream(&entity))
+            .await
     }
 
     /// The routes, their plugins and `sinks`, as JSON.

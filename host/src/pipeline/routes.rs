@@ -53,6 +53,8 @@ pub(crate) struct Route {
     pub(crate) headers: KeptHeaders,
     /// How it sends commands to its vendor, if it takes commands.
     pub(crate) commands: Option<CommandsConfig>,
+    /// Whether its events go to their entities' streams too.
+    pub(crate) entity_streams: bool,
 }
 
 impl Route {
@@ -300,5 +302,6 @@ fn load_route(
         retry: route.retry,
         headers: KeptHeaders::new(&route.headers),
         commands: route.commands.clone(),
+        entity_streams: route.entity_streams,
     })
 }

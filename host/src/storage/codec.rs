@@ -5,7 +5,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::storage::StorageError;
+use crate::storage::{EntityRef, StorageError};
 
 /// The record format version, the first byte of every value.
 pub(super) const FORMAT: u8 = 1;
@@ -181,6 +181,23 @@ pub(super) fn audit_prefix(message_id: &str) -> Vec<u8> {
 
 pub(super) fn audit_key(message_id: &str, version: u64) -> Vec<u8> {
     [audit_prefix(message_id).as_slice(), &version.to_be_bytes()].concat()
+}
+
+/// An entity stream's keys: `n\0TYPE\0ID\0` and the event's place, so a stream reads in
+/// order and its last event is the last key.
+pub(super) fn entity_prefix(entity: &EntityRef) -> Vec<u8> {
+    [
+        b"n\0",
+        entity.entity_type.as_bytes(),
+        b"\0",
+        entity.id.as_bytes(),
+        b"\0",
+    ]
+    .concat()
+}
+
+pub(super) fn entity_key(entity: &EntityRef, seq: u64) -> Vec<u8> {
+    [entity_prefix(entity).as_slice(), &seq.to_be_bytes()].concat()
 }
 
 pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {

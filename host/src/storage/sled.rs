@@ -32,14 +32,14 @@ use serde::de::DeserializeOwned;
 use self::flush::Flusher;
 use super::codec::{
     AuditRecord, COUNTERS, Counters, EventRecord, IdempotencyEntry, KeptAnswer, SEQ, answer_key,
-    audit_key, audit_prefix, dead_letter_key, decode, encode, expiry_key, idempotency_key,
-    message_key,
+    audit_key, audit_prefix, dead_letter_key, decode, encode, entity_key, entity_prefix,
+    expiry_key, idempotency_key, message_key,
 };
-use crate::audit;
 use crate::storage::{
     AuditDraft, AuditEvent, Claim, ClaimToken, Commit, DeadLetter, DeliveryOutcome, Depths, Due,
-    Durable, MessageRecord, Storage, StorageError, Swept,
+    Durable, EntityDraft, EntityEvent, EntityRef, MessageRecord, Storage, StorageError, Swept,
 };
+use crate::{audit, entity};
 
 /// The embedded store.
 #[derive(Debug, Clone)]
@@ -213,6 +213,34 @@ impl Db {
         Ok(())
     }
 
+    /// Appends each draft to its entity's stream, after the stream's last event; the caller
+    /// holds the writer lock, so no other append reads the same head.
+    fn append_entities(
+        &self,
+        batch: &mut ::sled::Batch,
+        drafts: Vec<EntityDraft>,
+    ) -> Result<(), StorageError> {
+        // Several events of one commit may be about one entity: the head moves in memory.
+        let mut heads: BTreeMap<EntityRef, Option<EntityEvent>> = BTreeMap::new();
+        for draft in drafts {
+            let head = match heads.remove(&draft.entity) {
+                Some(head) => head,
+                None => self
+                    .tree()
+                    .scan_prefix(entity_prefix(&draft.entity))
+                    .next_back()
+                    .transpose()
+                    .map_err(sled_error)?
+                    .map(|(k, v)| decode::<EntityEvent>(&k, &v))
+                    .transpose()?,
+            };
+            let event = entity::seal(head.as_ref(), draft);
+            batch.insert(entity_key(&event.entity, event.seq), encode(&event));
+            heads.insert(event.entity.clone(), Some(event));
+        }
+        Ok(())
+    }
+
     /// Applies `batch` with the counters it brings, if they changed; the caller holds the
     /// writer lock as `state` and the counters take effect only once the batch is written.
     fn apply(
@@ -326,6 +354,7 @@ impl Storage for Db {
             }
         }
         self.append_audit(&mut batch, commit.audit)?;
+        self.append_entities(&mut batch, commit.entities)?;
         self.apply(&mut state, batch, counters)?;
         state.next_seq = seq;
         state.claims.remove(&id);
@@ -457,6 +486,34 @@ impl Storage for Db {
             let id = String::from_utf8_lossy(id).into_owned();
             let events = decode::<AuditRecord>(&k, &v)?.into_events();
             streams.entry(id).or_default().extend(events);
+        }
+        Ok(streams)
+    }
+
+    fn entity_stream(&self, entity: &EntityRef) -> Result<Vec<EntityEvent>, StorageError> {
+        self.tree()
+            .scan_prefix(entity_prefix(entity))
+            .map(|item| {
+                let (k, v) = item.map_err(sled_error)?;
+                decode::<EntityEvent>(&k, &v)
+            })
+            .collect()
+    }
+
+    fn entity_streams(&self) -> Result<BTreeMap<EntityRef, Vec<EntityEvent>>, StorageError> {
+        let mut streams: BTreeMap<EntityRef, Vec<EntityEvent>> = BTreeMap::new();
+        for item in self.tree().scan_prefix(b"n\0") {
+            let (k, v) = item.map_err(sled_error)?;
+            // The stream is named by the key, so an event moved between streams is caught.
+            let mut parts = k[2..].split(|b| *b == 0);
+            let entity = EntityRef {
+                entity_type: String::from_utf8_lossy(parts.next().unwrap_or_default()).into(),
+                id: String::from_utf8_lossy(parts.next().unwrap_or_default()).into(),
+            };
+            streams
+                .entry(entity)
+                .or_default()
+                .push(decode::<EntityEvent>(&k, &v)?);
         }
         Ok(streams)
     }

@@ -258,6 +258,9 @@ async fn read_only(api: &Inner, segments: &[&str], query: Option<&str>) -> Optio
             }
             Err(e) => failed(e),
         },
+        ["v1", "entities", entity_type, id, "events"] => {
+            super::entities::events(pipeline, entity_type, id).await
+        }
         ["v1", "audit", "verify"] => match pipeline.verify_audit().await {
             Ok((streams, findings)) => Answer::json(
                 StatusCode::OK,
@@ -294,6 +297,7 @@ fn is_read_only(segments: &[&str]) -> bool {
             | ["v1", "dlq", _]
             | ["v1", "messages", _]
             | ["v1", "messages", _, "history"]
+            | ["v1", "entities", _, _, "events"]
             | ["v1", "audit", "verify"]
             | ["healthz"]
             | ["readyz"]

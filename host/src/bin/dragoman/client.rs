@@ -205,7 +205,10 @@ pub(crate) fn verify_offline(dir: &Path) -> Result<ExitCode> {
     }
     let db = Db::open(dir)?;
     let streams = db.audit_streams()?;
-    report(streams.len(), &dragoman::audit::verify(&streams))
+    let mut findings = dragoman::audit::verify(&streams);
+    let entities = db.entity_streams()?;
+    findings.extend(dragoman::entity::verify(&entities));
+    report(streams.len() + entities.len(), &findings)
 }
 
 /// `dragoman audit verify --server URL`.
@@ -228,10 +231,13 @@ pub(crate) fn verify_online(server: &str, token: Option<&str>) -> Result<ExitCod
 
 fn report(streams: usize, findings: &[dragoman::audit::Finding]) -> Result<ExitCode> {
     for finding in findings {
-        println!(
-            "message {} event {}: {}",
-            finding.message_id, finding.version, finding.problem
-        );
+        // Entity streams are named `entity:TYPE/ID`; the others are messages'.
+        let stream = if finding.message_id.starts_with("entity:") {
+            finding.message_id.clone()
+        } else {
+            format!("message {}", finding.message_id)
+        };
+        println!("{stream} event {}: {}", finding.version, finding.problem);
     }
     println!("{streams} streams verified, {} problems", findings.len());
     Ok(if findings.is_empty() {

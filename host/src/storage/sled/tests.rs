@@ -193,3 +193,76 @@ fn audit_events_written_one_per_record_are_read_and_chained_onto() {
         "the chains hold across both forms"
     );
 }
+
+#[test]
+fn an_entity_event_edited_on_disk_is_found_by_verify() {
+    use crate::storage::{Commit, Completed, EntityRef, MessageRecord, OutboxEvent, Storage};
+    let dir = tempfile::tempdir().unwrap();
+    let now = at("2027-01-01T00:00:00Z");
+    let event = |id: &str, event_type: &str| OutboxEvent {
+        id: id.into(),
+        message_id: "m1".into(),
+        route: "orders".into(),
+        event_type: event_type.into(),
+        subject: "A-1".into(),
+        partition_key: "A-1".into(),
+        data: r#"{"amount_minor": 1250}"#.into(),
+        time: now,
+        traceparent: String::new(),
+        producer: None,
+    };
+    let events = vec![
+        event("e1", "order.created.v1"),
+        event("e2", "order.paid.v1"),
+    ];
+    {
+        let store = Db::open(dir.path()).unwrap();
+        store
+            .commit(Commit {
+                claim: None,
+                completed: Completed {
+                    fingerprint: "f".into(),
+                    settled: crate::outcome::Settled::Accepted(crate::outcome::Accepted {
+                        message_id: "m1".into(),
+                        idempotency_key: "k".into(),
+                        events: vec!["e1".into(), "e2".into()],
+                    }),
+                    expires_at: now,
+                },
+                message: MessageRecord {
+                    id: "m1".into(),
+                    route: "orders".into(),
+                    key: "k".into(),
+                    content_type: None,
+                    headers: vec![],
+                    body: b"{}".to_vec(),
+                    received_at: now,
+                },
+                entities: events.iter().filter_map(crate::entity::draft).collect(),
+                events: events.into_iter().map(|e| (e, vec![])).collect(),
+                dead_letter: None,
+                resolves: None,
+                audit: vec![],
+            })
+            .unwrap();
+        assert!(crate::entity::verify(&store.entity_streams().unwrap()).is_empty());
+        store.flush().unwrap();
+    }
+    {
+        // Someone with the files changes the amount of the payment.
+        let db = ::sled::Config::new().path(dir.path()).open().unwrap();
+        let tree = db.open_tree("pipeline").unwrap();
+        let order = EntityRef::of("order.paid.v1", "A-1").unwrap();
+        let key = crate::storage::codec::entity_key(&order, 2);
+        let stored = tree.get(&key).unwrap().unwrap();
+        let edited = String::from_utf8_lossy(&stored).replace("1250", "9999");
+        tree.insert(&key, edited.as_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let store = Db::open(dir.path()).unwrap();
+    let findings = crate::entity::verify(&store.entity_streams().unwrap());
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].message_id, "entity:order/A-1");
+    assert_eq!(findings[0].version, 2);
+    assert!(findings[0].problem.contains("edited"), "{findings:?}");
+}
