@@ -7,16 +7,19 @@
 //! its address) with a long retry budget, and sweeps every 2 s.
 //!
 //! 1. **empty**: a new store.
-//! 2. **bare**: 64 concurrent writers do what the store must do at the least for each
+//! 2. **streams off**: a new store, the route keeping no entity streams (`entity_streams =
+//!    false`): what appending each event to its entity's stream costs.
+//! 3. **bare**: 64 concurrent writers do what the store must do at the least for each
 //!    message (one `apply_batch` of the same bytes under three keys, then a flush that
 //!    concurrent writers share) on bare sled.
-//! 3. **loaded**: a store prepared with 1,000,000 retained idempotency keys, 100,000 events
+//! 4. **loaded**: a store prepared with 1,000,000 retained idempotency keys, 100,000 events
 //!    (of 1,000 partition keys) pending for the down sink, and 300,000 more keys that have
 //!    expired, so that a sweep removes them while the load runs.
 //!
 //! Each reports throughput, p50/p99 and the longest request (the longest any ingest waited,
 //! a sweep's pause included); the loaded run also reports how many records the sweeper
-//! removed while it was measured. The summary gives empty/bare and loaded/empty.
+//! removed while it was measured. The summary gives empty/bare, loaded/empty and streams
+//! on/off.
 //!
 //! Run: `cargo bench -p dragoman --bench ingest` (`-- --seconds N --clients N --keys N
 //! --pending N --expired N` to change the load).
@@ -118,18 +121,45 @@ fn main() {
     );
     let duration = Duration::from_secs(seconds);
     let empty_dir = tempfile::tempdir().expect("a temporary directory");
-    let (empty, _) = runtime.block_on(ingest(&plugin, &seed, clients, duration, empty_dir.path()));
+    let (empty, _) = runtime.block_on(ingest(
+        &plugin,
+        &seed,
+        clients,
+        duration,
+        empty_dir.path(),
+        true,
+    ));
     show("empty store", &empty);
+    let off_dir = tempfile::tempdir().expect("a temporary directory");
+    let (off, _) = runtime.block_on(ingest(
+        &plugin,
+        &seed,
+        clients,
+        duration,
+        off_dir.path(),
+        false,
+    ));
+    show("empty store, streams off", &off);
     let bare = runtime.block_on(bare_sled(seed.as_bytes(), clients, duration));
     show("bare sled batch + flush", &bare);
-    let (loaded, swept) =
-        runtime.block_on(ingest(&plugin, &seed, clients, duration, loaded_dir.path()));
+    let (loaded, swept) = runtime.block_on(ingest(
+        &plugin,
+        &seed,
+        clients,
+        duration,
+        loaded_dir.path(),
+        true,
+    ));
     show("loaded store", &loaded);
     println!("records swept while the loaded run was measured: {swept}");
     println!("empty / bare = {:.2}", empty.throughput / bare.throughput);
     println!(
         "loaded / empty = {:.2}",
         loaded.throughput / empty.throughput
+    );
+    println!(
+        "entity streams on / off = {:.2}",
+        empty.throughput / off.throughput
     );
     println!(
         "loaded p99 = {:.1} ms, longest ingest = {:.1} ms",
@@ -208,8 +238,9 @@ impl Load {
     }
 }
 
-/// The host's config: route `orders` (the load) and route `legacy`, whose sink is down.
-fn config(plugin: &Path, dir: &Path) -> Config {
+/// The host's config: route `orders` (the load, keeping entity streams or not) and route
+/// `legacy`, whose sink is down.
+fn config(plugin: &Path, dir: &Path, streams: bool) -> Config {
     let down = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a loopback port");
@@ -217,7 +248,7 @@ fn config(plugin: &Path, dir: &Path) -> Config {
         "listen = \"127.0.0.1:0\"\ndata_dir = {data:?}\n\
          [relay]\nsweep_interval_secs = 2\n\
          [sinks.down]\ntype = \"http\"\nurl = \"http://{down}/events\"\n\
-         [routes.orders]\nplugin = {plugin:?}\n\
+         [routes.orders]\nplugin = {plugin:?}\nentity_streams = {streams}\n\
          [routes.legacy]\nplugin = {plugin:?}\nsinks = [\"down\"]\n\
          [routes.legacy.retry]\nmax_attempts = 1000000\ninitial_backoff_ms = 1000\n\
          max_backoff_ms = 30000\n",
@@ -254,8 +285,9 @@ async fn ingest(
     clients: usize,
     duration: Duration,
     dir: &Path,
+    streams: bool,
 ) -> (Figures, u64) {
-    let config = config(plugin, dir);
+    let config = config(plugin, dir, streams);
     let host = Host::builder()
         .config(config)
         .build()

@@ -105,6 +105,7 @@ mod relay;
 pub mod storage;
 mod telemetry;
 pub mod tls;
+pub mod topology;
 pub mod transport;
 pub mod vendor;
 mod watched;

@@ -556,6 +556,13 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// [`StorageError`] when the backend fails.
     fn entity_streams(&self) -> Result<BTreeMap<EntityRef, Vec<EntityEvent>>, StorageError>;
 
+    /// The entity types each route's committed events were about, for the topology.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn entity_types(&self) -> Result<BTreeMap<String, BTreeSet<String>>, StorageError>;
+
     /// Forgets up to `limit` idempotency keys expired at `now` and published events
     /// published at or before `published_before`, and claims past their timeout; returns how
     /// many records went. Costs what it removes (expiry is indexed by time), and holds the

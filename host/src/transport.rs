@@ -17,6 +17,7 @@ mod problem;
 mod replay;
 mod routes;
 mod server;
+mod topology;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

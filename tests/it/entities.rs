@@ -73,6 +73,37 @@ fn issue_13_committed_events_join_their_entity_stream_with_their_provenance() {
     assert_eq!(get("/v1/entities/order/QUIET-1/events").status, 404);
     assert_eq!(get("/v1/entities/order/NEVER/events").status, 404);
 
+    // The topology, drawn: the vendor, both routes' translator, the entity type its events
+    // were about (the quiet route's none), the sink.
+    let drawn = std::process::Command::new(tests::dragoman_bin())
+        .args(["topology", "--format", "mermaid", "--server", &server.url()])
+        .output()
+        .unwrap();
+    let mermaid = String::from_utf8_lossy(&drawn.stdout);
+    assert!(drawn.status.success(), "{mermaid}");
+    for line in [
+        "flowchart LR",
+        "  route_orders[\"orders: acme-erp-orders@1.0.0\"]",
+        "  vendor_acme_2d_erp_2f_v1 -->|\"POST /v1/routes/orders/messages\"| route_orders",
+        "  route_orders --> entity_order",
+        "  entity_order --> sink_hook",
+        "  sink_hook[[\"hook (http)\"]]",
+    ] {
+        assert!(
+            mermaid.lines().any(|l| l == line),
+            "{line:?} not in\n{mermaid}"
+        );
+    }
+    assert!(!mermaid.contains("route_quiet -->"), "{mermaid}");
+    let dot = get("/v1/topology?format=dot");
+    assert_eq!(dot.status, 200);
+    assert!(String::from_utf8_lossy(&dot.body).starts_with("digraph dragoman {"));
+    assert_eq!(get("/v1/topology?format=pie").status, 400);
+    assert_eq!(
+        get("/v1/topology").json()["routes"]["orders"]["sinks"][0],
+        "hook"
+    );
+
     // Online and offline, the audit trail and the entity streams verify together.
     let verified = get("/v1/audit/verify").json();
     assert_eq!(

@@ -13,6 +13,7 @@ use crate::config::{HttpSink, SinkAuth, SinkConfig};
 use crate::storage::{
     AuditEvent, DeadLetter, EntityEvent, EntityRef, MessageRecord, Storage, StorageError,
 };
+use crate::topology;
 
 /// The most dead letter entries one listing gives.
 pub(crate) const MAX_LISTING: usize = 1000;
@@ -143,6 +144,39 @@ impl Pipeline {
             })
             .collect();
         json!({"routes": routes, "sinks": sinks})
+    }
+
+    /// The topology as a picture in `format`: each route's vendor, plugin version, the entity
+    /// types its committed events were about, and its sinks.
+    pub(crate) async fn topology_picture(
+        &self,
+        sinks: &BTreeMap<String, SinkConfig>,
+        format: topology::Format,
+    ) -> Result<String, Error> {
+        let types = self.read(|storage| storage.entity_types()).await?;
+        let mut picture = topology::Topology::default();
+        for route in self.core.routes.iter() {
+            let version = route.version();
+            let id = version.plugin.id();
+            picture.routes.insert(
+                route.name.clone(),
+                topology::RouteNode {
+                    vendor_api: version.plugin.info().vendor_api_version.clone(),
+                    command_vendor: route.commands.as_ref().map(|c| c.vendor.clone()),
+                    plugin: format!("{}@{}", id.name, id.version),
+                    entity_types: types.get(&route.name).cloned().unwrap_or_default(),
+                    sinks: route.sinks.clone(),
+                },
+            );
+        }
+        for (name, sink) in sinks {
+            let kind = match sink {
+                SinkConfig::Http(_) => "http",
+                SinkConfig::Nats { .. } => "nats",
+            };
+            picture.sinks.insert(name.clone(), kind.to_owned());
+        }
+        Ok(topology::render(&picture, format))
     }
 
     /// The Prometheus text exposition; the relay refreshes the store's gauges once a second.

@@ -24,6 +24,9 @@ pub(super) const FORMAT: u8 = 1;
 // - `h` sink 0 key: the due instant of that `r` entry, to find it again;
 // - `t` at seq: a published event, by when it was published, so compaction reads only what
 //   has aged out;
+// - `n` type 0 id 0 seq: an event in its entity's stream (an event's subject holds no
+//   control character, so no 0 byte);
+// - `y` route 0 type: the entity types a route's events were about;
 // - `s` name: the sequence counter, the layout version and the depth counters.
 // Sink and route names hold no 0 byte (they are checked names); partition keys may hold any
 // byte, so they are length-prefixed or last.
@@ -198,6 +201,11 @@ pub(super) fn entity_prefix(entity: &EntityRef) -> Vec<u8> {
 
 pub(super) fn entity_key(entity: &EntityRef, seq: u64) -> Vec<u8> {
     [entity_prefix(entity).as_slice(), &seq.to_be_bytes()].concat()
+}
+
+/// The index of entity types by route, for the topology: `y\0ROUTE\0TYPE`, no value.
+pub(super) fn entity_type_key(route: &str, entity_type: &str) -> Vec<u8> {
+    [b"y\0", route.as_bytes(), b"\0", entity_type.as_bytes()].concat()
 }
 
 pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {

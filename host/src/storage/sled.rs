@@ -33,7 +33,7 @@ use self::flush::Flusher;
 use super::codec::{
     AuditRecord, COUNTERS, Counters, EventRecord, IdempotencyEntry, KeptAnswer, SEQ, answer_key,
     audit_key, audit_prefix, dead_letter_key, decode, encode, entity_key, entity_prefix,
-    expiry_key, idempotency_key, message_key,
+    entity_type_key, expiry_key, idempotency_key, message_key,
 };
 use crate::storage::{
     AuditDraft, AuditEvent, Claim, ClaimToken, Commit, DeadLetter, DeliveryOutcome, Depths, Due,
@@ -236,6 +236,10 @@ impl Db {
             };
             let event = entity::seal(head.as_ref(), draft);
             batch.insert(entity_key(&event.entity, event.seq), encode(&event));
+            batch.insert(
+                entity_type_key(&event.event.route, &event.entity.entity_type),
+                &[],
+            );
             heads.insert(event.entity.clone(), Some(event));
         }
         Ok(())
@@ -516,6 +520,21 @@ impl Storage for Db {
                 .push(decode::<EntityEvent>(&k, &v)?);
         }
         Ok(streams)
+    }
+
+    fn entity_types(&self) -> Result<BTreeMap<String, BTreeSet<String>>, StorageError> {
+        let mut types: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for item in self.tree().scan_prefix(b"y\0") {
+            let (k, _) = item.map_err(sled_error)?;
+            let mut parts = k[2..].splitn(2, |b| *b == 0);
+            let route = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+            let entity_type = String::from_utf8_lossy(parts.next().unwrap_or_default());
+            types
+                .entry(route)
+                .or_default()
+                .insert(entity_type.into_owned());
+        }
+        Ok(types)
     }
 
     fn sweep(

@@ -23,6 +23,8 @@ pub(super) struct Answer {
     challenge: bool,
     /// Headers of the outcome's own (`Age`, `Dragoman-Degraded`).
     headers: Vec<(header::HeaderName, String)>,
+    /// The body's media type when it is not JSON.
+    content_type: Option<&'static str>,
 }
 
 impl Answer {
@@ -36,6 +38,7 @@ impl Answer {
             close: false,
             challenge: false,
             headers: Vec::new(),
+            content_type: None,
         }
     }
 
@@ -49,6 +52,16 @@ impl Answer {
             close: false,
             challenge: false,
             headers: Vec::new(),
+            content_type: None,
+        }
+    }
+
+    /// A body that is not JSON, of the media type given.
+    pub(super) fn text(status: StatusCode, content_type: &'static str, body: String) -> Self {
+        Self {
+            body: body.into_bytes(),
+            content_type: Some(content_type),
+            ..Self::empty(status)
         }
     }
 
@@ -108,10 +121,10 @@ impl Answer {
         if !self.body.is_empty() {
             builder = builder.header(
                 header::CONTENT_TYPE,
-                if self.problem {
-                    "application/problem+json"
-                } else {
-                    "application/json"
+                match self.content_type {
+                    Some(media_type) => media_type,
+                    None if self.problem => "application/problem+json",
+                    None => "application/json",
                 },
             );
         }

@@ -216,6 +216,9 @@ async fn read_only(api: &Inner, segments: &[&str], query: Option<&str>) -> Optio
     let failed = |e: crate::Error| problem::internal(&e.to_string());
     Some(match segments {
         ["v1", "routes"] => Answer::json(StatusCode::OK, &pipeline.topology(&api.sinks)),
+        ["v1", "topology"] => {
+            super::topology::answer(api, self::query(query, "format").as_deref()).await
+        }
         ["v1", "breakers"] => super::breakers::list(&api.breakers),
         ["v1", "plugins"] => match pipeline.plugins().await {
             Ok(plugins) => Answer::json(StatusCode::OK, &json!({ "plugins": plugins })),
@@ -291,6 +294,7 @@ fn is_read_only(segments: &[&str]) -> bool {
     matches!(
         segments,
         ["v1", "routes"]
+            | ["v1", "topology"]
             | ["v1", "breakers"]
             | ["v1", "plugins"]
             | ["v1", "dlq"]

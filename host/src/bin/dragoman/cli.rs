@@ -58,8 +58,12 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: std::net::SocketAddr,
     },
-    /// Print a running host's routes, plugins and sinks.
+    /// Print a running host's routes, plugins and sinks, or draw them: vendors, translators
+    /// with their active versions, the domain's entity types, sinks.
     Topology {
+        /// `json`, or a picture: `mermaid` or `dot`.
+        #[arg(long, value_enum, default_value = "json")]
+        format: TopologyFormat,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -317,6 +321,14 @@ enum PluginCommand {
     },
 }
 
+/// What `dragoman topology` prints.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum TopologyFormat {
+    Json,
+    Mermaid,
+    Dot,
+}
+
 #[derive(Debug, clap::Args)]
 struct RuntimeArgs {
     /// Where compiled components are cached [default: $XDG_CACHE_HOME/dragoman or ~/.cache/dragoman;
@@ -446,8 +458,18 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 body,
             )
         }
-        Command::Topology { server } => {
-            crate::client::call(&server.server, server.token.as_deref(), "GET", "/v1/routes")
+        Command::Topology { format, server } => {
+            let format = match format {
+                TopologyFormat::Json => "json",
+                TopologyFormat::Mermaid => "mermaid",
+                TopologyFormat::Dot => "dot",
+            };
+            crate::client::call(
+                &server.server,
+                server.token.as_deref(),
+                "GET",
+                &format!("/v1/topology?format={format}"),
+            )
         }
         Command::Audit {
             command: AuditCommand::Show { id, server },

@@ -140,7 +140,7 @@ fn print(status: u16, body: &[u8]) -> Result<ExitCode> {
     if !body.is_empty() {
         match serde_json::from_slice::<serde_json::Value>(body) {
             Ok(json) => println!("{}", serde_json::to_string_pretty(&json)?),
-            Err(_) => println!("{}", String::from_utf8_lossy(body)),
+            Err(_) => println!("{}", String::from_utf8_lossy(body).trim_end()),
         }
     }
     Ok(if status < 400 {
