@@ -340,14 +340,10 @@ def decimal_value(value, path):
     """An exact decimal as (negative, mantissa, scale): value = mantissa * 10**-scale."""
     if type(value) is int:
         return (value < 0, abs(value), 0)
-    text = value.strip() if isinstance(value, str) else None
-    match = DECIMAL.match(text) if text is not None else None
-    if match is None or not (match.group(2) or match.group(3)):
-        raise Rejected("invalid-value", f"{path}: invalid value: `{value}` is not a decimal number")
-    sign, whole, fraction, exponent = match.groups()
-    fraction = fraction or ""
-    mantissa = int(whole + fraction or "0")
-    return (sign == "-" and mantissa != 0, mantissa, len(fraction) - int(exponent or 0))
+    try:
+        return parse_decimal(value)
+    except Rejected:
+        raise Rejected("invalid-value", f"{path}: invalid value: `{value}` is not a decimal number") from None
 
 
 def list_value(value, path):

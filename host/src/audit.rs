@@ -1,7 +1,8 @@
 //! The audit trail's rules: how an event is sealed into its stream (version and hash chain),
 //! how a stream is verified, and how a message's state is folded from its events.
 //!
-//! Pure functions; the store decides where events live.
+//! Pure functions, but for [`verify_store`], which reads a store's streams and walks them;
+//! the store decides where events live.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +11,7 @@ use serde::Serialize;
 
 use crate::chain::{self, Link};
 pub use crate::chain::{Finding, GENESIS};
-use crate::storage::{AuditDraft, AuditEvent};
+use crate::storage::{AuditDraft, AuditEvent, Storage, StorageError};
 
 /// Gives a draft its version and hash, after `head` (the stream's last event, if any).
 pub(crate) fn seal(head: Option<&AuditEvent>, draft: AuditDraft) -> AuditEvent {
@@ -73,6 +74,21 @@ pub fn verify(streams: &BTreeMap<String, Vec<AuditEvent>>) -> Vec<Finding> {
         findings.extend(chain::check(id, links));
     }
     findings
+}
+
+/// Verifies every stream `storage` keeps, the audit trail's and the entity streams (see
+/// [`crate::entity::verify`]): how many there are, and what is wrong. The host's
+/// `/v1/audit/verify` and the offline `dragoman audit verify --data-dir` both call it.
+///
+/// # Errors
+///
+/// [`StorageError`] when the store cannot be read.
+pub fn verify_store(storage: &dyn Storage) -> Result<(usize, Vec<Finding>), StorageError> {
+    let streams = storage.audit_streams()?;
+    let mut findings = verify(&streams);
+    let entities = storage.entity_streams()?;
+    findings.extend(crate::entity::verify(&entities));
+    Ok((streams.len() + entities.len(), findings))
 }
 
 /// A message's state, folded from its audit events.

@@ -82,14 +82,7 @@ impl Pipeline {
     /// Verifies every audit stream and every entity stream: how many there are, and what
     /// is wrong.
     pub(crate) async fn verify_audit(&self) -> Result<(usize, Vec<Finding>), Error> {
-        self.read(|storage| {
-            let streams = storage.audit_streams()?;
-            let mut findings = audit::verify(&streams);
-            let entities = storage.entity_streams()?;
-            findings.extend(crate::entity::verify(&entities));
-            Ok((streams.len() + entities.len(), findings))
-        })
-        .await
+        self.read(audit::verify_store).await
     }
 
     /// An entity's stream, in commit order (empty for an entity never seen).

@@ -42,7 +42,7 @@ pub(super) fn shown(event: &EntityEvent) -> serde_json::Value {
         "provenance": {
             "message_id": e.message_id,
             "route": e.route,
-            "plugin": e.producer.as_ref().map(|p| format!("{}@{}", p.name, p.version)),
+            "plugin": e.producer.as_ref().map(|p| p.label()),
             "plugin_sha256": e.producer.as_ref().map(|p| p.sha256.clone()),
         },
         "hash": event.hash,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use dragoman::storage::{Db, Storage};
+use dragoman::storage::Db;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -203,12 +203,8 @@ pub(crate) fn verify_offline(dir: &Path) -> Result<ExitCode> {
     if !dir.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
-    let db = Db::open(dir)?;
-    let streams = db.audit_streams()?;
-    let mut findings = dragoman::audit::verify(&streams);
-    let entities = db.entity_streams()?;
-    findings.extend(dragoman::entity::verify(&entities));
-    report(streams.len() + entities.len(), &findings)
+    let (streams, findings) = dragoman::audit::verify_store(&Db::open(dir)?)?;
+    report(streams, &findings)
 }
 
 /// `dragoman audit verify --server URL`.

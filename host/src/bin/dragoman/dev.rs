@@ -23,8 +23,8 @@ const QUIET: Duration = Duration::from_millis(100);
 /// The longest a burst of saves is waited out before running anyway.
 const MOST: Duration = Duration::from_secs(2);
 
-/// What a run found for each fixture: `None` passed, `Some(diff)` failed.
-type Results = BTreeMap<String, Option<String>>;
+/// What a run found for each fixture.
+type Results = BTreeMap<String, Verdict>;
 
 /// Runs until the process is stopped (or the folder cannot be watched).
 pub(crate) fn run(folder: &Folder, runtime: &Runtime) -> Result<ExitCode> {
@@ -74,7 +74,7 @@ pub(crate) fn run(folder: &Folder, runtime: &Runtime) -> Result<ExitCode> {
             match results(plugin, folder) {
                 Ok(now) => {
                     show(last.as_ref(), &now);
-                    let failed = now.values().filter(|r| r.is_some()).count();
+                    let failed = now.values().filter(|v| **v != Verdict::Pass).count();
                     let build = built_in.map_or_else(
                         || " (fixtures only)".to_owned(),
                         |t| format!(" (build and load {:.2} s)", t.as_secs_f64()),
@@ -118,11 +118,7 @@ fn results(plugin: &Plugin, folder: &Folder) -> Result<Results> {
     let found = fixtures::discover(&folder.fixtures())?;
     let mut out = Results::new();
     for fixture in &found {
-        let result = match fixtures::run(plugin, fixture)? {
-            Verdict::Pass => None,
-            Verdict::Fail { diff } => Some(diff),
-        };
-        out.insert(fixture.name.clone(), result);
+        out.insert(fixture.name.clone(), fixtures::run(plugin, fixture)?);
     }
     Ok(out)
 }
@@ -130,20 +126,12 @@ fn results(plugin: &Plugin, folder: &Folder) -> Result<Results> {
 /// Prints every fixture the first time, then only those whose outcome changed.
 fn show(last: Option<&Results>, now: &Results) {
     let mut shown = 0;
-    for (name, result) in now {
-        if last.is_some_and(|last| last.get(name) == Some(result)) {
+    for (name, verdict) in now {
+        if last.is_some_and(|last| last.get(name) == Some(verdict)) {
             continue;
         }
         shown += 1;
-        match result {
-            None => println!("ok   {name}"),
-            Some(diff) => {
-                println!("FAIL {name}");
-                for line in diff.lines() {
-                    println!("     {line}");
-                }
-            }
-        }
+        crate::local::print_verdict(name, verdict);
     }
     for name in last.into_iter().flat_map(|l| l.keys()) {
         if !now.contains_key(name) {

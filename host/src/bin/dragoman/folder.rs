@@ -69,7 +69,7 @@ impl Folder {
         let mut parts = relative.components().peekable();
         while let Some(part) = parts.next() {
             let part = part.as_os_str().to_string_lossy();
-            if part.starts_with('.') || NOT_SOURCES.contains(&part.as_ref()) {
+            if holds_no_sources(&part) {
                 return false;
             }
             if parts.peek().is_none() {
@@ -86,9 +86,8 @@ impl Folder {
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let skipped = name.starts_with('.')
-                || (name != "fixtures" && NOT_SOURCES.contains(&name.as_str()));
-            if entry.file_type()?.is_dir() && !skipped {
+            let watched = name == "fixtures" || !holds_no_sources(&name);
+            if entry.file_type()?.is_dir() && watched {
                 dirs.push(entry.path());
             }
         }
@@ -153,10 +152,7 @@ impl Folder {
                 let kind = entry.file_type()?;
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if kind.is_dir() {
-                    if !name.starts_with('.')
-                        && !NOT_SOURCES.contains(&name.as_str())
-                        && depth < MAX_DEPTH
-                    {
+                    if !holds_no_sources(&name) && depth < MAX_DEPTH {
                         pending.push((path, depth + 1));
                     }
                 } else if self.is_source(&path) {
@@ -197,6 +193,11 @@ pub(crate) struct Built {
     pub(crate) ok: bool,
     pub(crate) status: String,
     pub(crate) log: String,
+}
+
+/// Whether a file or directory of this name is hidden or one of [`NOT_SOURCES`].
+fn holds_no_sources(name: &str) -> bool {
+    name.starts_with('.') || NOT_SOURCES.contains(&name)
 }
 
 /// A file the build reads: code, manifests, the contract; not docs, not what builds make or

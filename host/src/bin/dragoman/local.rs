@@ -31,19 +31,13 @@ pub(crate) fn check(plugin: &Plugin) -> Result<ExitCode> {
 pub(crate) fn test(plugin: &Plugin, found: &[fixtures::Fixture]) -> Result<ExitCode> {
     let (mut passed, mut failed) = (0, 0);
     for fixture in found {
-        match fixtures::run(plugin, fixture).map_err(dragoman::Error::from)? {
-            Verdict::Pass => {
-                passed += 1;
-                println!("ok   {}", fixture.name);
-            }
-            Verdict::Fail { diff } => {
-                failed += 1;
-                println!("FAIL {}", fixture.name);
-                for line in diff.lines() {
-                    println!("     {line}");
-                }
-            }
+        let verdict = fixtures::run(plugin, fixture).map_err(dragoman::Error::from)?;
+        if verdict == Verdict::Pass {
+            passed += 1;
+        } else {
+            failed += 1;
         }
+        print_verdict(&fixture.name, &verdict);
     }
     println!("{passed} passed, {failed} failed");
     Ok(if failed == 0 {
@@ -51,6 +45,20 @@ pub(crate) fn test(plugin: &Plugin, found: &[fixtures::Fixture]) -> Result<ExitC
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// One fixture's line (`ok   NAME`, or `FAIL NAME` and its diff, indented), as `plugin test`
+/// and `plugin dev` print it.
+pub(crate) fn print_verdict(name: &str, verdict: &Verdict) {
+    match verdict {
+        Verdict::Pass => println!("ok   {name}"),
+        Verdict::Fail { diff } => {
+            println!("FAIL {name}");
+            for line in diff.lines() {
+                println!("     {line}");
+            }
+        }
+    }
 }
 
 pub(crate) fn translate(
