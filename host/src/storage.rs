@@ -16,8 +16,10 @@
 //! `storage/codec.rs`.
 
 mod codec;
+mod entities;
 mod sled;
 
+pub use self::entities::{EntityDraft, EntityEvent, EntityRef};
 pub use self::sled::Db;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -305,45 +307,6 @@ pub struct AuditEvent {
     /// When it was recorded.
     pub at: Timestamp,
     /// The hash of the previous event of the stream (64 zeros for the first).
-    pub prev: String,
-    /// This event's hash: sha256 over `prev` and the event's other fields.
-    pub hash: String,
-}
-
-/// The entity a domain event is about: the first segment of its type (`order` in
-/// `order.paid.v1`) and its subject.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct EntityRef {
-    /// The entity type, for example `order`.
-    pub entity_type: String,
-    /// The entity's id: the events' subject.
-    pub id: String,
-}
-
-/// An event to append to its entity's stream, in the commit that puts it in the outbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntityDraft {
-    /// The stream.
-    pub entity: EntityRef,
-    /// The event, as committed (its commit time is `event.time`).
-    pub event: OutboxEvent,
-    /// When it happened, by the vendor's word (`occurred_at` in its data), if it says.
-    pub occurred_at: Option<Timestamp>,
-}
-
-/// An event in its entity's stream: append-only, chained to its predecessor by hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EntityEvent {
-    /// The stream.
-    pub entity: EntityRef,
-    /// 1 for the stream's first event, then one more each time: its commit order.
-    pub seq: u64,
-    /// The event: its id, type, data, commit time, the message and plugin version it came
-    /// from.
-    pub event: OutboxEvent,
-    /// When it happened, by the vendor's word, if it says.
-    pub occurred_at: Option<Timestamp>,
-    /// The hash of the stream's previous event (64 zeros for the first).
     pub prev: String,
     /// This event's hash: sha256 over `prev` and the event's other fields.
     pub hash: String,

@@ -16,6 +16,7 @@
 //! Durability: sled flushes with `sync_file_range`, which survives a process crash but does
 //! not flush the disk's cache: for power-loss durability, use a backend that fsyncs.
 
+mod entities;
 mod flush;
 mod migrate;
 mod outbox;
@@ -32,14 +33,14 @@ use serde::de::DeserializeOwned;
 use self::flush::Flusher;
 use super::codec::{
     AuditRecord, COUNTERS, Counters, EventRecord, IdempotencyEntry, KeptAnswer, SEQ, answer_key,
-    audit_key, audit_prefix, dead_letter_key, decode, encode, entity_key, entity_prefix,
-    entity_type_key, expiry_key, idempotency_key, message_key,
+    audit_key, audit_prefix, dead_letter_key, decode, encode, expiry_key, idempotency_key,
+    message_key,
 };
+use crate::audit;
 use crate::storage::{
     AuditDraft, AuditEvent, Claim, ClaimToken, Commit, DeadLetter, DeliveryOutcome, Depths, Due,
-    Durable, EntityDraft, EntityEvent, EntityRef, MessageRecord, Storage, StorageError, Swept,
+    Durable, EntityEvent, EntityRef, MessageRecord, Storage, StorageError, Swept,
 };
-use crate::{audit, entity};
 
 /// The embedded store.
 #[derive(Debug, Clone)]
@@ -209,38 +210,6 @@ impl Db {
                 audit_key(&message_id, first),
                 encode(&AuditRecord::Segment(segment)),
             );
-        }
-        Ok(())
-    }
-
-    /// Appends each draft to its entity's stream, after the stream's last event; the caller
-    /// holds the writer lock, so no other append reads the same head.
-    fn append_entities(
-        &self,
-        batch: &mut ::sled::Batch,
-        drafts: Vec<EntityDraft>,
-    ) -> Result<(), StorageError> {
-        // Several events of one commit may be about one entity: the head moves in memory.
-        let mut heads: BTreeMap<EntityRef, Option<EntityEvent>> = BTreeMap::new();
-        for draft in drafts {
-            let head = match heads.remove(&draft.entity) {
-                Some(head) => head,
-                None => self
-                    .tree()
-                    .scan_prefix(entity_prefix(&draft.entity))
-                    .next_back()
-                    .transpose()
-                    .map_err(sled_error)?
-                    .map(|(k, v)| decode::<EntityEvent>(&k, &v))
-                    .transpose()?,
-            };
-            let event = entity::seal(head.as_ref(), draft);
-            batch.insert(entity_key(&event.entity, event.seq), encode(&event));
-            batch.insert(
-                entity_type_key(&event.event.route, &event.entity.entity_type),
-                &[],
-            );
-            heads.insert(event.entity.clone(), Some(event));
         }
         Ok(())
     }
@@ -495,46 +464,15 @@ impl Storage for Db {
     }
 
     fn entity_stream(&self, entity: &EntityRef) -> Result<Vec<EntityEvent>, StorageError> {
-        self.tree()
-            .scan_prefix(entity_prefix(entity))
-            .map(|item| {
-                let (k, v) = item.map_err(sled_error)?;
-                decode::<EntityEvent>(&k, &v)
-            })
-            .collect()
+        self.read_entity_stream(entity)
     }
 
     fn entity_streams(&self) -> Result<BTreeMap<EntityRef, Vec<EntityEvent>>, StorageError> {
-        let mut streams: BTreeMap<EntityRef, Vec<EntityEvent>> = BTreeMap::new();
-        for item in self.tree().scan_prefix(b"n\0") {
-            let (k, v) = item.map_err(sled_error)?;
-            // The stream is named by the key, so an event moved between streams is caught.
-            let mut parts = k[2..].split(|b| *b == 0);
-            let entity = EntityRef {
-                entity_type: String::from_utf8_lossy(parts.next().unwrap_or_default()).into(),
-                id: String::from_utf8_lossy(parts.next().unwrap_or_default()).into(),
-            };
-            streams
-                .entry(entity)
-                .or_default()
-                .push(decode::<EntityEvent>(&k, &v)?);
-        }
-        Ok(streams)
+        self.read_entity_streams()
     }
 
     fn entity_types(&self) -> Result<BTreeMap<String, BTreeSet<String>>, StorageError> {
-        let mut types: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for item in self.tree().scan_prefix(b"y\0") {
-            let (k, _) = item.map_err(sled_error)?;
-            let mut parts = k[2..].splitn(2, |b| *b == 0);
-            let route = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
-            let entity_type = String::from_utf8_lossy(parts.next().unwrap_or_default());
-            types
-                .entry(route)
-                .or_default()
-                .insert(entity_type.into_owned());
-        }
-        Ok(types)
+        self.read_entity_types()
     }
 
     fn sweep(

@@ -1,5 +1,9 @@
 //! The subcommands. Each returns the process exit code: 0 for success, 1 when the thing
 //! checked failed (a fixture, a translation), and an error (exit 2) for bad input.
+//!
+//! Over 600 lines on purpose: the arguments of every subcommand, with their help, and one
+//! dispatch arm each; the work lives in the modules the arms call (`local`, `client`, `dev`,
+//! `scaffold`, `serve`, `watch`).
 
 use std::io::Read;
 use std::path::PathBuf;
