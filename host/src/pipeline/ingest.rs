@@ -86,6 +86,7 @@ impl Pipeline {
         // canary runs, the key's deciding input chooses which (the same for every retry).
         let version = route.version_for(idempotency_key.as_deref().unwrap_or(&fingerprint));
         let mut lease = version.instances.get();
+        let caller_key = idempotency_key.is_some();
         let (key, early_fault) = key_for(idempotency_key, &mut lease, &message, &fingerprint);
         let claim = match core
             .storage
@@ -93,7 +94,8 @@ impl Pipeline {
         {
             Ok(Claim::Fresh(claim)) => claim,
             Ok(Claim::Done(done)) => {
-                return (self.duplicate(route, key, &fingerprint, done, now), false);
+                let payload = caller_key.then_some(fingerprint.as_str());
+                return (self.duplicate(route, key, payload, done, now), false);
             }
             Ok(Claim::InFlight) => {
                 let in_flight = InFlight {
@@ -187,16 +189,19 @@ impl Pipeline {
         }
     }
 
-    /// A key seen before: the stored outcome for the same payload, a refusal for another.
+    /// A key seen before: the stored outcome. A key the caller gave must come with the same
+    /// payload (`fingerprint`), or it is refused as reused; a key the plugin derived from the
+    /// content (`None` here) is the plugin's word that the two bodies are one message, such as
+    /// a gateway's redelivery with a new delivery id, and is a duplicate whatever the bytes.
     fn duplicate(
         &self,
         route: &Route,
         key: String,
-        fingerprint: &str,
+        fingerprint: Option<&str>,
         done: Completed,
         now: Timestamp,
     ) -> Ingested {
-        if done.fingerprint != fingerprint {
+        if fingerprint.is_some_and(|f| f != done.fingerprint) {
             return Ingested::KeyReused {
                 idempotency_key: key,
                 message_id: done.settled.message_id().to_owned(),
