@@ -12,7 +12,13 @@ mod wasm_build;
 use wasm_build::{artifact, build, build_scripted};
 
 /// The Rust plugin projects, each with its own manifest and lockfile.
-const PLUGINS: &[&str] = &["acme-erp-orders", "acme-erp-orders-v2"];
+const PLUGINS: &[&str] = &[
+    "acme-erp-orders",
+    "acme-erp-orders-v2",
+    "acme-erp-cancellations",
+    "paylane-payments",
+    "order-fold",
+];
 
 /// Python and JavaScript components: name, build script, the app it builds (None: the
 /// script's own).
@@ -20,6 +26,11 @@ const SCRIPTED: &[(&str, &str, Option<&str>)] = &[
     (
         "acme-erp-orders-py",
         "plugins/acme-erp-orders-py/build.sh",
+        None,
+    ),
+    (
+        "swiftship-tracking-py",
+        "plugins/swiftship-tracking-py/build.sh",
         None,
     ),
     (
@@ -52,6 +63,7 @@ const GUESTS: &[&str] = &[
     "wrong-world",
     "outbound-only",
     "both-directions",
+    "bad-fold",
 ];
 
 fn main() -> anyhow::Result<()> {

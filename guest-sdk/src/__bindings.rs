@@ -82,9 +82,22 @@ pub mod outbound {
     });
 }
 
+/// Bindings of the projector contract, a package of its own (`wit/projector/`).
+pub mod projector {
+    wit_bindgen::generate!({
+        path: "../wit/projector",
+        world: "dragoman:projector/projector",
+        runtime_path: "crate::wit_bindgen::rt",
+        pub_export_macro: true,
+        export_macro_name: "__export_projector",
+        default_bindings_module: "dragoman_guest::__bindings::projector",
+    });
+}
+
 pub use self::inbound::__export_inbound;
 pub use self::metadata::__export_metadata;
 pub use self::outbound::__export_outbound;
+pub use self::projector::__export_projector;
 
 pub(crate) use self::metadata::dragoman::translator::types as wit;
 
@@ -179,3 +192,38 @@ macro_rules! impl_outbound {
     )*};
 }
 impl_outbound!(outbound);
+
+/// Implements the generated fold export for any type that implements [`crate::Projector`].
+pub struct ProjectorAdapter<T>(PhantomData<T>);
+
+mod fold_wit {
+    pub(crate) use super::projector::dragoman::projector::types::*;
+}
+
+impl<T: crate::Projector> projector::exports::dragoman::projector::fold::Guest
+    for ProjectorAdapter<T>
+{
+    fn info() -> fold_wit::ProjectorInfo {
+        let info = T::info();
+        fold_wit::ProjectorInfo {
+            name: info.name,
+            version: info.version,
+            entity_type: info.entity_type,
+        }
+    }
+
+    fn initial_state() -> String {
+        crate::projector::encode_state(&T::initial())
+    }
+
+    fn apply(state: String, event: fold_wit::EntityEvent) -> Result<String, fold_wit::Failure> {
+        let state = crate::projector::decode_state::<T::State>(&state);
+        let event = crate::projector::StreamEvent::from_wit(event);
+        T::apply(state, &event)
+            .map(|next| crate::projector::encode_state(&next))
+            .map_err(|refusal| fold_wit::Failure {
+                code: refusal.code,
+                message: refusal.message,
+            })
+    }
+}

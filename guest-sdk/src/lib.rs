@@ -34,6 +34,8 @@
 //! - [`de`]: serde helpers for the loose typing of XML and form bodies.
 //! - [`log`] and [`config`]: the host imports.
 //! - [`outbound`]: commands, vendor requests and responses.
+//! - [`projector`]: the other contract, a fold of an entity's events into its state
+//!   ([`export_projector!`]).
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub)]
 
@@ -46,6 +48,7 @@ pub mod log;
 pub mod message;
 pub mod money;
 pub mod outbound;
+pub mod projector;
 
 #[doc(hidden)]
 pub mod __bindings;
@@ -55,6 +58,7 @@ pub use event::Event;
 pub use message::{Header, Message};
 pub use money::{Decimal, Money, Rounding};
 pub use outbound::{Command, Request, Response};
+pub use projector::{Projector, ProjectorInfo, Refusal, StreamEvent};
 
 /// The bindings generator, re-exported so that plugins depend on this crate alone.
 pub use wit_bindgen;

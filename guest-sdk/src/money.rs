@@ -119,7 +119,7 @@ pub enum Rounding {
 }
 
 /// An amount of money: integer minor units (cents for EUR, yen for JPY) and an ISO 4217 code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Money {
     /// The amount in the currency's minor units.
     pub amount_minor: i64,

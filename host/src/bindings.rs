@@ -7,3 +7,11 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "dragoman:translator/translator",
 });
+
+/// Host bindings for the projector contract (`wit/projector/`), a package of its own.
+pub(crate) mod projector {
+    wasmtime::component::bindgen!({
+        path: "../wit/projector",
+        world: "dragoman:projector/projector",
+    });
+}

@@ -14,12 +14,14 @@ use crate::plugin::{Limits, PluginConfig};
 
 mod breaker;
 mod plugins;
+mod projectors;
 mod secret;
 mod sinks;
 mod vendors;
 
 use self::plugins::RawPlugins;
 pub use self::plugins::{CanaryPolicy, PluginsConfig};
+pub use self::projectors::ProjectorConfig;
 use self::sinks::RawSink;
 pub use self::sinks::{HttpSink, SinkAuth, SinkConfig};
 pub use self::vendors::{CommandsConfig, Degradation, VendorConfig};
@@ -79,6 +81,8 @@ struct RawConfig {
     sinks: BTreeMap<String, RawSink>,
     #[serde(default)]
     vendors: BTreeMap<String, vendors::RawVendor>,
+    #[serde(default)]
+    projectors: BTreeMap<String, projectors::RawProjector>,
     routes: BTreeMap<String, RawRoute>,
 }
 
@@ -173,6 +177,8 @@ pub struct Config {
     pub vendors: BTreeMap<String, VendorConfig>,
     /// The routes, by name.
     pub routes: BTreeMap<String, RouteConfig>,
+    /// The projector of each entity type (`[projectors.TYPE]`).
+    pub projectors: BTreeMap<String, ProjectorConfig>,
 }
 
 /// What the HTTP server allows, so that no client can exhaust the host.
@@ -505,6 +511,7 @@ impl Config {
             breakers,
             vendors,
             routes,
+            projectors: projectors::check(raw.projectors, base)?,
         })
     }
 }

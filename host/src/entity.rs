@@ -54,14 +54,19 @@ pub(crate) fn draft(event: &OutboxEvent) -> Option<EntityDraft> {
 
 /// Gives a draft its place and hash, after `head` (the stream's last event, if any).
 pub(crate) fn seal(head: Option<&EntityEvent>, draft: EntityDraft) -> EntityEvent {
-    let (seq, prev) = match head {
-        Some(head) => (head.seq + 1, head.hash.clone()),
-        None => (1, GENESIS.to_owned()),
+    let (seq, prev, committed_at) = match head {
+        Some(head) => (
+            head.seq + 1,
+            head.hash.clone(),
+            draft.event.time.max(head.committed_at),
+        ),
+        None => (1, GENESIS.to_owned(), draft.event.time),
     };
     let mut event = EntityEvent {
         entity: draft.entity,
         seq,
         event: draft.event,
+        committed_at,
         occurred_at: draft.occurred_at,
         prev,
         hash: String::new(),
@@ -94,7 +99,15 @@ fn hash(event: &EntityEvent) -> String {
         e.time.to_string().as_bytes(),
         producer.as_bytes(),
         occurred.as_bytes(),
+        event.committed_at.to_string().as_bytes(),
     ])
+}
+
+impl EntityEvent {
+    /// When it happened: its event time, or its commit time when the vendor said none.
+    pub fn occurred_or_committed(&self) -> Timestamp {
+        self.occurred_at.unwrap_or(self.committed_at)
+    }
 }
 
 /// Walks every stream as `audit::verify` walks the audit trail: places must run 1, 2, 3…,

@@ -7,6 +7,8 @@
 //!   extension: `json` is `application/json`, `xml` is `application/xml`, `form` is
 //!   `application/x-www-form-urlencoded`, anything else declares none.
 //! - `config` (optional): the route's plugin config, string to string.
+//! - `headers` (optional): the headers the message arrives with, a list of `[name, value]`
+//!   (a signature header, say).
 //! - `idempotency_key` (optional): the key the plugin must derive (`null` for none).
 //! - exactly one of `events` (the list of events: `type`, `subject`, `partition_key`,
 //!   `data`) or `error` (`kind`: `rejected` or `transient`, `code`, and optionally the exact
@@ -20,10 +22,14 @@
 //! plugin must encode, and, with a vendor response, the events (or the error) it must
 //! decode from it.
 //!
+//! A projector's fixtures (`fixtures/fold.rs`) are an input `NAME.events.json`, a list of
+//! stream events, with the state they must fold to and the events the fold must refuse.
+//!
 //! A component can carry its fixtures (`embedded.rs`): `dragoman plugin pack` embeds a
 //! directory's, and activation runs them before the version serves.
 
 mod embedded;
+pub mod fold;
 mod outbound;
 
 use std::collections::BTreeMap;
@@ -101,6 +107,8 @@ struct Expected {
     content_type: Option<String>,
     #[serde(default)]
     config: PluginConfig,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
     #[serde(default, deserialize_with = "present")]
     idempotency_key: Option<Option<String>>,
     events: Option<Vec<ExpectedEvent>>,
@@ -190,10 +198,19 @@ pub fn discover(dir: &Path) -> Result<Vec<Fixture>, FixtureError> {
     pair(dir, files)
 }
 
+/// Whether the file's name ends with `suffix`: which kind of fixture an input is.
+fn named(input: &Path, suffix: &str) -> bool {
+    input
+        .file_name()
+        .and_then(|f| f.to_str())
+        .is_some_and(|f| f.ends_with(suffix))
+}
+
 /// Whether a file name is one of a fixture's two files.
 fn is_fixture_file(file: &str) -> bool {
     file.ends_with(".expected.json")
         || file.ends_with(".command.json")
+        || file.ends_with(".events.json")
         || file.contains(".input.")
         || file.ends_with(".input")
 }
@@ -208,6 +225,7 @@ fn pair(what: &Path, files: Vec<(String, FixtureFile)>) -> Result<Vec<Fixture>, 
             expected.insert(name.to_owned(), content);
         } else if let Some(name) = file
             .strip_suffix(".command.json")
+            .or_else(|| file.strip_suffix(".events.json"))
             .or_else(|| file.split_once(".input.").map(|(name, _)| name))
             .or_else(|| file.strip_suffix(".input"))
         {
@@ -224,7 +242,9 @@ fn pair(what: &Path, files: Vec<(String, FixtureFile)>) -> Result<Vec<Fixture>, 
     {
         return Err(FixtureError::Invalid {
             path: file.path.clone(),
-            message: format!("no `{name}.input.*` or `{name}.command.json` file beside it"),
+            message: format!(
+                "no `{name}.input.*`, `{name}.command.json` or `{name}.events.json` file beside it"
+            ),
         });
     }
     let fixtures: Vec<Fixture> = inputs
@@ -244,8 +264,8 @@ fn pair(what: &Path, files: Vec<(String, FixtureFile)>) -> Result<Vec<Fixture>, 
     if fixtures.is_empty() {
         return Err(FixtureError::Invalid {
             path: what.to_owned(),
-            message: "no fixtures (`NAME.input.*` or `NAME.command.json`, with \
-                      `NAME.expected.json`)"
+            message: "no fixtures (`NAME.input.*`, `NAME.command.json` or \
+                      `NAME.events.json`, with `NAME.expected.json`)"
                 .into(),
         });
     }
@@ -272,6 +292,15 @@ pub fn content_type_for(input: &Path) -> Option<&'static str> {
 pub fn run(plugin: &Plugin, fixture: &Fixture) -> Result<Verdict, FixtureError> {
     if outbound::is_command(&fixture.input.path) {
         return outbound::run(plugin, fixture);
+    }
+    if fold::is_events(&fixture.input.path) {
+        return Err(FixtureError::Invalid {
+            path: fixture.input.path.clone(),
+            message: format!(
+                "a fold fixture, for a projector; {} is a translator",
+                plugin.id()
+            ),
+        });
     }
     let body = fixture.input.bytes.clone();
     let invalid = |message: String| FixtureError::Invalid {
@@ -300,7 +329,14 @@ pub fn run(plugin: &Plugin, fixture: &Fixture) -> Result<Verdict, FixtureError> 
             .content_type
             .clone()
             .or_else(|| content_type_for(&fixture.input.path).map(str::to_owned)),
-        headers: Vec::new(),
+        headers: spec
+            .headers
+            .iter()
+            .map(|(name, value)| crate::plugin::Header {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
         body,
     };
     let actual = outcome(plugin, &message, Arc::new(spec.config.clone()), &spec);

@@ -21,6 +21,7 @@ use crate::delivery::{Deliver, Sink};
 use crate::outcome::{Activated, Commanded, Discarded, Ingested, Replayed, Translated};
 use crate::pipeline::{Incoming, Pipeline, QueuedCommands, Routes, Versions};
 use crate::plugin::Runtime;
+use crate::projection::Projections;
 use crate::registry::{Registry, Selector, Serve};
 use crate::relay::{Relay, RelayParts, RouteDelivery, Running, Wake};
 use crate::storage::{AuditEvent, Db, DeadLetter, Storage};
@@ -44,6 +45,7 @@ pub struct Host {
     watched: Option<Arc<WatchedDir>>,
     api: Api,
     http: HttpConfig,
+    projections: Projections,
 }
 
 impl std::fmt::Debug for Host {
@@ -113,6 +115,7 @@ impl HostBuilder {
             Some(storage) => storage.clone(),
             None => Arc::new(Db::open(&config.data_dir)?),
         };
+        let projections = load_projections(&config, &runtime, &storage)?;
         let metrics = Arc::new(Metrics::default());
         let wake = Wake::default();
         let running = Running::default();
@@ -155,7 +158,13 @@ impl HostBuilder {
             wake,
             running: running.clone(),
         });
-        let api = Api::new(pipeline.clone(), running, &config, circuits.clone());
+        let api = Api::new(
+            pipeline.clone(),
+            running,
+            &config,
+            circuits.clone(),
+            projections.clone(),
+        );
         let watched = config.plugins.watch_dir.clone().map(|dir| {
             let watched = WatchedDir::new(dir, config.plugins.debounce, pipeline.clone(), metrics);
             Arc::new(watched)
@@ -167,8 +176,37 @@ impl HostBuilder {
             watched,
             api,
             http: config.http.clone(),
+            projections,
         })
     }
+}
+
+/// Loads each entity type's projector; its own word for the entity type must match its
+/// table's, or the wrong fold would answer.
+fn load_projections(
+    config: &Config,
+    runtime: &Runtime,
+    storage: &Arc<dyn Storage>,
+) -> Result<Projections, Error> {
+    let mut projectors = Vec::new();
+    for (entity_type, projector) in &config.projectors {
+        let bytes = std::fs::read(&projector.plugin).map_err(|error| {
+            Error::from(crate::plugin::LoadError::Read {
+                path: projector.plugin.clone(),
+                error,
+            })
+        })?;
+        let loaded = runtime.load_projector(&bytes, &projector.plugin.display().to_string())?;
+        if loaded.info().entity_type != *entity_type {
+            return Err(Error::config(format!(
+                "projectors.{entity_type}: {} folds entity type `{}`, not `{entity_type}`",
+                projector.plugin.display(),
+                loaded.info().entity_type
+            )));
+        }
+        projectors.push((loaded, projector.snapshot_every));
+    }
+    Ok(Projections::new(storage.clone(), projectors))
 }
 
 impl Host {
@@ -180,6 +218,11 @@ impl Host {
     /// The store.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         self.pipeline.storage()
+    }
+
+    /// The entity types' projectors: entity state at any instant.
+    pub fn projections(&self) -> &Projections {
+        &self.projections
     }
 
     /// The HTTP API, to mount in a service's own router (a `tower` service over any request

@@ -100,6 +100,7 @@ pub mod outcome;
 mod percent;
 mod pipeline;
 pub mod plugin;
+pub mod projection;
 pub mod registry;
 mod relay;
 pub mod storage;

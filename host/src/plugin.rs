@@ -13,6 +13,7 @@ mod fault;
 mod limits;
 mod output;
 mod pool;
+mod projector;
 mod rules;
 mod session;
 mod state;
@@ -35,6 +36,7 @@ pub(crate) use cache::sha256_hex;
 pub use fault::{Fault, FaultKind};
 pub use limits::{DEFAULT_DEADLINE, DEFAULT_LOG_CAPTURE, DEFAULT_MEMORY, DEFAULT_OUTPUT, Limits};
 pub use pool::{Instances, Lease};
+pub use projector::{Fold, FoldEvent, PROJECTOR_CONTRACT, Projector, ProjectorInfo, Refusal};
 pub use session::Session;
 use state::PluginState;
 
@@ -303,28 +305,12 @@ impl Runtime {
         what: &str,
     ) -> Result<(Plugin, Provenance), LoadError> {
         let inner = &self.inner;
-        let sha256 = cache::sha256_hex(wasm);
-        if wasmparser_is_core_module(wasm) {
-            return Err(LoadError::Compile {
-                what: what.to_owned(),
-                message: "it is a core WebAssembly module, not a component (build for wasm32-wasip2, or wrap it with `wasm-tools component new`)".into(),
-            });
-        }
-        let (component, provenance) =
-            inner
-                .cache
-                .load(&inner.engine, wasm, &sha256)
-                .map_err(|e| LoadError::Compile {
-                    what: what.to_owned(),
-                    message: format!("{e:#}"),
-                })?;
-        let pre = inner
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Link {
-                what: what.to_owned(),
-                message: format!("{e:#}"),
-            })?;
+        let Linked {
+            sha256,
+            component,
+            pre,
+            provenance,
+        } = self.link(wasm, what)?;
         let contract = |message: String| LoadError::Contract {
             what: what.to_owned(),
             message,
@@ -399,6 +385,51 @@ impl Runtime {
             }),
         };
         Ok((plugin, provenance))
+    }
+}
+
+/// A component compiled (or loaded from the cache) and linked, not yet checked against a
+/// contract.
+struct Linked {
+    sha256: String,
+    component: Component,
+    pre: InstancePre<PluginState>,
+    provenance: Provenance,
+}
+
+impl Runtime {
+    /// The first steps of every load, whichever the contract: refuse a core module, compile
+    /// or load from the cache, link against the host's imports.
+    fn link(&self, wasm: &[u8], what: &str) -> Result<Linked, LoadError> {
+        let inner = &self.inner;
+        let sha256 = cache::sha256_hex(wasm);
+        if wasmparser_is_core_module(wasm) {
+            return Err(LoadError::Compile {
+                what: what.to_owned(),
+                message: "it is a core WebAssembly module, not a component (build for wasm32-wasip2, or wrap it with `wasm-tools component new`)".into(),
+            });
+        }
+        let (component, provenance) =
+            inner
+                .cache
+                .load(&inner.engine, wasm, &sha256)
+                .map_err(|e| LoadError::Compile {
+                    what: what.to_owned(),
+                    message: format!("{e:#}"),
+                })?;
+        let pre = inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link {
+                what: what.to_owned(),
+                message: format!("{e:#}"),
+            })?;
+        Ok(Linked {
+            sha256,
+            component,
+            pre,
+            provenance,
+        })
     }
 }
 

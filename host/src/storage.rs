@@ -19,7 +19,9 @@ mod codec;
 mod entities;
 mod sled;
 
-pub use self::entities::{EntityDraft, EntityEvent, EntityRef};
+pub use self::entities::{
+    EntityDraft, EntityEvent, EntityRef, RefusedEvent, Snapshot, SnapshotBound,
+};
 pub use self::sled::Db;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -511,6 +513,45 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     ///
     /// [`StorageError`] when the backend fails.
     fn entity_stream(&self, entity: &EntityRef) -> Result<Vec<EntityEvent>, StorageError>;
+
+    /// Up to `limit` events of an entity's stream after place `after`, in commit order: a
+    /// page, costing what it reads.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn entity_events(
+        &self,
+        entity: &EntityRef,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<EntityEvent>, StorageError>;
+
+    /// The latest snapshot of `entity` by `projector` (its name, version and hash) that
+    /// [fits](Snapshot::fits) `bound`, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn entity_snapshot(
+        &self,
+        entity: &EntityRef,
+        projector: &str,
+        bound: SnapshotBound,
+    ) -> Result<Option<Snapshot>, StorageError>;
+
+    /// Keeps a snapshot of `entity` by `projector`; one at the same place is replaced (the
+    /// fold is pure, so it holds the same state).
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn put_entity_snapshot(
+        &self,
+        entity: &EntityRef,
+        projector: &str,
+        snapshot: &Snapshot,
+    ) -> Result<(), StorageError>;
 
     /// Every entity stream, for verification.
     ///

@@ -281,16 +281,26 @@ mod tests {
     #[test]
     fn the_readme_shows_the_quickstart_as_drawn() {
         let mut quickstart = Topology::default();
-        quickstart.routes.insert(
-            "erp-orders".into(),
-            RouteNode {
-                vendor_api: "acme-erp/v1".into(),
-                command_vendor: None,
-                plugin: "acme-erp-orders@1.0.0".into(),
-                entity_types: ["order".to_owned()].into(),
-                sinks: vec!["watch".into()],
-            },
-        );
+        for (route, vendor_api, plugin) in [
+            ("erp-orders", "acme-erp/v1", "acme-erp-orders@1.0.0"),
+            (
+                "erp-cancellations",
+                "acme-erp/v1",
+                "acme-erp-cancellations@1.0.0",
+            ),
+            ("payments", "paylane/2025-06", "paylane-payments@1.0.0"),
+        ] {
+            quickstart.routes.insert(
+                route.into(),
+                RouteNode {
+                    vendor_api: vendor_api.into(),
+                    command_vendor: None,
+                    plugin: plugin.into(),
+                    entity_types: ["order".to_owned()].into(),
+                    sinks: vec!["watch".into()],
+                },
+            );
+        }
         quickstart.sinks.insert("watch".into(), "http".into());
         let drawn = render(&quickstart, Format::Mermaid);
         let readme = include_str!("../../README.md");

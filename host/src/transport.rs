@@ -59,6 +59,8 @@ struct Inner {
     admission: Arc<tokio::sync::Semaphore>,
     /// Every circuit breaker (sinks and vendors), for the operator's view and actions.
     breakers: crate::circuits::Circuits,
+    /// The entity types' projectors, for entity state.
+    projections: crate::projection::Projections,
 }
 
 impl std::fmt::Debug for Api {
@@ -75,6 +77,7 @@ impl Api {
         relay: Running,
         config: &Config,
         breakers: crate::circuits::Circuits,
+        projections: crate::projection::Projections,
     ) -> Self {
         let admission = pipeline.workers() + config.http.max_waiting;
         Self {
@@ -87,6 +90,7 @@ impl Api {
                 body_timeout: config.http.body_timeout,
                 admission: Arc::new(tokio::sync::Semaphore::new(admission)),
                 breakers,
+                projections,
             }),
         }
     }

@@ -234,3 +234,78 @@ fn issue_10_the_v2_plugin_s_outbound_fixtures_check_both_halves() {
         }
     }
 }
+
+#[test]
+fn issue_13_the_payment_gateway_translator_passes_its_fixtures() {
+    let n = all_pass(wasm::PAYLANE_PAYMENTS, wasm::PAYLANE_PAYMENTS_FIXTURES);
+    assert_eq!(n, 13);
+}
+
+#[test]
+fn issue_13_the_erp_cancellations_translator_passes_its_fixtures() {
+    let n = all_pass(
+        wasm::ACME_ERP_CANCELLATIONS,
+        wasm::ACME_ERP_CANCELLATIONS_FIXTURES,
+    );
+    assert_eq!(n, 7);
+}
+
+#[test]
+fn issue_13_the_python_carrier_translator_passes_its_fixtures() {
+    let plugin = tests::built(
+        wasm::SWIFTSHIP_TRACKING_PY,
+        wasm::SWIFTSHIP_TRACKING_PY_BUILD,
+    );
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../plugins/swiftship-tracking-py/fixtures"
+    );
+    assert_eq!(all_pass(plugin, dir), 7);
+}
+
+/// The order fold through `dragoman plugin test`, as its author runs it, and a wrong
+/// expectation fails with the diff.
+#[test]
+fn issue_13_the_order_fold_passes_its_fixtures_through_plugin_test() {
+    let run = |fixtures: &str| {
+        std::process::Command::new(tests::dragoman_bin())
+            .args(["plugin", "test", wasm::ORDER_FOLD, fixtures])
+            .output()
+            .unwrap()
+    };
+    let out = run(wasm::ORDER_FOLD_FIXTURES);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.ends_with("14 passed, 0 failed\n"), "{text}");
+    assert!(text.contains("ok   cancel-after-shipping"), "{text}");
+
+    let wrong = tempfile::tempdir().unwrap();
+    let from = std::path::Path::new(wasm::ORDER_FOLD_FIXTURES);
+    std::fs::copy(
+        from.join("a-day-in-order.events.json"),
+        wrong.path().join("day.events.json"),
+    )
+    .unwrap();
+    std::fs::write(
+        wrong.path().join("day.expected.json"),
+        r#"{"state": {"status": "paid"}, "refused": [{"seq": 3, "code": "already-shipped"}]}"#,
+    )
+    .unwrap();
+    let out = run(wrong.path().to_str().unwrap());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL day"), "{text}");
+    assert!(text.contains("+    \"status\": \"shipped\""), "{text}");
+
+    let checked = std::process::Command::new(tests::dragoman_bin())
+        .args(["plugin", "check", wasm::ORDER_FOLD])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&checked.stdout);
+    assert!(text.contains("entity type:        order"), "{text}");
+    assert!(text.contains("dragoman:projector@0.1.0"), "{text}");
+}

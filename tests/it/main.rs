@@ -38,3 +38,5 @@ mod commands;
 mod swap;
 // Entity streams: every committed event in the stream of the entity it is about.
 mod entities;
+// Several vendors into one domain, and an order's state at any instant from a sandboxed fold.
+mod domain;

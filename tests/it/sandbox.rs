@@ -565,3 +565,85 @@ mod both_directions {
         );
     }
 }
+
+/// A projector is contained like any plugin: a trap or a loop fails that fold with its typed
+/// fault, and the next fold on the same runtime succeeds.
+mod bad_fold {
+    use super::*;
+    use dragoman::plugin::{FoldEvent, Projector};
+
+    fn projector() -> Projector {
+        let wasm = std::fs::read(wasm::BAD_FOLD).unwrap();
+        tests::runtime().load_projector(&wasm, "bad-fold").unwrap()
+    }
+
+    fn event(seq: u64, event_type: &str) -> FoldEvent {
+        FoldEvent {
+            seq,
+            event_type: event_type.into(),
+            subject: "A-1".into(),
+            data: "{}".into(),
+            committed_at: "2026-01-01T00:00:00Z".into(),
+            occurred_at: None,
+        }
+    }
+
+    fn folds_to(projector: &Projector, events: Vec<FoldEvent>) -> Result<String, Fault> {
+        dragoman::projection::fold_all(projector, events).map(|folded| folded.state)
+    }
+
+    #[test]
+    fn issue_13_a_fold_that_traps_is_a_trap_fault_and_the_next_fold_runs() {
+        let projector = projector();
+        let fault = folds_to(
+            &projector,
+            vec![event(1, "order.created.v1"), event(2, "order.trap.v1")],
+        )
+        .unwrap_err();
+        match fault.kind() {
+            FaultKind::Trap { message, .. } => {
+                assert!(
+                    message.contains("the fold fell over on event 2"),
+                    "{message}"
+                );
+            }
+            other => panic!("expected a trap, got {other:?}"),
+        }
+        names_plugin(&fault, "bad-fold");
+        let counted = folds_to(&projector, vec![event(1, "order.created.v1"); 3]).unwrap();
+        assert_eq!(counted, "3");
+    }
+
+    #[test]
+    fn issue_13_a_fold_that_loops_misses_its_deadline_and_the_next_fold_runs() {
+        let projector = projector();
+        let started = Instant::now();
+        let fault = folds_to(&projector, vec![event(1, "order.loop.v1")]).unwrap_err();
+        assert!(
+            matches!(fault.kind(), FaultKind::Deadline { limit } if *limit == tests::test_limits().deadline),
+            "{fault}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(
+            folds_to(&projector, vec![event(1, "order.x.v1")]).unwrap(),
+            "1"
+        );
+        still_serving();
+    }
+
+    #[test]
+    fn issue_13_a_translator_is_not_a_projector_nor_the_reverse() {
+        let runtime = tests::runtime();
+        let translator = std::fs::read(wasm::ACME_ERP_ORDERS).unwrap();
+        assert!(!runtime.is_projector(&translator));
+        let refused = runtime.load_projector(&translator, "acme").unwrap_err();
+        assert!(
+            matches!(&refused, LoadError::Contract { message, .. } if message.contains("it is not a projector")),
+            "{refused}"
+        );
+        let fold = std::fs::read(wasm::BAD_FOLD).unwrap();
+        assert!(runtime.is_projector(&fold));
+        let refused = runtime.load(&fold, "bad-fold").unwrap_err();
+        assert!(matches!(refused, LoadError::Contract { .. }), "{refused}");
+    }
+}

@@ -956,3 +956,109 @@ fn issue_13_entity_streams_grow_with_their_commits_in_order_and_chained() {
         assert!(dragoman::entity::verify(&streams).is_empty());
     });
 }
+
+#[test]
+fn issue_13_entity_streams_read_by_page_and_keep_snapshots_per_projector_version() {
+    use dragoman::storage::{RefusedEvent, Snapshot, SnapshotBound};
+    each(|backend, dir| {
+        let order = EntityRef::of("order.created.v1", "A-1").unwrap();
+        let store = backend(dir);
+        let types = [
+            "order.created.v1",
+            "order.paid.v1",
+            "order.shipped.v1",
+            "order.cancelled.v1",
+            "order.paid.v1",
+        ];
+        for (n, event_type) in types.iter().enumerate() {
+            let key = format!("k{n}");
+            let claim = fresh(store.claim("orders", &key, at(n as i64), TIMEOUT).unwrap());
+            let c = commit(
+                Some(claim),
+                &format!("m{n}"),
+                &key,
+                &[&format!("e{n}")],
+                60_000,
+            );
+            store
+                .commit(with_entities(c, "A-1", &[event_type]))
+                .unwrap();
+        }
+        // Pages: after a place, at most so many, in order.
+        let page = |after, limit| -> Vec<u64> {
+            store
+                .entity_events(&order, after, limit)
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect()
+        };
+        assert_eq!(page(0, 2), [1, 2]);
+        assert_eq!(page(2, 10), [3, 4, 5]);
+        assert_eq!(page(5, 10), Vec::<u64>::new());
+        assert!(
+            store
+                .entity_events(&EntityRef::of("order.x.v1", "B").unwrap(), 0, 10)
+                .unwrap()
+                .is_empty()
+        );
+        // Commit times never go back along the stream.
+        let stream = store.entity_stream(&order).unwrap();
+        assert!(
+            stream
+                .windows(2)
+                .all(|w| w[0].committed_at <= w[1].committed_at)
+        );
+
+        let snapshot = |seq: u64, committed_ms: i64, occurred_ms: i64| Snapshot {
+            seq,
+            committed_at: at(committed_ms),
+            occurred_until: at(occurred_ms),
+            state: format!(r#"{{"seq": {seq}}}"#),
+            refused: vec![RefusedEvent {
+                seq: 1,
+                code: "not-created".into(),
+                message: "m".into(),
+            }],
+        };
+        let v1 = "order-fold@1.0.0@aaaa";
+        let v2 = "order-fold@1.1.0@bbbb";
+        assert_eq!(
+            store
+                .entity_snapshot(&order, v1, SnapshotBound::Latest)
+                .unwrap(),
+            None
+        );
+        store
+            .put_entity_snapshot(&order, v1, &snapshot(2, 100, 900))
+            .unwrap();
+        store
+            .put_entity_snapshot(&order, v1, &snapshot(4, 300, 400))
+            .unwrap();
+        let found = |projector, bound| {
+            store
+                .entity_snapshot(&order, projector, bound)
+                .unwrap()
+                .map(|s| s.seq)
+        };
+        assert_eq!(found(v1, SnapshotBound::Latest), Some(4));
+        assert_eq!(found(v1, SnapshotBound::CommittedBy(at(300))), Some(4));
+        assert_eq!(found(v1, SnapshotBound::CommittedBy(at(299))), Some(2));
+        assert_eq!(found(v1, SnapshotBound::CommittedBy(at(99))), None);
+        // On event time, the later snapshot may fit where the earlier does not.
+        assert_eq!(found(v1, SnapshotBound::OccurredBy(at(500))), Some(4));
+        assert_eq!(found(v1, SnapshotBound::OccurredBy(at(399))), None);
+        // Another projector version reads none of them.
+        assert_eq!(found(v2, SnapshotBound::Latest), None);
+        // A snapshot reads back whole, also after a restart.
+        block_on(store.durable()).unwrap();
+        drop(store);
+        let store = backend(dir);
+        assert_eq!(
+            store
+                .entity_snapshot(&order, v1, SnapshotBound::Latest)
+                .unwrap(),
+            Some(snapshot(4, 300, 400))
+        );
+    });
+}

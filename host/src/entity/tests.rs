@@ -97,3 +97,26 @@ fn a_sealed_stream_verifies_and_any_edit_removal_or_reordering_is_found() {
             .any(|f| f.problem.contains("stored in order/A-1"))
     );
 }
+
+#[test]
+fn commit_times_never_go_back_along_a_stream() {
+    let later = event("e1", "order.created.v1", "A-1", "{}");
+    let mut earlier = event("e2", "order.paid.v1", "A-1", "{}");
+    // The second commit took its time before the first's, and landed after it.
+    earlier.time = later.time - jiff::SignedDuration::from_millis(5);
+    let first = seal(None, draft(&later).unwrap());
+    let second = seal(Some(&first), draft(&earlier).unwrap());
+    assert_eq!(second.committed_at, first.committed_at);
+    assert_eq!(
+        second.event.time, earlier.time,
+        "the event keeps its own time"
+    );
+    let mut streams = BTreeMap::new();
+    streams.insert(first.entity.clone(), vec![first, second.clone()]);
+    assert!(verify(&streams).is_empty());
+    // The stream's time is in the chain: moving it is found.
+    let mut moved = second;
+    moved.committed_at = moved.event.time;
+    streams.values_mut().next().unwrap()[1] = moved;
+    assert_eq!(verify(&streams).len(), 1);
+}

@@ -6,14 +6,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
-use wasmtime::component::Instance;
+use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Store, Trap};
 
 use super::state::PluginState;
 use super::{
     DomainCommand, DomainEvent, Fault, FaultKind, Limits, Plugin, PluginConfig, PluginInner,
-    PluginRef, STDERR_TAIL, TranslateError, VendorMessage, VendorRequest, VendorResponse, engine,
-    new_store_for, outbound, rules, wit,
+    PluginRef, RuntimeInner, STDERR_TAIL, TranslateError, VendorMessage, VendorRequest,
+    VendorResponse, engine, new_store_for, outbound, rules, wit,
 };
 
 /// One instance, for the calls about one message (or, through [`Instances`](super::Instances), several
@@ -38,20 +38,19 @@ impl Session {
     /// A fresh instance of `plugin`, with the route's plugin config.
     pub(super) fn start(plugin: &Plugin, config: Arc<PluginConfig>) -> Result<Self, Fault> {
         let inner = &plugin.inner;
-        let mut store = new_store_for(&inner.runtime.inner, inner.who.clone(), config);
-        match inner.pre.instantiate(&mut store) {
-            Ok(instance) => Ok(Self {
-                plugin: plugin.clone(),
-                store,
-                instance,
-                poisoned: false,
-            }),
-            Err(e) => {
-                let fault = classify(&inner.id, &inner.runtime.inner.settings.limits, &store, &e);
-                store.data().flush_output();
-                Err(fault)
-            }
-        }
+        let (store, instance) = instantiate(
+            &inner.pre,
+            &inner.runtime.inner,
+            &inner.id,
+            inner.who.clone(),
+            config,
+        )?;
+        Ok(Self {
+            plugin: plugin.clone(),
+            store,
+            instance,
+            poisoned: false,
+        })
     }
 
     /// Whether a fault has discarded this instance.
@@ -154,43 +153,19 @@ impl Session {
         f: impl FnOnce(&mut Store<PluginState>, &Instance, &PluginInner) -> wasmtime::Result<R>,
     ) -> Result<R, Fault> {
         let plugin = &self.plugin.inner;
-        if self.poisoned {
-            return Err(Fault::new(
-                plugin.id.clone(),
-                FaultKind::Trap {
-                    message: "the instance was discarded after an earlier fault".into(),
-                    backtrace: None,
-                },
-            ));
-        }
-        // Each call gets the whole deadline, also on a reused instance.
-        let settings = &plugin.runtime.inner.settings;
-        self.store
-            .set_epoch_deadline(engine::ticks(settings.limits.deadline, settings.epoch_tick));
-        let result = f(&mut self.store, &self.instance, plugin);
-        let result = result.map_err(|e| {
-            self.poisoned = true;
-            classify(
-                &plugin.id,
-                &plugin.runtime.inner.settings.limits,
-                &self.store,
-                &e,
-            )
-        });
-        self.store.data().flush_output();
-        result
+        let instance = &self.instance;
+        guarded(
+            &mut self.store,
+            &mut self.poisoned,
+            &plugin.id,
+            &plugin.runtime.inner,
+            |store| f(store, instance, plugin),
+        )
     }
 
     fn check_size(&mut self, size: usize) -> Result<(), Fault> {
-        let limit = self.plugin.inner.runtime.inner.settings.limits.output;
-        if size > limit {
-            self.poisoned = true;
-            return Err(Fault::new(
-                self.plugin.inner.id.clone(),
-                FaultKind::Output { size, limit },
-            ));
-        }
-        Ok(())
+        let plugin = &self.plugin.inner;
+        check_size(&mut self.poisoned, &plugin.id, &plugin.runtime.inner, size)
     }
 
     fn events(
@@ -250,12 +225,76 @@ impl Session {
     }
 }
 
+/// A fresh instance in a new store carrying the call limits; a trap while instantiating is a
+/// fault.
+pub(super) fn instantiate(
+    pre: &InstancePre<PluginState>,
+    runtime: &RuntimeInner,
+    id: &PluginRef,
+    who: Arc<str>,
+    config: Arc<PluginConfig>,
+) -> Result<(Store<PluginState>, Instance), Fault> {
+    let mut store = new_store_for(runtime, who, config);
+    match pre.instantiate(&mut store) {
+        Ok(instance) => Ok((store, instance)),
+        Err(e) => {
+            let fault = classify(id, &runtime.settings.limits, &store, &e);
+            store.data().flush_output();
+            Err(fault)
+        }
+    }
+}
+
+/// One call into an instance, as every call is made: refused once a fault has poisoned the
+/// instance, with the whole deadline armed (also on a reused instance), a wasmtime error
+/// mapped to a fault that poisons it, and what the guest printed flushed to tracing.
+pub(super) fn guarded<R>(
+    store: &mut Store<PluginState>,
+    poisoned: &mut bool,
+    id: &PluginRef,
+    runtime: &RuntimeInner,
+    f: impl FnOnce(&mut Store<PluginState>) -> wasmtime::Result<R>,
+) -> Result<R, Fault> {
+    if *poisoned {
+        return Err(Fault::new(
+            id.clone(),
+            FaultKind::Trap {
+                message: "the instance was discarded after an earlier fault".into(),
+                backtrace: None,
+            },
+        ));
+    }
+    let settings = &runtime.settings;
+    store.set_epoch_deadline(engine::ticks(settings.limits.deadline, settings.epoch_tick));
+    let result = f(store).map_err(|e| {
+        *poisoned = true;
+        classify(id, &settings.limits, store, &e)
+    });
+    store.data().flush_output();
+    result
+}
+
+/// An output cap overrun as a fault that poisons the instance.
+pub(super) fn check_size(
+    poisoned: &mut bool,
+    id: &PluginRef,
+    runtime: &RuntimeInner,
+    size: usize,
+) -> Result<(), Fault> {
+    let limit = runtime.settings.limits.output;
+    if size > limit {
+        *poisoned = true;
+        return Err(Fault::new(id.clone(), FaultKind::Output { size, limit }));
+    }
+    Ok(())
+}
+
 fn missing(direction: &str) -> wasmtime::Error {
     wasmtime::format_err!("the plugin does not implement the {direction} direction")
 }
 
 /// Maps a wasmtime error from a call into a fault.
-fn classify(
+pub(super) fn classify(
     id: &PluginRef,
     limits: &Limits,
     store: &Store<PluginState>,

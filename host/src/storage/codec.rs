@@ -27,6 +27,8 @@ pub(super) const FORMAT: u8 = 1;
 // - `n` type 0 id 0 seq: an event in its entity's stream (an event's subject holds no
 //   control character, so no 0 byte);
 // - `y` route 0 type: the entity types a route's events were about;
+// - `z` projector 0 type 0 id 0 seq: a snapshot of an entity's state by one projector
+//   version (`name@version@sha256`, no 0 byte), after its stream's first `seq` events;
 // - `s` name: the sequence counter, the layout version and the depth counters.
 // Sink and route names hold no 0 byte (they are checked names); partition keys may hold any
 // byte, so they are length-prefixed or last.
@@ -201,6 +203,29 @@ pub(super) fn entity_prefix(entity: &EntityRef) -> Vec<u8> {
 
 pub(super) fn entity_key(entity: &EntityRef, seq: u64) -> Vec<u8> {
     [entity_prefix(entity).as_slice(), &seq.to_be_bytes()].concat()
+}
+
+/// The snapshots of one entity by one projector version, each after its place.
+pub(super) fn snapshot_prefix(projector: &str, entity: &EntityRef) -> Vec<u8> {
+    [
+        b"z\0",
+        projector.as_bytes(),
+        b"\0",
+        entity.entity_type.as_bytes(),
+        b"\0",
+        entity.id.as_bytes(),
+        b"\0",
+    ]
+    .concat()
+}
+
+/// A snapshot after the stream's first `seq` events, in place order within its prefix.
+pub(super) fn snapshot_key(projector: &str, entity: &EntityRef, seq: u64) -> Vec<u8> {
+    [
+        snapshot_prefix(projector, entity).as_slice(),
+        &seq.to_be_bytes(),
+    ]
+    .concat()
 }
 
 /// The index of entity types by route, for the topology: `y\0ROUTE\0TYPE`, no value.

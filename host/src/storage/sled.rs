@@ -39,7 +39,8 @@ use super::codec::{
 use crate::audit;
 use crate::storage::{
     AuditDraft, AuditEvent, Claim, ClaimToken, Commit, DeadLetter, DeliveryOutcome, Depths, Due,
-    Durable, EntityEvent, EntityRef, MessageRecord, Storage, StorageError, Swept,
+    Durable, EntityEvent, EntityRef, MessageRecord, Snapshot, SnapshotBound, Storage, StorageError,
+    Swept,
 };
 
 /// The embedded store.
@@ -465,6 +466,33 @@ impl Storage for Db {
 
     fn entity_stream(&self, entity: &EntityRef) -> Result<Vec<EntityEvent>, StorageError> {
         self.read_entity_stream(entity)
+    }
+
+    fn entity_events(
+        &self,
+        entity: &EntityRef,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<EntityEvent>, StorageError> {
+        self.read_entity_events(entity, after, limit)
+    }
+
+    fn entity_snapshot(
+        &self,
+        entity: &EntityRef,
+        projector: &str,
+        bound: SnapshotBound,
+    ) -> Result<Option<Snapshot>, StorageError> {
+        self.read_entity_snapshot(entity, projector, bound)
+    }
+
+    fn put_entity_snapshot(
+        &self,
+        entity: &EntityRef,
+        projector: &str,
+        snapshot: &Snapshot,
+    ) -> Result<(), StorageError> {
+        self.write_entity_snapshot(entity, projector, snapshot)
     }
 
     fn entity_streams(&self) -> Result<BTreeMap<EntityRef, Vec<EntityEvent>>, StorageError> {

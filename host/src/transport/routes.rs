@@ -264,6 +264,16 @@ async fn read_only(api: &Inner, segments: &[&str], query: Option<&str>) -> Optio
         ["v1", "entities", entity_type, id, "events"] => {
             super::entities::events(pipeline, entity_type, id).await
         }
+        ["v1", "entities", entity_type, id] => {
+            match super::entities::StateQuery::parse(
+                self::query(query, "at").as_deref(),
+                self::query(query, "time").as_deref(),
+                self::query(query, "events").as_deref(),
+            ) {
+                Ok(asked) => super::entities::state(&api.projections, entity_type, id, asked).await,
+                Err(detail) => problem::bad_request(&detail),
+            }
+        }
         ["v1", "audit", "verify"] => match pipeline.verify_audit().await {
             Ok((streams, findings)) => Answer::json(
                 StatusCode::OK,
@@ -302,6 +312,7 @@ fn is_read_only(segments: &[&str]) -> bool {
             | ["v1", "messages", _]
             | ["v1", "messages", _, "history"]
             | ["v1", "entities", _, _, "events"]
+            | ["v1", "entities", _, _]
             | ["v1", "audit", "verify"]
             | ["healthz"]
             | ["readyz"]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use dragoman::fixtures;
-use dragoman::plugin::{Limits, Plugin, Runtime};
+use dragoman::plugin::{Limits, LoadError, Plugin, Runtime};
 use serde_json::json;
 
 use crate::folder::Folder;
@@ -51,6 +51,9 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// The domain's entities: an entity's state at an instant, from a running host.
+    #[command(subcommand)]
+    Entity(crate::entity::EntityCommand),
     /// The audit trail.
     Audit {
         #[command(subcommand)]
@@ -183,7 +186,7 @@ enum AuditCommand {
 }
 
 #[derive(Debug, clap::Args)]
-struct ServerArgs {
+pub(crate) struct ServerArgs {
     /// The running host.
     #[arg(
         long,
@@ -191,10 +194,10 @@ struct ServerArgs {
         env = "DRAGOMAN_SERVER",
         default_value = "http://127.0.0.1:8080"
     )]
-    server: String,
+    pub(crate) server: String,
     /// Its admin token.
     #[arg(long, global = true, env = "DRAGOMAN_TOKEN")]
-    token: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -377,6 +380,21 @@ impl RuntimeArgs {
     fn load(&self, file: &PathBuf) -> Result<Plugin> {
         Ok(self.runtime()?.load_file(file)?)
     }
+
+    /// A translator or a projector, whichever contract the component implements.
+    fn load_any(&self, file: &PathBuf) -> Result<local::Loaded> {
+        let runtime = self.runtime()?;
+        let wasm = std::fs::read(file).map_err(|error| LoadError::Read {
+            path: file.clone(),
+            error,
+        })?;
+        let what = file.display().to_string();
+        Ok(if runtime.is_projector(&wasm) {
+            local::Loaded::Projector(runtime.load_projector(&wasm, &what)?)
+        } else {
+            local::Loaded::Translator(runtime.load(&wasm, &what)?)
+        })
+    }
 }
 
 fn default_cache_dir() -> Option<PathBuf> {
@@ -462,6 +480,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 body,
             )
         }
+        Command::Entity(command) => crate::entity::run(command),
         Command::Topology { format, server } => {
             let format = match format {
                 TopologyFormat::Json => "json",
@@ -521,7 +540,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin(PluginCommand::Check { file, runtime }) => {
-            local::check(&runtime.load(&file)?)
+            local::check(&runtime.load_any(&file)?)
         }
         Command::Plugin(PluginCommand::Test {
             file,
@@ -535,7 +554,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 let component = folder.fresh_component()?.to_owned();
                 let dir = fixtures.unwrap_or_else(|| folder.fixtures());
                 let found = fixtures::discover(&dir).map_err(dragoman::Error::from)?;
-                return local::test(&runtime.load(&component)?, &found);
+                return local::test(&runtime.load_any(&component)?, &found);
             }
             let found = match fixtures {
                 Some(dir) => fixtures::discover(&dir).map_err(dragoman::Error::from)?,
@@ -553,7 +572,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                         })?
                 }
             };
-            local::test(&runtime.load(&file)?, &found)
+            local::test(&runtime.load_any(&file)?, &found)
         }
         Command::Plugin(PluginCommand::Dev { dir, mut runtime }) => {
             // Every save makes a new component: caching each compiled one would only fill the

@@ -136,7 +136,7 @@ fn bar(done: usize, total: usize) -> String {
 }
 
 /// Prints an answer, pretty when it is JSON; exit 1 on a 4xx or 5xx.
-fn print(status: u16, body: &[u8]) -> Result<ExitCode> {
+pub(crate) fn print(status: u16, body: &[u8]) -> Result<ExitCode> {
     if !body.is_empty() {
         match serde_json::from_slice::<serde_json::Value>(body) {
             Ok(json) => println!("{}", serde_json::to_string_pretty(&json)?),
@@ -150,7 +150,7 @@ fn print(status: u16, body: &[u8]) -> Result<ExitCode> {
     })
 }
 
-fn request(
+pub(crate) fn request(
     server: &str,
     token: Option<&str>,
     method: &str,

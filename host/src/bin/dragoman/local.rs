@@ -6,10 +6,33 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use dragoman::fixtures::{self, Verdict};
-use dragoman::plugin::{Plugin, PluginConfig, TranslateError, VendorMessage};
+use dragoman::plugin::{Plugin, PluginConfig, Projector, TranslateError, VendorMessage};
 use serde_json::json;
 
-pub(crate) fn check(plugin: &Plugin) -> Result<ExitCode> {
+/// A component of either contract.
+pub(crate) enum Loaded {
+    /// `dragoman:translator`.
+    Translator(Plugin),
+    /// `dragoman:projector`.
+    Projector(Projector),
+}
+
+pub(crate) fn check(loaded: &Loaded) -> Result<ExitCode> {
+    let plugin = match loaded {
+        Loaded::Translator(plugin) => plugin,
+        Loaded::Projector(projector) => {
+            let info = projector.info();
+            println!("projector:          {}", info.name);
+            println!("version:            {}", info.version);
+            println!("entity type:        {}", info.entity_type);
+            println!(
+                "contract:           {}",
+                dragoman::plugin::PROJECTOR_CONTRACT
+            );
+            println!("sha256:             {}", projector.id().sha256);
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let info = plugin.info();
     let directions = plugin.directions();
     let list: Vec<&str> = [
@@ -28,10 +51,14 @@ pub(crate) fn check(plugin: &Plugin) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn test(plugin: &Plugin, found: &[fixtures::Fixture]) -> Result<ExitCode> {
+pub(crate) fn test(loaded: &Loaded, found: &[fixtures::Fixture]) -> Result<ExitCode> {
     let (mut passed, mut failed) = (0, 0);
     for fixture in found {
-        let verdict = fixtures::run(plugin, fixture).map_err(dragoman::Error::from)?;
+        let verdict = match loaded {
+            Loaded::Translator(plugin) => fixtures::run(plugin, fixture),
+            Loaded::Projector(projector) => fixtures::fold::run(projector, fixture),
+        }
+        .map_err(dragoman::Error::from)?;
         if verdict == Verdict::Pass {
             passed += 1;
         } else {

@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod dev;
+mod entity;
 mod folder;
 mod local;
 mod scaffold;

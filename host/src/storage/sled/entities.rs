@@ -5,8 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Db, sled_error};
 use crate::entity;
-use crate::storage::codec::{decode, encode, entity_key, entity_prefix, entity_type_key};
-use crate::storage::{EntityDraft, EntityEvent, EntityRef, StorageError};
+use crate::storage::codec::{
+    decode, encode, entity_key, entity_prefix, entity_type_key, snapshot_key, snapshot_prefix,
+};
+use crate::storage::{EntityDraft, EntityEvent, EntityRef, Snapshot, SnapshotBound, StorageError};
 
 impl Db {
     /// Appends each draft to its entity's stream, after the stream's last event; the caller
@@ -52,6 +54,60 @@ impl Db {
                 decode::<EntityEvent>(&k, &v)
             })
             .collect()
+    }
+
+    pub(super) fn read_entity_events(
+        &self,
+        entity: &EntityRef,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<EntityEvent>, StorageError> {
+        let start = entity_key(entity, after.saturating_add(1));
+        let end = entity_key(entity, u64::MAX);
+        self.tree()
+            .range(start..=end)
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item.map_err(sled_error)?;
+                decode::<EntityEvent>(&k, &v)
+            })
+            .collect()
+    }
+
+    pub(super) fn read_entity_snapshot(
+        &self,
+        entity: &EntityRef,
+        projector: &str,
+        bound: SnapshotBound,
+    ) -> Result<Option<Snapshot>, StorageError> {
+        // Latest first: a read of the present stops at the first one.
+        for item in self
+            .tree()
+            .scan_prefix(snapshot_prefix(projector, entity))
+            .rev()
+        {
+            let (k, v) = item.map_err(sled_error)?;
+            let snapshot = decode::<Snapshot>(&k, &v)?;
+            if snapshot.fits(bound) {
+                return Ok(Some(snapshot));
+            }
+        }
+        Ok(None)
+    }
+
+    pub(super) fn write_entity_snapshot(
+        &self,
+        entity: &EntityRef,
+        projector: &str,
+        snapshot: &Snapshot,
+    ) -> Result<(), StorageError> {
+        self.tree()
+            .insert(
+                snapshot_key(projector, entity, snapshot.seq),
+                encode(snapshot),
+            )
+            .map_err(sled_error)?;
+        Ok(())
     }
 
     pub(super) fn read_entity_streams(
