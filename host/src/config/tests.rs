@@ -103,6 +103,12 @@ fn the_readme_example_config_parses() {
     let route = &config.routes["erp-orders"];
     assert_eq!(route.sinks, ["webhook", "stream"]);
     assert_eq!(route.retry.max_attempts, 8);
+    assert_eq!(config.projectors["order"].snapshot_every, 100);
+    assert!(
+        config.projectors["order"]
+            .plugin
+            .ends_with("order_fold.wasm")
+    );
     assert_eq!(
         config.admin_token.as_ref().map(|t| t.expose()),
         Some("change-me")
@@ -194,4 +200,32 @@ fn a_breaker_s_failures_are_configurable() {
         let error = Config::parse(&text, Path::new("/etc")).unwrap_err();
         assert!(error.contains("failure_statuses"), "{bad}: {error}");
     }
+}
+
+#[test]
+fn a_projector_table_names_an_entity_type_and_snapshots_at_least_every_event() {
+    let base = tempfile::tempdir().unwrap();
+    let with = |table: &str| {
+        let text = format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"d\"\n[routes.r]\nplugin = \"p.wasm\"\n{table}"
+        );
+        Config::parse(&text, base.path())
+    };
+    let config = with("[projectors.order]\nplugin = \"f.wasm\"\n").unwrap();
+    assert_eq!(
+        config.projectors["order"].snapshot_every,
+        crate::projection::DEFAULT_SNAPSHOT_EVERY
+    );
+    let zero = with("[projectors.order]\nplugin = \"f.wasm\"\nsnapshot_every = 0\n").unwrap_err();
+    assert!(
+        zero.contains("projectors.order.snapshot_every is 0"),
+        "{zero}"
+    );
+    let dotted = with("[projectors.\"order.v1\"]\nplugin = \"f.wasm\"\n").unwrap_err();
+    assert!(
+        dotted.contains("an entity type is the first segment"),
+        "{dotted}"
+    );
+    let unknown = with("[projectors.order]\nplugin = \"f.wasm\"\nevery = 5\n").unwrap_err();
+    assert!(unknown.contains("every"), "{unknown}");
 }
