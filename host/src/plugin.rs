@@ -11,6 +11,7 @@ mod cache;
 mod engine;
 mod fault;
 mod limits;
+mod link;
 mod output;
 mod pool;
 mod projector;
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
+use wasmtime::component::{HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, Store};
 
 use crate::bindings::dragoman::translator::types as wit;
@@ -35,6 +36,8 @@ pub use cache::Provenance;
 pub(crate) use cache::sha256_hex;
 pub use fault::{Fault, FaultKind};
 pub use limits::{DEFAULT_DEADLINE, DEFAULT_LOG_CAPTURE, DEFAULT_MEMORY, DEFAULT_OUTPUT, Limits};
+pub use link::Loaded;
+use link::{Linked, exports, wasmparser_is_core_module};
 pub use pool::{Instances, Lease};
 pub use projector::{Fold, FoldEvent, PROJECTOR_CONTRACT, Projector, ProjectorInfo, Refusal};
 pub use session::Session;
@@ -297,20 +300,28 @@ impl Runtime {
     /// # Errors
     ///
     /// As [`Runtime::load`].
-    // Long on purpose: the load is one sequence (cache, compile, link, check the exports,
-    // read the metadata) whose steps share the engine, the component and the error context.
     pub fn load_with_provenance(
         &self,
         wasm: &[u8],
         what: &str,
     ) -> Result<(Plugin, Provenance), LoadError> {
+        let linked = self.link(wasm, what)?;
+        let provenance = linked.provenance;
+        self.translator(linked, what)
+            .map(|plugin| (plugin, provenance))
+    }
+
+    /// A linked component checked against the translator contract, its metadata read.
+    // Long on purpose: one sequence (check the exports, instantiate, read the metadata)
+    // whose steps share the component and the error context.
+    fn translator(&self, linked: Linked, what: &str) -> Result<Plugin, LoadError> {
         let inner = &self.inner;
         let Linked {
             sha256,
             component,
             pre,
-            provenance,
-        } = self.link(wasm, what)?;
+            ..
+        } = linked;
         let contract = |message: String| LoadError::Contract {
             what: what.to_owned(),
             message,
@@ -384,72 +395,8 @@ impl Runtime {
                 outbound,
             }),
         };
-        Ok((plugin, provenance))
+        Ok(plugin)
     }
-}
-
-/// A component compiled (or loaded from the cache) and linked, not yet checked against a
-/// contract.
-struct Linked {
-    sha256: String,
-    component: Component,
-    pre: InstancePre<PluginState>,
-    provenance: Provenance,
-}
-
-impl Runtime {
-    /// The first steps of every load, whichever the contract: refuse a core module, compile
-    /// or load from the cache, link against the host's imports.
-    fn link(&self, wasm: &[u8], what: &str) -> Result<Linked, LoadError> {
-        let inner = &self.inner;
-        let sha256 = cache::sha256_hex(wasm);
-        if wasmparser_is_core_module(wasm) {
-            return Err(LoadError::Compile {
-                what: what.to_owned(),
-                message: "it is a core WebAssembly module, not a component (build for wasm32-wasip2, or wrap it with `wasm-tools component new`)".into(),
-            });
-        }
-        let (component, provenance) =
-            inner
-                .cache
-                .load(&inner.engine, wasm, &sha256)
-                .map_err(|e| LoadError::Compile {
-                    what: what.to_owned(),
-                    message: format!("{e:#}"),
-                })?;
-        let pre = inner
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Link {
-                what: what.to_owned(),
-                message: format!("{e:#}"),
-            })?;
-        Ok(Linked {
-            sha256,
-            component,
-            pre,
-            provenance,
-        })
-    }
-}
-
-/// A component's exports, for error messages.
-fn exports(component: &Component, engine: &Engine) -> String {
-    let names: Vec<String> = component
-        .component_type()
-        .exports(engine)
-        .map(|(name, _)| format!("`{name}`"))
-        .collect();
-    if names.is_empty() {
-        "it exports nothing".into()
-    } else {
-        format!("it exports {}", names.join(", "))
-    }
-}
-
-/// Core modules start with layer 0 in the version field; components with layer 1.
-fn wasmparser_is_core_module(wasm: &[u8]) -> bool {
-    wasm.len() >= 8 && wasm[..4] == *b"\0asm" && wasm[6..8] == [0, 0]
 }
 
 fn new_store(

@@ -114,16 +114,7 @@ pub struct Folded {
     /// The state, JSON.
     pub state: String,
     /// The events refused so far.
-    pub refused: Vec<Refused>,
-}
-
-/// One refused event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refused {
-    /// Its place.
-    pub seq: u64,
-    /// Why.
-    pub refusal: crate::plugin::Refusal,
+    pub refused: Vec<RefusedEvent>,
 }
 
 /// Folds `events` from `projector`'s initial state in one fresh instance, as a read folds a
@@ -155,9 +146,10 @@ fn step(
 ) -> Result<(), Fault> {
     match fold.apply(&folded.state, event)? {
         Ok(state) => folded.state = state,
-        Err(refusal) => folded.refused.push(Refused {
+        Err(refusal) => folded.refused.push(RefusedEvent {
             seq: event.seq,
-            refusal,
+            code: refusal.code,
+            message: refusal.message,
         }),
     }
     Ok(())
@@ -242,17 +234,7 @@ impl Projections {
             Some(s) => (
                 Folded {
                     state: s.state.clone(),
-                    refused: s
-                        .refused
-                        .iter()
-                        .map(|r| Refused {
-                            seq: r.seq,
-                            refusal: crate::plugin::Refusal {
-                                code: r.code.clone(),
-                                message: r.message.clone(),
-                            },
-                        })
-                        .collect(),
+                    refused: s.refused.clone(),
                 },
                 s.seq,
                 s.committed_at,
@@ -311,7 +293,7 @@ impl Projections {
                         committed_at,
                         occurred_until,
                         state: folded.state.clone(),
-                        refused: refused_events(&folded.refused),
+                        refused: folded.refused.clone(),
                     };
                     self.storage.put_entity_snapshot(entity, &owner, &kept)?;
                 }
@@ -326,20 +308,9 @@ impl Projections {
             state: folded.state,
             through,
             skipped,
-            refused: refused_events(&folded.refused),
+            refused: folded.refused,
             snapshot: snapshot.map(|s| s.seq),
             applied,
         })
     }
-}
-
-fn refused_events(refused: &[Refused]) -> Vec<RefusedEvent> {
-    refused
-        .iter()
-        .map(|r| RefusedEvent {
-            seq: r.seq,
-            code: r.refusal.code.clone(),
-            message: r.refusal.message.clone(),
-        })
-        .collect()
 }

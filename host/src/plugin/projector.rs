@@ -15,6 +15,7 @@ use serde::Serialize;
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
 
+use super::link::exports_fold;
 use super::session::{check_size, guarded, instantiate};
 use super::state::PluginState;
 use super::{
@@ -82,13 +83,19 @@ impl Runtime {
     /// As [`Runtime::load`], with [`LoadError::Contract`] for a component that does not
     /// export the fold (a translator, for example).
     pub fn load_projector(&self, wasm: &[u8], what: &str) -> Result<Projector, LoadError> {
+        let linked = self.link(wasm, what)?;
+        self.projector(linked, what)
+    }
+
+    /// A linked component checked against the projector contract, its info read.
+    pub(super) fn projector(&self, linked: Linked, what: &str) -> Result<Projector, LoadError> {
         let inner = &self.inner;
         let Linked {
             sha256,
             component,
             pre,
             ..
-        } = self.link(wasm, what)?;
+        } = linked;
         let contract = |message: String| LoadError::Contract {
             what: what.to_owned(),
             message,
@@ -151,12 +158,7 @@ impl Runtime {
             .cache
             .load(&inner.engine, wasm, &sha256)
             .ok()
-            .is_some_and(|(component, _)| {
-                component
-                    .component_type()
-                    .exports(&inner.engine)
-                    .any(|(name, _)| name.starts_with("dragoman:projector/fold@"))
-            })
+            .is_some_and(|(component, _)| exports_fold(&component, &inner.engine))
     }
 }
 

@@ -15,6 +15,9 @@
 //!
 //! Durability: sled flushes with `sync_file_range`, which survives a process crash but does
 //! not flush the disk's cache: for power-loss durability, use a backend that fsyncs.
+//!
+//! Just over 600 lines on purpose: the one `impl Storage for Db`, whose methods forward to the
+//! rooms above (`outbox`, `entities`, `sweep`, `flush`) or are short enough to stay here.
 
 mod entities;
 mod flush;

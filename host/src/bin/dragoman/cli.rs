@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use dragoman::fixtures;
-use dragoman::plugin::{Limits, LoadError, Plugin, Runtime};
+use dragoman::plugin::{Limits, LoadError, Loaded, Plugin, Runtime};
 use serde_json::json;
 
 use crate::folder::Folder;
@@ -382,18 +382,14 @@ impl RuntimeArgs {
     }
 
     /// A translator or a projector, whichever contract the component implements.
-    fn load_any(&self, file: &PathBuf) -> Result<local::Loaded> {
-        let runtime = self.runtime()?;
+    fn load_any(&self, file: &PathBuf) -> Result<Loaded> {
         let wasm = std::fs::read(file).map_err(|error| LoadError::Read {
             path: file.clone(),
             error,
         })?;
-        let what = file.display().to_string();
-        Ok(if runtime.is_projector(&wasm) {
-            local::Loaded::Projector(runtime.load_projector(&wasm, &what)?)
-        } else {
-            local::Loaded::Translator(runtime.load(&wasm, &what)?)
-        })
+        Ok(self
+            .runtime()?
+            .load_any(&wasm, &file.display().to_string())?)
     }
 }
 

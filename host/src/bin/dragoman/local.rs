@@ -6,16 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use dragoman::fixtures::{self, Verdict};
-use dragoman::plugin::{Plugin, PluginConfig, Projector, TranslateError, VendorMessage};
+use dragoman::plugin::{Loaded, Plugin, PluginConfig, TranslateError, VendorMessage};
 use serde_json::json;
-
-/// A component of either contract.
-pub(crate) enum Loaded {
-    /// `dragoman:translator`.
-    Translator(Plugin),
-    /// `dragoman:projector`.
-    Projector(Projector),
-}
 
 pub(crate) fn check(loaded: &Loaded) -> Result<ExitCode> {
     let plugin = match loaded {
