@@ -140,25 +140,31 @@ pub fn seed_order() -> &'static str {
 /// The `dragoman` binary, built on first use with the cargo that runs the tests.
 pub fn dragoman_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| cargo_bin("dragoman", "dragoman"))
+    BIN.get_or_init(|| cargo_bin("dragoman"))
 }
 
 /// The `embed` example's binary (`examples/embed`), built on first use.
 pub fn embed_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| cargo_bin("embed", "embed"))
+    BIN.get_or_init(|| cargo_bin("embed"))
 }
 
-/// Builds binary `bin` of workspace package `package` with the cargo that runs the tests, and
-/// returns its path.
-fn cargo_bin(package: &str, bin: &str) -> PathBuf {
+/// Builds the workspace's binary `bin` with the cargo that runs the tests, and returns its
+/// path.
+///
+/// The build selects what `cargo test --workspace` selects (every member, with the test
+/// targets, so dev-dependencies count), so that cargo resolves the same features and finds
+/// every dependency built already: only the binary itself compiles. Selected with `-p`
+/// alone, its dependencies resolve other features, and wasmtime and everything on it would
+/// be built a second time, inside the test run.
+fn cargo_bin(bin: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .args([
             "build",
             "--quiet",
-            "-p",
-            package,
+            "--workspace",
+            "--tests",
             "--bin",
             bin,
             "--message-format=json",
@@ -168,16 +174,18 @@ fn cargo_bin(package: &str, bin: &str) -> PathBuf {
         .expect("cargo runs");
     assert!(
         output.status.success(),
-        "building {package} failed: {}",
+        "building {bin} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .find_map(|m| {
+            // The binary itself, not its unit tests' harness (also a `bin` target).
             (m["reason"] == "compiler-artifact"
                 && m["target"]["name"] == bin
-                && m["target"]["kind"][0] == "bin")
+                && m["target"]["kind"][0] == "bin"
+                && m["profile"]["test"] == false)
                 .then(|| m["executable"].as_str().map(PathBuf::from))
                 .flatten()
         })
