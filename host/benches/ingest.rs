@@ -11,17 +11,21 @@
 //!    false`): what appending each event to its entity's stream costs. Runs 1 and 2 alternate
 //!    for `--rounds` rounds (2 by default), the order swapped every round, each on a new
 //!    store, and each keeps its best round.
-//! 3. **bare**: 64 concurrent writers do what the store must do at the least for each
+//! 3. **no store**: the same load on `POST /v1/routes/orders/translate`, which admits,
+//!    instantiates and translates as ingest does and stores nothing: what HTTP and the
+//!    sandbox cost on this machine, the ceiling of any store behind them.
+//! 4. **bare**: 64 concurrent writers do what the store must do at the least for each
 //!    message (one `apply_batch` of the same bytes under three keys, then a flush that
 //!    concurrent writers share) on bare sled.
-//! 4. **loaded**: a store prepared with 1,000,000 retained idempotency keys, 100,000 events
+//! 5. **loaded**: a store prepared with 1,000,000 retained idempotency keys, 100,000 events
 //!    (of 1,000 partition keys) pending for the down sink, and 300,000 more keys that have
 //!    expired, so that a sweep removes them while the load runs.
 //!
 //! Each reports throughput, p50/p99 and the longest request (the longest any ingest waited,
 //! a sweep's pause included); the loaded run also reports how many records the sweeper
-//! removed while it was measured. The summary gives empty/bare, loaded/empty and streams
-//! on/off.
+//! removed while it was measured. The summary gives empty/bare, no store/bare (the most
+//! empty/bare could be with a store that cost nothing), empty/no store (what the store
+//! costs), loaded/empty and streams on/off.
 //!
 //! Run: `cargo bench -p dragoman --bench ingest` (`-- --seconds N --clients N --keys N
 //! --pending N --expired N --rounds N` to change the load).
@@ -141,7 +145,7 @@ fn main() {
                 clients,
                 duration,
                 dir.path(),
-                streams,
+                Run::Store { streams },
             ));
             let slot = &mut best[usize::from(!streams)];
             if slot
@@ -158,6 +162,16 @@ fn main() {
         &format!("empty store, streams off (best of {rounds})"),
         &off,
     );
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (ceiling, _) = runtime.block_on(ingest(
+        &plugin,
+        &seed,
+        clients,
+        duration,
+        dir.path(),
+        Run::NoStore,
+    ));
+    show("no store (translate only)", &ceiling);
     let bare = runtime.block_on(bare_sled(seed.as_bytes(), clients, duration));
     show("bare sled batch + flush", &bare);
     let (loaded, swept) = runtime.block_on(ingest(
@@ -166,11 +180,16 @@ fn main() {
         clients,
         duration,
         loaded_dir.path(),
-        true,
+        Run::Store { streams: true },
     ));
     show("loaded store", &loaded);
     println!("records swept while the loaded run was measured: {swept}");
     println!("empty / bare = {:.2}", empty.throughput / bare.throughput);
+    println!(
+        "no store / bare = {:.2}, empty / no store = {:.2}",
+        ceiling.throughput / bare.throughput,
+        empty.throughput / ceiling.throughput
+    );
     println!(
         "loaded / empty = {:.2}",
         loaded.throughput / empty.throughput
@@ -256,6 +275,15 @@ impl Load {
     }
 }
 
+/// What a run measures.
+#[derive(Debug, Clone, Copy)]
+enum Run {
+    /// Ingest, appending each event to its entity's stream or not.
+    Store { streams: bool },
+    /// Translate only: the same HTTP and sandbox work, nothing stored.
+    NoStore,
+}
+
 /// The host's config: route `orders` (the load, keeping entity streams or not) and route
 /// `legacy`, whose sink is down.
 fn config(plugin: &Path, dir: &Path, streams: bool) -> Config {
@@ -303,8 +331,12 @@ async fn ingest(
     clients: usize,
     duration: Duration,
     dir: &Path,
-    streams: bool,
+    run: Run,
 ) -> (Figures, u64) {
+    let (streams, action, answered) = match run {
+        Run::Store { streams } => (streams, "messages", 202),
+        Run::NoStore => (true, "translate", 200),
+    };
     let config = config(plugin, dir, streams);
     let host = Host::builder()
         .config(config)
@@ -314,7 +346,7 @@ async fn ingest(
         .await
         .expect("a loopback port");
     let base = format!("http://{}", listener.local_addr().expect("an address"));
-    let url = format!("{base}/v1/routes/orders/messages");
+    let url = format!("{base}/v1/routes/orders/{action}");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         host.serve(listener, async {
@@ -327,7 +359,7 @@ async fn ingest(
         .pool_max_idle_per_host(clients)
         .build_http::<Full<Bytes>>();
     let counter = Arc::new(AtomicU64::new(0));
-    let run = |warmup: bool| {
+    let load = |warmup: bool| {
         let (client, url, counter, seed) = (
             client.clone(),
             url.clone(),
@@ -358,7 +390,7 @@ async fn ingest(
                         let response = client.request(request).await.expect("the host answers");
                         let status = response.status();
                         let _ = response.into_body().collect().await;
-                        assert_eq!(status, 202);
+                        assert_eq!(status, answered);
                         latencies.push(started.elapsed());
                     }
                     latencies
@@ -371,10 +403,10 @@ async fn ingest(
             all
         }
     };
-    run(true).await;
+    load(true).await;
     let swept_before = swept(&client, &base).await;
     let started = Instant::now();
-    let latencies = run(false).await;
+    let latencies = load(false).await;
     let elapsed = started.elapsed();
     let swept = swept(&client, &base).await - swept_before;
     let _ = stop.send(());

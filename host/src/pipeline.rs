@@ -134,12 +134,15 @@ impl Pipeline {
         &self.core.storage
     }
 
-    /// Makes what was committed durable, then wakes the relay.
-    async fn durable(&self) -> Result<(), crate::storage::StorageError> {
+    /// Makes what was committed durable, then wakes the relay if the commit gave it
+    /// something to deliver (`outbox`): a commit that did not costs the relay no pass.
+    async fn durable(&self, outbox: bool) -> Result<(), crate::storage::StorageError> {
         let flushed = std::time::Instant::now();
         self.core.storage.durable().await?;
         self.core.metrics.observe("flush", flushed);
-        self.core.wake.notify();
+        if outbox {
+            self.core.wake.notify();
+        }
         Ok(())
     }
 }

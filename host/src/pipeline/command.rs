@@ -214,7 +214,7 @@ impl Pipeline {
 
     /// Makes what was committed durable before answering.
     async fn durable_answer(&self, answer: Commanded, committed: bool) -> Commanded {
-        if committed && let Err(e) = self.durable().await {
+        if committed && let Err(e) = self.durable(true).await {
             tracing::error!(error = %e, "flush failed");
             return Commanded::Unavailable(Unavailable::Internal(
                 "the commit could not be made durable".into(),

@@ -41,7 +41,7 @@ impl Pipeline {
         let Ok((outcome, committed)) = ran else {
             return Replayed::Unavailable(Unavailable::Internal("the replay task failed".into()));
         };
-        if committed && let Err(e) = self.durable().await {
+        if committed && let Err(e) = self.durable(true).await {
             tracing::error!(error = %e, "flush failed");
             return Replayed::Unavailable(Unavailable::Internal(
                 "the replay could not be made durable".into(),

@@ -33,6 +33,7 @@ impl Pipeline {
             Err(refusal) => return Ingested::Refused(refusal),
         };
         let started = Instant::now();
+        let has_sinks = !route.sinks.is_empty();
         let Ok(permit) = self.core.workers.acquire().await else {
             return Ingested::Unavailable(Unavailable::ShuttingDown);
         };
@@ -49,7 +50,8 @@ impl Pipeline {
                 ));
             }
         };
-        if committed && let Err(e) = self.durable().await {
+        let outbox = has_sinks && matches!(&outcome, Ingested::Accepted(a) if !a.events.is_empty());
+        if committed && let Err(e) = self.durable(outbox).await {
             tracing::error!(error = %e, "flush failed");
             return Ingested::Unavailable(Unavailable::Internal(
                 "the commit could not be made durable".into(),

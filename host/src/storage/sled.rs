@@ -1,6 +1,6 @@
 //! `Db`, the embedded [`Storage`] on sled: the only module that uses sled. Keys and record
 //! encodings are in `codec.rs`; the outbox (per-sink delivery state and schedules) is in
-//! `sled/outbox.rs`, the time-indexed sweep in `sled/sweep.rs`, group commit in
+//! `sled/outbox.rs`, claims in `sled/claims.rs`, the time-indexed sweep in `sled/sweep.rs`, group commit in
 //! `sled/flush.rs`, and the move from older layouts in `sled/migrate.rs`.
 //!
 //! Everything lives in one tree, by key prefix, so that one `apply_batch` is one atomic
@@ -9,9 +9,8 @@
 //! critical section, so sequence order is commit order. The depth counters live beside the
 //! sequence number under that mutex and are written in the same batches as what they count.
 //!
-//! Claims in flight are held in memory under that mutex, not written: one process holds a
-//! data dir (sled's lock), so a claim cannot outlive its process, and the only write an
-//! ingest pays for is its commit.
+//! Claims in flight are held in memory, not written, under a lock of their own
+//! (`sled/claims.rs`).
 //!
 //! Durability: sled flushes with `sync_file_range`, which survives a process crash but does
 //! not flush the disk's cache: for power-loss durability, use a backend that fsyncs.
@@ -19,13 +18,14 @@
 //! Just over 600 lines on purpose: the one `impl Storage for Db`, whose methods forward to the
 //! rooms above (`outbox`, `entities`, `sweep`, `flush`) or are short enough to stay here.
 
+mod claims;
 mod entities;
 mod flush;
 mod migrate;
 mod outbox;
 mod sweep;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use serde::de::DeserializeOwned;
 
+use self::claims::Claims;
 use self::flush::Flusher;
 use super::codec::{
     AuditRecord, COUNTERS, Counters, EventRecord, IdempotencyEntry, KeptAnswer, SEQ, answer_key,
@@ -57,6 +58,7 @@ struct Inner {
     db: ::sled::Db,
     tree: ::sled::Tree,
     write: Mutex<WriteState>,
+    claims: Claims,
     flush: Arc<Flusher>,
     flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -81,14 +83,9 @@ impl Drop for Inner {
 struct WriteState {
     next_seq: u64,
     counters: Counters,
-    /// Claims in flight: (route, key) to the holder.
-    claims: HashMap<(String, String), Held>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Held {
-    token: u64,
-    until: Timestamp,
+    /// The (route, entity type) keys written since the store opened: each is written once,
+    /// not with every event.
+    entity_types: HashSet<Vec<u8>>,
 }
 
 impl Db {
@@ -126,8 +123,9 @@ impl Db {
                 write: Mutex::new(WriteState {
                     next_seq,
                     counters,
-                    claims: HashMap::new(),
+                    entity_types: HashSet::new(),
                 }),
+                claims: Claims::default(),
                 flush,
                 flusher: Mutex::new(Some(thread)),
             }),
@@ -246,59 +244,37 @@ impl Storage for Db {
         now: Timestamp,
         in_flight_timeout: Duration,
     ) -> Result<Claim, StorageError> {
-        let mut state = self.lock();
-        if let Some(IdempotencyEntry::Done(completed)) =
-            self.get::<IdempotencyEntry>(&idempotency_key(route, key))?
-            && completed.expires_at > now
-        {
-            return Ok(Claim::Done(completed));
-        }
-        let id = (route.to_owned(), key.to_owned());
-        if let Some(held) = state.claims.get(&id)
-            && held.until > now
-        {
-            return Ok(Claim::InFlight);
-        }
-        let token = rand::random();
-        let until = now.checked_add(in_flight_timeout).unwrap_or(Timestamp::MAX);
-        state.claims.insert(id, Held { token, until });
-        Ok(Claim::Fresh(ClaimToken {
-            route: route.into(),
-            key: key.into(),
-            token,
-        }))
+        self.inner
+            .claims
+            .claim(route, key, now, in_flight_timeout, || {
+                Ok(
+                    match self.get::<IdempotencyEntry>(&idempotency_key(route, key))? {
+                        Some(IdempotencyEntry::Done(completed)) if completed.expires_at > now => {
+                            Some(completed)
+                        }
+                        _ => None,
+                    },
+                )
+            })
     }
 
     fn release(&self, claim: &ClaimToken) -> Result<(), StorageError> {
-        let mut state = self.lock();
-        let id = (claim.route.clone(), claim.key.clone());
-        if state
-            .claims
-            .get(&id)
-            .is_some_and(|h| h.token == claim.token)
-        {
-            state.claims.remove(&id);
-        }
+        self.inner.claims.release(claim);
         Ok(())
     }
 
     fn commit(&self, commit: Commit) -> Result<(), StorageError> {
-        let mut state = self.lock();
         // The key is the claim's when one is held (a command's keys have a namespace of
         // their own), else the message's (a replay).
         let (route, key) = match &commit.claim {
             Some(claim) => (claim.route.clone(), claim.key.clone()),
             None => (commit.message.route.clone(), commit.message.key.clone()),
         };
-        let id = (route.clone(), key.clone());
-        if let Some(claim) = &commit.claim
-            && state.claims.get(&id).is_none_or(|h| h.token != claim.token)
-        {
-            return Err(StorageError::ClaimLost {
-                key: claim.key.clone(),
-            });
-        }
-        let mut counters = state.counters.clone();
+        let committing = self
+            .inner
+            .claims
+            .commit(&route, &key, commit.claim.as_ref())?;
+        // What needs no read is encoded before the writer lock is taken.
         let mut batch = ::sled::Batch::default();
         let expires_at = commit.completed.expires_at;
         batch.insert(
@@ -307,6 +283,9 @@ impl Storage for Db {
         );
         batch.insert(expiry_key(expires_at, &route, &key), &[]);
         batch.insert(message_key(&commit.message.id), encode(&commit.message));
+
+        let mut state = self.lock();
+        let mut counters = state.counters.clone();
         let mut seq = state.next_seq;
         let mut chains = BTreeSet::new();
         // Only an event with a sink to go takes a place in the outbox (and a number).
@@ -331,10 +310,12 @@ impl Storage for Db {
             }
         }
         self.append_audit(&mut batch, commit.audit)?;
-        self.append_entities(&mut batch, commit.entities)?;
+        let types = self.append_entities(&mut batch, commit.entities, &state.entity_types)?;
         self.apply(&mut state, batch, counters)?;
         state.next_seq = seq;
-        state.claims.remove(&id);
+        state.entity_types.extend(types);
+        drop(state);
+        committing.written();
         self.inner.flush.committed(seq - 1);
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Entity streams in the sled store: appending a commit's drafts to their streams (in the
 //! commit's batch, under the writer lock), and reading streams and the entity types by route.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::{Db, sled_error};
 use crate::entity;
@@ -12,12 +12,16 @@ use crate::storage::{EntityDraft, EntityEvent, EntityRef, Snapshot, SnapshotBoun
 
 impl Db {
     /// Appends each draft to its entity's stream, after the stream's last event; the caller
-    /// holds the writer lock, so no other append reads the same head.
+    /// holds the writer lock, so no other append reads the same head. A (route, entity type)
+    /// key not in `known` is written too, and returned, for the caller to know once the
+    /// batch is.
     pub(super) fn append_entities(
         &self,
         batch: &mut ::sled::Batch,
         drafts: Vec<EntityDraft>,
-    ) -> Result<(), StorageError> {
+        known: &HashSet<Vec<u8>>,
+    ) -> Result<Vec<Vec<u8>>, StorageError> {
+        let mut types = Vec::new();
         // Several events of one commit may be about one entity: the head moves in memory.
         let mut heads: BTreeMap<EntityRef, Option<EntityEvent>> = BTreeMap::new();
         for draft in drafts {
@@ -34,13 +38,14 @@ impl Db {
             };
             let event = entity::seal(head.as_ref(), draft);
             batch.insert(entity_key(&event.entity, event.seq), encode(&event));
-            batch.insert(
-                entity_type_key(&event.event.route, &event.entity.entity_type),
-                &[],
-            );
+            let type_key = entity_type_key(&event.event.route, &event.entity.entity_type);
+            if !known.contains(&type_key) && !types.contains(&type_key) {
+                batch.insert(type_key.as_slice(), &[]);
+                types.push(type_key);
+            }
             heads.insert(event.entity.clone(), Some(event));
         }
-        Ok(())
+        Ok(types)
     }
 
     pub(super) fn read_entity_stream(

@@ -36,6 +36,7 @@ impl Db {
             .collect::<Result<_, _>>()
             .map_err(sled_error)?;
         let more = expiries.len() + published.len() >= limit;
+        self.inner.claims.forget_expired(now);
 
         let mut state = self.lock();
         let mut batch = ::sled::Batch::default();
@@ -56,7 +57,6 @@ impl Db {
             batch.remove(key);
             removed += 1;
         }
-        state.claims.retain(|_, held| held.until > now);
         let counters = state.counters.clone();
         self.apply(&mut state, batch, counters)?;
         Ok(Swept { removed, more })
