@@ -90,6 +90,7 @@ fn write_stream(store: &Db, events: u64, t0: Timestamp) {
             dead_letter: None,
             resolves: None,
             audit: vec![],
+            new_message: false,
             entities: vec![EntityDraft {
                 entity: entity.clone(),
                 event,

@@ -267,6 +267,7 @@ impl Load {
                 dead_letter: None,
                 resolves: None,
                 audit: vec![],
+                new_message: false,
                 entities: vec![],
             };
             store.commit(commit).expect("the commit is written");

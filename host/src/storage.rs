@@ -337,6 +337,11 @@ pub struct Commit {
     pub resolves: Option<String>,
     /// Audit events.
     pub audit: Vec<AuditDraft>,
+    /// Whether the message is new: its id was just minted and nothing is recorded under it,
+    /// so its audit drafts start its stream and the store may seal them without reading the
+    /// stream, before it takes any lock. `false` is always correct, only slower; `true` for
+    /// a message that has a stream breaks the chain (and `verify` says so).
+    pub new_message: bool,
     /// Events to append to their entities' streams (empty when the host keeps none).
     pub entities: Vec<EntityDraft>,
 }

@@ -116,6 +116,7 @@ fn commit(
             draft(message_id, "received"),
             draft(message_id, "committed"),
         ],
+        new_message: false,
         entities: vec![],
     }
 }
@@ -749,6 +750,42 @@ fn es1_appends_to_one_stream_from_many_threads_stay_one_chain() {
         let streams = store.audit_streams().unwrap();
         let versions: Vec<u64> = streams["m1"].iter().map(|e| e.version).collect();
         assert_eq!(versions, (1..=200).collect::<Vec<u64>>());
+        assert!(dragoman::audit::verify(&streams).is_empty());
+    });
+}
+
+#[test]
+fn es8_a_new_message_s_commit_opens_its_stream_as_a_read_would_and_more_follow_it() {
+    each(|backend, dir| {
+        let store = backend(dir);
+        let mut opening = commit(None, "m1", "k1", &["e1"], 60_000);
+        opening.new_message = true;
+        // A draft of another stream in the same commit is sealed after that stream's head.
+        store.append(vec![draft("m0", "received")]).unwrap();
+        opening.audit.push(draft("m0", "noted"));
+        store.commit(opening).unwrap();
+        store.append(vec![draft("m1", "delivered")]).unwrap();
+        // The same commit with the flag off, on another message: the same chain shape.
+        store
+            .commit(commit(None, "m2", "k2", &["e2"], 60_000))
+            .unwrap();
+        let streams = store.audit_streams().unwrap();
+        let shape = |id: &str| -> Vec<(u64, String)> {
+            streams[id]
+                .iter()
+                .map(|e| (e.version, e.kind.clone()))
+                .collect()
+        };
+        assert_eq!(
+            shape("m1"),
+            [(1, "received"), (2, "committed"), (3, "delivered")].map(|(v, k)| (v, k.to_owned()))
+        );
+        assert_eq!(
+            shape("m0"),
+            [(1, "received"), (2, "noted")].map(|(v, k)| (v, k.to_owned()))
+        );
+        assert_eq!(shape("m2").len(), 2);
+        assert_eq!(streams["m1"][0].prev, streams["m2"][0].prev);
         assert!(dragoman::audit::verify(&streams).is_empty());
     });
 }

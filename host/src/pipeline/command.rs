@@ -96,6 +96,7 @@ impl Prepared {
             fingerprint: self.fingerprint.clone(),
             now: self.now,
             audit: vec![],
+            new_message: false,
         };
         if self.first {
             settlement.received()

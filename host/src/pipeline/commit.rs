@@ -28,11 +28,15 @@ pub(super) struct Settlement<'a> {
     pub(super) now: Timestamp,
     /// Audit events that come first (`received`, `replayed`).
     pub(super) audit: Vec<AuditDraft>,
+    /// Whether this is the message's first commit (set by [`Settlement::received`]).
+    pub(super) new_message: bool,
 }
 
 impl Settlement<'_> {
-    /// With the `received` audit event first: a message's first commit.
+    /// With the `received` audit event first: a message's first commit, which opens its
+    /// audit stream (its id was minted on arrival).
     pub(super) fn received(mut self) -> Self {
+        self.new_message = true;
         let record = &self.record;
         let data = json!({
             "route": self.route.name,
@@ -102,6 +106,7 @@ impl Settlement<'_> {
             dead_letter,
             resolves: None,
             audit: self.audit,
+            new_message: self.new_message,
             entities,
         }
     }

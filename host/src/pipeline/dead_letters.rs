@@ -174,6 +174,7 @@ impl Pipeline {
             claim: None,
             now,
             audit,
+            new_message: false,
         };
         let (mut commit, accepted) =
             settlement.accept(events, &traceparent(None, uuid::Uuid::now_v7()));

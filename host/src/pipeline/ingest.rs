@@ -124,6 +124,7 @@ impl Pipeline {
             claim: Some(claim.clone()),
             now,
             audit: vec![],
+            new_message: false,
             fingerprint,
             record: MessageRecord {
                 id: message.id,

@@ -1,6 +1,6 @@
 //! `Db`, the embedded [`Storage`] on sled: the only module that uses sled. Keys and record
 //! encodings are in `codec.rs`; the outbox (per-sink delivery state and schedules) is in
-//! `sled/outbox.rs`, claims in `sled/claims.rs`, the time-indexed sweep in `sled/sweep.rs`, group commit in
+//! `sled/outbox.rs`, claims in `sled/claims.rs`, audit streams in `sled/audit_streams.rs`, the time-indexed sweep in `sled/sweep.rs`, group commit in
 //! `sled/flush.rs`, and the move from older layouts in `sled/migrate.rs`.
 //!
 //! Everything lives in one tree, by key prefix, so that one `apply_batch` is one atomic
@@ -14,10 +14,8 @@
 //!
 //! Durability: sled flushes with `sync_file_range`, which survives a process crash but does
 //! not flush the disk's cache: for power-loss durability, use a backend that fsyncs.
-//!
-//! Just over 600 lines on purpose: the one `impl Storage for Db`, whose methods forward to the
-//! rooms above (`outbox`, `entities`, `sweep`, `flush`) or are short enough to stay here.
 
+mod audit_streams;
 mod claims;
 mod entities;
 mod flush;
@@ -37,10 +35,8 @@ use self::claims::Claims;
 use self::flush::Flusher;
 use super::codec::{
     AuditRecord, COUNTERS, Counters, EventRecord, IdempotencyEntry, KeptAnswer, SEQ, answer_key,
-    audit_key, audit_prefix, dead_letter_key, decode, encode, expiry_key, idempotency_key,
-    message_key,
+    audit_prefix, dead_letter_key, decode, encode, expiry_key, idempotency_key, message_key,
 };
-use crate::audit;
 use crate::storage::{
     AuditDraft, AuditEvent, Claim, ClaimToken, Commit, DeadLetter, DeliveryOutcome, Depths, Due,
     Durable, EntityEvent, EntityRef, MessageRecord, Snapshot, SnapshotBound, Storage, StorageError,
@@ -176,46 +172,6 @@ impl Db {
         })
     }
 
-    /// Seals audit drafts onto their streams, in `batch`.
-    fn append_audit(
-        &self,
-        batch: &mut ::sled::Batch,
-        drafts: Vec<AuditDraft>,
-    ) -> Result<(), StorageError> {
-        // Each stream's drafts, in order, sealed after its last event: one record each.
-        let mut streams: BTreeMap<String, Vec<AuditDraft>> = BTreeMap::new();
-        for draft in drafts {
-            streams
-                .entry(draft.message_id.clone())
-                .or_default()
-                .push(draft);
-        }
-        for (message_id, drafts) in streams {
-            let mut head = match self
-                .tree()
-                .scan_prefix(audit_prefix(&message_id))
-                .next_back()
-                .transpose()
-                .map_err(sled_error)?
-            {
-                Some((k, v)) => decode::<AuditRecord>(&k, &v)?.into_events().pop(),
-                None => None,
-            };
-            let mut segment = Vec::with_capacity(drafts.len());
-            for draft in drafts {
-                let event = audit::seal(head.as_ref(), draft);
-                head = Some(event.clone());
-                segment.push(event);
-            }
-            let first = segment.first().map_or(0, |event| event.version);
-            batch.insert(
-                audit_key(&message_id, first),
-                encode(&AuditRecord::Segment(segment)),
-            );
-        }
-        Ok(())
-    }
-
     /// Applies `batch` with the counters it brings, if they changed; the caller holds the
     /// writer lock as `state` and the counters take effect only once the batch is written.
     fn apply(
@@ -283,6 +239,17 @@ impl Storage for Db {
         );
         batch.insert(expiry_key(expires_at, &route, &key), &[]);
         batch.insert(message_key(&commit.message.id), encode(&commit.message));
+        // A new message's stream starts with this commit: sealed without a read or the lock.
+        let mut audit = commit.audit;
+        if commit.new_message {
+            let (own, others) = audit
+                .into_iter()
+                .partition(|draft| draft.message_id == commit.message.id);
+            audit = others;
+            if !own.is_empty() {
+                audit_streams::seal_segment(&mut batch, &commit.message.id, None, own);
+            }
+        }
 
         let mut state = self.lock();
         let mut counters = state.counters.clone();
@@ -309,7 +276,7 @@ impl Storage for Db {
                 counters.dead_letters = counters.dead_letters.saturating_sub(1);
             }
         }
-        self.append_audit(&mut batch, commit.audit)?;
+        self.append_audit(&mut batch, audit)?;
         let types = self.append_entities(&mut batch, commit.entities, &state.entity_types)?;
         self.apply(&mut state, batch, counters)?;
         state.next_seq = seq;

@@ -238,6 +238,7 @@ fn an_entity_event_edited_on_disk_is_found_by_verify() {
                     body: b"{}".to_vec(),
                     received_at: now,
                 },
+                new_message: false,
                 entities: events.iter().filter_map(crate::entity::draft).collect(),
                 events: events.into_iter().map(|e| (e, vec![])).collect(),
                 dead_letter: None,
