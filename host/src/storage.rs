@@ -346,6 +346,13 @@ pub struct Commit {
     pub entities: Vec<EntityDraft>,
 }
 
+impl Commit {
+    /// Whether it gives the outbox an event: one with a sink to go.
+    pub fn feeds_outbox(&self) -> bool {
+        self.events.iter().any(|(_, sinks)| !sinks.is_empty())
+    }
+}
+
 /// What a backend reports to `/metrics` and `/readyz`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Depths {

@@ -24,6 +24,13 @@ use crate::storage::{AuditDraft, Claim, ClaimToken, Completed, MessageRecord};
 /// What the plugin made of a message: events or a refusal, or a fault.
 type Translation = Result<Result<Vec<DomainEvent>, TranslateError>, Fault>;
 
+/// What the blocking part wrote: nothing, or a commit to make durable before answering,
+/// which wakes the relay if it gave the outbox an event.
+enum Written {
+    Nothing,
+    Commit { outbox: bool },
+}
+
 impl Pipeline {
     /// Ingests one message on `route`: deduplicates it, translates it, commits the outcome
     /// and answers once it is durable.
@@ -33,7 +40,6 @@ impl Pipeline {
             Err(refusal) => return Ingested::Refused(refusal),
         };
         let started = Instant::now();
-        let has_sinks = !route.sinks.is_empty();
         let Ok(permit) = self.core.workers.acquire().await else {
             return Ingested::Unavailable(Unavailable::ShuttingDown);
         };
@@ -41,7 +47,7 @@ impl Pipeline {
         let ran =
             tokio::task::spawn_blocking(move || pipeline.ingest_blocking(&route, incoming)).await;
         drop(permit);
-        let (outcome, committed) = match ran {
+        let (outcome, written) = match ran {
             Ok(ran) => ran,
             Err(e) => {
                 tracing::error!(error = %e, "ingest task failed");
@@ -50,8 +56,9 @@ impl Pipeline {
                 ));
             }
         };
-        let outbox = has_sinks && matches!(&outcome, Ingested::Accepted(a) if !a.events.is_empty());
-        if committed && let Err(e) = self.durable(outbox).await {
+        if let Written::Commit { outbox } = written
+            && let Err(e) = self.durable(outbox).await
+        {
             tracing::error!(error = %e, "flush failed");
             return Ingested::Unavailable(Unavailable::Internal(
                 "the commit could not be made durable".into(),
@@ -61,8 +68,8 @@ impl Pipeline {
         outcome
     }
 
-    /// The blocking part; also says whether something was committed.
-    fn ingest_blocking(&self, route: &Route, incoming: Incoming) -> (Ingested, bool) {
+    /// The blocking part; also says what it wrote.
+    fn ingest_blocking(&self, route: &Route, incoming: Incoming) -> (Ingested, Written) {
         let core = &self.core;
         let Arrival {
             now,
@@ -97,16 +104,19 @@ impl Pipeline {
             Ok(Claim::Fresh(claim)) => claim,
             Ok(Claim::Done(done)) => {
                 let payload = caller_key.then_some(fingerprint.as_str());
-                return (self.duplicate(route, key, payload, done, now), false);
+                return (
+                    self.duplicate(route, key, payload, done, now),
+                    Written::Nothing,
+                );
             }
             Ok(Claim::InFlight) => {
                 let in_flight = InFlight {
                     idempotency_key: key,
                     taken_over: false,
                 };
-                return (Ingested::InFlight(in_flight), false);
+                return (Ingested::InFlight(in_flight), Written::Nothing);
             }
-            Err(e) => return (Ingested::Unavailable(storage_failure(&e)), false),
+            Err(e) => return (Ingested::Unavailable(storage_failure(&e)), Written::Nothing),
         };
         let translation = match (early_fault, lease) {
             (Some(fault), _) | (None, Err(fault)) => Err(fault),
@@ -148,7 +158,7 @@ impl Pipeline {
         translation: Translation,
         claim: &ClaimToken,
         traceparent: &str,
-    ) -> (Ingested, bool) {
+    ) -> (Ingested, Written) {
         let route = settlement.route;
         let (commit, outcome) = match translation {
             Ok(Ok(events)) => {
@@ -157,7 +167,7 @@ impl Pipeline {
             }
             Ok(Err(TranslateError::Transient(failure))) => {
                 self.release(claim);
-                return (Ingested::Transient(transient(failure)), false);
+                return (Ingested::Transient(transient(failure)), Written::Nothing);
             }
             Ok(Err(TranslateError::Rejected(failure))) => {
                 let (commit, rejected) =
@@ -170,6 +180,7 @@ impl Pipeline {
                 (commit, Ingested::Rejected(rejected))
             }
         };
+        let outbox = commit.feeds_outbox();
         let started = Instant::now();
         match self.write_commit(commit, claim) {
             Ok(()) => {
@@ -179,10 +190,14 @@ impl Pipeline {
                 } else {
                     self.core.metrics.rejected(&route.name);
                 }
-                (outcome, true)
+                (outcome, Written::Commit { outbox })
             }
-            Err(NotWritten::TakenOver(in_flight)) => (Ingested::InFlight(in_flight), false),
-            Err(NotWritten::Failed(unavailable)) => (Ingested::Unavailable(unavailable), false),
+            Err(NotWritten::TakenOver(in_flight)) => {
+                (Ingested::InFlight(in_flight), Written::Nothing)
+            }
+            Err(NotWritten::Failed(unavailable)) => {
+                (Ingested::Unavailable(unavailable), Written::Nothing)
+            }
         }
     }
 

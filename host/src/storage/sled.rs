@@ -1,7 +1,8 @@
 //! `Db`, the embedded [`Storage`] on sled: the only module that uses sled. Keys and record
 //! encodings are in `codec.rs`; the outbox (per-sink delivery state and schedules) is in
-//! `sled/outbox.rs`, claims in `sled/claims.rs`, audit streams in `sled/audit_streams.rs`, the time-indexed sweep in `sled/sweep.rs`, group commit in
-//! `sled/flush.rs`, and the move from older layouts in `sled/migrate.rs`.
+//! `sled/outbox.rs`, claims in `sled/claims.rs`, audit streams in `sled/audit_streams.rs`,
+//! entity streams in `sled/entities.rs`, the time-indexed sweep in `sled/sweep.rs`, group
+//! commit in `sled/flush.rs`, and the move from older layouts in `sled/migrate.rs`.
 //!
 //! Everything lives in one tree, by key prefix, so that one `apply_batch` is one atomic
 //! write. Writes that read first (commits, delivery records, sweeps) run under one mutex, so
@@ -240,16 +241,11 @@ impl Storage for Db {
         batch.insert(expiry_key(expires_at, &route, &key), &[]);
         batch.insert(message_key(&commit.message.id), encode(&commit.message));
         // A new message's stream starts with this commit: sealed without a read or the lock.
-        let mut audit = commit.audit;
-        if commit.new_message {
-            let (own, others) = audit
-                .into_iter()
-                .partition(|draft| draft.message_id == commit.message.id);
-            audit = others;
-            if !own.is_empty() {
-                audit_streams::seal_segment(&mut batch, &commit.message.id, None, own);
-            }
-        }
+        let audit = if commit.new_message {
+            audit_streams::open_stream(&mut batch, &commit.message.id, commit.audit)
+        } else {
+            commit.audit
+        };
 
         let mut state = self.lock();
         let mut counters = state.counters.clone();

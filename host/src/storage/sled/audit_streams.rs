@@ -34,8 +34,24 @@ impl Db {
     }
 }
 
+/// Seals the drafts of `message_id`, a new message, as the start of its stream, without a
+/// read; returns the drafts of other streams, to be appended after their heads.
+pub(super) fn open_stream(
+    batch: &mut ::sled::Batch,
+    message_id: &str,
+    drafts: Vec<AuditDraft>,
+) -> Vec<AuditDraft> {
+    let (own, others): (Vec<_>, Vec<_>) = drafts
+        .into_iter()
+        .partition(|draft| draft.message_id == message_id);
+    if !own.is_empty() {
+        seal_segment(batch, message_id, None, own);
+    }
+    others
+}
+
 /// Drafts by the stream they join, each stream's in order.
-pub(super) fn by_stream(drafts: Vec<AuditDraft>) -> BTreeMap<String, Vec<AuditDraft>> {
+fn by_stream(drafts: Vec<AuditDraft>) -> BTreeMap<String, Vec<AuditDraft>> {
     let mut streams: BTreeMap<String, Vec<AuditDraft>> = BTreeMap::new();
     for draft in drafts {
         streams
@@ -47,7 +63,7 @@ pub(super) fn by_stream(drafts: Vec<AuditDraft>) -> BTreeMap<String, Vec<AuditDr
 }
 
 /// Seals one stream's drafts after `head` (none: they open the stream) as one record.
-pub(super) fn seal_segment(
+fn seal_segment(
     batch: &mut ::sled::Batch,
     message_id: &str,
     mut head: Option<AuditEvent>,
