@@ -91,9 +91,11 @@ struct Core {
     versions: activate::Versions,
     /// The dead letter entries being replayed now: one replay of an entry runs at a time.
     replaying: std::sync::Mutex<std::collections::BTreeSet<String>>,
-    /// Bounds the blocking work (plugin calls, store writes) running at once: more threads
-    /// than cores only add switching, and a fair queue keeps the latency tail short.
-    workers: tokio::sync::Semaphore,
+    /// Bounds the plugin calls running at once: more threads than cores only add switching,
+    /// and a fair queue keeps the latency tail short. An ingest gives its permit back once
+    /// the plugin is done: its commit waits on the store, not a core, and the commits that
+    /// wait together are written as one batch.
+    workers: Arc<tokio::sync::Semaphore>,
     workers_count: usize,
 }
 
@@ -118,7 +120,7 @@ impl Pipeline {
                 vendors,
                 versions,
                 replaying: std::sync::Mutex::default(),
-                workers: tokio::sync::Semaphore::new(workers),
+                workers: Arc::new(tokio::sync::Semaphore::new(workers)),
                 workers_count: workers,
             }),
         }

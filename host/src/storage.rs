@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use crate::outcome::Settled;
 
 /// A storage failure: the operation did not happen.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
     /// The backend failed (I/O, corruption).

@@ -791,6 +791,52 @@ fn es8_a_new_message_s_commit_opens_its_stream_as_a_read_would_and_more_follow_i
 }
 
 #[test]
+fn es9_concurrent_commits_about_one_entity_and_key_keep_every_stream_whole() {
+    // A backend may write commits that wait together in one batch: each must read the heads
+    // the ones before it left (entity stream, audit stream, delivery chain), not the store's.
+    each(|backend, dir| {
+        let store = backend(dir);
+        let order = EntityRef::of("order.created.v1", "A-1").unwrap();
+        std::thread::scope(|scope| {
+            for t in 0..8 {
+                let store = store.clone();
+                scope.spawn(move || {
+                    for n in 0..25 {
+                        let (id, key) = (format!("m{t}-{n}"), format!("k{t}-{n}"));
+                        let token = fresh(store.claim("orders", &key, t0(), TIMEOUT).unwrap());
+                        let mut commit = with_entities(
+                            commit(Some(token), &id, &key, &[&format!("e{t}-{n}")], 60_000),
+                            "A-1",
+                            &["order.created.v1"],
+                        );
+                        commit.new_message = true;
+                        commit.audit.push(draft("shared", &id));
+                        store.commit(commit).unwrap();
+                    }
+                });
+            }
+        });
+        block_on(store.durable()).unwrap();
+        let stream = store.entity_stream(&order).unwrap();
+        let seqs: Vec<u64> = stream.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=200).collect::<Vec<u64>>());
+        assert!(dragoman::entity::verify(&store.entity_streams().unwrap()).is_empty());
+        let audit = store.audit_streams().unwrap();
+        let versions: Vec<u64> = audit["shared"].iter().map(|e| e.version).collect();
+        assert_eq!(versions, (1..=200).collect::<Vec<u64>>());
+        assert!(dragoman::audit::verify(&audit).is_empty());
+        // The outbox holds the events in the order the stream does: commit order.
+        let deliveries = pending(&*store, "hook");
+        let seqs: Vec<u64> = deliveries.iter().map(|d| d.seq).collect();
+        assert_eq!(seqs, (1..=200).collect::<Vec<u64>>());
+        let in_stream: Vec<&str> = stream.iter().map(|e| e.event.id.as_str()).collect();
+        assert_eq!(ids(&deliveries), in_stream);
+        let depths = store.depths().unwrap();
+        assert_eq!((depths.outbox, depths.sinks.get("hook")), (200, Some(&200)));
+    });
+}
+
+#[test]
 fn es7_the_state_at_an_instant_folds_the_events_recorded_by_then() {
     each(|backend, dir| {
         let store = backend(dir);

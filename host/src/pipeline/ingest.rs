@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use jiff::Timestamp;
 use serde_json::json;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::commit::Settlement;
 use super::routes::Route;
@@ -40,13 +41,13 @@ impl Pipeline {
             Err(refusal) => return Ingested::Refused(refusal),
         };
         let started = Instant::now();
-        let Ok(permit) = self.core.workers.acquire().await else {
+        let Ok(permit) = self.core.workers.clone().acquire_owned().await else {
             return Ingested::Unavailable(Unavailable::ShuttingDown);
         };
         let pipeline = self.clone();
         let ran =
-            tokio::task::spawn_blocking(move || pipeline.ingest_blocking(&route, incoming)).await;
-        drop(permit);
+            tokio::task::spawn_blocking(move || pipeline.ingest_blocking(&route, incoming, permit))
+                .await;
         let (outcome, written) = match ran {
             Ok(ran) => ran,
             Err(e) => {
@@ -68,8 +69,14 @@ impl Pipeline {
         outcome
     }
 
-    /// The blocking part; also says what it wrote.
-    fn ingest_blocking(&self, route: &Route, incoming: Incoming) -> (Ingested, Written) {
+    /// The blocking part, under a worker `permit` until the plugin is done; also says what it
+    /// wrote.
+    fn ingest_blocking(
+        &self,
+        route: &Route,
+        incoming: Incoming,
+        permit: OwnedSemaphorePermit,
+    ) -> (Ingested, Written) {
         let core = &self.core;
         let Arrival {
             now,
@@ -123,6 +130,7 @@ impl Pipeline {
             (None, Ok(mut session)) => session.translate(&message),
         };
         core.metrics.observe("translate", started);
+        drop(permit);
         self.judge(route, &version, !matches!(translation, Ok(Ok(_))));
         if let Some(shadow) = route.shadow() {
             let output = super::shadow::output(&translation);

@@ -1,14 +1,16 @@
 //! `Db`, the embedded [`Storage`] on sled: the only module that uses sled. Keys and record
 //! encodings are in `codec.rs`; the outbox (per-sink delivery state and schedules) is in
 //! `sled/outbox.rs`, claims in `sled/claims.rs`, audit streams in `sled/audit_streams.rs`,
-//! entity streams in `sled/entities.rs`, the time-indexed sweep in `sled/sweep.rs`, group
-//! commit in `sled/flush.rs`, and the move from older layouts in `sled/migrate.rs`.
+//! entity streams in `sled/entities.rs`, the time-indexed sweep in `sled/sweep.rs`, commits
+//! combined into one batch in `sled/combine.rs` (staged in `sled/staging.rs`), flushes
+//! shared in `sled/flush.rs`, and the move from older layouts in `sled/migrate.rs`.
 //!
 //! Everything lives in one tree, by key prefix, so that one `apply_batch` is one atomic
 //! write. Writes that read first (commits, delivery records, sweeps) run under one mutex, so
-//! a batch is never based on a stale read; a sequence number is taken and written in the same
-//! critical section, so sequence order is commit order. The depth counters live beside the
-//! sequence number under that mutex and are written in the same batches as what they count.
+//! a batch is never based on a stale read (a commit combined with others reads through what
+//! they staged); a sequence number is taken and written in the same critical section, so
+//! sequence order is commit order. The depth counters live beside the sequence number under
+//! that mutex and are written in the same batches as what they count.
 //!
 //! Claims in flight are held in memory, not written, under a lock of their own
 //! (`sled/claims.rs`).
@@ -18,10 +20,12 @@
 
 mod audit_streams;
 mod claims;
+mod combine;
 mod entities;
 mod flush;
 mod migrate;
 mod outbox;
+mod staging;
 mod sweep;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -33,10 +37,12 @@ use jiff::Timestamp;
 use serde::de::DeserializeOwned;
 
 use self::claims::Claims;
+use self::combine::Queue;
 use self::flush::Flusher;
+use self::staging::{Pending, Staging, Writes};
 use super::codec::{
     AuditRecord, COUNTERS, Counters, EventRecord, IdempotencyEntry, KeptAnswer, SEQ, answer_key,
-    audit_prefix, dead_letter_key, decode, encode, expiry_key, idempotency_key, message_key,
+    audit_prefix, dead_letter_key, decode, encode, idempotency_key, message_key,
 };
 use crate::storage::{
     AuditDraft, AuditEvent, Claim, ClaimToken, Commit, DeadLetter, DeliveryOutcome, Depths, Due,
@@ -56,6 +62,7 @@ struct Inner {
     tree: ::sled::Tree,
     write: Mutex<WriteState>,
     claims: Claims,
+    queue: Queue,
     flush: Arc<Flusher>,
     flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -123,6 +130,7 @@ impl Db {
                     entity_types: HashSet::new(),
                 }),
                 claims: Claims::default(),
+                queue: Queue::default(),
                 flush,
                 flusher: Mutex::new(Some(thread)),
             }),
@@ -173,19 +181,22 @@ impl Db {
         })
     }
 
-    /// Applies `batch` with the counters it brings, if they changed; the caller holds the
-    /// writer lock as `state` and the counters take effect only once the batch is written.
+    /// Applies `writes` as one batch with the counters they bring, if they changed; the
+    /// caller holds the writer lock as `state` and the counters take effect only once the
+    /// batch is written.
     fn apply(
         &self,
         state: &mut WriteState,
-        mut batch: ::sled::Batch,
+        mut writes: Writes,
         counters: Counters,
     ) -> Result<(), StorageError> {
         let changed = counters != state.counters;
         if changed {
-            batch.insert(COUNTERS, encode(&counters));
+            writes.insert(COUNTERS, encode(&counters));
         }
-        self.tree().apply_batch(batch).map_err(sled_error)?;
+        self.tree()
+            .apply_batch(writes.into_batch())
+            .map_err(sled_error)?;
         if changed {
             state.counters = counters;
         }
@@ -231,64 +242,22 @@ impl Storage for Db {
             .inner
             .claims
             .commit(&route, &key, commit.claim.as_ref())?;
-        // What needs no read is encoded before the writer lock is taken.
-        let mut batch = ::sled::Batch::default();
-        let expires_at = commit.completed.expires_at;
-        batch.insert(
-            idempotency_key(&route, &key),
-            encode(&IdempotencyEntry::Done(commit.completed)),
-        );
-        batch.insert(expiry_key(expires_at, &route, &key), &[]);
-        batch.insert(message_key(&commit.message.id), encode(&commit.message));
-        // A new message's stream starts with this commit: sealed without a read or the lock.
-        let audit = if commit.new_message {
-            audit_streams::open_stream(&mut batch, &commit.message.id, commit.audit)
-        } else {
-            commit.audit
-        };
-
-        let mut state = self.lock();
-        let mut counters = state.counters.clone();
-        let mut seq = state.next_seq;
-        let mut chains = BTreeSet::new();
-        // Only an event with a sink to go takes a place in the outbox (and a number).
-        for (event, sinks) in commit.events {
-            if !sinks.is_empty() {
-                self.enqueue(&mut batch, &mut counters, &mut chains, seq, event, sinks)?;
-                seq += 1;
-            }
-        }
-        if seq != state.next_seq {
-            batch.insert(SEQ, seq.to_be_bytes().to_vec());
-        }
-        if let Some(entry) = &commit.dead_letter {
-            batch.insert(dead_letter_key(&entry.id), encode(entry));
-            counters.dead_letters += 1;
-        }
-        if let Some(id) = &commit.resolves {
-            let key = dead_letter_key(id);
-            if self.contains(&key)? {
-                batch.remove(key);
-                counters.dead_letters = counters.dead_letters.saturating_sub(1);
-            }
-        }
-        self.append_audit(&mut batch, audit)?;
-        let types = self.append_entities(&mut batch, commit.entities, &state.entity_types)?;
-        self.apply(&mut state, batch, counters)?;
-        state.next_seq = seq;
-        state.entity_types.extend(types);
-        drop(state);
+        let done = self
+            .inner
+            .queue
+            .push(combine::Prepared::new(commit, &route, &key));
+        self.write_queued(&done)?;
         committing.written();
-        self.inner.flush.committed(seq - 1);
         Ok(())
     }
 
     fn append(&self, audit: Vec<AuditDraft>) -> Result<(), StorageError> {
         let mut state = self.lock();
-        let mut batch = ::sled::Batch::default();
-        self.append_audit(&mut batch, audit)?;
+        let pending = Pending::default();
+        let mut staging = Staging::new(&pending, Writes::default());
+        self.append_audit(&mut staging, audit)?;
         let counters = state.counters.clone();
-        self.apply(&mut state, batch, counters)
+        self.apply(&mut state, staging.writes, counters)
     }
 
     fn durable(&self) -> Durable {
@@ -362,11 +331,12 @@ impl Storage for Db {
                 id: entry.id,
             });
         }
-        let mut batch = ::sled::Batch::default();
-        batch.insert(key, encode(&entry));
-        self.append_audit(&mut batch, audit)?;
+        let pending = Pending::default();
+        let mut staging = Staging::new(&pending, Writes::default());
+        staging.put_dead_letter(key, encode(&entry));
+        self.append_audit(&mut staging, audit)?;
         let counters = state.counters.clone();
-        self.apply(&mut state, batch, counters)
+        self.apply(&mut state, staging.writes, counters)
     }
 
     fn discard_dead_letter(&self, id: &str, audit: Vec<AuditDraft>) -> Result<(), StorageError> {
@@ -378,12 +348,13 @@ impl Storage for Db {
                 id: id.into(),
             });
         }
-        let mut batch = ::sled::Batch::default();
-        batch.remove(key);
-        self.append_audit(&mut batch, audit)?;
+        let pending = Pending::default();
+        let mut staging = Staging::new(&pending, Writes::default());
+        staging.remove_dead_letter(key);
+        self.append_audit(&mut staging, audit)?;
         let mut counters = state.counters.clone();
         counters.dead_letters = counters.dead_letters.saturating_sub(1);
-        self.apply(&mut state, batch, counters)
+        self.apply(&mut state, staging.writes, counters)
     }
 
     fn message(&self, id: &str) -> Result<Option<MessageRecord>, StorageError> {

@@ -4,50 +4,52 @@
 
 use std::collections::BTreeMap;
 
-use super::{Db, sled_error};
+use super::Db;
+use super::staging::{Staging, Writes};
 use crate::audit;
-use crate::storage::codec::{AuditRecord, audit_key, audit_prefix, decode, encode};
+use crate::storage::codec::{AuditRecord, audit_key, encode};
 use crate::storage::{AuditDraft, AuditEvent, StorageError};
 
 impl Db {
-    /// Seals audit drafts onto their streams, in `batch`.
+    /// Seals audit drafts onto their streams, in `staging`.
     pub(super) fn append_audit(
         &self,
-        batch: &mut ::sled::Batch,
+        staging: &mut Staging<'_>,
         drafts: Vec<AuditDraft>,
     ) -> Result<(), StorageError> {
         // Each stream's drafts, in order, sealed after its last event: one record each.
         for (message_id, drafts) in by_stream(drafts) {
-            let head = match self
-                .tree()
-                .scan_prefix(audit_prefix(&message_id))
-                .next_back()
-                .transpose()
-                .map_err(sled_error)?
-            {
-                Some((k, v)) => decode::<AuditRecord>(&k, &v)?.into_events().pop(),
-                None => None,
-            };
-            seal_segment(batch, &message_id, head, drafts);
+            let head = staging.audit_head(self, &message_id)?;
+            if let Some(head) = seal_segment(&mut staging.writes, &message_id, head, drafts) {
+                staging.moved_audit(head);
+            }
         }
         Ok(())
     }
 }
 
-/// Seals the drafts of `message_id`, a new message, as the start of its stream, without a
-/// read; returns the drafts of other streams, to be appended after their heads.
+/// A new message's stream, sealed without a read: its head, and the drafts of other
+/// streams, to be appended after their heads.
+pub(super) struct Opened {
+    pub(super) head: Option<AuditEvent>,
+    pub(super) others: Vec<AuditDraft>,
+}
+
+/// Seals the drafts of `message_id`, a new message, as the start of its stream.
 pub(super) fn open_stream(
-    batch: &mut ::sled::Batch,
+    writes: &mut Writes,
     message_id: &str,
     drafts: Vec<AuditDraft>,
-) -> Vec<AuditDraft> {
+) -> Opened {
     let (own, others): (Vec<_>, Vec<_>) = drafts
         .into_iter()
         .partition(|draft| draft.message_id == message_id);
-    if !own.is_empty() {
-        seal_segment(batch, message_id, None, own);
-    }
-    others
+    let head = if own.is_empty() {
+        None
+    } else {
+        seal_segment(writes, message_id, None, own)
+    };
+    Opened { head, others }
 }
 
 /// Drafts by the stream they join, each stream's in order.
@@ -62,13 +64,14 @@ fn by_stream(drafts: Vec<AuditDraft>) -> BTreeMap<String, Vec<AuditDraft>> {
     streams
 }
 
-/// Seals one stream's drafts after `head` (none: they open the stream) as one record.
+/// Seals one stream's drafts after `head` (none: they open the stream) as one record;
+/// returns the stream's new head.
 fn seal_segment(
-    batch: &mut ::sled::Batch,
+    writes: &mut Writes,
     message_id: &str,
     mut head: Option<AuditEvent>,
     drafts: Vec<AuditDraft>,
-) {
+) -> Option<AuditEvent> {
     let mut segment = Vec::with_capacity(drafts.len());
     for draft in drafts {
         let event = audit::seal(head.as_ref(), draft);
@@ -76,8 +79,9 @@ fn seal_segment(
         segment.push(event);
     }
     let first = segment.first().map_or(0, |event| event.version);
-    batch.insert(
+    writes.insert(
         audit_key(message_id, first),
         encode(&AuditRecord::Segment(segment)),
     );
+    head
 }

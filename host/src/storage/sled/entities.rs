@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use super::staging::Staging;
 use super::{Db, sled_error};
 use crate::entity;
 use crate::storage::codec::{
@@ -11,41 +12,31 @@ use crate::storage::codec::{
 use crate::storage::{EntityDraft, EntityEvent, EntityRef, Snapshot, SnapshotBound, StorageError};
 
 impl Db {
-    /// Appends each draft to its entity's stream, after the stream's last event; the caller
-    /// holds the writer lock, so no other append reads the same head. A (route, entity type)
-    /// key not in `known` is written too, and returned, for the caller to know once the
-    /// batch is.
+    /// Appends each draft to its entity's stream, after the stream's last event (the tree's,
+    /// or one staged before it); the caller holds the writer lock, so no other append reads
+    /// the same head. A (route, entity type) key not in `known` (the tree's) nor staged is
+    /// written too.
     pub(super) fn append_entities(
         &self,
-        batch: &mut ::sled::Batch,
+        staging: &mut Staging<'_>,
         drafts: Vec<EntityDraft>,
         known: &HashSet<Vec<u8>>,
-    ) -> Result<Vec<Vec<u8>>, StorageError> {
-        let mut types = Vec::new();
-        // Several events of one commit may be about one entity: the head moves in memory.
-        let mut heads: BTreeMap<EntityRef, Option<EntityEvent>> = BTreeMap::new();
+    ) -> Result<(), StorageError> {
         for draft in drafts {
-            let head = match heads.remove(&draft.entity) {
-                Some(head) => head,
-                None => self
-                    .tree()
-                    .scan_prefix(entity_prefix(&draft.entity))
-                    .next_back()
-                    .transpose()
-                    .map_err(sled_error)?
-                    .map(|(k, v)| decode::<EntityEvent>(&k, &v))
-                    .transpose()?,
-            };
+            // Several events of one commit may be about one entity: the head moves in the
+            // staging.
+            let head = staging.entity_head(self, &draft.entity)?;
             let event = entity::seal(head.as_ref(), draft);
-            batch.insert(entity_key(&event.entity, event.seq), encode(&event));
+            staging
+                .writes
+                .insert(entity_key(&event.entity, event.seq), encode(&event));
             let type_key = entity_type_key(&event.event.route, &event.entity.entity_type);
-            if !known.contains(&type_key) && !types.contains(&type_key) {
-                batch.insert(type_key.as_slice(), &[]);
-                types.push(type_key);
+            if !staging.has_type(known, &type_key) {
+                staging.put_type(type_key);
             }
-            heads.insert(event.entity.clone(), Some(event));
+            staging.moved_entity(event);
         }
-        Ok(types)
+        Ok(())
     }
 
     pub(super) fn read_entity_stream(

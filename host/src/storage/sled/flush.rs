@@ -1,4 +1,4 @@
-//! Group commit: one thread flushes sled for every waiter at once. A commit bumps a
+//! Flushes shared: one thread flushes sled for every waiter at once. A commit bumps a
 //! generation; [`Storage::durable`](crate::storage::Storage::durable) waits until a flush
 //! started after its commit has finished. The relay reads only events at or below the
 //! highest sequence number known durable, so it never publishes what a crash could undo.

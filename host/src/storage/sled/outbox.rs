@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 
 use jiff::Timestamp;
 
+use super::staging::{Pending, Staging, Writes};
 use super::{Db, sled_error};
 use crate::storage::codec::{
     Counters, EventRecord, Published, SEQ, dead_letter_key, decode, delivery_key, delivery_prefix,
@@ -23,33 +24,38 @@ use crate::storage::{
 };
 
 impl Db {
-    /// Puts `event` in the outbox for `sinks` as number `seq`, in `batch`: `chains` holds the
-    /// (sink, partition key) pairs this batch has scheduled already. `sinks` is not empty: an
-    /// event for no sink is not kept (the commit's audit events name it, the message keeps
-    /// its body).
+    /// Puts `event` in the outbox for `sinks` as number `seq`, in `staging`. `sinks` is not
+    /// empty: an event for no sink is not kept (the commit's audit events name it, the
+    /// message keeps its body).
     pub(super) fn enqueue(
         &self,
-        batch: &mut ::sled::Batch,
+        staging: &mut Staging<'_>,
         counters: &mut Counters,
-        chains: &mut BTreeSet<(String, String)>,
         seq: u64,
         event: OutboxEvent,
         sinks: Vec<String>,
     ) -> Result<(), StorageError> {
         let key = &event.partition_key;
         for sink in &sinks {
-            batch.insert(delivery_key(sink, key, seq), encode(&Delivery::default()));
+            staging
+                .writes
+                .insert(delivery_key(sink, key, seq), encode(&Delivery::default()));
             *counters.sinks.entry(sink.clone()).or_default() += 1;
-            let chain = (sink.clone(), key.clone());
-            if !chains.contains(&chain) && !self.contains(&head_key(sink, key))? {
+            if !staging.has_chain(self, sink, key)? {
                 // The key's first delivery to go at this sink: due now.
-                batch.insert(head_key(sink, key), &instant(event.time));
-                batch.insert(schedule_key(sink, event.time, key), &[]);
+                staging
+                    .writes
+                    .insert(head_key(sink, key), &instant(event.time));
+                staging
+                    .writes
+                    .insert(schedule_key(sink, event.time, key), &[]);
+                staging.opened_chain(sink, key);
             }
-            chains.insert(chain);
         }
         counters.outbox += 1;
-        batch.insert(&event_key(seq), encode(&EventRecord { event, sinks }));
+        staging
+            .writes
+            .insert(&event_key(seq), encode(&EventRecord { event, sinks }));
         Ok(())
     }
 
@@ -177,7 +183,7 @@ impl Db {
             None => None,
         };
         let mut counters = state.counters.clone();
-        let mut batch = ::sled::Batch::default();
+        let mut batch = Writes::default();
         let done = match outcome {
             DeliveryOutcome::Delivered => true,
             DeliveryOutcome::DeadLettered(entry) => {
@@ -233,8 +239,10 @@ impl Db {
                 }
             }
         }
-        self.append_audit(&mut batch, audit)?;
-        self.apply(&mut state, batch, counters)
+        let pending = Pending::default();
+        let mut staging = Staging::new(&pending, batch);
+        self.append_audit(&mut staging, audit)?;
+        self.apply(&mut state, staging.writes, counters)
     }
 
     pub(super) fn requeue_delivery(
@@ -257,20 +265,14 @@ impl Db {
         };
         let seq = state.next_seq;
         let mut counters = state.counters.clone();
-        let mut batch = ::sled::Batch::default();
-        self.enqueue(
-            &mut batch,
-            &mut counters,
-            &mut BTreeSet::new(),
-            seq,
-            *event,
-            vec![sink],
-        )?;
-        batch.insert(SEQ, (seq + 1).to_be_bytes().to_vec());
-        batch.remove(dead_letter_key(dead_letter));
+        let pending = Pending::default();
+        let mut staging = Staging::new(&pending, Writes::default());
+        self.enqueue(&mut staging, &mut counters, seq, *event, vec![sink])?;
+        staging.writes.insert(SEQ, (seq + 1).to_be_bytes().to_vec());
+        staging.remove_dead_letter(dead_letter_key(dead_letter));
         counters.dead_letters = counters.dead_letters.saturating_sub(1);
-        self.append_audit(&mut batch, audit)?;
-        self.apply(&mut state, batch, counters)?;
+        self.append_audit(&mut staging, audit)?;
+        self.apply(&mut state, staging.writes, counters)?;
         state.next_seq = seq + 1;
         self.inner.flush.committed(seq);
         Ok(())

@@ -6,6 +6,7 @@
 
 use jiff::Timestamp;
 
+use super::staging::Writes;
 use super::{Db, sled_error};
 use crate::storage::codec::{IdempotencyEntry, expired_idempotency_key, instant_after};
 use crate::storage::{StorageError, Swept};
@@ -39,7 +40,7 @@ impl Db {
         self.inner.claims.forget_expired(now);
 
         let mut state = self.lock();
-        let mut batch = ::sled::Batch::default();
+        let mut batch = Writes::default();
         let mut removed = 0u64;
         for expiry in expiries {
             // A key processed again after it expired has a newer entry of its own; this older
