@@ -242,11 +242,7 @@ impl Storage for Db {
             .inner
             .claims
             .commit(&route, &key, commit.claim.as_ref())?;
-        let done = self
-            .inner
-            .queue
-            .push(combine::Prepared::new(commit, &route, &key));
-        self.write_queued(&done)?;
+        self.write_queued(combine::Prepared::new(commit, &route, &key))?;
         committing.written();
         Ok(())
     }

@@ -3,17 +3,23 @@
 //! sled applies one batch at a time, whatever the thread (a batch takes its global
 //! concurrency lock), and each batch pays a fixed cost besides its keys: about 90 µs, against
 //! about 24 µs a key, measured on this machine. One batch per commit made that fixed cost the
-//! limit of ingest. So a commit encodes what needs no read, joins the queue, and takes the
-//! writer lock; whoever holds the lock stages every queued commit in order, each reading
-//! through what the ones before it staged (`sled/staging.rs`), and writes them all in one
-//! batch. A waiter that finds its commit written when it gets the lock only returns.
+//! limit of ingest. So a commit encodes what needs no read and joins the queue. One committer
+//! at a time leads: it takes the writer lock and stages every queued commit in order, each
+//! reading through what the ones before it staged (`sled/staging.rs`), writes them all in one
+//! batch, and wakes each of them with its outcome. The others sleep until woken: a follower
+//! never takes the writer lock only to find its commit written, for those hand-offs, one
+//! after another, each a context switch, were what kept the lock idle between batches.
+//! A leader leads until its own commit is written, then hands the lead to the oldest waiting
+//! commit, so that no committer leads for ever under a steady load.
 //!
 //! What held for one commit holds for the group: sequence numbers are taken in queue order
 //! under the lock, so sequence order is commit order; the batch is atomic, so a crash keeps
 //! all of it or none; a commit that fails to stage (a damaged head, say) fails alone.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::Thread;
 
 use super::audit_streams::{self, Opened};
 use super::staging::{Pending, Staging, Writes};
@@ -29,31 +35,100 @@ use crate::storage::{
 /// The most commits in one batch: a bound on the batch, not a goal.
 const MOST: usize = 64;
 
-/// Where a commit's outcome is left for its caller.
-pub(super) type Done = Arc<OnceLock<Result<(), StorageError>>>;
+/// A queued commit's place: where its outcome is left, and how its committer is woken.
+#[derive(Debug)]
+pub(super) struct Ticket {
+    outcome: OnceLock<Result<(), StorageError>>,
+    /// Set when the committer is handed the lead.
+    lead: AtomicBool,
+    committer: Thread,
+}
 
-/// Commits waiting for the writer lock, oldest first.
+impl Ticket {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            outcome: OnceLock::new(),
+            lead: AtomicBool::new(false),
+            committer: std::thread::current(),
+        })
+    }
+
+    /// Leaves the outcome and wakes the committer.
+    fn settle(&self, outcome: Result<(), StorageError>) {
+        let _ = self.outcome.set(outcome);
+        self.committer.unpark();
+    }
+
+    fn hand_lead(&self) {
+        self.lead.store(true, Ordering::Release);
+        self.committer.unpark();
+    }
+}
+
 #[derive(Debug, Default)]
-pub(super) struct Queue(Mutex<VecDeque<(Prepared, Done)>>);
+struct Waiting {
+    jobs: VecDeque<(Prepared, Arc<Ticket>)>,
+    /// Whether a committer leads; while one does, every queued commit is its to write.
+    led: bool,
+}
+
+/// Commits waiting to be written, oldest first.
+#[derive(Debug, Default)]
+pub(super) struct Queue(Mutex<Waiting>);
 
 impl Queue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(Prepared, Done)>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Waiting> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a commit; its outcome will be left in what this returns.
-    pub(super) fn push(&self, prepared: Prepared) -> Done {
-        let done = Done::default();
-        self.lock().push_back((prepared, done.clone()));
-        done
+    /// Queues a commit: its ticket, and whether its committer leads.
+    fn push(&self, prepared: Prepared) -> (Arc<Ticket>, bool) {
+        let ticket = Ticket::new();
+        let mut waiting = self.lock();
+        waiting.jobs.push_back((prepared, ticket.clone()));
+        let leads = !waiting.led;
+        waiting.led = true;
+        (ticket, leads)
     }
 
-    fn take(&self) -> Vec<(Prepared, Done)> {
-        let mut queue = self.lock();
-        let n = queue.len().min(MOST);
-        queue.drain(..n).collect()
+    fn take(&self) -> Vec<(Prepared, Arc<Ticket>)> {
+        let mut waiting = self.lock();
+        let n = waiting.jobs.len().min(MOST);
+        waiting.jobs.drain(..n).collect()
+    }
+
+    /// Hands the lead to the oldest waiting commit, or leaves no one leading.
+    fn pass_lead(&self) {
+        let mut waiting = self.lock();
+        match waiting.jobs.front() {
+            Some((_, next)) => next.hand_lead(),
+            None => waiting.led = false,
+        }
+    }
+}
+
+/// The lead, held: passed on when dropped.
+struct Leading<'a>(&'a Queue);
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        self.0.pass_lead();
+    }
+}
+
+/// The tickets a round took: any it leaves unsettled (it panicked midway) fail when it is
+/// dropped, so that no committer sleeps for ever.
+struct Taken(Vec<Arc<Ticket>>);
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        for ticket in &self.0 {
+            if ticket.outcome.get().is_none() {
+                ticket.settle(Err(StorageError::Backend(
+                    "the batch holding this commit was abandoned".into(),
+                )));
+            }
+        }
     }
 }
 
@@ -121,28 +196,56 @@ struct Staged {
 }
 
 impl Db {
-    /// Writes the queued commit whose outcome `done` holds, with whatever else is queued,
-    /// and returns its outcome.
-    pub(super) fn write_queued(&self, done: &Done) -> Result<(), StorageError> {
-        let mut state = self.lock();
-        // Each round writes the oldest queued commits, and this one was queued before the
-        // lock was taken: it is written within a few rounds.
-        loop {
-            if let Some(outcome) = done.get() {
+    /// Queues `prepared`, waits until it is written (leading the writes when it is its
+    /// turn) and returns its outcome.
+    pub(super) fn write_queued(&self, prepared: Prepared) -> Result<(), StorageError> {
+        let queue = &self.inner.queue;
+        let (ticket, mut leads) = queue.push(prepared);
+        while !leads {
+            if let Some(outcome) = ticket.outcome.get() {
                 return outcome.clone();
             }
-            let jobs = self.inner.queue.take();
-            if jobs.is_empty() {
-                // Only a holder of the lock takes a commit, and it leaves the outcome.
-                return Err(StorageError::Backend(
-                    "a queued commit was lost before it was written".into(),
-                ));
+            if ticket.lead.load(Ordering::Acquire) {
+                leads = true;
+            } else {
+                // Woken by its outcome or by the lead; a spurious wake only looks again.
+                std::thread::park();
             }
-            self.write_group(&mut state, jobs);
+        }
+        self.lead(&ticket);
+        ticket
+            .outcome
+            .get()
+            .cloned()
+            .unwrap_or_else(|| Err(StorageError::Backend("a commit was left unsettled".into())))
+    }
+
+    /// Writes queued commits, oldest first, until the one of `ticket` is written, then passes
+    /// the lead on.
+    fn lead(&self, ticket: &Ticket) {
+        let queue = &self.inner.queue;
+        // Passed on however this ends, a panic included: no one else would ever lead.
+        let _leading = Leading(queue);
+        {
+            let mut state = self.lock();
+            // The leader's commit is queued until a round takes it, and each round takes the
+            // oldest: it is written within a few rounds.
+            while ticket.outcome.get().is_none() {
+                let jobs = queue.take();
+                if jobs.is_empty() {
+                    // Only the leader takes commits, and it settles what it takes.
+                    ticket.settle(Err(StorageError::Backend(
+                        "a queued commit was lost before it was written".into(),
+                    )));
+                    break;
+                }
+                self.write_group(&mut state, jobs);
+            }
         }
     }
 
-    fn write_group(&self, state: &mut WriteState, jobs: Vec<(Prepared, Done)>) {
+    fn write_group(&self, state: &mut WriteState, jobs: Vec<(Prepared, Arc<Ticket>)>) {
+        let _taken = Taken(jobs.iter().map(|(_, ticket)| ticket.clone()).collect());
         let mut group = Group {
             writes: Writes::default(),
             pending: Pending::default(),
@@ -150,18 +253,16 @@ impl Db {
             next_seq: state.next_seq,
         };
         let mut members = Vec::with_capacity(jobs.len());
-        for (prepared, done) in jobs {
+        for (prepared, ticket) in jobs {
             match self.stage(&group, prepared, &state.entity_types) {
                 Ok(staged) => {
                     group.writes.append(staged.writes);
                     group.pending.absorb(staged.moved);
                     group.counters = staged.counters;
                     group.next_seq = staged.next_seq;
-                    members.push(done);
+                    members.push(ticket);
                 }
-                Err(e) => {
-                    let _ = done.set(Err(e));
-                }
+                Err(e) => ticket.settle(Err(e)),
             }
         }
         if members.is_empty() {
@@ -178,8 +279,8 @@ impl Db {
             state.entity_types.extend(group.pending.types);
             self.inner.flush.committed(group.next_seq - 1);
         }
-        for done in members {
-            let _ = done.set(outcome.clone());
+        for ticket in members {
+            ticket.settle(outcome.clone());
         }
     }
 
@@ -229,7 +330,10 @@ impl Db {
 mod tests {
     use jiff::Timestamp;
 
-    use super::{Done, Prepared};
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use super::{Leading, Prepared, Ticket};
     use crate::outcome::{Accepted, Settled};
     use crate::storage::codec::{entity_key, message_key};
     use crate::storage::sled::Db;
@@ -289,9 +393,9 @@ mod tests {
         }
     }
 
-    fn queue(store: &Db, id: &str, subject: &str) -> Done {
+    fn queue(store: &Db, id: &str, subject: &str) -> Arc<Ticket> {
         let prepared = Prepared::new(commit(id, subject), "orders", id);
-        store.inner.queue.push(prepared)
+        store.inner.queue.push(prepared).0
     }
 
     /// Three commits in one batch: the third reads the head the first staged, and the
@@ -308,14 +412,15 @@ mod tests {
         let first = queue(&store, "m1", "A");
         let second = queue(&store, "m2", "B");
         let third = queue(&store, "m3", "A");
-        // The third's caller takes the lock first and writes all three.
-        store.write_queued(&third).unwrap();
-        assert!(matches!(first.get(), Some(Ok(()))));
+        // The third's committer leads (as if handed the lead) and writes all three.
+        store.lead(&third);
+        assert!(matches!(first.outcome.get(), Some(Ok(()))));
         assert!(matches!(
-            second.get(),
+            second.outcome.get(),
             Some(Err(StorageError::Corrupt { .. }))
         ));
-        assert!(store.write_queued(&first).is_ok(), "an outcome is kept");
+        assert!(matches!(third.outcome.get(), Some(Ok(()))));
+        assert!(!store.inner.queue.lock().led, "no one leads an empty queue");
 
         let a = EntityRef::of("order.created.v1", "A").unwrap();
         let stream = store.entity_stream(&a).unwrap();
@@ -333,5 +438,32 @@ mod tests {
         assert_eq!(depths.outbox, 2);
         assert_eq!(depths.sinks.get("hook"), Some(&2));
         assert_eq!(store.lock().next_seq, 3);
+    }
+
+    /// A leader whose commit is written while others wait hands the lead to the oldest of
+    /// them, which then writes the rest and leaves no one leading.
+    #[test]
+    fn a_leader_done_hands_the_lead_to_the_oldest_waiting_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Db::open(dir.path()).unwrap();
+        let waiting = &store.inner.queue;
+        let (first, leads) = waiting.push(Prepared::new(commit("m1", "A"), "orders", "m1"));
+        assert!(leads, "the first of an idle queue leads");
+        let round = waiting.take();
+        let second = queue(&store, "m2", "A");
+        let third = queue(&store, "m3", "B");
+        store.write_group(&mut store.lock(), round);
+        assert!(matches!(first.outcome.get(), Some(Ok(()))));
+        drop(Leading(waiting));
+        assert!(
+            second.lead.load(Ordering::Acquire),
+            "the oldest waiting leads"
+        );
+        assert!(!third.lead.load(Ordering::Acquire));
+        assert!(waiting.lock().led);
+        store.lead(&second);
+        assert!(matches!(second.outcome.get(), Some(Ok(()))));
+        assert!(matches!(third.outcome.get(), Some(Ok(()))));
+        assert!(!waiting.lock().led);
     }
 }
