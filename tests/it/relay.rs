@@ -589,3 +589,97 @@ fn issue_10_an_operator_sees_and_sets_each_sink_s_breaker() {
     });
     assert_eq!(cli(&["disable", "hook"])["hook"]["state"], "disabled");
 }
+
+/// A host told to stop while its sweeper works through a large backlog of expired keys
+/// stops between two batches, not after the whole sweep: on a large store a sweep takes
+/// minutes, and the host waits for its relay. What is left is swept by the next run.
+#[test]
+fn a_host_stopped_mid_sweep_stops_between_two_batches() {
+    use dragoman::outcome::{Accepted, Settled};
+    use dragoman::storage::{Commit, Completed, Db, MessageRecord, Storage};
+
+    const KEYS: u64 = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    let expired = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    {
+        let store = std::sync::Arc::new(Db::open(&dir.path().join("data")).unwrap());
+        std::thread::scope(|scope| {
+            for writer in 0..8 {
+                let store = store.clone();
+                scope.spawn(move || {
+                    for n in (writer..KEYS).step_by(8) {
+                        let (id, key) = (format!("m{n}"), format!("k{n}"));
+                        let commit = Commit {
+                            claim: None,
+                            completed: Completed {
+                                fingerprint: "f".into(),
+                                settled: Settled::Accepted(Accepted {
+                                    message_id: id.clone(),
+                                    idempotency_key: key.clone(),
+                                    events: vec![],
+                                }),
+                                expires_at: expired,
+                            },
+                            message: MessageRecord {
+                                id,
+                                route: "orders".into(),
+                                key,
+                                content_type: None,
+                                headers: vec![],
+                                body: b"{}".to_vec(),
+                                received_at: expired,
+                            },
+                            events: vec![],
+                            dead_letter: None,
+                            resolves: None,
+                            audit: vec![],
+                            new_message: true,
+                            entities: vec![],
+                        };
+                        store.commit(commit).unwrap();
+                    }
+                });
+            }
+        });
+        Http::new().runtime().block_on(store.durable()).unwrap();
+    }
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{{data_dir}}\"\n\
+         [sandbox]\ncache_dir = \"{{cache_dir}}\"\n\
+         [relay]\nsweep_interval_secs = 1\n\
+         [routes.orders]\nplugin = \"{}\"\n",
+        tests::wasm::ACME_ERP_ORDERS
+    );
+    let mut server = Server::start(dir.path(), &config);
+    let http = Http::new();
+    let swept = || {
+        http.send("GET", &format!("{}/metrics", server.url()), &[], b"")
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| line.strip_prefix("dragoman_swept_total "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    wait_until(Duration::from_secs(30), "the sweep to begin", || {
+        swept() > 0
+    });
+    assert!(server.stop().success(), "a clean exit");
+
+    // The host left most of the backlog for its next run.
+    let store = Db::open(&dir.path().join("data")).unwrap();
+    let mut left = 0;
+    for _ in 0..100 {
+        let swept = store
+            .sweep(jiff::Timestamp::now(), jiff::Timestamp::MIN, 1_000)
+            .unwrap();
+        left += swept.removed;
+        if !swept.more {
+            break;
+        }
+    }
+    assert!(
+        (KEYS / 2..KEYS).contains(&left),
+        "the host swept some and left the rest ({left} of {KEYS} left)"
+    );
+}

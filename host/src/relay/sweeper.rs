@@ -25,8 +25,8 @@ pub(super) async fn run(relay: Arc<Relay>, cancel: CancellationToken) {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(relay.config.sweep_interval) => {}
         }
-        let sweeping = relay.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || sweep(&sweeping)).await {
+        let (sweeping, stop) = (relay.clone(), cancel.clone());
+        if let Err(e) = tokio::task::spawn_blocking(move || sweep(&sweeping, &stop)).await {
             tracing::error!(error = %e, "the sweep task failed");
         }
     }
@@ -38,14 +38,16 @@ pub(super) async fn run(relay: Arc<Relay>, cancel: CancellationToken) {
 /// over the store) swells the flushes that ingest waits for. A sweep takes longer so that
 /// ingest does not; at rest, a sweep of a batch of 250 takes a few milliseconds, so the
 /// sweeper still removes thousands of records a second, more than a host ingests. A failure is logged and the next
-/// sweep tries again.
-fn sweep(relay: &Relay) {
+/// sweep tries again. A sweep of a large backlog takes minutes, and a host that is stopping
+/// waits for its relay: so it stops between two batches once `cancel` fires, and the next
+/// run's sweep goes on from what is left.
+fn sweep(relay: &Relay, cancel: &CancellationToken) {
     let now = relay.clock.now();
     let before = now
         .checked_sub(relay.config.published_retention)
         .unwrap_or(Timestamp::MIN);
     let mut removed = 0;
-    loop {
+    while !cancel.is_cancelled() {
         let started = std::time::Instant::now();
         match relay.storage.sweep(now, before, BATCH) {
             Ok(swept) => {
