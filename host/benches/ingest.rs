@@ -127,7 +127,7 @@ fn main() {
         seed.len()
     );
     let duration = Duration::from_secs(seconds);
-    let load = Measure {
+    let measure = Measure {
         plugin: &plugin,
         seed: &seed,
         clients,
@@ -147,7 +147,7 @@ fn main() {
             order.reverse();
         }
         for kind in order {
-            let (figures, swept) = runtime.block_on(load.run(kind, round));
+            let (figures, swept) = runtime.block_on(measure.run(kind, round));
             if kind == Kind::Loaded {
                 worst_p99 = worst_p99.max(figures.p99);
                 longest = longest.max(figures.max);
@@ -161,13 +161,17 @@ fn main() {
             }
         }
     }
-    let [empty, off, ceiling, bare, loaded] =
-        best.map(|kept| kept.expect("every run ran at least once"));
-    let (swept, [empty, off, ceiling, bare, loaded]) =
-        (loaded.1, [empty.0, off.0, ceiling.0, bare.0, loaded.0]);
-    for (kind, figures) in KINDS.iter().zip([&empty, &off, &ceiling, &bare, &loaded]) {
+    let best = best.map(|kept| kept.expect("every run ran at least once"));
+    for (kind, (figures, _)) in KINDS.iter().zip(&best) {
         show(&format!("{} (best of {rounds})", kind.name()), figures);
     }
+    let [
+        (empty, _),
+        (off, _),
+        (ceiling, _),
+        (bare, _),
+        (loaded, swept),
+    ] = best;
     println!("records swept while the best loaded round was measured: {swept}");
     println!("empty / bare = {:.2}", empty.throughput / bare.throughput);
     println!(
@@ -306,18 +310,20 @@ impl Measure<'_> {
     /// on the loaded store does not repeat an earlier one's keys.
     async fn run(&self, kind: Kind, round: u64) -> (Figures, u64) {
         let first = round * 1_000_000_000;
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let (dir, run) = match kind {
-            Kind::Empty => (dir.path(), Run::Store { streams: true }),
-            Kind::StreamsOff => (dir.path(), Run::Store { streams: false }),
-            Kind::NoStore => (dir.path(), Run::NoStore),
-            Kind::Loaded => (self.loaded, Run::Store { streams: true }),
+        let run = match kind {
+            Kind::Empty | Kind::Loaded => Run::Store { streams: true },
+            Kind::StreamsOff => Run::Store { streams: false },
+            Kind::NoStore => Run::NoStore,
             Kind::Bare => {
                 let bare = bare_sled(self.seed.as_bytes(), self.clients, self.duration).await;
                 return (bare, 0);
             }
         };
-        ingest(self, first, dir, run).await
+        if kind == Kind::Loaded {
+            return ingest(self, first, self.loaded, run).await;
+        }
+        let fresh = tempfile::tempdir().expect("a temporary directory");
+        ingest(self, first, fresh.path(), run).await
     }
 }
 
@@ -371,8 +377,14 @@ async fn swept(client: &Client<HttpConnector, Full<Bytes>>, base: &str) -> u64 {
 
 /// Loads a host on the store in `dir`; returns its figures and how many records the sweeper
 /// removed while they were measured.
-async fn ingest(load: &Measure<'_>, first: u64, dir: &Path, run: Run) -> (Figures, u64) {
-    let (plugin, seed, clients, duration) = (load.plugin, load.seed, load.clients, load.duration);
+async fn ingest(measure: &Measure<'_>, first: u64, dir: &Path, run: Run) -> (Figures, u64) {
+    let Measure {
+        plugin,
+        seed,
+        clients,
+        duration,
+        ..
+    } = *measure;
     let (streams, action, answered) = match run {
         Run::Store { streams } => (streams, "messages", 202),
         Run::NoStore => (true, "translate", 200),

@@ -652,17 +652,8 @@ fn a_host_stopped_mid_sweep_stops_between_two_batches() {
     );
     let mut server = Server::start(dir.path(), &config);
     let http = Http::new();
-    let swept = || {
-        http.send("GET", &format!("{}/metrics", server.url()), &[], b"")
-            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
-            .unwrap_or_default()
-            .lines()
-            .find_map(|line| line.strip_prefix("dragoman_swept_total "))
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-    };
     wait_until(Duration::from_secs(30), "the sweep to begin", || {
-        swept() > 0
+        metric(&http, &server, "dragoman_swept_total ") > 0
     });
     assert!(server.stop().success(), "a clean exit");
 
