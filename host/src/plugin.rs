@@ -67,6 +67,10 @@ pub type VendorResponse = wit::VendorResponse;
 
 /// By default, up to 64 instances alive at once.
 pub const DEFAULT_MAX_INSTANCES: u32 = 64;
+
+/// The largest component the host takes, uploaded or dropped in the watched directory (an
+/// interpreter-based plugin is tens of MB).
+pub const MAX_COMPONENT_BYTES: usize = 256 << 20;
 /// By default, the epoch ticks every 5 ms: deadlines are enforced to within that.
 pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(5);
 /// By default, 1 MiB of each linear memory stays mapped between instances.

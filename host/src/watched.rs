@@ -12,6 +12,11 @@
 //! is. A file whose bytes were taken already is not taken again.
 //!
 //! Files are taken one at a time, in the order they settle.
+//!
+//! Only regular files are read (a symlink to one is fine), at most the upload's size cap,
+//! with a reader that stops there: a link to `/dev/zero`, a FIFO or a directory named
+//! `x.wasm` is refused by its type before any open that could block, and logged once, not
+//! at every change.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::outcome::Activated;
 use crate::pipeline::Pipeline;
+use crate::plugin::MAX_COMPONENT_BYTES;
 use crate::telemetry::Metrics;
 
 /// How many change notices may wait; beyond it the directory is read again whole.
@@ -121,16 +127,20 @@ impl WatchedDir {
         }
     }
 
-    /// Receives the file at `path` as a new version, unless it is unchanged or incomplete.
-    async fn take(&self, path: &Path, taken: &mut HashMap<PathBuf, String>) {
+    /// Receives the file at `path` as a new version, unless it is unchanged, incomplete or
+    /// not a regular file of at most the size cap.
+    async fn take(&self, path: &Path, taken: &mut Taken) {
         let read = {
             let path = path.to_owned();
-            tokio::task::spawn_blocking(move || std::fs::read(path)).await
+            tokio::task::spawn_blocking(move || read_bounded(&path, MAX_COMPONENT_BYTES)).await
         };
-        let Ok(Ok(wasm)) = read else {
-            // Gone (renamed away, deleted) or unreadable: nothing to take.
+        let Ok(read) = read else {
             return;
         };
+        let Some(wasm) = self.judge(path, read, &mut taken.refused) else {
+            return;
+        };
+        let taken = &mut taken.hashes;
         let sha256 = crate::plugin::sha256_hex(&wasm);
         if taken.get(path) == Some(&sha256) {
             self.metrics.plugin_file("unchanged");
@@ -169,20 +179,55 @@ impl WatchedDir {
         }
     }
 
-    /// The candidate files now, with their hashes: what is there before watching begins.
-    async fn snapshot(&self) -> HashMap<PathBuf, String> {
+    /// What a read gave: the bytes, or nothing (a refusal is counted and logged the first
+    /// time the file gives it, and remembered in `refused`).
+    fn judge(
+        &self,
+        path: &Path,
+        read: Result<Vec<u8>, Unread>,
+        refused: &mut HashMap<PathBuf, String>,
+    ) -> Option<Vec<u8>> {
+        match read {
+            Ok(wasm) => {
+                refused.remove(path);
+                Some(wasm)
+            }
+            Err(Unread::Gone) => None,
+            Err(unread) => {
+                let why = unread.to_string();
+                if refused.get(path) != Some(&why) {
+                    self.metrics.plugin_file("refused");
+                    tracing::warn!(file = %path.display(), reason = %why, "plugin file refused");
+                    refused.insert(path.to_owned(), why);
+                }
+                None
+            }
+        }
+    }
+
+    /// The candidate files now, with their hashes: what is there before watching begins
+    /// (read as [`WatchedDir::take`] reads, so a file it would refuse is refused here).
+    async fn snapshot(&self) -> Taken {
         let files = self.files().await;
-        tokio::task::spawn_blocking(move || {
+        let read = tokio::task::spawn_blocking(move || {
             files
                 .into_iter()
-                .filter_map(|path| {
-                    let wasm = std::fs::read(&path).ok()?;
-                    Some((path, crate::plugin::sha256_hex(&wasm)))
+                .map(|path| {
+                    let read = read_bounded(&path, MAX_COMPONENT_BYTES);
+                    (path, read)
                 })
-                .collect()
+                .collect::<Vec<_>>()
         })
         .await
-        .unwrap_or_default()
+        .unwrap_or_default();
+        let mut taken = Taken::default();
+        for (path, read) in read {
+            if let Some(wasm) = self.judge(&path, read, &mut taken.refused) {
+                let sha256 = crate::plugin::sha256_hex(&wasm);
+                taken.hashes.insert(path, sha256);
+            }
+        }
+        taken
     }
 
     /// The candidate files in the directory.
@@ -200,6 +245,101 @@ impl WatchedDir {
         })
         .await
         .unwrap_or_default()
+    }
+}
+
+/// What the watcher has seen of each file: the hash of the bytes it took, and why it last
+/// refused one (so that a refusal is logged once).
+#[derive(Debug, Default)]
+struct Taken {
+    hashes: HashMap<PathBuf, String>,
+    refused: HashMap<PathBuf, String>,
+}
+
+/// Why a file was not read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Unread {
+    /// Renamed away or deleted meanwhile: nothing to take.
+    #[error("the file is gone")]
+    Gone,
+    /// Not a regular file (after following a link): a device, a FIFO, a socket, a directory.
+    #[error("not a regular file ({0})")]
+    NotRegular(&'static str),
+    /// Larger than the cap.
+    #[error("{size} bytes is over the {cap}-byte cap on a component")]
+    TooLarge {
+        /// Its size, as far as it was read.
+        size: u64,
+        /// The cap.
+        cap: usize,
+    },
+    /// It could not be read.
+    #[error("cannot read it: {0}")]
+    Io(std::io::Error),
+}
+
+/// Reads the regular file at `path` (following a link), at most `cap` bytes: its type is
+/// checked before it is opened (a FIFO's open blocks), and it is opened without blocking and
+/// checked again (a file swapped meanwhile), then read with a reader that stops past `cap`.
+pub(crate) fn read_bounded(path: &Path, cap: usize) -> Result<Vec<u8>, Unread> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let io = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Unread::Gone
+        } else {
+            Unread::Io(e)
+        }
+    };
+    let cap_bytes = u64::try_from(cap).unwrap_or(u64::MAX);
+    let check = |meta: &std::fs::Metadata| {
+        if !meta.is_file() {
+            return Err(Unread::NotRegular(file_type(meta)));
+        }
+        if meta.len() > cap_bytes {
+            return Err(Unread::TooLarge {
+                size: meta.len(),
+                cap,
+            });
+        }
+        Ok(())
+    };
+    check(&std::fs::metadata(path).map_err(io)?)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    check(&file.metadata().map_err(io)?)?;
+    let mut bytes = Vec::new();
+    file.take(cap_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() > cap {
+        return Err(Unread::TooLarge {
+            size: bytes.len() as u64,
+            cap,
+        });
+    }
+    Ok(bytes)
+}
+
+/// The kind of a file that is not a regular one, for the refusal.
+fn file_type(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
     }
 }
 

@@ -340,6 +340,54 @@ fn issue_11_a_file_in_the_watched_directory_is_taken_once_and_only_when_whole() 
     assert_eq!(rig.history("route:orders").len(), 1);
 }
 
+/// A link to `/dev/zero` and a FIFO named `*.wasm` are refused by their type, logged once,
+/// and neither swells the host nor stops the watcher: a valid file dropped after them is
+/// taken, also after a restart with them in place.
+#[test]
+fn issue_25_the_watched_directory_reads_regular_files_only_and_bounded() {
+    let webhook = Webhook::start();
+    let mut rig = Swapping::start(&webhook, false);
+    let drop = rig.dir.path().join("drop");
+    let refused = "dragoman_plugin_files_total{outcome=\"refused\"}";
+    wait_until(Duration::from_secs(30), "the watched directory", || {
+        drop.is_dir()
+    });
+    std::os::unix::fs::symlink("/dev/zero", drop.join("zero.wasm")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(drop.join("x.wasm"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    wait_until(Duration::from_secs(30), "both refused", || {
+        rig.counter(refused) >= 2
+    });
+    rig.drop_file(&rig.v2.clone(), "v2.wasm");
+    rig.wait_serving(&sha256(&rig.v2));
+    let resident = rig.server.resident_bytes();
+    assert!(resident < 300 << 20, "{} MiB resident", resident >> 20);
+    assert_eq!(rig.counter(refused), 2, "each refusal counted once");
+    let log = rig.server.log();
+    let refusals: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("plugin file refused"))
+        .collect();
+    assert_eq!(refusals.len(), 2, "{refusals:#?}");
+    assert!(refusals.iter().any(|l| l.contains("a character device")));
+    assert!(refusals.iter().any(|l| l.contains("a FIFO")));
+
+    // With both there at start: the host starts, refuses them once more, and takes the next
+    // file.
+    rig.server.stop();
+    rig.server.restart();
+    wait_until(Duration::from_secs(30), "both refused at start", || {
+        rig.counter(refused) >= 2
+    });
+    rig.drop_file(&rig.v1.clone(), "v1.wasm");
+    rig.wait_serving(&sha256(&rig.v1));
+    let resident = rig.server.resident_bytes();
+    assert!(resident < 300 << 20, "{} MiB resident", resident >> 20);
+}
+
 #[test]
 fn issue_11_a_bad_canary_is_rolled_back_by_itself_and_its_failures_replay_through_the_good_version()
 {

@@ -31,10 +31,11 @@ where
     B: hyper::body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display + Send,
 {
-    let wasm = match super::body::read(&parts.headers, body, MAX_COMPONENT).await {
-        Ok(incoming) => incoming.body,
-        Err(refusal) => return problem::refusal(&refusal),
-    };
+    let wasm =
+        match super::body::read(&parts.headers, body, crate::plugin::MAX_COMPONENT_BYTES).await {
+            Ok(incoming) => incoming.body,
+            Err(refusal) => return problem::refusal(&refusal),
+        };
     let asked = |key| super::routes::query(parts.uri.query(), key);
     let (activate, canary, shadow) = (asked("activate"), asked("canary"), asked("shadow"));
     match serve(activate.as_deref(), canary.as_deref(), shadow.as_deref()) {
@@ -42,9 +43,6 @@ where
         Err(answer) => answer,
     }
 }
-
-/// The largest component an upload may carry (an interpreter-based plugin is tens of MB).
-const MAX_COMPONENT: usize = 256 << 20;
 
 /// A canary's share: a whole percent from 1 to 99.
 fn percent(value: &str) -> Result<u8, Answer> {
