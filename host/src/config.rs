@@ -68,6 +68,7 @@ struct RawConfig {
     listen: SocketAddr,
     data_dir: PathBuf,
     admin_token: Option<RawSecret>,
+    allow_unauthenticated_admin: Option<bool>,
     max_body_bytes: Option<usize>,
     #[serde(default)]
     sandbox: RawSandbox,
@@ -140,6 +141,7 @@ struct RawRetry {
     max_retry_secs: Option<u64>,
     initial_backoff_ms: Option<u64>,
     max_backoff_ms: Option<u64>,
+    max_retry_after_ms: Option<u64>,
     multiplier: Option<u32>,
 }
 
@@ -154,6 +156,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The bearer token admin calls must carry, if any.
     pub admin_token: Option<Secret>,
+    /// Whether the admin API may go without a token on a non-loopback address (the operator
+    /// said so; a warning is logged at every start).
+    pub allow_unauthenticated_admin: bool,
     /// The largest message body accepted, in bytes.
     pub max_body: usize,
     /// The sandbox limits of every plugin call.
@@ -264,7 +269,13 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// The growth factor.
     pub multiplier: u32,
+    /// The longest wait a sink's `Retry-After` can ask for: a sink must not hold a partition
+    /// key for days with one answer. By default the larger of `max_backoff` and a minute.
+    pub max_retry_after: Duration,
 }
+
+/// The ceiling on a sink's `Retry-After` when neither it nor a `max_backoff` above it is set.
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 impl Default for RetryPolicy {
     fn default() -> Self {
@@ -274,6 +285,7 @@ impl Default for RetryPolicy {
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
             multiplier: 2,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
         }
     }
 }
@@ -295,6 +307,22 @@ impl RetryPolicy {
     pub fn backoff_with_jitter(&self, attempt: u32, unit: f64) -> Duration {
         let base = self.backoff(attempt);
         base.mul_f64(1.0 - 0.2 * unit.clamp(0.0, 1.0))
+    }
+
+    /// The wait after `attempt` failures, the first `failing_for` ago: the backoff with
+    /// jitter (`unit` in `[0, 1)`), or the sink's `asked` `Retry-After` when longer, up to
+    /// [`RetryPolicy::max_retry_after`]; and never past the time budget, so the next attempt
+    /// comes no later than the budget's end (and then is the last).
+    pub fn wait(
+        &self,
+        attempt: u32,
+        unit: f64,
+        asked: Option<Duration>,
+        failing_for: Duration,
+    ) -> Duration {
+        let asked = asked.unwrap_or_default().min(self.max_retry_after);
+        let left = self.max_duration.saturating_sub(failing_for);
+        self.backoff_with_jitter(attempt, unit).max(asked).min(left)
     }
 }
 
@@ -396,6 +424,10 @@ impl Config {
                 }
                 headers.push(lower);
             }
+            let max_backoff = route
+                .retry
+                .max_backoff_ms
+                .map_or(RetryPolicy::default().max_backoff, Duration::from_millis);
             let retry = RetryPolicy {
                 max_attempts: route
                     .retry
@@ -410,14 +442,15 @@ impl Config {
                     RetryPolicy::default().initial_backoff,
                     Duration::from_millis,
                 ),
-                max_backoff: route
-                    .retry
-                    .max_backoff_ms
-                    .map_or(RetryPolicy::default().max_backoff, Duration::from_millis),
+                max_backoff,
                 multiplier: route
                     .retry
                     .multiplier
                     .unwrap_or(RetryPolicy::default().multiplier),
+                max_retry_after: route.retry.max_retry_after_ms.map_or(
+                    max_backoff.max(DEFAULT_MAX_RETRY_AFTER),
+                    Duration::from_millis,
+                ),
             };
             let commands = match route.commands {
                 None => None,
@@ -464,6 +497,21 @@ impl Config {
             output: raw.sandbox.output_kib.map_or(defaults.output, |k| k << 10),
             ..defaults
         };
+        // An empty literal is refused like an empty secret from the environment: auth
+        // must not be off by accident.
+        let admin_token = match raw.admin_token {
+            None => None,
+            Some(token) => Some(token.resolve(base, "admin_token")?),
+        };
+        let allow_unauthenticated_admin = raw.allow_unauthenticated_admin.unwrap_or(false);
+        if admin_token.is_none() && !raw.listen.ip().is_loopback() && !allow_unauthenticated_admin {
+            return Err(format!(
+                "listen = \"{}\" is not a loopback address and there is no admin_token: \
+                 anyone who reaches it could push plugins and replay or discard dead letters; \
+                 set admin_token, or allow_unauthenticated_admin = true",
+                raw.listen
+            ));
+        }
         Ok(Self {
             listen: raw.listen,
             cache_dir: raw
@@ -471,11 +519,8 @@ impl Config {
                 .cache_dir
                 .map_or_else(|| data_dir.join("compiled"), |d| resolve(&d)),
             data_dir,
-            admin_token: match raw.admin_token {
-                None => None,
-                Some(RawSecret::Literal(token)) if token.is_empty() => None,
-                Some(token) => Some(token.resolve(base, "admin_token")?),
-            },
+            admin_token,
+            allow_unauthenticated_admin,
             max_body: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
             limits,
             max_instances: raw

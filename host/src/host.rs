@@ -23,7 +23,7 @@ use crate::pipeline::{Incoming, Pipeline, QueuedCommands, Routes, Versions};
 use crate::plugin::Runtime;
 use crate::projection::Projections;
 use crate::registry::{Registry, Selector, Serve};
-use crate::relay::{Relay, RelayParts, RouteDelivery, Running, Wake};
+use crate::relay::{Relay, RelayParts, Release, RouteDelivery, Running, Wake};
 use crate::storage::{AuditEvent, Db, DeadLetter, Storage};
 use crate::telemetry::Metrics;
 use crate::transport::Api;
@@ -98,6 +98,13 @@ impl HostBuilder {
             .config
             .clone()
             .ok_or_else(|| Error::config("no configuration given".into()))?;
+        if config.admin_token.is_none() && config.allow_unauthenticated_admin {
+            tracing::warn!(
+                listen = %config.listen,
+                "the admin API has no token (allow_unauthenticated_admin = true): anyone who \
+                 reaches the listen address can push plugins and replay or discard dead letters"
+            );
+        }
         let runtime = Runtime::builder()
             .limits(config.limits)
             .max_instances(config.max_instances)
@@ -147,6 +154,12 @@ impl HostBuilder {
         for name in config.vendors.keys() {
             sinks.insert(name.clone(), Arc::new(Sink::Host(queued.clone())));
         }
+        let release = Release::new(
+            storage.clone(),
+            clock.clone(),
+            wake.clone(),
+            sinks.keys().cloned().collect(),
+        );
         let relay = Relay::new(RelayParts {
             storage,
             sinks,
@@ -164,6 +177,7 @@ impl HostBuilder {
             &config,
             circuits.clone(),
             projections.clone(),
+            release,
         );
         let watched = config.plugins.watch_dir.clone().map(|dir| {
             let watched = WatchedDir::new(dir, config.plugins.debounce, pipeline.clone(), metrics);

@@ -275,6 +275,15 @@ pub enum Replayed {
     /// The version asked to replay through cannot be had (unknown, ambiguous, refused by its
     /// checks); nothing changed.
     Target(Box<Activated>),
+    /// The entry's idempotency key was settled by another message since it was refused (a
+    /// corrected resend under the key the plugin derives was accepted): replaying it would
+    /// apply the key twice. Nothing changed; discard the entry.
+    Superseded {
+        /// The entry.
+        dead_letter: String,
+        /// The message that settled the key.
+        message_id: String,
+    },
     /// The entry's route is no longer configured.
     RouteGone {
         /// The entry.
@@ -294,6 +303,27 @@ pub enum Discarded {
     Discarded,
     /// No such entry.
     NotFound,
+    /// The host could not do it now.
+    Unavailable(Unavailable),
+}
+
+/// What an operator's "retry now" on a sink answers (`POST /v1/sinks/{sink}/retry`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Retried {
+    /// These partition keys waited for their retry time at the sink and are due now (none
+    /// when nothing waited); the audit stream `sink:NAME` records it.
+    Released {
+        /// The sink.
+        sink: String,
+        /// The keys released.
+        keys: Vec<String>,
+    },
+    /// No sink of that name.
+    UnknownSink {
+        /// The name asked for.
+        sink: String,
+    },
     /// The host could not do it now.
     Unavailable(Unavailable),
 }

@@ -1,4 +1,5 @@
-//! Percent-decoding (RFC 3986, 2.1), for query values and the userinfo of sink URLs.
+//! Percent-decoding (RFC 3986, 2.1), for path segments, query values and the userinfo of
+//! sink URLs.
 
 /// `%XX` sequences to their bytes; a `%` not followed by two hex digits stays as it is, and
 /// so does `+` (it is a space only in form bodies, not in URLs).

@@ -12,14 +12,18 @@
 //! published when every sink has it.
 //!
 //! Beside the lanes run the depth gauges (refreshed once a second from the store's counters)
-//! and the sweeper (`relay/sweeper.rs`), both on blocking threads.
+//! and the sweeper (`relay/sweeper.rs`), both on blocking threads. An operator releases the
+//! keys a sink holds in backoff through `relay/release.rs`.
 //!
 //! The relay holds only what it uses: the store, the sinks and their breakers, each route's
 //! retry policy, the clock, the metrics and its wake-up. It knows nothing of the pipeline or of HTTP.
 
 mod chain;
 mod lane;
+mod release;
 mod sweeper;
+
+pub(crate) use release::Release;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -366,6 +366,15 @@ pub struct Depths {
     pub dead_letters: u64,
 }
 
+/// What releasing a sink's held keys did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Released {
+    /// The partition keys made due now.
+    pub keys: Vec<String>,
+    /// Whether more keys are held: call again.
+    pub more: bool,
+}
+
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Swept {
@@ -457,6 +466,23 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         audit: Vec<AuditDraft>,
         now: Timestamp,
     ) -> Result<(), StorageError>;
+
+    /// Makes up to `limit` partition keys that wait for their retry time at `sink` (only
+    /// `partition_key` when given) due at `now`, with the audit events `audit` makes of what
+    /// was released, in the same write: an operator's "try again now". Attempts and the retry
+    /// budget stay as they were. Nothing held: nothing written.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails; then nothing changed.
+    fn release_held(
+        &self,
+        sink: &str,
+        partition_key: Option<&str>,
+        now: Timestamp,
+        limit: usize,
+        audit: &dyn Fn(&Released) -> Vec<AuditDraft>,
+    ) -> Result<Released, StorageError>;
 
     /// Puts an event back in the outbox for one sink (a delivery dead letter replayed).
     ///

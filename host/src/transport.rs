@@ -61,6 +61,8 @@ struct Inner {
     breakers: crate::circuits::Circuits,
     /// The entity types' projectors, for entity state.
     projections: crate::projection::Projections,
+    /// Releases the keys a sink holds in backoff.
+    release: crate::relay::Release,
 }
 
 impl std::fmt::Debug for Api {
@@ -78,6 +80,7 @@ impl Api {
         config: &Config,
         breakers: crate::circuits::Circuits,
         projections: crate::projection::Projections,
+        release: crate::relay::Release,
     ) -> Self {
         let admission = pipeline.workers() + config.http.max_waiting;
         Self {
@@ -91,6 +94,7 @@ impl Api {
                 admission: Arc::new(tokio::sync::Semaphore::new(admission)),
                 breakers,
                 projections,
+                release,
             }),
         }
     }

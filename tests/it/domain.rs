@@ -45,6 +45,14 @@ snapshot_every = 2
         )
 }
 
+/// A host on [`domain_config`], with its webhook and directory (kept while the test runs).
+fn start_domain() -> (Webhook, tempfile::TempDir, Server) {
+    let webhook = Webhook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &domain_config(&webhook));
+    (webhook, dir, server)
+}
+
 /// Talks to the domain's routes as the vendors do.
 struct Vendors<'a> {
     http: Http,
@@ -73,6 +81,11 @@ impl Vendors<'_> {
     /// A signed `payment.captured` webhook, as the gateway delivers it (`delivery` is its
     /// own id for the delivery, new on every redelivery).
     fn pay(&self, order: &str, delivery: &str, at: Timestamp) -> Reply {
+        self.pay_signed(order, delivery, at, SECRET)
+    }
+
+    /// [`Vendors::pay`] signed under `secret`: a forgery when it is not the route's.
+    fn pay_signed(&self, order: &str, delivery: &str, at: Timestamp, secret: &str) -> Reply {
         let body = json!({
             "id": delivery,
             "type": "payment.captured",
@@ -81,7 +94,7 @@ impl Vendors<'_> {
         })
         .to_string();
         let t = "1764508200";
-        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
         mac.update(format!("{t}.{body}").as_bytes());
         let signature: String = mac
             .finalize()
@@ -355,9 +368,7 @@ fn issue_13_a_day_of_an_order_from_three_vendors_folds_to_the_right_state_at_eve
 
 #[test]
 fn issue_13_late_and_out_of_order_events_are_recorded_and_read_on_either_clock() {
-    let webhook = Webhook::start();
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &domain_config(&webhook));
+    let (_webhook, _dir, server) = start_domain();
     let vendors = Vendors {
         http: Http::new(),
         server: &server,
@@ -443,4 +454,151 @@ fn issue_13_late_and_out_of_order_events_are_recorded_and_read_on_either_clock()
             String::from_utf8_lossy(&reply.body)
         );
     }
+}
+
+/// A forged payment webhook (a real payment reference, a wrong signature) sent before the
+/// gateway's genuine one must not block it, and one sent after must learn nothing of it; an
+/// ERP order refused and resent corrected under the same derived key is accepted, and the same
+/// refused bytes again get the stored `422`.
+#[test]
+fn issue_25_a_forged_delivery_never_blocks_the_genuine_one() {
+    let (_webhook, _dir, server) = start_domain();
+    let vendors = Vendors {
+        http: Http::new(),
+        server: &server,
+    };
+    let order = "FORGE-1";
+    accepted(&vendors.create(order));
+    let at = Timestamp::now();
+    let forged = vendors.pay_signed(order, "evt_forged", at, "not-the-secret");
+    assert_eq!(
+        forged.status,
+        422,
+        "{}",
+        String::from_utf8_lossy(&forged.body)
+    );
+    assert_eq!(forged.json()["code"], "bad-signature");
+    let genuine = accepted(&vendors.pay(order, "evt_1", at));
+    let stream = vendors.get(&format!("/v1/entities/order/{order}/events"));
+    assert_eq!(stream.status, 200);
+    let types: Vec<String> = stream.json()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(types, ["order.created.v1", "order.paid.v1"]);
+    // A forgery after it: refused on its own, nothing of the genuine message in the answer.
+    let late = vendors.pay_signed(order, "evt_forged_2", at, "not-the-secret");
+    assert_eq!(late.status, 422, "{}", String::from_utf8_lossy(&late.body));
+    let answer = String::from_utf8_lossy(&late.body).into_owned();
+    assert!(
+        !answer.contains(&genuine),
+        "the forgery's answer names the genuine message: {answer}"
+    );
+    assert!(!late.headers.contains_key("idempotent-replayed"));
+
+    // An order the ERP got wrong, refused, then resent corrected: same derived key.
+    let wrong = tests::seed_order()
+        .replacen("SEED-2026-000417", "FIX-1", 1)
+        .replacen("\"ord_status\": \"O\"", "\"ord_status\": \"Q\"", 1);
+    let refused = vendors.post("orders", "application/json", &[], &wrong);
+    assert_eq!(
+        refused.status,
+        422,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    assert_eq!(refused.json()["code"], "unknown-status");
+    // The same bytes again: the stored answer, byte for byte.
+    let again = vendors.post("orders", "application/json", &[], &wrong);
+    assert_eq!(again.status, 422);
+    assert_eq!(again.body, refused.body);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    let corrected = tests::seed_order().replacen("SEED-2026-000417", "FIX-1", 1);
+    let fixed = accepted(&vendors.post("orders", "application/json", &[], &corrected));
+    // Once accepted, the derived key is settled: the corrected order again is a duplicate.
+    let dup = vendors.post("orders", "application/json", &[], &corrected);
+    assert_eq!(dup.status, 200);
+    assert_eq!(dup.json()["message_id"], fixed.as_str());
+    // The refused entry's key is settled by the corrected order: replaying it would apply the
+    // order twice, and is refused.
+    let dlq = vendors.get("/v1/dlq").json();
+    let entry = dlq["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["code"] == "unknown-status")
+        .expect("the refused order's dead letter")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let replay = vendors
+        .http
+        .send(
+            "POST",
+            &format!("{}/v1/dlq/{entry}/replay", server.url()),
+            &[],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(
+        replay.status,
+        409,
+        "{}",
+        String::from_utf8_lossy(&replay.body)
+    );
+    assert_eq!(replay.json()["message_id"], fixed.as_str());
+}
+
+/// An entity id holding `/`, a space, `?` and `%` is one path segment, percent-encoded: the
+/// API decodes each segment once, and the command line encodes it.
+#[test]
+fn issue_25_an_entity_id_with_reserved_characters_is_reachable_by_api_and_cli() {
+    let (_webhook, _dir, server) = start_domain();
+    let vendors = Vendors {
+        http: Http::new(),
+        server: &server,
+    };
+    let order = "A/B C?%";
+    let message = accepted(&vendors.create(order));
+    let encoded = "A%2FB%20C%3F%25";
+    let stream = vendors.get(&format!("/v1/entities/order/{encoded}/events"));
+    assert_eq!(
+        stream.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&stream.body)
+    );
+    let events = stream.json()["events"].clone();
+    assert_eq!(events[0]["data"]["id"], order, "{events:#}");
+    assert_eq!(
+        events[0]["provenance"]["message_id"],
+        message.as_str(),
+        "{events:#}"
+    );
+    let state = vendors.get(&format!("/v1/entities/order/{encoded}"));
+    assert_eq!(
+        state.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&state.body)
+    );
+    assert_eq!(state.json()["state"]["status"], "created");
+    // The message and its history, by id, the same way.
+    let history = vendors.get(&format!("/v1/messages/{message}/history"));
+    assert_eq!(history.status, 200);
+
+    let shown = std::process::Command::new(tests::dragoman_bin())
+        .args(["entity", "show", "order", order, "--server", &server.url()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    assert!(text.contains("status: created"), "{text}");
+    assert!(text.contains("order.created.v1"), "{text}");
 }

@@ -180,3 +180,62 @@ fn a_bad_config_is_refused_with_the_key_and_line() {
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+/// Auth cannot be off by accident: an empty token is refused like an empty secret from the
+/// environment, and a non-loopback `listen` with no token refuses to start unless the config
+/// says `allow_unauthenticated_admin = true`, which starts with a warning.
+#[test]
+fn issue_25_an_empty_token_and_an_open_non_loopback_listen_are_refused_at_start() {
+    let webhook = Webhook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |name: &str, config: &str| {
+        let path = dir.path().join(name);
+        let data = dir.path().join(format!("{name}-data"));
+        let config = config
+            .replace("{data_dir}", &data.display().to_string())
+            .replace("{cache_dir}", &tests::shared_cache().display().to_string());
+        std::fs::write(&path, config).unwrap();
+        std::process::Command::new(tests::dragoman_bin())
+            .args(["serve", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let base = net::config(&webhook.sink_table("hook"), "\"hook\"", "");
+    let empty = serve(
+        "empty.toml",
+        &base.replace("data_dir =", "admin_token = \"\"\ndata_dir ="),
+    );
+    assert_eq!(empty.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&empty.stderr);
+    assert!(stderr.contains("admin_token is empty"), "{stderr}");
+
+    // Refused before anything binds: the address is never opened.
+    let open = serve(
+        "open.toml",
+        &base.replace("listen = \"127.0.0.1:0\"", "listen = \"0.0.0.0:0\""),
+    );
+    assert_eq!(open.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&open.stderr);
+    assert!(
+        stderr.contains("not a loopback address")
+            && stderr.contains("admin_token")
+            && stderr.contains("allow_unauthenticated_admin"),
+        "{stderr}"
+    );
+
+    // Allowed on purpose (on loopback here, to open nothing): it starts and warns.
+    let allowed = base.replace(
+        "data_dir =",
+        "allow_unauthenticated_admin = true\ndata_dir =",
+    );
+    let allowed_dir = dir.path().join("allowed");
+    std::fs::create_dir(&allowed_dir).unwrap();
+    let server = Server::start(&allowed_dir, &allowed);
+    wait_until(Duration::from_secs(10), "the warning in the log", || {
+        server
+            .log()
+            .iter()
+            .any(|line| line.contains("allow_unauthenticated_admin = true"))
+    });
+}

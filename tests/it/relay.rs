@@ -674,3 +674,90 @@ fn a_host_stopped_mid_sweep_stops_between_two_batches() {
         "the host swept some and left the rest ({left} of {KEYS} left)"
     );
 }
+
+/// One `429` with `Retry-After: 999999` (11.6 days) holds the partition key no longer than
+/// the route's ceiling (`max_retry_after_ms`), and the events behind it follow.
+#[test]
+fn issue_25_a_sink_s_retry_after_is_honoured_only_up_to_the_ceiling() {
+    let webhook = Webhook::start();
+    webhook.throttle_next(1, 999_999);
+    let dir = tempfile::tempdir().unwrap();
+    let retry = "[routes.orders.retry]\nmax_retry_after_ms = 1500\n";
+    let server = Server::start(
+        dir.path(),
+        &net::config(&webhook.sink_table("hook"), "\"hook\"", retry),
+    );
+    let http = Http::new();
+    send_per_key(&http, &server, 1, 1..=3);
+    wait_until(
+        Duration::from_secs(20),
+        "the three events past the 429",
+        || webhook.counts().len() == 3,
+    );
+    assert_eq!(arrival_order(&webhook)["P-0"], [1, 2, 3]);
+    assert!(webhook.requests() >= 4, "the first attempt was refused");
+}
+
+/// A key held by a `Retry-After` under the default ceiling (a minute) is delivered at once
+/// when an operator releases it (`dragoman sinks retry`), and the audit trail says so.
+#[test]
+fn issue_25_an_operator_releases_a_held_sink_and_it_delivers_at_once() {
+    let webhook = Webhook::start();
+    webhook.throttle_next(1, 999_999);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &net::config(&webhook.sink_table("hook"), "\"hook\"", ""),
+    );
+    let http = Http::new();
+    send_per_key(&http, &server, 1, 1..=2);
+    wait_until(Duration::from_secs(10), "the refused attempt", || {
+        webhook.requests() >= 1
+            && metric(
+                &http,
+                &server,
+                "dragoman_publish_retries_total{sink=\"hook\"}",
+            ) >= 1
+    });
+    assert!(webhook.counts().is_empty(), "held for its Retry-After");
+    let unknown = std::process::Command::new(tests::dragoman_bin())
+        .args(["sinks", "retry", "nope", "--server", &server.url()])
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    let released = std::process::Command::new(tests::dragoman_bin())
+        .args(["sinks", "retry", "hook", "--server", &server.url()])
+        .output()
+        .unwrap();
+    assert!(
+        released.status.success(),
+        "{}",
+        String::from_utf8_lossy(&released.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&released.stdout).unwrap();
+    assert_eq!(answer["released"], 1, "{answer}");
+    assert_eq!(answer["partition_keys"][0], "P-0");
+    wait_until(
+        Duration::from_secs(10),
+        "both events after the release",
+        || webhook.counts().len() == 2,
+    );
+    assert_eq!(arrival_order(&webhook)["P-0"], [1, 2]);
+    let history = http
+        .send(
+            "GET",
+            &format!("{}/v1/messages/sink:hook/history", server.url()),
+            &[],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(
+        history.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&history.body)
+    );
+    let events = history.json()["events"].clone();
+    assert_eq!(events[0]["kind"], "released");
+    assert_eq!(events[0]["data"]["partition_keys"][0], "P-0");
+}

@@ -589,6 +589,82 @@ fn ob10_keys_being_delivered_are_skipped_and_reads_are_bounded() {
     });
 }
 
+/// BH-2: an operator's "retry now" makes the keys a sink holds in backoff due at once (one
+/// key, or all), with the attempts as they were, in one write with its audit events; keys
+/// that are due anyway, and other sinks, are left as they are.
+#[test]
+fn ob13_held_keys_are_released_now_with_their_attempts_and_an_audit_event() {
+    each(|backend, dir| {
+        let store = backend(dir);
+        for (id, key, partition) in [("m1", "k1", "p1"), ("m2", "k2", "p2"), ("m3", "k3", "p3")] {
+            commit_to(
+                &*store,
+                id,
+                key,
+                &[(&format!("e-{id}"), partition)],
+                &["a", "b"],
+            );
+        }
+        block_on(store.durable()).unwrap();
+        for head in pending(&*store, "a").into_iter().take(2) {
+            let failed = DeliveryOutcome::Failed {
+                error: "429".into(),
+                next_at: at(86_400_000),
+            };
+            store
+                .record_delivery(head.seq, "a", failed, vec![], at(1))
+                .unwrap();
+        }
+        let keys = |due: &[PendingDelivery]| {
+            let mut keys: Vec<String> = due.iter().map(|d| d.event.partition_key.clone()).collect();
+            keys.sort();
+            keys
+        };
+        assert_eq!(
+            keys(&due_at(&*store, "a", at(10))),
+            ["p3"],
+            "p1 and p2 held"
+        );
+        let audit = |released: &dragoman::storage::Released| {
+            vec![AuditDraft {
+                message_id: "sink:a".into(),
+                kind: "released".into(),
+                data: json!({"keys": released.keys}),
+                at: at(10),
+            }]
+        };
+        let one = store
+            .release_held("a", Some("p2"), at(10), 100, &audit)
+            .unwrap();
+        assert_eq!((one.keys.clone(), one.more), (vec!["p2".to_owned()], false));
+        assert_eq!(keys(&due_at(&*store, "a", at(10))), ["p2", "p3"]);
+        let released = due_at(&*store, "a", at(10));
+        let p2 = released
+            .iter()
+            .find(|d| d.event.partition_key == "p2")
+            .unwrap();
+        assert_eq!(p2.delivery.attempts, 1, "attempts as they were");
+        // The rest, one write a key at most.
+        let rest = store.release_held("a", None, at(10), 1, &audit).unwrap();
+        assert_eq!(
+            (rest.keys.clone(), rest.more),
+            (vec!["p1".to_owned()], false)
+        );
+        assert_eq!(keys(&due_at(&*store, "a", at(10))), ["p1", "p2", "p3"]);
+        let none = store.release_held("a", None, at(10), 100, &audit).unwrap();
+        assert!(none.keys.is_empty() && !none.more);
+        assert_eq!(keys(&due_at(&*store, "b", at(10))), ["p1", "p2", "p3"]);
+        let history = store.history("sink:a").unwrap();
+        let kinds: Vec<&str> = history.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["released", "released"],
+            "nothing released, nothing written"
+        );
+        assert_eq!(history[1].data["keys"], json!(["p1"]));
+    });
+}
+
 #[test]
 fn ob11_depths_are_counters_kept_by_every_write_and_across_a_restart() {
     each(|backend, dir| {

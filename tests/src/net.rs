@@ -281,6 +281,9 @@ struct WebhookState {
     fail_next: AtomicU32,
     /// Answer 503 to one request in this many (0: never), by a seeded counter.
     fail_one_in: AtomicU32,
+    /// Answer 429 with `Retry-After: retry_after` to this many requests.
+    throttle_next: AtomicU32,
+    retry_after: AtomicU64,
     requests: AtomicU64,
 }
 
@@ -371,6 +374,12 @@ impl Webhook {
         self.state.fail_next.store(n, Ordering::SeqCst);
     }
 
+    /// Answers the next `n` requests `429 Too Many Requests` with `Retry-After: secs`.
+    pub fn throttle_next(&self, n: u32, secs: u64) {
+        self.state.retry_after.store(secs, Ordering::SeqCst);
+        self.state.throttle_next.store(n, Ordering::SeqCst);
+    }
+
     /// Fails one request in `n` with 503 (0 stops).
     pub fn fail_one_in(&self, n: u32) {
         self.state.fail_one_in.store(n, Ordering::SeqCst);
@@ -418,6 +427,20 @@ impl WebhookState {
                 left.checked_sub(1)
             })
             .is_ok();
+        let throttled = self
+            .throttle_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok();
+        if throttled {
+            let secs = self.retry_after.load(Ordering::SeqCst);
+            return http::Response::builder()
+                .status(429)
+                .header("retry-after", secs.to_string())
+                .body(Full::new(Bytes::new()))
+                .expect("a response");
+        }
         let one_in = self.fail_one_in.load(Ordering::SeqCst);
         if failing || (one_in > 0 && n.is_multiple_of(u64::from(one_in))) {
             return http::Response::builder()

@@ -86,6 +86,55 @@ fn backoff_grows_to_its_cap_and_jitter_only_shortens() {
 }
 
 #[test]
+fn a_sinks_retry_after_is_honoured_up_to_its_ceiling_and_never_past_the_budget() {
+    let policy = RetryPolicy {
+        max_duration: Duration::from_secs(600),
+        initial_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(1),
+        max_retry_after: Duration::from_secs(60),
+        ..RetryPolicy::default()
+    };
+    let secs = |d: Duration| d.as_secs_f64();
+    // Shorter than the backoff: the backoff.
+    let asked = Some(Duration::from_millis(10));
+    assert_eq!(
+        policy.wait(1, 0.0, asked, Duration::ZERO),
+        Duration::from_millis(100)
+    );
+    // Longer: honoured.
+    let asked = Some(Duration::from_secs(30));
+    assert_eq!(secs(policy.wait(1, 0.0, asked, Duration::ZERO)), 30.0);
+    // 999,999 s: the ceiling.
+    let asked = Some(Duration::from_secs(999_999));
+    assert_eq!(secs(policy.wait(1, 0.0, asked, Duration::ZERO)), 60.0);
+    // Near the end of the budget: no later than its end.
+    let failing_for = Duration::from_secs(590);
+    assert_eq!(secs(policy.wait(1, 0.0, asked, failing_for)), 10.0);
+    assert_eq!(
+        policy.wait(9, 0.0, None, Duration::from_secs(601)),
+        Duration::ZERO
+    );
+}
+
+#[test]
+fn the_retry_after_ceiling_defaults_to_the_larger_of_max_backoff_and_a_minute() {
+    let ceiling = |retry: &str| {
+        let text = GOOD.replace("max_attempts = 3", &format!("max_attempts = 3{retry}"));
+        let config = Config::parse(&text, Path::new(".")).unwrap();
+        config.routes["orders"].retry.max_retry_after
+    };
+    assert_eq!(ceiling(""), Duration::from_secs(60));
+    assert_eq!(
+        ceiling(", max_backoff_ms = 300000"),
+        Duration::from_secs(300)
+    );
+    assert_eq!(
+        ceiling(", max_retry_after_ms = 5000"),
+        Duration::from_secs(5)
+    );
+}
+
+#[test]
 fn the_readme_example_config_parses() {
     let readme = include_str!("../../../README.md");
     let start = readme.find("```toml\n").expect("the README shows a config") + "```toml\n".len();

@@ -12,7 +12,9 @@ use super::routes::{Route, Version};
 use super::{Pipeline, storage_failure, transient, vendor_message};
 use crate::outcome::{Cause, Discarded, FAULT_CODE, Rejected, Replayed, Unavailable};
 use crate::plugin::{DomainEvent, TranslateError, sha256_hex};
-use crate::storage::{AuditDraft, DeadLetter, DeadLetterKind, MessageRecord, StorageError};
+use crate::storage::{
+    AuditDraft, Claim, ClaimToken, DeadLetter, DeadLetterKind, MessageRecord, StorageError,
+};
 use crate::telemetry::traceparent;
 
 impl Pipeline {
@@ -116,13 +118,24 @@ impl Pipeline {
             record.headers.clone(),
             record.body.clone(),
         );
+        // The key first: one settled by another message since is not applied twice, and a
+        // free one is held while the plugin runs.
+        let claim = match self.replay_claim(route, &entry, &record, now) {
+            Ok(claim) => claim,
+            Err(answer) => return (answer, false),
+        };
         let translation = version
             .instances
             .get()
             .and_then(|mut session| session.translate(&message));
+        if !matches!(translation, Ok(Ok(_)))
+            && let Some(claim) = &claim
+        {
+            self.release(claim);
+        }
         let (cause, code, error) = match translation {
             Ok(Ok(events)) => {
-                return self.commit_replay(route, version, entry, record, events, now);
+                return self.commit_replay(route, version, (entry, claim), record, events, now);
             }
             Ok(Err(TranslateError::Transient(failure))) => {
                 let outcome = Replayed::Transient {
@@ -151,12 +164,12 @@ impl Pipeline {
     }
 
     /// The plugin translated the entry's message: its events are committed and the entry
-    /// resolved, in one write.
+    /// resolved, in one write, under `claim` when the replay holds one.
     fn commit_replay(
         &self,
         route: &Route,
         version: &Arc<Version>,
-        entry: DeadLetter,
+        (entry, claim): (DeadLetter, Option<ClaimToken>),
         record: MessageRecord,
         events: Vec<DomainEvent>,
         now: Timestamp,
@@ -171,7 +184,7 @@ impl Pipeline {
             version: version.clone(),
             fingerprint: sha256_hex(&record.body),
             record,
-            claim: None,
+            claim: claim.clone(),
             now,
             audit,
             new_message: false,
@@ -179,12 +192,45 @@ impl Pipeline {
         let (mut commit, accepted) =
             settlement.accept(events, &traceparent(None, uuid::Uuid::now_v7()));
         commit.resolves = Some(entry.id);
-        match self.core.storage.commit(commit) {
+        let committed = self.core.storage.commit(commit);
+        if committed.is_err()
+            && let Some(claim) = &claim
+        {
+            self.release(claim);
+        }
+        match committed {
             Ok(()) => {
                 self.core.metrics.translated(&route.name);
                 (Replayed::Accepted(accepted), true)
             }
             Err(e) => (Replayed::Unavailable(storage_failure(&e)), false),
+        }
+    }
+
+    /// The claim a replay commits under: the message's key when nothing holds it (a key the
+    /// plugin derived, whose rejection did not settle it), none when the key is settled by this
+    /// very message (its rejection, replaced by the commit). A key settled by another message
+    /// since (a corrected resend was accepted) is not applied twice.
+    fn replay_claim(
+        &self,
+        route: &Route,
+        entry: &DeadLetter,
+        record: &MessageRecord,
+        now: Timestamp,
+    ) -> Result<Option<ClaimToken>, Replayed> {
+        let storage = &self.core.storage;
+        match storage.claim(&route.name, &record.key, now, route.inflight_timeout) {
+            Ok(Claim::Fresh(claim)) => Ok(Some(claim)),
+            Ok(Claim::Done(done)) if done.settled.message_id() == record.id => Ok(None),
+            Ok(Claim::Done(done)) => Err(Replayed::Superseded {
+                dead_letter: entry.id.clone(),
+                message_id: done.settled.message_id().to_owned(),
+            }),
+            Ok(Claim::InFlight) => Err(Replayed::Unavailable(Unavailable::Internal(format!(
+                "a delivery of key `{}` is being processed; replay once it is settled",
+                record.key
+            )))),
+            Err(e) => Err(Replayed::Unavailable(storage_failure(&e))),
         }
     }
 

@@ -5,6 +5,12 @@
 //! body's hash. The claim on it is taken before the plugin translates, so that concurrent
 //! deliveries of one key run the commit once (the plugin may run for each: translation is
 //! pure); a commit whose claim was taken over writes nothing.
+//!
+//! A key the plugin derived is settled only by an accepted message. A rejection is kept under
+//! the body's hash instead, so that a byte-identical redelivery gets the stored `422` while a
+//! different body under the same derived key (a corrected resend, or the genuine delivery
+//! after a forged one) is translated. Such a message holds two claims: the derived key's and
+//! the body's.
 
 use std::time::Instant;
 
@@ -103,27 +109,27 @@ impl Pipeline {
         let version = route.version_for(idempotency_key.as_deref().unwrap_or(&fingerprint));
         let mut lease = version.instances.get();
         let caller_key = idempotency_key.is_some();
-        let (key, early_fault) = key_for(idempotency_key, &mut lease, &message, &fingerprint);
-        let claim = match core
-            .storage
-            .claim(&route.name, &key, now, route.inflight_timeout)
-        {
-            Ok(Claim::Fresh(claim)) => claim,
-            Ok(Claim::Done(done)) => {
-                let payload = caller_key.then_some(fingerprint.as_str());
-                return (
-                    self.duplicate(route, key, payload, done, now),
-                    Written::Nothing,
-                );
+        let (key, source, early_fault) =
+            key_for(idempotency_key, &mut lease, &message, &fingerprint);
+        let claim = match self.claim(route, &key, caller_key.then_some(&fingerprint), now) {
+            Ok(claim) => claim,
+            Err(answer) => return (answer, Written::Nothing),
+        };
+        // A derived key: a rejection of this very body was settled under its hash.
+        let body_claim = if source == KeySource::Derived {
+            match self.claim(route, &hash_key(&fingerprint), None, now) {
+                Ok(body_claim) => Some(body_claim),
+                Err(answer) => {
+                    self.release(&claim);
+                    return (answer, Written::Nothing);
+                }
             }
-            Ok(Claim::InFlight) => {
-                let in_flight = InFlight {
-                    idempotency_key: key,
-                    taken_over: false,
-                };
-                return (Ingested::InFlight(in_flight), Written::Nothing);
-            }
-            Err(e) => return (Ingested::Unavailable(storage_failure(&e)), Written::Nothing),
+        } else {
+            None
+        };
+        let claims = Claims {
+            key: claim,
+            body: body_claim,
         };
         let translation = match (early_fault, lease) {
             (Some(fault), _) | (None, Err(fault)) => Err(fault),
@@ -139,7 +145,7 @@ impl Pipeline {
         let settlement = Settlement {
             route,
             version: version.clone(),
-            claim: Some(claim.clone()),
+            claim: Some(claims.key.clone()),
             now,
             audit: vec![],
             new_message: false,
@@ -155,42 +161,86 @@ impl Pipeline {
             },
         }
         .received();
-        self.settle(settlement, translation, &claim, &traceparent)
+        self.settle(settlement, translation, &claims, &traceparent)
+    }
+
+    /// Claims `key` on `route`: the claim, or the answer when it is not fresh. A key seen
+    /// before answers its stored outcome (checked against the caller's `payload`
+    /// fingerprint when the caller gave the key).
+    fn claim(
+        &self,
+        route: &Route,
+        key: &str,
+        payload: Option<&String>,
+        now: Timestamp,
+    ) -> Result<ClaimToken, Ingested> {
+        match self
+            .core
+            .storage
+            .claim(&route.name, key, now, route.inflight_timeout)
+        {
+            Ok(Claim::Fresh(claim)) => Ok(claim),
+            Ok(Claim::Done(done)) => {
+                let payload = payload.map(String::as_str);
+                Err(self.duplicate(route, key.to_owned(), payload, done, now))
+            }
+            Ok(Claim::InFlight) => Err(Ingested::InFlight(InFlight {
+                idempotency_key: key.to_owned(),
+                taken_over: false,
+            })),
+            Err(e) => Err(Ingested::Unavailable(storage_failure(&e))),
+        }
     }
 
     /// Commits what the plugin made of the message; a transient refusal or a failed write
-    /// gives the key back, so that a redelivery runs (IC-4, IC-5).
+    /// gives the keys back, so that a redelivery runs (IC-4, IC-5). An acceptance settles
+    /// the message's key; a rejection settles the body's hash instead when the plugin derived
+    /// the key (the derived key stays open for another body).
     fn settle(
         &self,
-        settlement: Settlement<'_>,
+        mut settlement: Settlement<'_>,
         translation: Translation,
-        claim: &ClaimToken,
+        claims: &Claims,
         traceparent: &str,
     ) -> (Ingested, Written) {
         let route = settlement.route;
+        let rejected = |settlement: Settlement<'_>, cause, code, message| {
+            let (commit, rejected) = settlement.reject(cause, code, message);
+            (commit, Ingested::Rejected(rejected))
+        };
+        let settling = match (&translation, &claims.body) {
+            (Ok(Ok(_)), _) | (_, None) => &claims.key,
+            (_, Some(body)) => {
+                settlement.claim = Some(body.clone());
+                body
+            }
+        };
         let (commit, outcome) = match translation {
             Ok(Ok(events)) => {
                 let (commit, accepted) = settlement.accept(events, traceparent);
                 (commit, Ingested::Accepted(accepted))
             }
             Ok(Err(TranslateError::Transient(failure))) => {
-                self.release(claim);
+                claims.release(self);
                 return (Ingested::Transient(transient(failure)), Written::Nothing);
             }
             Ok(Err(TranslateError::Rejected(failure))) => {
-                let (commit, rejected) =
-                    settlement.reject(Cause::Refused, failure.code, failure.message);
-                (commit, Ingested::Rejected(rejected))
+                rejected(settlement, Cause::Refused, failure.code, failure.message)
             }
-            Err(fault) => {
-                let (commit, rejected) =
-                    settlement.reject(Cause::Fault, FAULT_CODE.into(), fault.to_string());
-                (commit, Ingested::Rejected(rejected))
-            }
+            Err(fault) => rejected(
+                settlement,
+                Cause::Fault,
+                FAULT_CODE.into(),
+                fault.to_string(),
+            ),
         };
         let outbox = commit.feeds_outbox();
         let started = Instant::now();
-        match self.write_commit(commit, claim) {
+        let written = self.write_commit(commit, settling);
+        // The claim that did not settle is given back (the one that did is gone with its
+        // write, or was given back by a failed one).
+        claims.release_other(self, settling);
+        match written {
             Ok(()) => {
                 self.core.metrics.observe("commit", started);
                 if matches!(outcome, Ingested::Accepted(_)) {
@@ -247,6 +297,45 @@ impl Pipeline {
     }
 }
 
+/// The claims an ingest holds: its key's, and the body's hash's when the plugin derived the
+/// key.
+struct Claims {
+    key: ClaimToken,
+    body: Option<ClaimToken>,
+}
+
+impl Claims {
+    fn release(&self, pipeline: &Pipeline) {
+        pipeline.release(&self.key);
+        if let Some(body) = &self.body {
+            pipeline.release(body);
+        }
+    }
+
+    /// Gives back the claim that is not `settling`.
+    fn release_other(&self, pipeline: &Pipeline, settling: &ClaimToken) {
+        let other = if *settling == self.key {
+            self.body.as_ref()
+        } else {
+            Some(&self.key)
+        };
+        if let Some(other) = other {
+            pipeline.release(other);
+        }
+    }
+}
+
+/// Where a message's idempotency key came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeySource {
+    /// The caller's `Idempotency-Key`.
+    Caller,
+    /// The plugin derived it from the content.
+    Derived,
+    /// The body's hash.
+    Body,
+}
+
 /// The message's idempotency key: the caller's, else the plugin's (when valid), else the
 /// body's hash. A fault while the plugin derives it is kept: the message then fails with it.
 fn key_for(
@@ -254,9 +343,9 @@ fn key_for(
     lease: &mut Result<Lease<'_>, Fault>,
     message: &VendorMessage,
     fingerprint: &str,
-) -> (String, Option<Fault>) {
+) -> (String, KeySource, Option<Fault>) {
     if let Some(key) = given {
-        return (key, None);
+        return (key, KeySource::Caller, None);
     }
     let (derived, fault) = match lease {
         Ok(session) => match session.idempotency_key(message) {
@@ -265,8 +354,8 @@ fn key_for(
         },
         Err(fault) => (None, Some(fault.clone())),
     };
-    let key = derived
-        .filter(|k| admission::valid_key(k).is_ok())
-        .unwrap_or_else(|| hash_key(fingerprint));
-    (key, fault)
+    match derived.filter(|k| admission::valid_key(k).is_ok()) {
+        Some(key) => (key, KeySource::Derived, fault),
+        None => (hash_key(fingerprint), KeySource::Body, fault),
+    }
 }

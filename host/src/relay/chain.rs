@@ -153,11 +153,10 @@ impl<'a> Chain<'a> {
             });
         if attempt < retry.max_attempts && failing_for < retry.max_duration {
             self.relay.metrics.retried(self.name);
-            // The server's Retry-After, when it is longer than the backoff.
-            let backoff = retry
-                .backoff_with_jitter(attempt, rand::random())
-                .max(asked.unwrap_or_default());
-            let next_at = now.checked_add(backoff).unwrap_or(Timestamp::MAX);
+            // The server's Retry-After, when it is longer than the backoff, up to the
+            // route's ceiling and never past its budget.
+            let wait = retry.wait(attempt, rand::random(), asked, failing_for);
+            let next_at = now.checked_add(wait).unwrap_or(Timestamp::MAX);
             tracing::debug!(sink = self.name, event = %event.id, attempt, %error, "delivery failed; will retry");
             return (DeliveryOutcome::Failed { error, next_at }, vec![failed]);
         }

@@ -46,8 +46,8 @@ use super::codec::{
 };
 use crate::storage::{
     AuditDraft, AuditEvent, Claim, ClaimToken, Commit, DeadLetter, DeliveryOutcome, Depths, Due,
-    Durable, EntityEvent, EntityRef, MessageRecord, Snapshot, SnapshotBound, Storage, StorageError,
-    Swept,
+    Durable, EntityEvent, EntityRef, MessageRecord, Released, Snapshot, SnapshotBound, Storage,
+    StorageError, Swept,
 };
 
 /// The embedded store.
@@ -280,6 +280,17 @@ impl Storage for Db {
         now: Timestamp,
     ) -> Result<(), StorageError> {
         self.record(seq, sink, outcome, audit, now)
+    }
+
+    fn release_held(
+        &self,
+        sink: &str,
+        partition_key: Option<&str>,
+        now: Timestamp,
+        limit: usize,
+        audit: &dyn Fn(&Released) -> Vec<AuditDraft>,
+    ) -> Result<Released, StorageError> {
+        self.release_held_keys(sink, partition_key, now, limit, audit)
     }
 
     fn requeue(&self, dead_letter: &str, audit: Vec<AuditDraft>) -> Result<(), StorageError> {

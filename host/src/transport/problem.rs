@@ -248,6 +248,19 @@ pub(super) fn replayed(outcome: Replayed) -> Answer {
             json!({"dead_letter": dead_letter}),
         ),
         Replayed::Target(refused) => super::plugins::activated(*refused),
+        Replayed::Superseded {
+            dead_letter,
+            message_id,
+        } => Answer::problem(
+            StatusCode::CONFLICT,
+            "superseded",
+            "Superseded",
+            &format!(
+                "the entry's idempotency key was settled by message `{message_id}` since: \
+                 replaying it would apply the key twice; discard the entry"
+            ),
+            json!({"dead_letter": dead_letter, "message_id": message_id}),
+        ),
         Replayed::RouteGone { dead_letter, route } => Answer::problem(
             StatusCode::CONFLICT,
             "route-gone",
@@ -256,6 +269,18 @@ pub(super) fn replayed(outcome: Replayed) -> Answer {
             json!({"dead_letter": dead_letter}),
         ),
         Replayed::Unavailable(unavailable) => self::unavailable(&unavailable),
+    }
+}
+
+pub(super) fn retried(outcome: crate::outcome::Retried) -> Answer {
+    use crate::outcome::Retried;
+    match outcome {
+        Retried::Released { sink, keys } => Answer::json(
+            StatusCode::OK,
+            &json!({"sink": sink, "released": keys.len(), "partition_keys": keys}),
+        ),
+        Retried::UnknownSink { sink } => not_found("sink", &sink),
+        Retried::Unavailable(unavailable) => self::unavailable(&unavailable),
     }
 }
 

@@ -21,8 +21,16 @@ where
 {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
-    // One leading slash: `//v1/routes` is another path (RFC 3986), and answers 404.
-    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(&path).split('/').collect();
+    // One leading slash: `//v1/routes` is another path (RFC 3986), and answers 404. Each
+    // segment is percent-decoded once, after the split: an id may hold `/`, `?`, `%` or a
+    // space (`A%2FB%20C%3F%25` is `A/B C?%`).
+    let decoded: Vec<String> = path
+        .strip_prefix('/')
+        .unwrap_or(&path)
+        .split('/')
+        .map(crate::percent::decode)
+        .collect();
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let open = matches!(
         segments.as_slice(),
         ["v1", "routes", _, "messages" | "translate"] | ["healthz"] | ["readyz"]
@@ -166,6 +174,13 @@ where
             }
             let action = query(parts.uri.query(), "action");
             super::breakers::act(&api.breakers, name, action.as_deref())
+        }
+        ["v1", "sinks", sink, "retry"] => {
+            if method != Method::POST {
+                return method_not_allowed("POST");
+            }
+            let key = query(parts.uri.query(), "partition_key");
+            problem::retried(api.release.release(sink, key).await)
         }
         _ if method != Method::GET => {
             if is_read_only(&segments) {

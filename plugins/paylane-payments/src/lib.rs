@@ -14,7 +14,10 @@
 //!   decimals (`"28.00"`) are rejected (`invalid-amount`) rather than guessed at. Currency
 //!   codes arrive in lower case.
 //! - **Duplicate deliveries** carry a new event `id` but the same payment `reference`: the
-//!   idempotency key is the reference and the event type, so the host keeps one.
+//!   idempotency key is the reference and the event type, so the host keeps one. The key is
+//!   derived only from a delivery whose signature verifies: a forged delivery that names a
+//!   real reference falls back to its body's hash, so it can neither settle the genuine
+//!   delivery's key first nor be answered with the genuine message's outcome.
 //! - **Event types this plugin does not turn into domain events** (`payment.authorized`,
 //!   `payment.failed`, types the gateway adds later) give no events: acknowledged, not
 //!   dead-lettered, since a gateway retries what is not acknowledged.
@@ -58,6 +61,7 @@ impl Plugin for Paylane {
 
 impl Inbound for Paylane {
     fn idempotency_key(message: &Message) -> Option<String> {
+        verify(message).ok()?;
         let webhook: Webhook = serde_json::from_slice(message.body()).ok()?;
         let reference = webhook.payment.reference.trim();
         (!reference.is_empty()).then(|| format!("paylane-{}-{reference}", webhook.event_type))

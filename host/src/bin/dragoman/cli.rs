@@ -91,29 +91,13 @@ enum Command {
     /// set one.
     Breakers {
         #[command(subcommand)]
-        command: Option<BreakersCommand>,
+        command: Option<crate::sinks::BreakersCommand>,
         #[command(flatten)]
         server: ServerArgs,
     },
-}
-
-#[derive(Debug, Subcommand)]
-enum BreakersCommand {
-    /// Refuse every call to the sink or vendor until reset.
-    ForceOpen {
-        /// The sink or vendor.
-        sink: String,
-    },
-    /// Let every call through, uncounted, until reset.
-    Disable {
-        /// The sink or vendor.
-        sink: String,
-    },
-    /// Closed again, with an empty window.
-    Reset {
-        /// The sink or vendor.
-        sink: String,
-    },
+    /// The sinks of a running host.
+    #[command(subcommand)]
+    Sinks(crate::sinks::SinksCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -425,7 +409,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                     let body = target
                         .map(|t| t.to_string().into_bytes())
                         .unwrap_or_default();
-                    let path = format!("/v1/dlq/{id}/replay");
+                    let path = format!("/v1/dlq/{}/replay", crate::client::segment(&id));
                     let headers = [("content-type", "application/json")];
                     crate::client::send(&server.server, token, "POST", &path, &headers, body)
                 }
@@ -442,28 +426,19 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         Command::Dlq { command, server } => {
             let (method, path) = match &command {
                 DlqCommand::List => ("GET", "/v1/dlq".to_owned()),
-                DlqCommand::Show { id } => ("GET", format!("/v1/dlq/{id}")),
+                DlqCommand::Show { id } => {
+                    ("GET", format!("/v1/dlq/{}", crate::client::segment(id)))
+                }
                 DlqCommand::Replay { .. } => unreachable!("matched above"),
-                DlqCommand::Discard { id } => ("DELETE", format!("/v1/dlq/{id}")),
+                DlqCommand::Discard { id } => {
+                    ("DELETE", format!("/v1/dlq/{}", crate::client::segment(id)))
+                }
             };
             crate::client::call(&server.server, server.token.as_deref(), method, &path)
         }
         Command::Watch { listen } => crate::watch::watch(listen),
-        Command::Breakers { command, server } => {
-            let (method, path) = match &command {
-                None => ("GET", "/v1/breakers".to_owned()),
-                Some(BreakersCommand::ForceOpen { sink }) => {
-                    ("POST", format!("/v1/breakers/{sink}?action=force-open"))
-                }
-                Some(BreakersCommand::Disable { sink }) => {
-                    ("POST", format!("/v1/breakers/{sink}?action=disable"))
-                }
-                Some(BreakersCommand::Reset { sink }) => {
-                    ("POST", format!("/v1/breakers/{sink}?action=reset"))
-                }
-            };
-            crate::client::call(&server.server, server.token.as_deref(), method, &path)
-        }
+        Command::Breakers { command, server } => crate::sinks::breakers(command.as_ref(), &server),
+        Command::Sinks(command) => crate::sinks::run(command),
         Command::Outbound { route, key, server } => {
             let mut body = Vec::new();
             std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)
@@ -497,13 +472,13 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 &server.server,
                 server.token.as_deref(),
                 "GET",
-                &format!("/v1/messages/{id}"),
+                &format!("/v1/messages/{}", crate::client::segment(&id)),
             )?;
             crate::client::call(
                 &server.server,
                 server.token.as_deref(),
                 "GET",
-                &format!("/v1/messages/{id}/history"),
+                &format!("/v1/messages/{}/history", crate::client::segment(&id)),
             )
         }
         Command::Audit {

@@ -97,7 +97,7 @@ pub(crate) fn replay_batch(
     let total = items.len();
     for (n, item) in items.iter().enumerate() {
         let id = item["dead_letter"].as_str().unwrap_or_default();
-        let path = format!("/v1/dlq/{id}/replay");
+        let path = format!("/v1/dlq/{}/replay", segment(id));
         let (status, _, answer) =
             request(server, token, "POST", &path, &headers, target_body.clone())?;
         let outcome = match status {
@@ -136,6 +136,22 @@ fn bar(done: usize, total: usize) -> String {
 }
 
 /// Prints an answer, pretty when it is JSON; exit 1 on a 4xx or 5xx.
+/// `text` as one path segment: every byte but RFC 3986's unreserved ones percent-encoded, so
+/// that an id holding `/`, `?`, `%` or a space names one resource (the host decodes each
+/// segment once).
+pub(crate) fn segment(text: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            write!(out, "%{b:02X}").expect("writing to a string cannot fail");
+        }
+    }
+    out
+}
+
 pub(crate) fn print(status: u16, body: &[u8]) -> Result<ExitCode> {
     if !body.is_empty() {
         match serde_json::from_slice::<serde_json::Value>(body) {

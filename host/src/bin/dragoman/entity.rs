@@ -51,7 +51,9 @@ pub(crate) fn run(command: EntityCommand) -> Result<ExitCode> {
         server,
     } = command;
     let mut path = format!(
-        "/v1/entities/{entity_type}/{id}?time={}",
+        "/v1/entities/{}/{}?time={}",
+        crate::client::segment(&entity_type),
+        crate::client::segment(&id),
         match time {
             Clock::Committed => "committed",
             Clock::Occurred => "occurred",

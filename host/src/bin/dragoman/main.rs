@@ -9,6 +9,7 @@ mod folder;
 mod local;
 mod scaffold;
 mod serve;
+mod sinks;
 mod watch;
 
 use std::process::ExitCode;

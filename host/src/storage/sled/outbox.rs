@@ -20,7 +20,7 @@ use crate::storage::codec::{
 };
 use crate::storage::{
     AuditDraft, DeadLetter, DeadLetterKind, Delivery, DeliveryOutcome, Due, DueChain, OutboxEvent,
-    PendingDelivery, StorageError,
+    PendingDelivery, Released, StorageError,
 };
 
 impl Db {
@@ -243,6 +243,86 @@ impl Db {
         let mut staging = Staging::new(&pending, batch);
         self.append_audit(&mut staging, audit)?;
         self.apply(&mut state, staging.writes, counters)
+    }
+
+    /// Makes up to `limit` keys held in backoff at `sink` (or only `partition_key`) due at
+    /// `now`, their attempts and budget as they were; with `audit`'s events, in one batch.
+    pub(super) fn release_held_keys(
+        &self,
+        sink: &str,
+        partition_key: Option<&str>,
+        now: Timestamp,
+        limit: usize,
+        audit: &dyn Fn(&Released) -> Vec<AuditDraft>,
+    ) -> Result<Released, StorageError> {
+        let mut state = self.lock();
+        let prefix = schedule_prefix(sink);
+        let mut held = Vec::new();
+        let mut more = false;
+        let keys: Box<dyn Iterator<Item = _>> = match partition_key {
+            // One key: its head says when it is due.
+            Some(key) => Box::new(
+                self.tree()
+                    .get(head_key(sink, key))
+                    .map_err(sled_error)?
+                    .and_then(|bytes| read_instant(&bytes))
+                    .map(|at| Ok((at, key.to_owned())))
+                    .into_iter(),
+            ),
+            // Every key due after now, in the order they are due.
+            None => Box::new(
+                self.tree()
+                    .range(schedule_key(sink, now, "")..)
+                    .keys()
+                    .take_while(|k| k.as_ref().map_or(true, |k| k.starts_with(&prefix)))
+                    .map(|k| {
+                        let k = k.map_err(sled_error)?;
+                        let rest = &k[prefix.len()..];
+                        let at = read_instant(rest).ok_or_else(|| StorageError::Corrupt {
+                            key: String::from_utf8_lossy(&k).replace('\0', "/"),
+                            message: "a schedule key without its instant".into(),
+                        })?;
+                        Ok((at, String::from_utf8_lossy(&rest[8..]).into_owned()))
+                    }),
+            ),
+        };
+        for item in keys {
+            let (at, key) = item?;
+            if at <= now {
+                continue;
+            }
+            if held.len() == limit {
+                more = true;
+                break;
+            }
+            held.push((at, key));
+        }
+        let mut batch = Writes::default();
+        for (at, key) in &held {
+            batch.remove(schedule_key(sink, *at, key));
+            batch.insert(head_key(sink, key), &instant(now));
+            batch.insert(schedule_key(sink, now, key), &[]);
+            // The head delivery waits for its own `next_at` too.
+            if let Some(item) = self.tree().scan_prefix(delivery_prefix(sink, key)).next() {
+                let (k, v) = item.map_err(sled_error)?;
+                let mut delivery: Delivery = decode(&k, &v)?;
+                delivery.next_at = None;
+                batch.insert(k.to_vec(), encode(&delivery));
+            }
+        }
+        let released = Released {
+            keys: held.into_iter().map(|(_, key)| key).collect(),
+            more,
+        };
+        if released.keys.is_empty() {
+            return Ok(released);
+        }
+        let pending = Pending::default();
+        let mut staging = Staging::new(&pending, batch);
+        self.append_audit(&mut staging, audit(&released))?;
+        let counters = state.counters.clone();
+        self.apply(&mut state, staging.writes, counters)?;
+        Ok(released)
     }
 
     pub(super) fn requeue_delivery(
