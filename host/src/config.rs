@@ -13,12 +13,16 @@ use toml::Spanned;
 use crate::plugin::{Limits, PluginConfig};
 
 mod breaker;
+mod dead_letters;
 mod plugins;
 mod projectors;
 mod secret;
 mod sinks;
 mod vendors;
 
+pub use self::dead_letters::{
+    DEFAULT_MAX_DEAD_LETTER_BYTES, DEFAULT_MAX_DEAD_LETTERS, DeadLetterBound,
+};
 use self::plugins::RawPlugins;
 pub use self::plugins::{CanaryPolicy, PluginsConfig};
 pub use self::projectors::ProjectorConfig;
@@ -132,6 +136,8 @@ struct RawRoute {
     retry: RawRetry,
     commands: Option<vendors::RawCommands>,
     entity_streams: Option<bool>,
+    #[serde(default)]
+    dead_letters: dead_letters::RawDeadLetters,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -251,6 +257,8 @@ pub struct RouteConfig {
     pub commands: Option<CommandsConfig>,
     /// Whether its events are also appended to their entities' streams (on by default).
     pub entity_streams: bool,
+    /// How much of the dead letter channel it may fill.
+    pub dead_letters: DeadLetterBound,
 }
 
 /// Retries of a delivery: attempt `n` (from 1) waits `min(initial * multiplier^(n-1), max)`,
@@ -466,6 +474,7 @@ impl Config {
                     Some(commands)
                 }
             };
+            let dead_letters = route.dead_letters.check(&name)?;
             routes.insert(
                 name,
                 RouteConfig {
@@ -483,6 +492,7 @@ impl Config {
                     headers,
                     commands,
                     entity_streams: route.entity_streams.unwrap_or(true),
+                    dead_letters,
                 },
             );
         }

@@ -132,6 +132,7 @@ impl HostBuilder {
                 let delivery = RouteDelivery {
                     retry: route.retry,
                     producer: route.version().producer.clone(),
+                    dead_letters: route.dead_letters,
                 };
                 (route.name.clone(), delivery)
             })

@@ -94,6 +94,7 @@ pub mod config;
 mod delivery;
 pub mod entity;
 mod error;
+mod evict;
 pub mod fixtures;
 mod host;
 pub mod outcome;

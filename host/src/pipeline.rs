@@ -195,8 +195,14 @@ impl Pipeline {
         commit: crate::storage::Commit,
         claim: &crate::storage::ClaimToken,
     ) -> Result<(), NotWritten> {
+        let dead_letter_route = commit.dead_letter.as_ref().map(|e| e.route.clone());
         match self.core.storage.commit(commit) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if let Some(route) = dead_letter_route {
+                    self.bound_dead_letters(&route);
+                }
+                Ok(())
+            }
             Err(crate::storage::StorageError::ClaimLost { key }) => {
                 Err(NotWritten::TakenOver(crate::outcome::InFlight {
                     idempotency_key: key,
@@ -207,6 +213,22 @@ impl Pipeline {
                 self.release(claim);
                 Err(NotWritten::Failed(storage_failure(&e)))
             }
+        }
+    }
+}
+
+impl Pipeline {
+    /// Keeps `route`'s dead letters within its bound after a write that added one; a store
+    /// that fails here is logged (the bound is enforced again at the next write).
+    fn bound_dead_letters(&self, route: &str) {
+        let Some(bound) = self.core.routes.get(route).map(|r| r.dead_letters) else {
+            return;
+        };
+        let now = self.core.clock.now();
+        if let Err(e) =
+            crate::evict::enforce(&*self.core.storage, &self.core.metrics, route, bound, now)
+        {
+            tracing::error!(route, error = %e, "keeping the dead letters within their bound failed");
         }
     }
 }

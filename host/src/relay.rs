@@ -106,6 +106,8 @@ impl Running {
 pub(crate) struct RouteDelivery {
     pub(crate) retry: RetryPolicy,
     pub(crate) producer: Producer,
+    /// How much of the dead letter channel the route may fill.
+    pub(crate) dead_letters: crate::config::DeadLetterBound,
 }
 
 /// Everything the relay is made of.

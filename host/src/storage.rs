@@ -255,6 +255,10 @@ pub struct DeadLetter {
     pub created_at: Timestamp,
     /// When it last changed.
     pub updated_at: Timestamp,
+    /// The bytes it keeps: its message's body, or its event's data (what the route's bound
+    /// on dead letter bytes counts); 0 in entries written before hosts counted them.
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 /// Why an entry is in the dead letter channel.
@@ -364,6 +368,30 @@ pub struct Depths {
     pub sinks: BTreeMap<String, u64>,
     /// Entries in the dead letter channel.
     pub dead_letters: u64,
+    /// Entries in the dead letter channel per route, with the bytes they keep.
+    pub dead_letter_routes: BTreeMap<String, DeadLetterDepth>,
+}
+
+/// A route's share of the dead letter channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterDepth {
+    /// Entries.
+    pub count: u64,
+    /// The bytes they keep ([`DeadLetter::bytes`]).
+    pub bytes: u64,
+}
+
+impl DeadLetterDepth {
+    /// Counts `entry` in (`add`) or out.
+    pub fn count(&mut self, entry: &DeadLetter, add: bool) {
+        if add {
+            self.count += 1;
+            self.bytes = self.bytes.saturating_add(entry.bytes);
+        } else {
+            self.count = self.count.saturating_sub(1);
+            self.bytes = self.bytes.saturating_sub(entry.bytes);
+        }
+    }
 }
 
 /// What releasing a sink's held keys did.
@@ -502,6 +530,28 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<DeadLetter>, StorageError>;
+
+    /// Up to `limit` entries of `route`'s dead letters after the entry `after`, oldest first:
+    /// costs what it returns, whatever other routes hold.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn route_dead_letters(
+        &self,
+        route: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StorageError>;
+
+    /// Removes a dead letter entry to keep its route within its bound, with audit events: as
+    /// [`Storage::discard_dead_letter`], and a translation or command entry's stored message
+    /// goes with it (its body was kept only to replay it).
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::NotFound`] for an unknown entry, else a backend error.
+    fn evict_dead_letter(&self, id: &str, audit: Vec<AuditDraft>) -> Result<(), StorageError>;
 
     /// One dead letter entry.
     ///

@@ -57,6 +57,7 @@ pub(crate) struct Metrics {
     duplicates: Family<RouteLabel, Counter>,
     translated: Family<RouteLabel, Counter>,
     rejected: Family<RouteLabel, Counter>,
+    evicted: Family<RouteLabel, Counter>,
     published: Family<SinkLabel, Counter>,
     retries: Family<SinkLabel, Counter>,
     dead_lettered: Family<SinkLabel, Counter>,
@@ -87,6 +88,7 @@ impl Default for Metrics {
             duplicates: Family::default(),
             translated: Family::default(),
             rejected: Family::default(),
+            evicted: Family::default(),
             published: Family::default(),
             retries: Family::default(),
             dead_lettered: Family::default(),
@@ -119,6 +121,11 @@ impl Default for Metrics {
             "messages_rejected",
             "Messages refused or faulted on by their plugin (dead-lettered)",
             metrics.rejected.clone(),
+        );
+        registry.register(
+            "dead_letters_evicted",
+            "Dead letters removed, oldest first, to keep a route within its bound",
+            metrics.evicted.clone(),
         );
         registry.register(
             "events_published",
@@ -221,6 +228,11 @@ impl Metrics {
     /// A message on `route` was refused or faulted on by its plugin, and dead-lettered.
     pub(crate) fn rejected(&self, route: &str) {
         self.rejected.get_or_create(&route_label(route)).inc();
+    }
+
+    /// A dead letter of `route` was removed to keep the route within its bound.
+    pub(crate) fn evicted(&self, route: &str) {
+        self.evicted.get_or_create(&route_label(route)).inc();
     }
 
     /// `sink` acknowledged an event.

@@ -282,3 +282,84 @@ fn issue_8_concurrent_replays_of_one_entry_run_the_plugin_once() {
         .count();
     assert_eq!(replays, 1, "{history}");
 }
+
+/// Anyone who can reach a route can make it refuse: 200 refused messages of 760 KB leave the
+/// route's dead letters within its byte bound, the oldest removed first, each removal counted
+/// in `/metrics` and audited on its message, its body gone with it.
+#[test]
+fn issue_25_refused_messages_leave_the_dead_letters_within_their_byte_bound() {
+    const SENT: usize = 200;
+    const MAX_BYTES: u64 = 20 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let config = net::config(
+        "",
+        "",
+        &format!("[routes.orders.dead_letters]\nmax_bytes = {MAX_BYTES}\n"),
+    );
+    let server = Server::start(dir.path(), &config);
+    let http = Http::new();
+    let pad = "x".repeat(760 << 10);
+    let mut refused = Vec::new();
+    for n in 0..SENT {
+        let body = format!(
+            r#"{{"ord_id": "BIG-{n}", "ord_status": "Q", "line_items": [], "pad": "{pad}"}}"#
+        );
+        let reply = http
+            .send(
+                "POST",
+                &format!("{}/v1/routes/orders/messages", server.url()),
+                &[("content-type", "application/json")],
+                body.as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(
+            reply.status,
+            422,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        refused.push(reply.json()["message_id"].as_str().unwrap().to_owned());
+    }
+    let get = |path: &str| {
+        http.send("GET", &format!("{}{path}", server.url()), &[], b"")
+            .unwrap()
+    };
+    let kept = get("/v1/dlq?limit=1000").json()["dead_letters"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let bytes: u64 = kept.iter().map(|e| e["bytes"].as_u64().unwrap()).sum();
+    assert!(bytes <= MAX_BYTES, "{bytes} bytes kept");
+    let per_body = (760 << 10) as u64;
+    assert_eq!(kept.len() as u64, MAX_BYTES / per_body, "as many as fit");
+    // The newest are kept.
+    let newest: Vec<&str> = kept
+        .iter()
+        .map(|e| e["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(newest, refused[SENT - kept.len()..]);
+    let metrics = String::from_utf8(get("/metrics").body).unwrap();
+    let evicted: usize = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("dragoman_dead_letters_evicted_total{route=\"orders\"}")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
+    assert_eq!(evicted, SENT - kept.len());
+    // The oldest: gone with its body, and its history says why.
+    let oldest = &refused[0];
+    let history = get(&format!("/v1/messages/{oldest}/history")).json();
+    let last = history["events"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["kind"], "dead_letter_evicted", "{last:#}");
+    assert_eq!(last["data"]["over"], "max_bytes");
+    let verify = get("/v1/audit/verify").json();
+    assert_eq!(verify["findings"], serde_json::json!([]), "{verify:#}");
+}

@@ -265,7 +265,22 @@ fn dead_letter(id: &str, message_id: &str) -> DeadLetter {
         attempts: 1,
         created_at: t0(),
         updated_at: t0(),
+        bytes: 2,
     }
+}
+
+/// A rejection of message `id` on `route` with a body of `size` bytes, dead-lettered as `d-{id}`.
+fn reject_on(store: &dyn Storage, route: &str, id: &str, size: usize) {
+    let key = format!("k-{id}");
+    let token = fresh(store.claim(route, &key, t0(), TIMEOUT).unwrap());
+    let mut c = commit(Some(token), id, &key, &[], 60_000);
+    c.message.route = route.into();
+    c.message.body = vec![b'x'; size];
+    let mut entry = dead_letter(&format!("d-{id}"), id);
+    entry.route = route.into();
+    entry.bytes = size as u64;
+    c.dead_letter = Some(entry);
+    store.commit(c).unwrap();
 }
 
 #[test]
@@ -799,6 +814,70 @@ fn dl4_attempt_counts_survive_a_restart() {
             (delivery.attempts, delivery.last_error.as_deref()),
             (2, Some("503 #2"))
         );
+    });
+}
+
+/// BH-2: each route's dead letters are counted with the bytes they keep (across a restart),
+/// listed oldest first whatever other routes hold, and an eviction takes the entry's stored
+/// message with it, audited, while a discard keeps the message.
+#[test]
+fn dl7_a_route_s_dead_letters_are_counted_listed_oldest_first_and_evicted_whole() {
+    each(|backend, dir| {
+        {
+            let store = backend(dir);
+            for (n, route) in ["a", "b", "a", "b", "a"].iter().enumerate() {
+                reject_on(&*store, route, &format!("m{n}"), 100 * (n + 1));
+            }
+            let depths = store.depths().unwrap();
+            assert_eq!(depths.dead_letters, 5);
+            let a = depths.dead_letter_routes["a"];
+            assert_eq!((a.count, a.bytes), (3, 100 + 300 + 500));
+            let ids = |route: &str, after: Option<&str>| -> Vec<String> {
+                store
+                    .route_dead_letters(route, after, 2)
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| e.id)
+                    .collect()
+            };
+            assert_eq!(ids("a", None), ["d-m0", "d-m2"]);
+            assert_eq!(ids("a", Some("d-m2")), ["d-m4"]);
+            assert_eq!(ids("b", None), ["d-m1", "d-m3"]);
+            let evicted = AuditDraft {
+                message_id: "m0".into(),
+                kind: "dead_letter_evicted".into(),
+                data: json!({}),
+                at: t0(),
+            };
+            store.evict_dead_letter("d-m0", vec![evicted]).unwrap();
+            assert!(
+                store.message("m0").unwrap().is_none(),
+                "its body went with it"
+            );
+            assert_eq!(
+                store.history("m0").unwrap().last().unwrap().kind,
+                "dead_letter_evicted"
+            );
+            store.discard_dead_letter("d-m1", vec![]).unwrap();
+            assert!(
+                store.message("m1").unwrap().is_some(),
+                "a discard keeps the message"
+            );
+            assert!(matches!(
+                store.evict_dead_letter("d-m0", vec![]),
+                Err(StorageError::NotFound { .. })
+            ));
+            block_on(store.durable()).unwrap();
+        }
+        let store = backend(dir);
+        let depths = store.depths().unwrap();
+        assert_eq!(depths.dead_letters, 3);
+        let (a, b) = (
+            depths.dead_letter_routes["a"],
+            depths.dead_letter_routes["b"],
+        );
+        assert_eq!((a.count, a.bytes, b.count, b.bytes), (2, 800, 1, 400));
+        assert_eq!(store.route_dead_letters("a", None, 10).unwrap().len(), 2);
     });
 }
 

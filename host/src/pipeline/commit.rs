@@ -173,6 +173,7 @@ impl Settlement<'_> {
             attempts: 1,
             created_at: self.now,
             updated_at: self.now,
+            bytes: self.record.body.len() as u64,
         };
         self.audit(
             "rejected",

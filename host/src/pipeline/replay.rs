@@ -174,13 +174,11 @@ impl Pipeline {
         let mut found = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let page = storage.dead_letters(after.as_deref(), super::MAX_LISTING)?;
+            let page =
+                storage.route_dead_letters(&filter.route, after.as_deref(), super::MAX_LISTING)?;
             let full = page.len() == super::MAX_LISTING;
             after = page.last().map(|e| e.id.clone());
-            found.extend(
-                page.into_iter()
-                    .filter(|e| e.route == filter.route && filter.matches(e)),
-            );
+            found.extend(page.into_iter().filter(|e| filter.matches(e)));
             if !full || found.len() >= MAX_BATCH {
                 found.truncate(MAX_BATCH);
                 return Ok(found);

@@ -55,6 +55,8 @@ pub(crate) struct Route {
     pub(crate) commands: Option<CommandsConfig>,
     /// Whether its events go to their entities' streams too.
     pub(crate) entity_streams: bool,
+    /// How much of the dead letter channel it may fill.
+    pub(crate) dead_letters: crate::config::DeadLetterBound,
 }
 
 impl Route {
@@ -303,5 +305,6 @@ fn load_route(
         headers: KeptHeaders::new(&route.headers),
         commands: route.commands.clone(),
         entity_streams: route.entity_streams,
+        dead_letters: route.dead_letters,
     })
 }

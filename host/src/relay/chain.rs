@@ -72,13 +72,25 @@ impl<'a> Chain<'a> {
                 Err(error) => self.failed(&pending, attempt, &error, now),
             };
             let failed = matches!(outcome, DeliveryOutcome::Failed { .. });
-            let (storage, sink, seq) = (
+            // A dead letter keeps its route within its bound.
+            let bound = matches!(outcome, DeliveryOutcome::DeadLettered(_))
+                .then(|| self.relay.routes.get(&pending.event.route))
+                .flatten()
+                .map(|r| (pending.event.route.clone(), r.dead_letters));
+            let (storage, sink, seq, metrics) = (
                 self.relay.storage.clone(),
                 self.name.to_owned(),
                 pending.seq,
+                self.relay.metrics.clone(),
             );
             let recorded = tokio::task::spawn_blocking(move || {
-                storage.record_delivery(seq, &sink, outcome, audit, now)
+                storage.record_delivery(seq, &sink, outcome, audit, now)?;
+                if let Some((route, bound)) = bound
+                    && let Err(e) = crate::evict::enforce(&*storage, &metrics, &route, bound, now)
+                {
+                    tracing::error!(route, error = %e, "keeping the dead letters within their bound failed");
+                }
+                Ok::<_, crate::storage::StorageError>(())
             })
             .await;
             let error = match recorded {
@@ -184,6 +196,7 @@ impl<'a> Chain<'a> {
             attempts: attempt,
             created_at: now,
             updated_at: now,
+            bytes: event.data.len() as u64,
         };
         let dead = AuditDraft::new(
             &event.message_id,

@@ -16,6 +16,7 @@ pub(super) const FORMAT: u8 = 1;
 // - `i` route 0 key: a processed key's outcome;
 // - `x` expiry route 0 key: the expiry index, so a sweep reads only what has expired;
 // - `m` id: a message; `q` id: a dead letter; `a` message 0 version: an audit event;
+// - `Q` route 0 id: a route's index of its dead letters, so its oldest are found at once;
 // - `o` seq: an event with sinks to go (its delivery state is per sink, below);
 // - `d` sink 0 keylen key seq: one sink's delivery state for one event, grouped by partition
 //   key, in commit order;
@@ -147,6 +148,15 @@ pub(super) fn published_key(at: jiff::Timestamp, seq: u64) -> Vec<u8> {
 
 pub(super) fn dead_letter_key(id: &str) -> Vec<u8> {
     [b"q\0", id.as_bytes()].concat()
+}
+
+/// A route's index of its dead letters (`Q`), in id order.
+pub(super) fn route_dead_letter_prefix(route: &str) -> Vec<u8> {
+    [b"Q\0", route.as_bytes(), b"\0"].concat()
+}
+
+pub(super) fn route_dead_letter_key(route: &str, id: &str) -> Vec<u8> {
+    [route_dead_letter_prefix(route).as_slice(), id.as_bytes()].concat()
 }
 
 /// A route's last good answer to a command type and subject (`c`).
@@ -294,6 +304,28 @@ pub(super) struct Counters {
     pub(super) outbox: u64,
     pub(super) dead_letters: u64,
     pub(super) sinks: std::collections::BTreeMap<String, u64>,
+    /// Dead letters per route; counted at open in stores written before hosts kept them
+    /// (`routes_counted`).
+    #[serde(default)]
+    pub(super) routes: std::collections::BTreeMap<String, crate::storage::DeadLetterDepth>,
+    #[serde(default)]
+    pub(super) routes_counted: bool,
+}
+
+impl Counters {
+    /// Counts a dead letter in (`add`) or out, in the total and its route's.
+    pub(super) fn dead_letter(&mut self, entry: &crate::storage::DeadLetter, add: bool) {
+        if add {
+            self.dead_letters += 1;
+        } else {
+            self.dead_letters = self.dead_letters.saturating_sub(1);
+        }
+        let route = self.routes.entry(entry.route.clone()).or_default();
+        route.count(entry, add);
+        if route.count == 0 {
+            self.routes.remove(&entry.route);
+        }
+    }
 }
 
 /// A processed key (`i`). Claims in flight are held in memory; layout 1 also stored them.

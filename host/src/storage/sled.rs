@@ -43,6 +43,7 @@ use self::staging::{Pending, Staging, Writes};
 use super::codec::{
     AuditRecord, COUNTERS, Counters, EventRecord, IdempotencyEntry, KeptAnswer, SEQ, answer_key,
     audit_prefix, dead_letter_key, decode, encode, idempotency_key, message_key,
+    route_dead_letter_key, route_dead_letter_prefix,
 };
 use crate::storage::{
     AuditDraft, AuditEvent, Claim, ClaimToken, Commit, DeadLetter, DeliveryOutcome, Depths, Due,
@@ -118,6 +119,7 @@ impl Db {
             Some(bytes) => decode(COUNTERS, &bytes)?,
             None => Counters::default(),
         };
+        let counters = migrate::count_routes(&tree, counters)?;
         let (flush, thread) = Flusher::start(db.clone(), next_seq - 1)
             .map_err(|e| backend(format!("cannot start the flush thread: {e}")))?;
         Ok(Self {
@@ -331,37 +333,59 @@ impl Storage for Db {
         audit: Vec<AuditDraft>,
     ) -> Result<(), StorageError> {
         let mut state = self.lock();
-        let key = dead_letter_key(&entry.id);
-        if !self.contains(&key)? {
+        let Some(before) = self.get::<DeadLetter>(&dead_letter_key(&entry.id))? else {
             return Err(StorageError::NotFound {
                 what: "dead letter",
                 id: entry.id,
             });
-        }
+        };
         let pending = Pending::default();
         let mut staging = Staging::new(&pending, Writes::default());
-        staging.put_dead_letter(key, encode(&entry));
+        let mut counters = state.counters.clone();
+        staging.remove_dead_letter(&before);
+        counters.dead_letter(&before, false);
+        staging.put_dead_letter(&entry);
+        counters.dead_letter(&entry, true);
         self.append_audit(&mut staging, audit)?;
-        let counters = state.counters.clone();
         self.apply(&mut state, staging.writes, counters)
     }
 
     fn discard_dead_letter(&self, id: &str, audit: Vec<AuditDraft>) -> Result<(), StorageError> {
-        let mut state = self.lock();
-        let key = dead_letter_key(id);
-        if !self.contains(&key)? {
-            return Err(StorageError::NotFound {
-                what: "dead letter",
-                id: id.into(),
-            });
+        self.remove_dead_letter(id, audit, false)
+    }
+
+    fn evict_dead_letter(&self, id: &str, audit: Vec<AuditDraft>) -> Result<(), StorageError> {
+        self.remove_dead_letter(id, audit, true)
+    }
+
+    fn route_dead_letters(
+        &self,
+        route: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StorageError> {
+        let prefix = route_dead_letter_prefix(route);
+        let start = match after {
+            // The first key after `after`'s.
+            Some(id) => [route_dead_letter_key(route, id).as_slice(), &[0]].concat(),
+            None => prefix.clone(),
+        };
+        let mut entries = Vec::new();
+        for item in self.tree().range(start..) {
+            if entries.len() >= limit {
+                break;
+            }
+            let (k, _) = item.map_err(sled_error)?;
+            let Some(id) = k.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            let id = String::from_utf8_lossy(id);
+            // The index and the entries are written together; an entry is read by its id.
+            if let Some(entry) = self.get::<DeadLetter>(&dead_letter_key(&id))? {
+                entries.push(entry);
+            }
         }
-        let pending = Pending::default();
-        let mut staging = Staging::new(&pending, Writes::default());
-        staging.remove_dead_letter(key);
-        self.append_audit(&mut staging, audit)?;
-        let mut counters = state.counters.clone();
-        counters.dead_letters = counters.dead_letters.saturating_sub(1);
-        self.apply(&mut state, staging.writes, counters)
+        Ok(entries)
     }
 
     fn message(&self, id: &str) -> Result<Option<MessageRecord>, StorageError> {
@@ -477,7 +501,37 @@ impl Storage for Db {
             oldest,
             sinks: counters.sinks,
             dead_letters: counters.dead_letters,
+            dead_letter_routes: counters.routes,
         })
+    }
+}
+
+impl Db {
+    /// Removes dead letter `id` with `audit`; `with_message` takes a translation or command
+    /// entry's stored message too.
+    fn remove_dead_letter(
+        &self,
+        id: &str,
+        audit: Vec<AuditDraft>,
+        with_message: bool,
+    ) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        let Some(entry) = self.get::<DeadLetter>(&dead_letter_key(id))? else {
+            return Err(StorageError::NotFound {
+                what: "dead letter",
+                id: id.into(),
+            });
+        };
+        let pending = Pending::default();
+        let mut staging = Staging::new(&pending, Writes::default());
+        staging.remove_dead_letter(&entry);
+        if with_message && !matches!(entry.kind, crate::storage::DeadLetterKind::Delivery { .. }) {
+            staging.writes.remove(message_key(&entry.message_id));
+        }
+        self.append_audit(&mut staging, audit)?;
+        let mut counters = state.counters.clone();
+        counters.dead_letter(&entry, false);
+        self.apply(&mut state, staging.writes, counters)
     }
 }
 

@@ -305,14 +305,17 @@ impl Db {
             }
         }
         if let Some(entry) = &prepared.dead_letter {
-            staging.put_dead_letter(dead_letter_key(&entry.id), encode(entry));
-            counters.dead_letters += 1;
+            staging.put_dead_letter(entry);
+            counters.dead_letter(entry, true);
         }
         if let Some(id) = &prepared.resolves {
             let key = dead_letter_key(id);
-            if staging.has_dead_letter(self, &key)? {
-                staging.remove_dead_letter(key);
-                counters.dead_letters = counters.dead_letters.saturating_sub(1);
+            // An entry resolved is one stored before: the tree has it, with its route.
+            if staging.has_dead_letter(self, &key)?
+                && let Some(entry) = self.get::<DeadLetter>(&key)?
+            {
+                staging.remove_dead_letter(&entry);
+                counters.dead_letter(&entry, false);
             }
         }
         self.append_audit(&mut staging, prepared.audit)?;

@@ -13,7 +13,7 @@ use crate::storage::StorageError;
 use crate::storage::codec::{
     COUNTERS, CURRENT_LAYOUT, Counters, EventRecord, IdempotencyEntry, LAYOUT, LegacyOutboxRecord,
     LegacyPublished, Published, SEQ, decode, delivery_key, encode, event_key, expiry_key, head_key,
-    instant, published_key, schedule_key,
+    instant, published_key, route_dead_letter_key, schedule_key,
 };
 
 /// Brings `tree` to [`CURRENT_LAYOUT`].
@@ -98,4 +98,36 @@ fn from_layout_1(tree: &::sled::Tree) -> Result<(), StorageError> {
         "moved the store to layout {CURRENT_LAYOUT}"
     );
     Ok(())
+}
+
+/// Counts dead letters per route, and indexes them by route, in a store written before hosts
+/// did (once: the counters then say so).
+pub(super) fn count_routes(
+    tree: &::sled::Tree,
+    mut counters: Counters,
+) -> Result<Counters, StorageError> {
+    if counters.routes_counted {
+        return Ok(counters);
+    }
+    let mut batch = ::sled::Batch::default();
+    let dead_letters = counters.dead_letters;
+    counters.dead_letters = 0;
+    counters.routes.clear();
+    for item in tree.scan_prefix(b"q\0") {
+        let (k, v) = item.map_err(sled_error)?;
+        let entry: crate::storage::DeadLetter = decode(&k, &v)?;
+        batch.insert(route_dead_letter_key(&entry.route, &entry.id), &[]);
+        counters.dead_letter(&entry, true);
+    }
+    if counters.dead_letters != dead_letters {
+        tracing::warn!(
+            counted = counters.dead_letters,
+            kept = dead_letters,
+            "the dead letter counter did not match the entries; counted again"
+        );
+    }
+    counters.routes_counted = true;
+    batch.insert(COUNTERS, encode(&counters));
+    tree.apply_batch(batch).map_err(sled_error)?;
+    Ok(counters)
 }

@@ -15,8 +15,8 @@ use super::staging::{Pending, Staging, Writes};
 use super::{Db, sled_error};
 use crate::storage::codec::{
     Counters, EventRecord, Published, SEQ, dead_letter_key, decode, delivery_key, delivery_prefix,
-    encode, event_key, head_key, instant, published_key, read_instant, read_seq, schedule_key,
-    schedule_prefix,
+    encode, event_key, head_key, instant, published_key, read_instant, read_seq,
+    route_dead_letter_key, schedule_key, schedule_prefix,
 };
 use crate::storage::{
     AuditDraft, DeadLetter, DeadLetterKind, Delivery, DeliveryOutcome, Due, DueChain, OutboxEvent,
@@ -188,7 +188,8 @@ impl Db {
             DeliveryOutcome::Delivered => true,
             DeliveryOutcome::DeadLettered(entry) => {
                 batch.insert(dead_letter_key(&entry.id), encode(&entry));
-                counters.dead_letters += 1;
+                batch.insert(route_dead_letter_key(&entry.route, &entry.id), &[]);
+                counters.dead_letter(&entry, true);
                 true
             }
             DeliveryOutcome::Failed { error, next_at } => {
@@ -337,7 +338,7 @@ impl Db {
                 id: dead_letter.into(),
             });
         };
-        let DeadLetterKind::Delivery { sink, event } = entry.kind else {
+        let DeadLetterKind::Delivery { sink, event } = entry.kind.clone() else {
             return Err(StorageError::NotFound {
                 what: "delivery dead letter",
                 id: dead_letter.into(),
@@ -349,8 +350,8 @@ impl Db {
         let mut staging = Staging::new(&pending, Writes::default());
         self.enqueue(&mut staging, &mut counters, seq, *event, vec![sink])?;
         staging.writes.insert(SEQ, (seq + 1).to_be_bytes().to_vec());
-        staging.remove_dead_letter(dead_letter_key(dead_letter));
-        counters.dead_letters = counters.dead_letters.saturating_sub(1);
+        staging.remove_dead_letter(&entry);
+        counters.dead_letter(&entry, false);
         self.append_audit(&mut staging, audit)?;
         self.apply(&mut state, staging.writes, counters)?;
         state.next_seq = seq + 1;

@@ -12,8 +12,11 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use ::sled::IVec;
 
 use super::{Db, sled_error};
-use crate::storage::codec::{AuditRecord, audit_prefix, decode, entity_prefix, head_key};
-use crate::storage::{AuditEvent, EntityEvent, EntityRef, StorageError};
+use crate::storage::codec::{
+    AuditRecord, audit_prefix, dead_letter_key, decode, encode, entity_prefix, head_key,
+    route_dead_letter_key,
+};
+use crate::storage::{AuditEvent, DeadLetter, EntityEvent, EntityRef, StorageError};
 
 /// Key writes in order, a later one of a key winning, as in a sled batch; unlike one, they
 /// can be appended to another's.
@@ -177,13 +180,20 @@ impl<'a> Staging<'a> {
         }
     }
 
-    pub(super) fn put_dead_letter(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.writes.insert(key.as_slice(), value);
+    /// Writes `entry` (new, or in place of itself), indexed under its route.
+    pub(super) fn put_dead_letter(&mut self, entry: &DeadLetter) {
+        let key = dead_letter_key(&entry.id);
+        self.writes.insert(key.as_slice(), encode(entry));
+        self.writes
+            .insert(route_dead_letter_key(&entry.route, &entry.id), &[]);
         self.own.dead_letters.insert(key, true);
     }
 
-    pub(super) fn remove_dead_letter(&mut self, key: Vec<u8>) {
+    pub(super) fn remove_dead_letter(&mut self, entry: &DeadLetter) {
+        let key = dead_letter_key(&entry.id);
         self.writes.remove(key.as_slice());
+        self.writes
+            .remove(route_dead_letter_key(&entry.route, &entry.id));
         self.own.dead_letters.insert(key, false);
     }
 

@@ -70,8 +70,17 @@ fn a_layout_1_store_moves_to_the_current_layout_at_open() {
             record(&json!({"state": "in_flight", "token": 7, "boot": 9, "until": "2099-01-01T00:00:00Z"})),
         )
         .unwrap();
-        tree.insert(b"q\0d1", b"not read by the move".to_vec())
-            .unwrap();
+        // A dead letter as hosts wrote them before they counted bytes per route.
+        tree.insert(
+            b"q\0d1",
+            record(&json!({
+                "id": "d1", "kind": {"kind": "translation"}, "message_id": "m9",
+                "route": "orders", "error": "no", "code": "invalid-value",
+                "plugin": "p@1", "plugin_sha256": "ab", "attempts": 1,
+                "created_at": "2027-01-01T00:00:00Z", "updated_at": "2027-01-01T00:00:00Z"
+            })),
+        )
+        .unwrap();
         db.flush().unwrap();
     }
     let store = Db::open(dir.path()).expect("the old store opens");
@@ -111,6 +120,14 @@ fn a_layout_1_store_moves_to_the_current_layout_at_open() {
             depths.dead_letters
         ),
         (2, 1, 1, 1)
+    );
+    assert_eq!(
+        depths.dead_letter_routes["orders"].count, 1,
+        "dead letters counted per route at open"
+    );
+    assert_eq!(
+        store.route_dead_letters("orders", None, 10).unwrap()[0].id,
+        "d1"
     );
     assert!(matches!(
         store
