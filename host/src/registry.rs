@@ -300,36 +300,39 @@ impl Registry {
         sha256: &str,
         configured: Option<&str>,
     ) -> Result<RouteState, RegistryError> {
-        self.update(route, |state| {
-            if !state.active.is_empty() && state.active != sha256 {
-                let before = std::mem::take(&mut state.active);
-                state.previous.push(before);
-                let excess = state.previous.len().saturating_sub(HISTORY);
-                state.previous.drain(..excess);
-            }
-            state.active = sha256.to_owned();
+        let mut states = self.update(&[route], |state| {
+            activate(state, sha256);
             if let Some(configured) = configured {
                 configured.clone_into(&mut state.configured);
             }
-        })
+        })?;
+        Ok(states.remove(0))
     }
 
-    /// Records that `route` went back to the version active before its current one, which
-    /// leaves its history; `None` when it has no earlier version.
+    /// Records that every route of `routes` serves `sha256` now, in one write: all of them,
+    /// or (when it fails) none.
     ///
     /// # Errors
     ///
     /// When `routes.json` cannot be written; the state in memory is then unchanged.
-    pub(crate) fn roll_back(&self, route: &str) -> Result<Option<RouteState>, RegistryError> {
-        if self.route(route).is_none_or(|s| s.previous.is_empty()) {
-            return Ok(None);
-        }
-        self.update(route, |state| {
-            if let Some(before) = state.previous.pop() {
-                state.active = before;
-            }
-        })
-        .map(Some)
+    pub(crate) fn set_active_all(
+        &self,
+        routes: &[&str],
+        sha256: &str,
+    ) -> Result<(), RegistryError> {
+        self.update(routes, |state| activate(state, sha256))
+            .map(drop)
+    }
+
+    /// Records that every route of `routes` went back to the version active before its
+    /// current one, which leaves its history (a route with no earlier version stays), in one
+    /// write: all of them, or (when it fails) none.
+    ///
+    /// # Errors
+    ///
+    /// When `routes.json` cannot be written; the state in memory is then unchanged.
+    pub(crate) fn roll_back_all(&self, routes: &[&str]) -> Result<(), RegistryError> {
+        self.update(routes, roll_back).map(drop)
     }
 
     /// The version that a rollback of `route` would go back to.
@@ -337,26 +340,50 @@ impl Registry {
         self.route(route).and_then(|s| s.previous.last().cloned())
     }
 
+    /// Applies `change` to the state of each route of `routes` and writes them in one file:
+    /// the states after, in the same order.
     fn update(
         &self,
-        route: &str,
-        change: impl FnOnce(&mut RouteState),
-    ) -> Result<RouteState, RegistryError> {
-        let mut routes = self.lock();
-        let mut next = routes.clone();
-        let state = next.entry(route.to_owned()).or_default();
-        change(state);
-        let state = state.clone();
+        routes: &[&str],
+        change: impl Fn(&mut RouteState),
+    ) -> Result<Vec<RouteState>, RegistryError> {
+        let mut held = self.lock();
+        let mut next = held.clone();
+        let mut states = Vec::with_capacity(routes.len());
+        for route in routes {
+            let state = next.entry((*route).to_owned()).or_default();
+            change(state);
+            states.push(state.clone());
+        }
         let json = serde_json::to_vec_pretty(&next).expect("route states serialize");
         write_atomically(&self.dir.join("routes.json"), &json)?;
-        *routes = next;
-        Ok(state)
+        *held = next;
+        Ok(states)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, RouteState>> {
         self.routes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// `state` serves `sha256` now; what it served before goes on its history (unless it is the
+/// same), which keeps the last [`HISTORY`].
+fn activate(state: &mut RouteState, sha256: &str) {
+    if !state.active.is_empty() && state.active != sha256 {
+        let before = std::mem::take(&mut state.active);
+        state.previous.push(before);
+        let excess = state.previous.len().saturating_sub(HISTORY);
+        state.previous.drain(..excess);
+    }
+    sha256.clone_into(&mut state.active);
+}
+
+/// `state` serves the version before its current one again (nothing without one).
+fn roll_back(state: &mut RouteState) {
+    if let Some(before) = state.previous.pop() {
+        state.active = before;
     }
 }
 

@@ -3,6 +3,7 @@
 //! what was active.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -386,6 +387,89 @@ fn issue_25_the_watched_directory_reads_regular_files_only_and_bounded() {
     rig.wait_serving(&sha256(&rig.v1));
     let resident = rig.server.resident_bytes();
     assert!(resident < 300 << 20, "{} MiB resident", resident >> 20);
+}
+
+/// A rollback over two routes that serve one plugin, one of which cannot go back (it takes
+/// commands, and the version before lacks the outbound direction), changes neither route and
+/// says which and why.
+#[test]
+fn issue_25_a_rollback_that_one_route_cannot_take_changes_no_route() {
+    let webhook = Webhook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = packed(
+        dir.path(),
+        wasm::ACME_ERP_ORDERS,
+        wasm::ACME_ERP_ORDERS_FIXTURES,
+        "v1.wasm",
+    );
+    let v2 = packed(
+        dir.path(),
+        wasm::ACME_ERP_ORDERS_V2,
+        wasm::ACME_ERP_ORDERS_V2_FIXTURES,
+        "v2.wasm",
+    );
+    let routes = |a: &Path, commands: &str| {
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{{data_dir}}\"\n[sandbox]\ncache_dir = \"{{cache_dir}}\"\n\
+             {sinks}\n[vendors.acme]\nbase_url = \"http://127.0.0.1:9\"\n\
+             [routes.a-orders]\nplugin = \"{a}\"\nsinks = [\"hook\"]\n\
+             [routes.b-cmds]\nplugin = \"{v1}\"\nsinks = [\"hook\"]\n{commands}",
+            sinks = webhook.sink_table("hook"),
+            a = a.display(),
+            v1 = v1.display(),
+        )
+    };
+    let mut server = net::Server::start(dir.path(), &routes(&v1, ""));
+    let http = net::Http::new();
+    let call = |server: &net::Server, method: &str, path: &str, body: &[u8]| {
+        http.send(method, &format!("{}{path}", server.url()), &[], body)
+            .unwrap()
+    };
+    let pushed = call(
+        &server,
+        "PUT",
+        "/v1/plugins/acme-erp-orders",
+        &std::fs::read(&v2).unwrap(),
+    );
+    assert_eq!(pushed.status, 201, "{}", pushed.json());
+    // Route b-cmds takes commands from now on (v2 serves them, v1 could not), and a-orders
+    // is configured with another build of v2 (so its history is v1, v2; b-cmds' is v1).
+    let v2_bare: &Path = wasm::ACME_ERP_ORDERS_V2.as_ref();
+    server.stop();
+    server.set_config(&routes(
+        v2_bare,
+        "[routes.b-cmds.commands]\nvendor = \"acme\"\n",
+    ));
+    server.restart();
+    let actives = |server: &net::Server| {
+        let plugins = call(server, "GET", "/v1/plugins/acme-erp-orders", b"").json();
+        ["a-orders", "b-cmds"].map(|route| {
+            plugins["acme-erp-orders"]["routes"][route]["active"]["sha256"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+    };
+    let served = [sha256(v2_bare), sha256(&v2)];
+    assert_eq!(actives(&server), served);
+    let before = call(&server, "GET", "/v1/messages/route:a-orders/history", b"").json();
+
+    let refused = call(&server, "POST", "/v1/plugins/acme-erp-orders/rollback", b"");
+    assert_eq!(refused.status, 422, "{}", refused.json());
+    let problem = refused.json();
+    assert_eq!(problem["code"], "missing-direction", "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("route b-cmds") && detail.contains("outbound"),
+        "{detail}"
+    );
+    assert_eq!(actives(&server), served, "a-orders did not go back either");
+    let after = call(&server, "GET", "/v1/messages/route:a-orders/history", b"").json();
+    assert_eq!(before["events"], after["events"], "no activation recorded");
+    // The registry too: a restart serves v2 on both.
+    server.stop();
+    server.restart();
+    assert_eq!(actives(&server), served);
 }
 
 #[test]

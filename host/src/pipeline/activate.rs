@@ -205,8 +205,8 @@ impl Pipeline {
                 };
             }
             let registry = &pipeline.core.versions.registry;
-            let mut swaps = Vec::new();
-            let mut back_to = None;
+            // Every route's way back is checked first; then all go back, or none.
+            let mut back = Vec::new();
             for route in &routes {
                 let Some(previous) = registry.previous(&route.name) else {
                     continue;
@@ -215,32 +215,31 @@ impl Pipeline {
                     Ok(wasm) => wasm,
                     Err(e) => return registry_failure(&e),
                 };
-                let checked = pipeline.check(&wasm, None).and_then(|checked| {
-                    route.check(&checked.plugin).map_err(|e| Failed {
-                        name: checked.version.name.clone(),
-                        reason: CandidateRefused::Directions(e.to_string()),
-                    })?;
-                    Ok(checked)
-                });
-                let checked = match checked {
-                    Ok(checked) => checked,
+                // Checked against every route that serves the plugin, this one included.
+                match pipeline.check(&wasm, None) {
+                    Ok(checked) => back.push((route.clone(), checked)),
                     Err(failed) => return pipeline.refused(name, previous, failed.reason),
-                };
-                if let Err(e) = registry.roll_back(&route.name) {
-                    return registry_failure(&e);
                 }
-                let from = route.activate(checked.plugin.clone(), checked.loaded);
-                let swap = pipeline.swapped(route, &from.producer, How::Rollback);
-                swaps.push(swap);
-                back_to = Some(checked.version);
             }
-            match back_to {
-                Some(version) => Activated::Serving {
-                    version,
-                    new: false,
-                    swaps,
-                },
-                None => Activated::NothingToRollBack { name },
+            let Some((_, last)) = back.last() else {
+                return Activated::NothingToRollBack { name };
+            };
+            let version = last.version.clone();
+            let names: Vec<&str> = back.iter().map(|(r, _)| r.name.as_str()).collect();
+            if let Err(e) = registry.roll_back_all(&names) {
+                return registry_failure(&e);
+            }
+            let swaps = back
+                .iter()
+                .map(|(route, checked)| {
+                    let from = route.activate(checked.plugin.clone(), checked.loaded);
+                    pipeline.swapped(route, &from.producer, How::Rollback)
+                })
+                .collect();
+            Activated::Serving {
+                version,
+                new: false,
+                swaps,
             }
         })
         .await
@@ -412,20 +411,24 @@ impl Pipeline {
         checked: &Checked,
         how: How,
     ) -> Result<Vec<Swap>, crate::registry::RegistryError> {
-        let mut swaps = Vec::new();
+        let changing: Vec<&Arc<Route>> = checked
+            .routes
+            .iter()
+            .filter(|route| route.version().producer.sha256 != checked.version.sha256)
+            .collect();
+        // Recorded before it serves, on every route or none: a restart serves what the
+        // registry says, never a version that served without being recorded.
+        let registry = &self.core.versions.registry;
+        let names: Vec<&str> = changing.iter().map(|r| r.name.as_str()).collect();
+        registry.set_active_all(&names, &checked.version.sha256)?;
         self.end_canaries(&checked.routes, "activation");
-        for route in &checked.routes {
-            if route.version().producer.sha256 == checked.version.sha256 {
-                continue;
-            }
-            // Recorded before it serves: a restart serves what the registry says, never a
-            // version that served without being recorded.
-            let registry = &self.core.versions.registry;
-            registry.set_active(&route.name, &checked.version.sha256, None)?;
-            let from = route.activate(checked.plugin.clone(), checked.loaded);
-            swaps.push(self.swapped(route, &from.producer, how));
-        }
-        Ok(swaps)
+        Ok(changing
+            .into_iter()
+            .map(|route| {
+                let from = route.activate(checked.plugin.clone(), checked.loaded);
+                self.swapped(route, &from.producer, how)
+            })
+            .collect())
     }
 
     /// Audits and logs that `route` moved from `from` to its active version.

@@ -82,12 +82,9 @@ fn activations_and_rollbacks_keep_a_history_that_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
     {
         let registry = Registry::open(dir.path()).unwrap();
-        assert!(registry.roll_back("r").unwrap().is_none(), "no state yet");
+        assert!(registry.previous("r").is_none(), "no state yet");
         registry.set_active("r", "v1", Some("v1")).unwrap();
-        assert!(
-            registry.roll_back("r").unwrap().is_none(),
-            "nothing before v1"
-        );
+        assert!(registry.previous("r").is_none(), "nothing before v1");
         registry.set_active("r", "v2", None).unwrap();
         registry.set_active("r", "v2", None).unwrap();
         let state = registry.set_active("r", "v3", None).unwrap();
@@ -98,7 +95,8 @@ fn activations_and_rollbacks_keep_a_history_that_survives_reopening() {
         );
         assert_eq!(state.configured, "v1");
         assert_eq!(registry.previous("r").as_deref(), Some("v2"));
-        let back = registry.roll_back("r").unwrap().unwrap();
+        registry.roll_back_all(&["r"]).unwrap();
+        let back = registry.route("r").unwrap();
         assert_eq!((back.active.as_str(), back.previous.len()), ("v2", 1));
     }
     let registry = Registry::open(dir.path()).unwrap();
@@ -107,9 +105,36 @@ fn activations_and_rollbacks_keep_a_history_that_survives_reopening() {
         (state.active.as_str(), state.previous.as_slice()),
         ("v2", &["v1".to_owned()][..])
     );
-    let back = registry.roll_back("r").unwrap().unwrap();
-    assert_eq!(back.active, "v1");
-    assert!(registry.roll_back("r").unwrap().is_none());
+    registry.roll_back_all(&["r"]).unwrap();
+    assert_eq!(registry.route("r").unwrap().active, "v1");
+    assert!(registry.previous("r").is_none());
+}
+
+#[test]
+fn a_change_of_several_routes_is_one_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::open(dir.path()).unwrap();
+    registry.set_active("a", "v1", None).unwrap();
+    registry.set_active("b", "v1", None).unwrap();
+    registry.set_active_all(&["a", "b"], "v2").unwrap();
+    // A registry whose file cannot be written changes nothing, on any route.
+    let file = dir.path().join("routes.json");
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(dir.path().join("routes.json")).unwrap();
+    assert!(registry.roll_back_all(&["a", "b"]).is_err());
+    for route in ["a", "b"] {
+        assert_eq!(
+            registry.route(route).unwrap().active,
+            "v2",
+            "{route} unchanged"
+        );
+    }
+    std::fs::remove_dir(&file).unwrap();
+    registry.roll_back_all(&["a", "b"]).unwrap();
+    let reopened = Registry::open(dir.path()).unwrap();
+    for route in ["a", "b"] {
+        assert_eq!(reopened.route(route).unwrap().active, "v1", "{route} back");
+    }
 }
 
 #[test]
