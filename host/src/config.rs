@@ -138,6 +138,8 @@ struct RawRoute {
     entity_streams: Option<bool>,
     #[serde(default)]
     dead_letters: dead_letters::RawDeadLetters,
+    max_concurrency: Option<usize>,
+    max_waiting: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -259,6 +261,13 @@ pub struct RouteConfig {
     pub entity_streams: bool,
     /// How much of the dead letter channel it may fill.
     pub dead_letters: DeadLetterBound,
+    /// Its bulkhead: translations it runs at once (by default a fair share of the host's
+    /// workers: split evenly between the routes, and with other routes at most the cores
+    /// but one), and messages that may wait for one (by default `[http] max_waiting`); past
+    /// both, `503` with `Retry-After`.
+    pub max_concurrency: Option<usize>,
+    /// See [`RouteConfig::max_concurrency`].
+    pub max_waiting: usize,
 }
 
 /// Retries of a delivery: attempt `n` (from 1) waits `min(initial * multiplier^(n-1), max)`,
@@ -493,6 +502,11 @@ impl Config {
                     commands,
                     entity_streams: route.entity_streams.unwrap_or(true),
                     dead_letters,
+                    max_concurrency: route.max_concurrency.map(|n| n.max(1)),
+                    max_waiting: route
+                        .max_waiting
+                        .or(raw.http.max_waiting)
+                        .unwrap_or(HttpConfig::default().max_waiting),
                 },
             );
         }

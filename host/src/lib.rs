@@ -87,6 +87,7 @@
 pub mod audit;
 mod bindings;
 pub mod breaker;
+mod bulkhead;
 mod chain;
 mod circuits;
 pub mod clock;

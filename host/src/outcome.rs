@@ -197,6 +197,12 @@ pub enum Unavailable {
     /// As many message requests wait for a worker as the host lets wait; a retry later may
     /// succeed.
     Saturated,
+    /// The route runs and has waiting as many messages as its bulkhead lets (`max_concurrency`
+    /// and `max_waiting`); a retry later may succeed.
+    RouteBusy {
+        /// The route.
+        route: String,
+    },
     /// A task of the host failed (a bug): the detail is in the log.
     Internal(String),
 }

@@ -109,7 +109,7 @@ impl Pipeline {
         vendors: Vendors,
         versions: Versions,
     ) -> Self {
-        let workers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2);
+        let workers = default_workers();
         Self {
             core: Arc::new(Core {
                 routes,
@@ -147,6 +147,17 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// How many plugin calls run at once: twice the cores (a call that waits on the store or a
+/// vendor leaves its core to another).
+pub(crate) fn default_workers() -> usize {
+    cores() * 2
+}
+
+/// The cores this process may run on.
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
 }
 
 /// What every message or command gets as it arrives: the time, the body's hash, its id and

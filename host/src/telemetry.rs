@@ -58,6 +58,7 @@ pub(crate) struct Metrics {
     translated: Family<RouteLabel, Counter>,
     rejected: Family<RouteLabel, Counter>,
     evicted: Family<RouteLabel, Counter>,
+    busy: Family<RouteLabel, Counter>,
     published: Family<SinkLabel, Counter>,
     retries: Family<SinkLabel, Counter>,
     dead_lettered: Family<SinkLabel, Counter>,
@@ -89,6 +90,7 @@ impl Default for Metrics {
             translated: Family::default(),
             rejected: Family::default(),
             evicted: Family::default(),
+            busy: Family::default(),
             published: Family::default(),
             retries: Family::default(),
             dead_lettered: Family::default(),
@@ -126,6 +128,11 @@ impl Default for Metrics {
             "dead_letters_evicted",
             "Dead letters removed, oldest first, to keep a route within its bound",
             metrics.evicted.clone(),
+        );
+        registry.register(
+            "messages_route_busy",
+            "Messages refused (503) because their route's bulkhead was full",
+            metrics.busy.clone(),
         );
         registry.register(
             "events_published",
@@ -228,6 +235,11 @@ impl Metrics {
     /// A message on `route` was refused or faulted on by its plugin, and dead-lettered.
     pub(crate) fn rejected(&self, route: &str) {
         self.rejected.get_or_create(&route_label(route)).inc();
+    }
+
+    /// A message to `route` was refused: its bulkhead was full.
+    pub(crate) fn busy(&self, route: &str) {
+        self.busy.get_or_create(&route_label(route)).inc();
     }
 
     /// A dead letter of `route` was removed to keep the route within its bound.

@@ -619,3 +619,86 @@ fn issue_9_the_cli_speaks_https_trusting_the_system_or_a_ca_file() {
         "nothing was sent without a trusted certificate"
     );
 }
+
+/// A route whose plugin runs to its deadline has its own bulkhead: past its running and
+/// waiting bound it answers `503` with `Retry-After` at once, and a route beside it keeps
+/// answering meanwhile.
+#[test]
+fn issue_25_a_route_whose_plugin_loops_is_held_in_its_own_bulkhead() {
+    const SLOW: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let config = net::config("", "", "")
+        + &format!(
+            "\n[routes.slow]\nplugin = \"{}\"\nmax_concurrency = 1\nmax_waiting = 2\n",
+            tests::wasm::ENDLESS_LOOP
+        );
+    let server = Server::start(dir.path(), &config);
+    let http = Http::new();
+    let url = |route: &str| format!("{}/v1/routes/{route}/messages", server.url());
+    let client = http.client();
+    let replies = http.runtime().block_on(async {
+        let mut slow = tokio::task::JoinSet::new();
+        for n in 0..SLOW {
+            let (client, url) = (client.clone(), url("slow"));
+            slow.spawn(async move {
+                let body = format!(r#"{{"n": {n}}}"#).into_bytes();
+                net::send(
+                    &client,
+                    "POST",
+                    &url,
+                    &[("content-type", "application/json")],
+                    body,
+                )
+                .await
+                .unwrap()
+            });
+        }
+        // While the slow route is full, the other route answers.
+        for n in 0..5 {
+            let body = tests::seed_order().replacen("SEED-2026-000417", &format!("F-{n}"), 1);
+            let reply = net::send(
+                &client,
+                "POST",
+                &url("orders"),
+                &[("content-type", "application/json")],
+                body.into_bytes(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                reply.status,
+                202,
+                "{}",
+                String::from_utf8_lossy(&reply.body)
+            );
+        }
+        let mut replies = Vec::new();
+        while let Some(reply) = slow.join_next().await {
+            replies.push(reply.unwrap());
+        }
+        replies
+    });
+    let busy: Vec<&net::Reply> = replies.iter().filter(|r| r.status == 503).collect();
+    let ran = replies.iter().filter(|r| r.status == 422).count();
+    assert_eq!(
+        busy.len() + ran,
+        SLOW,
+        "each is refused at once or runs to its deadline"
+    );
+    assert!(busy.len() >= SLOW - 3 - 2, "{} refused", busy.len());
+    for reply in &busy {
+        assert_eq!(reply.json()["type"], "urn:dragoman:problem:route-busy");
+        assert!(reply.headers.contains_key("retry-after"));
+    }
+    let metrics = http
+        .send("GET", &format!("{}/metrics", server.url()), &[], b"")
+        .unwrap();
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains(&format!(
+            "dragoman_messages_route_busy_total{{route=\"slow\"}} {}",
+            busy.len()
+        )),
+        "{text}"
+    );
+}

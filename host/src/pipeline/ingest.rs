@@ -47,9 +47,17 @@ impl Pipeline {
             Err(refusal) => return Ingested::Refused(refusal),
         };
         let started = Instant::now();
-        let Ok(permit) = self.core.workers.clone().acquire_owned().await else {
+        // The route's own place first: its backlog waits in its own queue, not the host's.
+        let Ok(place) = route.bulkhead.enter().await else {
+            self.core.metrics.busy(&route.name);
+            return Ingested::Unavailable(Unavailable::RouteBusy {
+                route: route.name.clone(),
+            });
+        };
+        let Ok(worker) = self.core.workers.clone().acquire_owned().await else {
             return Ingested::Unavailable(Unavailable::ShuttingDown);
         };
+        let permit = (place, worker);
         let pipeline = self.clone();
         let ran =
             tokio::task::spawn_blocking(move || pipeline.ingest_blocking(&route, incoming, permit))
@@ -81,7 +89,7 @@ impl Pipeline {
         &self,
         route: &Route,
         incoming: Incoming,
-        permit: OwnedSemaphorePermit,
+        permit: (crate::bulkhead::Permit, OwnedSemaphorePermit),
     ) -> (Ingested, Written) {
         let core = &self.core;
         let Arrival {

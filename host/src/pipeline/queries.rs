@@ -100,6 +100,7 @@ impl Pipeline {
             .map(|route| {
                 let version = route.version();
                 let id = version.plugin.id();
+                let (max_concurrency, max_waiting) = route.bulkhead.bounds();
                 (route.name.clone(), json!({
                     "plugin": {"name": id.name, "version": id.version, "sha256": id.sha256, "vendor_api_version": version.plugin.info().vendor_api_version},
                     "sinks": route.sinks,
@@ -113,6 +114,13 @@ impl Pipeline {
                         "initial_backoff_ms": route.retry.initial_backoff.as_millis() as u64,
                         "max_backoff_ms": route.retry.max_backoff.as_millis() as u64,
                         "multiplier": route.retry.multiplier,
+                        "max_retry_after_ms": route.retry.max_retry_after.as_millis() as u64,
+                    },
+                    "max_concurrency": max_concurrency,
+                    "max_waiting": max_waiting,
+                    "dead_letters": {
+                        "max_entries": route.dead_letters.max_entries,
+                        "max_bytes": route.dead_letters.max_bytes,
                     },
                 }))
             })

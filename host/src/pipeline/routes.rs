@@ -57,6 +57,8 @@ pub(crate) struct Route {
     pub(crate) entity_streams: bool,
     /// How much of the dead letter channel it may fill.
     pub(crate) dead_letters: crate::config::DeadLetterBound,
+    /// Its own bound on translations running and waiting.
+    pub(crate) bulkhead: crate::bulkhead::Bulkhead,
 }
 
 impl Route {
@@ -234,8 +236,17 @@ impl Routes {
         now: Timestamp,
     ) -> Result<Self, Error> {
         let mut routes = BTreeMap::new();
+        let share = crate::bulkhead::fair_share(
+            super::default_workers(),
+            super::cores(),
+            config.routes.len(),
+        );
         for (name, route) in &config.routes {
-            let route = load_route(name, route, runtime, registry, now)?;
+            let bulkhead = crate::bulkhead::Bulkhead::new(
+                route.max_concurrency.unwrap_or(share),
+                route.max_waiting,
+            );
+            let route = load_route(name, route, runtime, registry, now, bulkhead)?;
             routes.insert(name.clone(), Arc::new(route));
         }
         Ok(Self { routes })
@@ -256,6 +267,7 @@ fn load_route(
     runtime: &Runtime,
     registry: &Registry,
     now: Timestamp,
+    bulkhead: crate::bulkhead::Bulkhead,
 ) -> Result<Route, Error> {
     let configured =
         std::fs::read(&route.plugin).map_err(|error| crate::plugin::LoadError::Read {
@@ -306,5 +318,6 @@ fn load_route(
         commands: route.commands.clone(),
         entity_streams: route.entity_streams,
         dead_letters: route.dead_letters,
+        bulkhead,
     })
 }

@@ -444,6 +444,17 @@ pub(super) fn unavailable(unavailable: &Unavailable) -> Answer {
             json!({}),
         )
         .retry_after(crate::outcome::RETRY_AFTER),
+        Unavailable::RouteBusy { route } => Answer::problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "route-busy",
+            "Route busy",
+            &format!(
+                "route `{route}` runs and has waiting as many messages as its bulkhead lets; \
+                 try again later"
+            ),
+            json!({"route": route}),
+        )
+        .retry_after(crate::outcome::RETRY_AFTER),
         Unavailable::ShuttingDown => Answer::problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting-down",
