@@ -24,7 +24,7 @@ pub use self::dead_letters::{
     DEFAULT_MAX_DEAD_LETTER_BYTES, DEFAULT_MAX_DEAD_LETTERS, DeadLetterBound,
 };
 use self::plugins::RawPlugins;
-pub use self::plugins::{CanaryPolicy, PluginsConfig};
+pub use self::plugins::{CanaryPolicy, DEFAULT_KEEP_VERSIONS, PluginsConfig};
 pub use self::projectors::ProjectorConfig;
 use self::sinks::RawSink;
 pub use self::sinks::{HttpSink, SinkAuth, SinkConfig};
@@ -108,6 +108,7 @@ struct RawSandbox {
     output_kib: Option<usize>,
     max_instances: Option<u32>,
     cache_dir: Option<PathBuf>,
+    cache_max_mib: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -175,6 +176,8 @@ pub struct Config {
     pub max_instances: u32,
     /// Where compiled components are cached.
     pub cache_dir: PathBuf,
+    /// How many bytes of compiled components the cache keeps (least recently used go first).
+    pub cache_max_bytes: u64,
     /// What the HTTP server allows each client.
     pub http: HttpConfig,
     /// The relay's settings.
@@ -542,6 +545,12 @@ impl Config {
                 .sandbox
                 .cache_dir
                 .map_or_else(|| data_dir.join("compiled"), |d| resolve(&d)),
+            cache_max_bytes: raw
+                .sandbox
+                .cache_max_mib
+                .map_or(crate::plugin::DEFAULT_CACHE_MAX_BYTES, |m| {
+                    m.saturating_mul(1 << 20)
+                }),
             data_dir,
             admin_token,
             allow_unauthenticated_admin,

@@ -109,9 +109,13 @@ impl HostBuilder {
             .limits(config.limits)
             .max_instances(config.max_instances)
             .cache_dir(&config.cache_dir)
+            .cache_max_bytes(config.cache_max_bytes)
             .build()?;
         let clock = self.clock.clone().unwrap_or_else(|| Arc::new(SystemClock));
-        let registry = Registry::open(&config.data_dir.join("plugins"))?;
+        let registry = Registry::open(
+            &config.data_dir.join("plugins"),
+            config.plugins.keep_versions,
+        )?;
         let routes = Routes::load(&config, &runtime, &registry, clock.now())?;
         let mut sinks = BTreeMap::new();
         for (name, sink) in &config.sinks {

@@ -313,6 +313,20 @@ pub enum Discarded {
     Unavailable(Unavailable),
 }
 
+/// What a collection of the plugin registry answers (`POST /v1/plugins/gc`): the versions
+/// and compiled files removed, or with `dry_run` that would be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Collected {
+    /// Nothing was removed: this is what would be.
+    pub dry_run: bool,
+    /// The kept versions removed, oldest first.
+    pub versions: Vec<crate::registry::Version>,
+    /// Their compiled files.
+    pub compiled: Vec<crate::plugin::CompiledFile>,
+    /// The bytes freed.
+    pub bytes: u64,
+}
+
 /// What an operator's "retry now" on a sink answers (`POST /v1/sinks/{sink}/retry`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

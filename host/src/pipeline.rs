@@ -5,6 +5,7 @@
 //! - `ingest.rs`: claim the key, translate, commit, answer once durable;
 //! - `activate.rs`: a plugin's version received, checked and made active on the routes that
 //!   serve the plugin while messages flow, and the way back;
+//! - `collect.rs`: the registry and the compiled cache kept within their bounds;
 //! - `canary.rs`: a candidate version serving a share of a route's messages, judged, and
 //!   rolled back by itself when it fails more than the stable one;
 //! - `command.rs`: the outbound side: claim the key, encode, call the vendor through its
@@ -28,6 +29,7 @@
 mod activate;
 mod admission;
 mod canary;
+mod collect;
 mod command;
 mod commit;
 mod dead_letters;

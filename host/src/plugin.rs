@@ -32,8 +32,8 @@ use wasmtime::{Engine, Store};
 
 use crate::bindings::dragoman::translator::types as wit;
 use crate::bindings::exports::dragoman::translator::{inbound, metadata, outbound};
-pub use cache::Provenance;
 pub(crate) use cache::sha256_hex;
+pub use cache::{CompiledFile, Provenance};
 pub use fault::{Fault, FaultKind};
 pub use limits::{DEFAULT_DEADLINE, DEFAULT_LOG_CAPTURE, DEFAULT_MEMORY, DEFAULT_OUTPUT, Limits};
 pub use link::Loaded;
@@ -163,7 +163,11 @@ impl fmt::Debug for Runtime {
 pub struct RuntimeBuilder {
     settings: engine::EngineSettings,
     cache_dir: Option<PathBuf>,
+    cache_max_bytes: u64,
 }
+
+/// By default, the compiled cache keeps at most this many bytes (1 GiB).
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 1 << 30;
 
 impl Default for RuntimeBuilder {
     fn default() -> Self {
@@ -176,6 +180,7 @@ impl Default for RuntimeBuilder {
                 quick_compile: false,
             },
             cache_dir: None,
+            cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
         }
     }
 }
@@ -194,6 +199,15 @@ impl RuntimeBuilder {
     /// By default, nowhere: every load compiles.
     pub fn cache_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
         self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// How many bytes of compiled components the cache keeps: past it, the least recently
+    /// used files go after each write.
+    ///
+    /// By default, [`DEFAULT_CACHE_MAX_BYTES`].
+    pub fn cache_max_bytes(&mut self, bytes: u64) -> &mut Self {
+        self.cache_max_bytes = bytes;
         self
     }
 
@@ -248,7 +262,7 @@ impl RuntimeBuilder {
             .map_err(|e| runtime(format!("{e:#}")))?;
         crate::bindings::Translator::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(|e| runtime(format!("{e:#}")))?;
-        let cache = cache::Cache::new(&engine, self.cache_dir.clone());
+        let cache = cache::Cache::new(&engine, self.cache_dir.clone(), self.cache_max_bytes);
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
@@ -269,6 +283,12 @@ impl Runtime {
     /// The limits calls run under.
     pub fn limits(&self) -> &Limits {
         &self.inner.settings.limits
+    }
+
+    /// Removes (unless `dry_run`) the cached compiled files of the components whose sha256
+    /// `forgotten` holds; says which.
+    pub(crate) fn forget_compiled(&self, forgotten: &[&str], dry_run: bool) -> Vec<CompiledFile> {
+        self.inner.cache.forget(forgotten, dry_run)
     }
 
     /// Loads the component in `path`.

@@ -24,8 +24,9 @@ use std::sync::Mutex;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-/// How many earlier versions a route remembers for rollback.
-const HISTORY: usize = 64;
+mod gc;
+
+pub(crate) use gc::plan;
 
 /// Why the registry could not do it.
 #[derive(Debug, thiserror::Error)]
@@ -160,17 +161,20 @@ pub enum Found {
 #[derive(Debug)]
 pub(crate) struct Registry {
     dir: PathBuf,
+    /// How many earlier versions a route remembers, and versions of a plugin kept.
+    keep: usize,
     /// The routes' states, as `routes.json` holds them; the lock also orders its writes.
     routes: Mutex<BTreeMap<String, RouteState>>,
 }
 
 impl Registry {
-    /// Opens (or creates) the registry in `dir`.
+    /// Opens (or creates) the registry in `dir`, keeping `keep` versions of each plugin and
+    /// as many earlier versions per route.
     ///
     /// # Errors
     ///
     /// When the directory cannot be made or `routes.json` cannot be read.
-    pub(crate) fn open(dir: &Path) -> Result<Self, RegistryError> {
+    pub(crate) fn open(dir: &Path, keep: usize) -> Result<Self, RegistryError> {
         let versions = dir.join("versions");
         std::fs::create_dir_all(&versions).map_err(|error| RegistryError::Io {
             path: versions.clone(),
@@ -187,8 +191,40 @@ impl Registry {
         };
         Ok(Self {
             dir: dir.to_owned(),
+            keep: keep.max(1),
             routes: Mutex::new(routes),
         })
+    }
+
+    /// How many versions of a plugin it keeps beyond the protected ones.
+    pub(crate) fn keep_versions(&self) -> usize {
+        self.keep
+    }
+
+    /// Every version some route serves or may roll back to.
+    pub(crate) fn in_use(&self) -> std::collections::BTreeSet<String> {
+        self.lock()
+            .values()
+            .flat_map(|state| std::iter::once(&state.active).chain(&state.previous))
+            .filter(|sha| !sha.is_empty())
+            .cloned()
+            .collect()
+    }
+
+    /// Removes a kept version's component and record (a version no route may go back to).
+    ///
+    /// # Errors
+    ///
+    /// When a file cannot be removed.
+    pub(crate) fn forget(&self, sha256: &str) -> Result<(), RegistryError> {
+        for path in [self.metadata_path(sha256), self.component_path(sha256)] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(RegistryError::Io { path, error }),
+            }
+        }
+        Ok(())
     }
 
     fn component_path(&self, sha256: &str) -> PathBuf {
@@ -300,8 +336,9 @@ impl Registry {
         sha256: &str,
         configured: Option<&str>,
     ) -> Result<RouteState, RegistryError> {
+        let keep = self.keep;
         let mut states = self.update(&[route], |state| {
-            activate(state, sha256);
+            activate(state, sha256, keep);
             if let Some(configured) = configured {
                 configured.clone_into(&mut state.configured);
             }
@@ -320,7 +357,7 @@ impl Registry {
         routes: &[&str],
         sha256: &str,
     ) -> Result<(), RegistryError> {
-        self.update(routes, |state| activate(state, sha256))
+        self.update(routes, |state| activate(state, sha256, self.keep))
             .map(drop)
     }
 
@@ -369,12 +406,12 @@ impl Registry {
 }
 
 /// `state` serves `sha256` now; what it served before goes on its history (unless it is the
-/// same), which keeps the last [`HISTORY`].
-fn activate(state: &mut RouteState, sha256: &str) {
+/// same), which keeps the last `keep`.
+fn activate(state: &mut RouteState, sha256: &str, keep: usize) {
     if !state.active.is_empty() && state.active != sha256 {
         let before = std::mem::take(&mut state.active);
         state.previous.push(before);
-        let excess = state.previous.len().saturating_sub(HISTORY);
+        let excess = state.previous.len().saturating_sub(keep);
         state.previous.drain(..excess);
     }
     sha256.clone_into(&mut state.active);

@@ -472,6 +472,130 @@ fn issue_25_a_rollback_that_one_route_cannot_take_changes_no_route() {
     assert_eq!(actives(&server), served);
 }
 
+/// `wasm` with a custom section holding `n`: another component (another sha256) of the same
+/// plugin version.
+fn variant(wasm: &[u8], n: usize) -> Vec<u8> {
+    let name = b"note";
+    let payload = n.to_string();
+    let size = 1 + name.len() + payload.len();
+    let mut out = wasm.to_vec();
+    out.push(0);
+    out.push(u8::try_from(size).unwrap());
+    out.push(u8::try_from(name.len()).unwrap());
+    out.extend_from_slice(name);
+    out.extend_from_slice(payload.as_bytes());
+    out
+}
+
+/// The registry keeps of a plugin its newest `keep_versions` and the protected versions
+/// (active, in the route's history), after 40 pushed versions; their compiled files go with
+/// them; a dry run names what would go and removes nothing.
+#[test]
+fn issue_25_forty_pushed_versions_leave_the_bound_plus_the_protected_ones() {
+    const KEEP: usize = 5;
+    let webhook = Webhook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = packed(
+        dir.path(),
+        wasm::ACME_ERP_ORDERS,
+        wasm::ACME_ERP_ORDERS_FIXTURES,
+        "v1.wasm",
+    );
+    let cache = dir.path().join("cache");
+    let config = |keep: usize| {
+        net::config(
+            &webhook.sink_table("hook"),
+            "\"hook\"",
+            &format!("[plugins]\nkeep_versions = {keep}\n"),
+        )
+        .replace(wasm::ACME_ERP_ORDERS, &v1.display().to_string())
+        .replace("{cache_dir}", &cache.display().to_string())
+    };
+    let mut server = net::Server::start(dir.path(), &config(KEEP));
+    let http = net::Http::new();
+    let call = |server: &net::Server, method: &str, path: &str, body: &[u8]| {
+        http.send(method, &format!("{}{path}", server.url()), &[], body)
+            .unwrap()
+    };
+    let bytes = std::fs::read(&v1).unwrap();
+    let mut pushed = Vec::new();
+    for n in 0..40 {
+        let wasm = variant(&bytes, n);
+        let reply = call(&server, "PUT", "/v1/plugins/acme-erp-orders", &wasm);
+        assert_eq!(reply.status, 201, "{}", reply.json());
+        pushed.push(tests::swap::sha256_of(&wasm));
+    }
+    let on_disk = || -> BTreeSet<String> {
+        std::fs::read_dir(dir.path().join("data/plugins/versions"))
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                name.strip_suffix(".wasm").map(str::to_owned)
+            })
+            .collect()
+    };
+    // The newest five, the active one and the five before it (its history): six.
+    let newest: BTreeSet<String> = pushed[40 - (KEEP + 1)..].iter().cloned().collect();
+    assert_eq!(on_disk(), newest);
+    let compiled: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    for sha in &pushed[..40 - (KEEP + 1)] {
+        assert!(
+            !compiled.iter().any(|f| f.starts_with(sha.as_str())),
+            "{sha} compiled file left"
+        );
+    }
+    // Three kept without activation: the newest, so kept.
+    for n in 40..43 {
+        let wasm = variant(&bytes, n);
+        let reply = call(
+            &server,
+            "PUT",
+            "/v1/plugins/acme-erp-orders?activate=false",
+            &wasm,
+        );
+        assert_eq!(reply.status, 201, "{}", reply.json());
+        pushed.push(tests::swap::sha256_of(&wasm));
+    }
+    assert_eq!(on_disk().len(), KEEP + 1 + 3);
+    // Keeping one from now on: the two older of the three are no longer kept nor protected.
+    server.stop();
+    server.set_config(&config(1));
+    server.restart();
+    let dry = std::process::Command::new(tests::dragoman_bin())
+        .args(["plugin", "gc", "--dry-run", "--server", &server.url()])
+        .output()
+        .unwrap();
+    assert!(dry.status.success(), "{dry:?}");
+    let answer: Value = serde_json::from_slice(&dry.stdout).unwrap();
+    let named: Vec<&str> = answer["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["sha256"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        named,
+        [pushed[40].as_str(), pushed[41].as_str()],
+        "{answer:#}"
+    );
+    assert_eq!(answer["dry_run"], true);
+    assert_eq!(on_disk().len(), KEEP + 1 + 3, "a dry run removes nothing");
+    let done = call(&server, "POST", "/v1/plugins/gc", b"").json();
+    assert_eq!(done["versions"].as_array().unwrap().len(), 2, "{done:#}");
+    assert_eq!(on_disk().len(), KEEP + 1 + 1);
+    assert_eq!(
+        call(&server, "GET", "/v1/plugins/acme-erp-orders", b"").json()["acme-erp-orders"]
+            ["versions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        KEEP + 1 + 1
+    );
+}
+
 #[test]
 fn issue_11_a_bad_canary_is_rolled_back_by_itself_and_its_failures_replay_through_the_good_version()
 {

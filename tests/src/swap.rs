@@ -21,8 +21,13 @@ pub fn packed(dir: &Path, wasm: &str, fixtures: &str, name: &str) -> PathBuf {
 
 /// The sha256 of a file, lower-case hex.
 pub fn sha256(path: &Path) -> String {
+    sha256_of(&std::fs::read(path).unwrap())
+}
+
+/// The sha256 of `bytes`, lower-case hex.
+pub fn sha256_of(bytes: &[u8]) -> String {
     use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(std::fs::read(path).unwrap());
+    let digest = sha2::Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -6,6 +6,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// By default, how many versions of each plugin the registry keeps beyond the protected ones
+/// (active, in a canary or shadow, or in a route's history), and how many earlier versions a
+/// route remembers for rollback.
+pub const DEFAULT_KEEP_VERSIONS: usize = 10;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPlugins {
@@ -14,6 +19,7 @@ pub(super) struct RawPlugins {
     canary_window: Option<usize>,
     canary_minimum: Option<usize>,
     canary_margin_percent: Option<u8>,
+    keep_versions: Option<usize>,
 }
 
 /// Where new plugin versions arrive besides the API.
@@ -27,6 +33,10 @@ pub struct PluginsConfig {
     pub debounce: Duration,
     /// When a canary is rolled back by itself.
     pub canary: CanaryPolicy,
+    /// How many versions of each plugin the registry keeps beyond the protected ones (active,
+    /// in a canary or shadow, in a route's history), and how many earlier versions each route
+    /// can roll back to.
+    pub keep_versions: usize,
 }
 
 /// When a canary version is rolled back automatically: once it has translated at least
@@ -73,6 +83,7 @@ impl RawPlugins {
                     .unwrap_or(default.margin_percent)
                     .min(100),
             },
+            keep_versions: self.keep_versions.unwrap_or(DEFAULT_KEEP_VERSIONS).max(1),
         }
     }
 }

@@ -23,7 +23,7 @@ use super::Pipeline;
 use super::routes::Route;
 use crate::config::CanaryPolicy;
 use crate::fixtures::{self, Verdict};
-use crate::outcome::{Activated, CandidateRefused, Swap, Unavailable};
+use crate::outcome::{Activated, CandidateRefused, Collected, Swap, Unavailable};
 use crate::plugin::{Plugin, Provenance, Runtime};
 use crate::registry::{Found, Registry, Selector, Serve, Version};
 use crate::storage::AuditDraft;
@@ -39,6 +39,10 @@ pub(crate) struct Versions {
 }
 
 impl Versions {
+    pub(super) fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
     pub(crate) fn new(registry: Registry, runtime: Runtime, canary: CanaryPolicy) -> Self {
         Self {
             registry,
@@ -133,7 +137,11 @@ impl Pipeline {
                         .collect::<Vec<_>>(),
                 }),
             );
-            pipeline.serve(checked, new, serve, How::Received)
+            let served = pipeline.serve(checked, new, serve, How::Received);
+            if new && let Err(e) = pipeline.collect_now(false) {
+                tracing::error!(error = ?e, "keeping the plugin registry within its bound failed");
+            }
+            served
         })
         .await
     }
@@ -298,6 +306,37 @@ impl Pipeline {
                 tracing::error!(error = %e, "a plugin change failed");
                 Activated::Unavailable(Unavailable::Internal("the plugin change failed".into()))
             })
+    }
+
+    /// Keeps the registry and the compiled cache within their bounds (names what would go,
+    /// with `dry_run`), after the plugin changes under way.
+    pub(crate) async fn collect_plugins(&self, dry_run: bool) -> Result<Collected, Unavailable> {
+        let _turn = self.core.versions.changing.lock().await;
+        let pipeline = self.clone();
+        tokio::task::spawn_blocking(move || pipeline.collect_now(dry_run))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "the plugin collection failed");
+                Err(Unavailable::Internal("the plugin collection failed".into()))
+            })
+    }
+
+    /// [`Pipeline::collect_plugins`] for a caller that holds the change lock.
+    fn collect_now(&self, dry_run: bool) -> Result<Collected, Unavailable> {
+        // Versions a canary or a shadow serves live only in memory: protected too.
+        let mut protected = std::collections::BTreeSet::new();
+        for route in self.core.routes.iter() {
+            if let Some(canary) = route.canary() {
+                protected.insert(canary.version.producer.sha256.clone());
+            }
+            if let Some(shadow) = route.shadow() {
+                protected.insert(shadow.candidate.sha256.clone());
+            }
+        }
+        self.core
+            .versions
+            .collect(protected, dry_run)
+            .map_err(|e| Unavailable::Storage(e.to_string()))
     }
 
     /// The routes whose active version is a version of plugin `name`.

@@ -13,6 +13,11 @@
 //!
 //! The cache directory must be as trusted as the host binary: loading a cached file runs the
 //! machine code in it.
+//!
+//! The cache is bounded: a file loaded is touched (its modification time is its last use),
+//! and after a write the least recently used files go until the cache is within its cap
+//! (never the one just written). The compiled files of a version the registry no longer
+//! keeps go with it ([`Cache::forget`]).
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -27,6 +32,16 @@ use wasmtime::component::Component;
 pub(crate) struct Cache {
     dir: Option<PathBuf>,
     engine_hash: String,
+    max_bytes: u64,
+}
+
+/// A compiled file the cache removed, or would remove.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CompiledFile {
+    /// Its file name.
+    pub file: String,
+    /// Its size in bytes.
+    pub bytes: u64,
 }
 
 /// How a component was obtained, for logs and benchmarks.
@@ -39,13 +54,70 @@ pub enum Provenance {
 }
 
 impl Cache {
-    pub(crate) fn new(engine: &Engine, dir: Option<PathBuf>) -> Self {
+    pub(crate) fn new(engine: &Engine, dir: Option<PathBuf>, max_bytes: u64) -> Self {
         let mut hasher = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         Self {
             dir,
             engine_hash: hex(&hasher.0.finalize()[..16]),
+            max_bytes,
         }
+    }
+
+    /// The compiled files of the components whose sha256 `forgotten` holds (of any engine),
+    /// removed unless `dry_run`.
+    pub(crate) fn forget(&self, forgotten: &[&str], dry_run: bool) -> Vec<CompiledFile> {
+        let mut gone: Vec<CompiledFile> = self
+            .files()
+            .into_iter()
+            .filter(|(path, ..)| {
+                file_name(path)
+                    .split_once('-')
+                    .is_some_and(|(sha256, _)| forgotten.contains(&sha256))
+            })
+            .filter(|(path, ..)| dry_run || remove(path))
+            .map(|(path, bytes, _)| CompiledFile {
+                file: file_name(&path),
+                bytes,
+            })
+            .collect();
+        gone.sort_by(|a, b| a.file.cmp(&b.file));
+        gone
+    }
+
+    /// Removes the least recently used files until the cache is within its cap, sparing
+    /// `kept`.
+    fn bound(&self, kept: &Path) {
+        let mut files = self.files();
+        let mut total: u64 = files.iter().map(|(_, bytes, _)| bytes).sum();
+        files.sort_by_key(|(_, _, used)| *used);
+        for (path, bytes, _) in files {
+            if total <= self.max_bytes {
+                break;
+            }
+            if path != kept && remove(&path) {
+                tracing::info!(file = %path.display(), bytes, "compiled component evicted from the cache");
+                total = total.saturating_sub(bytes);
+            }
+        }
+    }
+
+    /// Every compiled file: its path, size and last use.
+    fn files(&self) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+        let Some(dir) = &self.dir else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .filter_map(|e| {
+                let meta = e.metadata().ok()?;
+                Some((e.path(), meta.len(), meta.modified().ok()?))
+            })
+            .collect()
     }
 
     fn path(&self, sha256: &str) -> Option<PathBuf> {
@@ -64,17 +136,23 @@ impl Cache {
         let path = self.path(sha256);
         if let Some(path) = path.as_ref().filter(|p| p.exists()) {
             match read_checked(path).and_then(|bytes| deserialize(engine, &bytes)) {
-                Ok(component) => return Ok((component, Provenance::Cached)),
+                Ok(component) => {
+                    touch(path);
+                    return Ok((component, Provenance::Cached));
+                }
                 Err(e) => tracing::warn!(
                     path = %path.display(), error = %e, "cached component unusable; recompiling"
                 ),
             }
         }
         let component = Component::new(engine, wasm)?;
-        if let Some(path) = path
-            && let Err(e) = store(&component, &path)
-        {
-            tracing::warn!(path = %path.display(), error = %e, "could not write the compiled component to the cache");
+        if let Some(path) = path {
+            match store(&component, &path) {
+                Ok(()) => self.bound(&path),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "could not write the compiled component to the cache");
+                }
+            }
         }
         Ok((component, Provenance::Compiled))
     }
@@ -125,6 +203,36 @@ fn store(component: &Component, path: &Path) -> std::io::Result<()> {
     std::fs::rename(&temporary, path)?;
     // The rename itself is durable only once the directory is.
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Marks a cache file as used now (its modification time); a failure only makes it look
+/// older.
+fn touch(path: &Path) {
+    let touched = std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.set_modified(std::time::SystemTime::now()));
+    if let Err(e) = touched {
+        tracing::debug!(path = %path.display(), error = %e, "could not mark a cached component as used");
+    }
+}
+
+/// Removes a cache file; whether it went (or was gone already).
+fn remove(path: &Path) -> bool {
+    match std::fs::remove_file(path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove a cached component");
+            false
+        }
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The sha256 of `bytes`, lower-case hex.

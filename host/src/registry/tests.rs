@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::DEFAULT_KEEP_VERSIONS;
 
 fn version(name: &str, v: &str, wasm: &[u8], at: i64) -> Version {
     Version {
@@ -14,7 +15,7 @@ fn version(name: &str, v: &str, wasm: &[u8], at: i64) -> Version {
 #[test]
 fn a_version_is_kept_once_and_comes_back_as_it_was_given() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::open(dir.path()).unwrap();
+    let registry = Registry::open(dir.path(), DEFAULT_KEEP_VERSIONS).unwrap();
     let one = version("p", "1.0.0", b"one", 10);
     assert!(registry.keep(b"one", &one).unwrap(), "new");
     let later = Version {
@@ -38,7 +39,7 @@ fn a_version_is_kept_once_and_comes_back_as_it_was_given() {
 #[test]
 fn a_selector_finds_a_version_by_its_version_or_its_hash_and_says_when_it_is_ambiguous() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::open(dir.path()).unwrap();
+    let registry = Registry::open(dir.path(), DEFAULT_KEEP_VERSIONS).unwrap();
     let (a, b, c) = (
         version("p", "1.0.0", b"a", 1),
         version("p", "2.0.0", b"b", 2),
@@ -81,7 +82,7 @@ fn a_selector_finds_a_version_by_its_version_or_its_hash_and_says_when_it_is_amb
 fn activations_and_rollbacks_keep_a_history_that_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let registry = Registry::open(dir.path()).unwrap();
+        let registry = Registry::open(dir.path(), DEFAULT_KEEP_VERSIONS).unwrap();
         assert!(registry.previous("r").is_none(), "no state yet");
         registry.set_active("r", "v1", Some("v1")).unwrap();
         assert!(registry.previous("r").is_none(), "nothing before v1");
@@ -99,7 +100,7 @@ fn activations_and_rollbacks_keep_a_history_that_survives_reopening() {
         let back = registry.route("r").unwrap();
         assert_eq!((back.active.as_str(), back.previous.len()), ("v2", 1));
     }
-    let registry = Registry::open(dir.path()).unwrap();
+    let registry = Registry::open(dir.path(), DEFAULT_KEEP_VERSIONS).unwrap();
     let state = registry.route("r").unwrap();
     assert_eq!(
         (state.active.as_str(), state.previous.as_slice()),
@@ -113,7 +114,7 @@ fn activations_and_rollbacks_keep_a_history_that_survives_reopening() {
 #[test]
 fn a_change_of_several_routes_is_one_write() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::open(dir.path()).unwrap();
+    let registry = Registry::open(dir.path(), DEFAULT_KEEP_VERSIONS).unwrap();
     registry.set_active("a", "v1", None).unwrap();
     registry.set_active("b", "v1", None).unwrap();
     registry.set_active_all(&["a", "b"], "v2").unwrap();
@@ -131,7 +132,7 @@ fn a_change_of_several_routes_is_one_write() {
     }
     std::fs::remove_dir(&file).unwrap();
     registry.roll_back_all(&["a", "b"]).unwrap();
-    let reopened = Registry::open(dir.path()).unwrap();
+    let reopened = Registry::open(dir.path(), DEFAULT_KEEP_VERSIONS).unwrap();
     for route in ["a", "b"] {
         assert_eq!(reopened.route(route).unwrap().active, "v1", "{route} back");
     }
@@ -140,12 +141,12 @@ fn a_change_of_several_routes_is_one_write() {
 #[test]
 fn the_history_is_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::open(dir.path()).unwrap();
-    for n in 0..HISTORY + 10 {
+    let registry = Registry::open(dir.path(), DEFAULT_KEEP_VERSIONS).unwrap();
+    for n in 0..DEFAULT_KEEP_VERSIONS + 10 {
         registry.set_active("r", &format!("v{n}"), None).unwrap();
     }
     let state = registry.route("r").unwrap();
-    assert_eq!(state.previous.len(), HISTORY);
+    assert_eq!(state.previous.len(), DEFAULT_KEEP_VERSIONS);
     assert_eq!(state.previous[0], "v9", "the oldest went first");
 }
 
@@ -153,6 +154,6 @@ fn the_history_is_bounded() {
 fn a_damaged_routes_file_is_an_error_not_an_empty_registry() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("routes.json"), b"{not json").unwrap();
-    let error = Registry::open(dir.path()).unwrap_err();
+    let error = Registry::open(dir.path(), DEFAULT_KEEP_VERSIONS).unwrap_err();
     assert!(matches!(error, RegistryError::Damaged { .. }), "{error}");
 }

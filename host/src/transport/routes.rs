@@ -134,6 +134,13 @@ where
                 }
             }
         }
+        ["v1", "plugins", "gc"] if method == Method::POST => {
+            let dry_run = query(parts.uri.query(), "dry_run").is_some_and(|v| v == "true");
+            match api.pipeline.collect_plugins(dry_run).await {
+                Ok(collected) => Answer::json(StatusCode::OK, &json!(collected)),
+                Err(unavailable) => problem::unavailable(&unavailable),
+            }
+        }
         ["v1", "plugins", _] if method != Method::GET => return method_not_allowed("GET, PUT"),
         ["v1", "dlq", id] if method == Method::DELETE => {
             problem::discarded(api.pipeline.discard(id).await, id)

@@ -253,6 +253,16 @@ enum PluginCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Remove the kept versions past `[plugins] keep_versions` (and their compiled files)
+    /// from a running host's registry, sparing every version that is active, in a canary or
+    /// shadow, or in a route's history; `--dry-run` shows what would go.
+    Gc {
+        /// Show what would go; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Run a kept version in shadow on a running host's live messages (`VERSION`), stop it
     /// (`--stop`), or show what it found so far (neither).
     Shadow {
@@ -640,7 +650,13 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             &server.server,
             server.token.as_deref(),
             "POST",
-            &format!("/v1/plugins/{name}/rollback"),
+            &format!("/v1/plugins/{}/rollback", crate::client::segment(&name)),
+        ),
+        Command::Plugin(PluginCommand::Gc { dry_run, server }) => crate::client::call(
+            &server.server,
+            server.token.as_deref(),
+            "POST",
+            &format!("/v1/plugins/gc?dry_run={dry_run}"),
         ),
         Command::Plugin(PluginCommand::List { server }) => crate::client::call(
             &server.server,
