@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub(crate) use embedded::is_whole;
-pub use embedded::{SECTION, embedded, pack};
+pub use embedded::{MAX_FILE_BYTES, MAX_FILES, SECTION, embedded, pack};
 
 use crate::plugin::{Fault, Plugin, PluginConfig, TranslateError, VendorMessage};
 

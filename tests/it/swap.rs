@@ -596,6 +596,67 @@ fn issue_25_forty_pushed_versions_leave_the_bound_plus_the_protected_ones() {
     );
 }
 
+/// A component whose fixture section is 40 MB of empty entries (two bytes each, as many as
+/// fit) is refused (`bad-fixtures`) with the host's peak memory growing by less than three
+/// times its size and the compiled module.
+#[test]
+fn issue_25_a_fixture_bomb_is_refused_within_a_small_multiple_of_its_size() {
+    const ENTRIES: usize = 20_000_000;
+    let webhook = Webhook::start();
+    let rig = Swapping::start(&webhook, false);
+    let mut payload = vec![1u8];
+    let mut count = ENTRIES;
+    loop {
+        let byte = u8::try_from(count & 0x7f).unwrap();
+        count >>= 7;
+        if count == 0 {
+            payload.push(byte);
+            break;
+        }
+        payload.push(byte | 0x80);
+    }
+    payload.resize(payload.len() + 2 * ENTRIES, 0);
+    let name = b"dragoman:fixtures";
+    let mut content = vec![u8::try_from(name.len()).unwrap()];
+    content.extend_from_slice(name);
+    content.extend_from_slice(&payload);
+    let mut bomb = std::fs::read(wasm::ACME_ERP_ORDERS).unwrap();
+    bomb.push(0);
+    let mut size = content.len();
+    loop {
+        let byte = u8::try_from(size & 0x7f).unwrap();
+        size >>= 7;
+        if size == 0 {
+            bomb.push(byte);
+            break;
+        }
+        bomb.push(byte | 0x80);
+    }
+    bomb.extend_from_slice(&content);
+    let file = rig.dir.path().join("bomb.wasm");
+    std::fs::write(&file, &bomb).unwrap();
+    let before = rig.server.resident_bytes();
+    rig.server.reset_peak();
+    let reply = rig.upload("acme-erp-orders", &file);
+    assert_eq!(reply.status, 422, "{}", reply.json());
+    assert_eq!(reply.json()["code"], "bad-fixtures", "{}", reply.json());
+    let grown = rig.server.peak_bytes().saturating_sub(before);
+    let bound = 3 * bomb.len() as u64 + (64 << 20);
+    eprintln!(
+        "peak grew {} MiB for a {} MiB candidate",
+        grown >> 20,
+        bomb.len() >> 20
+    );
+    assert!(
+        grown < bound,
+        "peak grew {} MiB for a {} MiB candidate (bound {} MiB)",
+        grown >> 20,
+        bomb.len() >> 20,
+        bound >> 20
+    );
+    assert_eq!(rig.active(), sha256(&rig.v1), "v1 keeps serving");
+}
+
 #[test]
 fn issue_11_a_bad_canary_is_rolled_back_by_itself_and_its_failures_replay_through_the_good_version()
 {

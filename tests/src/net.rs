@@ -168,14 +168,38 @@ impl Server {
     ///
     /// When it is not running, or the file cannot be read.
     pub fn resident_bytes(&self) -> u64 {
+        self.status_kib("VmRSS:") * 1024
+    }
+
+    /// Its peak resident memory since it started or since [`Server::reset_peak`], in bytes
+    /// (`VmHWM` in `/proc/PID/status`).
+    ///
+    /// # Panics
+    ///
+    /// When it is not running, or the file cannot be read.
+    pub fn peak_bytes(&self) -> u64 {
+        self.status_kib("VmHWM:") * 1024
+    }
+
+    /// Starts its peak resident memory again from what it holds now (`5` into
+    /// `/proc/PID/clear_refs`).
+    ///
+    /// # Panics
+    ///
+    /// When it is not running, or the file cannot be written.
+    pub fn reset_peak(&self) {
+        let pid = self.child.as_ref().expect("the server is running").id();
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("procfs");
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let pid = self.child.as_ref().expect("the server is running").id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("procfs");
-        let kib: u64 = status
+        status
             .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .find_map(|line| line.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in kB");
-        kib * 1024
+            .expect("a size in kB")
     }
 
     /// The lines it has logged so far.
