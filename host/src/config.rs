@@ -12,6 +12,7 @@ use toml::Spanned;
 
 use crate::plugin::{Limits, PluginConfig};
 
+mod auth;
 mod breaker;
 mod dead_letters;
 mod plugins;
@@ -20,6 +21,7 @@ mod secret;
 mod sinks;
 mod vendors;
 
+pub use self::auth::{DEFAULT_TOLERANCE, RouteAuth};
 pub use self::dead_letters::{
     DEFAULT_MAX_DEAD_LETTER_BYTES, DEFAULT_MAX_DEAD_LETTERS, DeadLetterBound,
 };
@@ -141,6 +143,7 @@ struct RawRoute {
     dead_letters: dead_letters::RawDeadLetters,
     max_concurrency: Option<usize>,
     max_waiting: Option<usize>,
+    auth: Option<auth::RawAuth>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -271,6 +274,8 @@ pub struct RouteConfig {
     pub max_concurrency: Option<usize>,
     /// See [`RouteConfig::max_concurrency`].
     pub max_waiting: usize,
+    /// What its messages must carry to be let in, if anything.
+    pub auth: Option<RouteAuth>,
 }
 
 /// Retries of a delivery: attempt `n` (from 1) waits `min(initial * multiplier^(n-1), max)`,
@@ -487,6 +492,7 @@ impl Config {
                 }
             };
             let dead_letters = route.dead_letters.check(&name)?;
+            let auth = route.auth.map(|a| a.check(&name, base)).transpose()?;
             routes.insert(
                 name,
                 RouteConfig {
@@ -510,6 +516,7 @@ impl Config {
                         .max_waiting
                         .or(raw.http.max_waiting)
                         .unwrap_or(HttpConfig::default().max_waiting),
+                    auth,
                 },
             );
         }

@@ -7,7 +7,6 @@
 
 mod http;
 mod nats;
-mod signing;
 
 use std::time::Duration;
 

@@ -159,6 +159,8 @@ impl HostBuilder {
         for name in config.vendors.keys() {
             sinks.insert(name.clone(), Arc::new(Sink::Host(queued.clone())));
         }
+        let doors = crate::door::Doors::new(&config, clock.clone(), metrics.clone())
+            .map_err(Error::config)?;
         let release = Release::new(
             storage.clone(),
             clock.clone(),
@@ -183,6 +185,7 @@ impl HostBuilder {
             circuits.clone(),
             projections.clone(),
             release,
+            doors,
         );
         let watched = config.plugins.watch_dir.clone().map(|dir| {
             let watched = WatchedDir::new(dir, config.plugins.debounce, pipeline.clone(), metrics);

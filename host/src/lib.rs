@@ -93,6 +93,7 @@ mod circuits;
 pub mod clock;
 pub mod config;
 mod delivery;
+mod door;
 pub mod entity;
 mod error;
 mod evict;
@@ -112,6 +113,7 @@ pub mod topology;
 pub mod transport;
 pub mod vendor;
 mod watched;
+mod webhooks;
 
 pub use delivery::DeliveryError;
 pub use error::{Error, ErrorKind};

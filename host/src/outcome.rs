@@ -184,6 +184,16 @@ pub enum Refusal {
         /// What is wrong with it.
         reason: String,
     },
+    /// The route takes messages with a credential (`[routes.NAME.auth]`), and this one came
+    /// without it, or with a wrong one; nothing was stored.
+    Unauthenticated {
+        /// The route.
+        route: String,
+        /// `bearer`, `basic` or `standard_webhooks`.
+        scheme: &'static str,
+        /// What was wrong, without the credential.
+        reason: String,
+    },
 }
 
 /// The host could not do what was asked now; nothing was stored.

@@ -59,6 +59,7 @@ pub(crate) struct Metrics {
     rejected: Family<RouteLabel, Counter>,
     evicted: Family<RouteLabel, Counter>,
     busy: Family<RouteLabel, Counter>,
+    door_refused: Family<RouteLabel, Counter>,
     published: Family<SinkLabel, Counter>,
     retries: Family<SinkLabel, Counter>,
     dead_lettered: Family<SinkLabel, Counter>,
@@ -91,6 +92,7 @@ impl Default for Metrics {
             rejected: Family::default(),
             evicted: Family::default(),
             busy: Family::default(),
+            door_refused: Family::default(),
             published: Family::default(),
             retries: Family::default(),
             dead_lettered: Family::default(),
@@ -133,6 +135,11 @@ impl Default for Metrics {
             "messages_route_busy",
             "Messages refused (503) because their route's bulkhead was full",
             metrics.busy.clone(),
+        );
+        registry.register(
+            "door_refused",
+            "Messages refused at the door (401): their route's credential missing or wrong",
+            metrics.door_refused.clone(),
         );
         registry.register(
             "events_published",
@@ -235,6 +242,11 @@ impl Metrics {
     /// A message on `route` was refused or faulted on by its plugin, and dead-lettered.
     pub(crate) fn rejected(&self, route: &str) {
         self.rejected.get_or_create(&route_label(route)).inc();
+    }
+
+    /// A message to `route` was refused at the door: its credential was missing or wrong.
+    pub(crate) fn door_refused(&self, route: &str) {
+        self.door_refused.get_or_create(&route_label(route)).inc();
     }
 
     /// A message to `route` was refused: its bulkhead was full.

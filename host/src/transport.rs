@@ -63,6 +63,8 @@ struct Inner {
     projections: crate::projection::Projections,
     /// Releases the keys a sink holds in backoff.
     release: crate::relay::Release,
+    /// Each route's credential check.
+    doors: crate::door::Doors,
 }
 
 impl std::fmt::Debug for Api {
@@ -81,6 +83,7 @@ impl Api {
         breakers: crate::circuits::Circuits,
         projections: crate::projection::Projections,
         release: crate::relay::Release,
+        doors: crate::door::Doors,
     ) -> Self {
         let admission = pipeline.workers() + config.http.max_waiting;
         Self {
@@ -95,6 +98,7 @@ impl Api {
                 breakers,
                 projections,
                 release,
+                doors,
             }),
         }
     }

@@ -702,3 +702,166 @@ fn issue_25_a_route_whose_plugin_loops_is_held_in_its_own_bulkhead() {
         "{text}"
     );
 }
+
+/// Every file under `dir`, read whole, holds none of `needles`.
+fn no_file_holds(dir: &std::path::Path, needles: &[Vec<u8>]) {
+    for entry in walk(dir) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        for needle in needles {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
+                "{} holds {:?}",
+                entry.display(),
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// A route with a bearer door: no token and a wrong one are `401` with nothing stored (no
+/// file under the data directory holds the body), the right token and a rotated second one
+/// are let in; refusals are counted per route.
+#[test]
+fn issue_25_a_bearer_route_lets_in_its_tokens_only_and_stores_nothing_else() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("second-token"), "rotated-t0ken\n").unwrap();
+    let config = net::config("", "", "")
+        + &format!(
+            "\n[routes.orders.auth]\nbearer = [\"first-t0ken\", {{ file = \"{}\" }}]\n",
+            dir.path().join("second-token").display()
+        );
+    let server = Server::start(dir.path(), &config);
+    let http = Http::new();
+    let post = |body: &str, token: Option<&str>| {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(auth) = &auth {
+            headers.push(("authorization", auth.as_str()));
+        }
+        http.send(
+            "POST",
+            &format!("{}/v1/routes/orders/messages", server.url()),
+            &headers,
+            body.as_bytes(),
+        )
+        .unwrap()
+    };
+    let marker = "FORGED-ORDER-7f3a9c";
+    let forged = tests::seed_order().replacen("SEED-2026-000417", marker, 1);
+    for token in [None, Some("wrong"), Some("first-t0ke")] {
+        let reply = post(&forged, token);
+        assert_eq!(
+            reply.status,
+            401,
+            "{token:?}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(reply.json()["type"], "urn:dragoman:problem:unauthenticated");
+        assert_eq!(
+            reply.headers["www-authenticate"],
+            "Bearer realm=\"dragoman\""
+        );
+    }
+    let first = tests::seed_order().replacen("SEED-2026-000417", "T-1", 1);
+    assert_eq!(post(&first, Some("first-t0ken")).status, 202);
+    let second = tests::seed_order().replacen("SEED-2026-000417", "T-2", 1);
+    assert_eq!(post(&second, Some("rotated-t0ken")).status, 202);
+    let metrics = http
+        .send("GET", &format!("{}/metrics", server.url()), &[], b"")
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&metrics.body)
+            .contains("dragoman_door_refused_total{route=\"orders\"} 3"),
+        "three refusals counted"
+    );
+    // The refused body is nowhere: not as sent, not as stored bodies are encoded.
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&forged);
+    let data = dir.path().join("data");
+    no_file_holds(
+        &data,
+        &[
+            marker.as_bytes().to_vec(),
+            encoded.as_bytes()[..40].to_vec(),
+        ],
+    );
+    // The tokens are never stored either.
+    no_file_holds(&data, &[b"first-t0ken".to_vec(), b"rotated-t0ken".to_vec()]);
+}
+
+/// A route with a Standard Webhooks door takes a delivery signed by an independent
+/// implementation (the `standardwebhooks` crate), and refuses a wrong signature and a
+/// timestamp ten minutes old.
+#[test]
+fn issue_25_a_standard_webhooks_route_checks_signature_and_age() {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let dir = tempfile::tempdir().unwrap();
+    let config = net::config("", "", "")
+        + &format!("\n[routes.orders.auth]\nstandard_webhooks = {{ secret = \"{secret}\" }}\n");
+    let server = Server::start(dir.path(), &config);
+    let http = Http::new();
+    let signer = standardwebhooks::Webhook::new(secret).unwrap();
+    let now = jiff::Timestamp::now().as_second();
+    let post = |body: &str, id: &str, at: i64, signature: &str| {
+        http.send(
+            "POST",
+            &format!("{}/v1/routes/orders/messages", server.url()),
+            &[
+                ("content-type", "application/json"),
+                ("webhook-id", id),
+                ("webhook-timestamp", &at.to_string()),
+                ("webhook-signature", signature),
+            ],
+            body.as_bytes(),
+        )
+        .unwrap()
+    };
+    let body = tests::seed_order().replacen("SEED-2026-000417", "SW-1", 1);
+    let signature = signer.sign("msg_1", now, body.as_bytes()).unwrap();
+    let reply = post(&body, "msg_1", now, &signature);
+    assert_eq!(
+        reply.status,
+        202,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    // The signature of another body.
+    let other = tests::seed_order().replacen("SEED-2026-000417", "SW-2", 1);
+    let reply = post(&other, "msg_2", now, &signature);
+    assert_eq!(reply.status, 401);
+    assert!(
+        reply.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("webhook-signature")
+    );
+    // Signed right, ten minutes ago.
+    let old = now - 600;
+    let stale = signer.sign("msg_3", old, other.as_bytes()).unwrap();
+    let reply = post(&other, "msg_3", old, &stale);
+    assert_eq!(reply.status, 401);
+    assert!(
+        reply.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("tolerance")
+    );
+    // The signature is not kept with the message: no file holds it.
+    no_file_holds(&dir.path().join("data"), &[signature.as_bytes().to_vec()]);
+}

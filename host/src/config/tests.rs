@@ -135,6 +135,46 @@ fn the_retry_after_ceiling_defaults_to_the_larger_of_max_backoff_and_a_minute() 
 }
 
 #[test]
+fn the_quickstart_config_parses_with_its_door() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart/dragoman.toml");
+    let config = Config::from_file(&path).unwrap();
+    let auth = config.routes["erp-cancellations"].auth.as_ref();
+    assert_eq!(auth.map(RouteAuth::scheme), Some("bearer"));
+    assert!(config.routes["erp-orders"].auth.is_none());
+}
+
+#[test]
+fn a_route_s_door_takes_exactly_one_scheme_and_names_what_is_wrong() {
+    let with = |auth: &str| GOOD.replace("retry = { max_attempts = 3 }", &format!("auth = {auth}"));
+    let error = Config::parse(&with("{ bearer = [] }"), Path::new(".")).unwrap_err();
+    assert!(
+        error.contains("routes.orders.auth.bearer lists no token"),
+        "{error}"
+    );
+    let error = Config::parse(
+        &with(r#"{ bearer = ["t"], basic = { user = "u", password = "p" } }"#),
+        Path::new("."),
+    )
+    .unwrap_err();
+    assert!(error.contains("exactly one"), "{error}");
+    let error = Config::parse(&with(r#"{ bearer = [""] }"#), Path::new(".")).unwrap_err();
+    assert!(error.contains("is empty"), "{error}");
+    let config = Config::parse(
+        &with(r#"{ standard_webhooks = { secret = "whsec_abc" } }"#),
+        Path::new("."),
+    )
+    .unwrap();
+    assert!(matches!(
+        config.routes["orders"].auth,
+        Some(RouteAuth::StandardWebhooks { tolerance, .. }) if tolerance == DEFAULT_TOLERANCE
+    ));
+    assert_eq!(
+        format!("{:?}", config.routes["orders"].auth),
+        "Some(RouteAuth(standard_webhooks, [redacted]))"
+    );
+}
+
+#[test]
 fn the_readme_example_config_parses() {
     let readme = include_str!("../../../README.md");
     let start = readme.find("```toml\n").expect("the README shows a config") + "```toml\n".len();
@@ -145,12 +185,15 @@ fn the_readme_example_config_parses() {
         ("admin-token", "change-me"),
         ("hook-token", "t0ken"),
         ("hook-api-key", "k3y"),
+        ("erp-token", "t1"),
+        ("erp-token-next", "t2"),
     ] {
         std::fs::write(base.path().join("secrets").join(file), secret).unwrap();
     }
     let config = Config::parse(&readme[start..end], base.path()).unwrap();
     let route = &config.routes["erp-orders"];
     assert_eq!(route.sinks, ["webhook", "stream"]);
+    assert!(matches!(&route.auth, Some(RouteAuth::Bearer(tokens)) if tokens.len() == 2));
     assert_eq!(route.retry.max_attempts, 8);
     assert_eq!(config.projectors["order"].snapshot_every, 100);
     assert!(

@@ -12,10 +12,10 @@ use hyper_util::rt::TokioExecutor;
 
 use ::http::{HeaderName, HeaderValue};
 
-use super::signing::Signer;
 use super::{DeliveryError, source};
 use crate::config::{HttpSink, SinkAuth};
 use crate::storage::OutboxEvent;
+use crate::webhooks::Signer;
 
 /// An HTTP endpoint that takes events.
 pub(crate) struct Webhook {

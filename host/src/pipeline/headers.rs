@@ -20,6 +20,7 @@ pub(crate) const CREDENTIALS: &[&str] = &[
     "set-cookie",
     "x-api-key",
     "x-auth-token",
+    "webhook-signature",
 ];
 
 /// The headers a route keeps.

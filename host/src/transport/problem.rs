@@ -20,7 +20,7 @@ pub(super) struct Answer {
     replayed: bool,
     retry_after: Option<u64>,
     close: bool,
-    challenge: bool,
+    challenge: Option<&'static str>,
     /// Headers of the outcome's own (`Age`, `Dragoman-Degraded`).
     headers: Vec<(header::HeaderName, String)>,
     /// The body's media type when it is not JSON.
@@ -36,7 +36,7 @@ impl Answer {
             replayed: false,
             retry_after: None,
             close: false,
-            challenge: false,
+            challenge: None,
             headers: Vec::new(),
             content_type: None,
         }
@@ -50,7 +50,7 @@ impl Answer {
             replayed: false,
             retry_after: None,
             close: false,
-            challenge: false,
+            challenge: None,
             headers: Vec::new(),
             content_type: None,
         }
@@ -106,8 +106,14 @@ impl Answer {
     }
 
     /// Says which authentication scheme the resource takes (RFC 9110, 11.6.1): for a 401.
-    pub(super) fn challenge(mut self) -> Self {
-        self.challenge = true;
+    /// With `WWW-Authenticate: Bearer`, as the admin API asks.
+    pub(super) fn challenge(self) -> Self {
+        self.challenge_as("Bearer realm=\"dragoman\"")
+    }
+
+    /// With `WWW-Authenticate: value`.
+    pub(super) fn challenge_as(mut self, value: &'static str) -> Self {
+        self.challenge = Some(value);
         self
     }
 
@@ -137,8 +143,8 @@ impl Answer {
         if self.close {
             builder = builder.header(header::CONNECTION, "close");
         }
-        if self.challenge {
-            builder = builder.header(header::WWW_AUTHENTICATE, "Bearer realm=\"dragoman\"");
+        if let Some(challenge) = self.challenge {
+            builder = builder.header(header::WWW_AUTHENTICATE, challenge);
         }
         for (name, value) in self.headers {
             builder = builder.header(name, value);
@@ -359,6 +365,7 @@ pub(super) fn transient(t: &Transient, extra: serde_json::Value) -> Answer {
 /// The status a refusal at the door is answered with: always a 4xx.
 pub fn refusal_status(refusal: &Refusal) -> StatusCode {
     match refusal {
+        Refusal::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
         Refusal::UnknownRoute { .. } | Refusal::NoCommands { .. } => StatusCode::NOT_FOUND,
         Refusal::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Refusal::SlowBody { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -423,6 +430,24 @@ pub(super) fn refusal(refusal: &Refusal) -> Answer {
             e.message(),
             json!({"code": e.code()}),
         ),
+        Refusal::Unauthenticated {
+            route,
+            scheme,
+            reason,
+        } => {
+            let answer = Answer::problem(
+                status,
+                "unauthenticated",
+                "Unauthenticated",
+                &format!("route `{route}` takes messages with its {scheme} credential: {reason}"),
+                json!({"route": route, "scheme": scheme}),
+            );
+            match *scheme {
+                "bearer" => answer.challenge_as("Bearer realm=\"dragoman\""),
+                "basic" => answer.challenge_as("Basic realm=\"dragoman\""),
+                _ => answer,
+            }
+        }
     }
 }
 

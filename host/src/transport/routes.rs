@@ -62,6 +62,11 @@ where
             if method != Method::POST {
                 return method_not_allowed("POST");
             }
+            // A vendor's credential, when its route asks for one, before anything is read.
+            let vendor_door = *action != "commands";
+            if vendor_door && let Err(refused) = api.doors.before_body(route, &parts.headers) {
+                return problem::refusal(&refused).close().into_response();
+            }
             // A place among the messages being handled, before the body is read: a host that
             // has as many as it lets wait says so at once.
             let Ok(_admitted) = api.admission.clone().try_acquire_owned() else {
@@ -80,6 +85,11 @@ where
                     return problem::refusal(&slow).into_response();
                 }
             };
+            if vendor_door
+                && let Err(refused) = api.doors.with_body(route, &parts.headers, &incoming.body)
+            {
+                return problem::refusal(&refused).into_response();
+            }
             if *action == "messages" {
                 problem::ingested(api.pipeline.ingest(route, incoming).await)
             } else if *action == "commands" {
