@@ -172,6 +172,7 @@ fn main() {
     );
     println!("(b)/(a) = {:.1}", b.as_secs_f64() / a.as_secs_f64());
     println!("(c)/(d) = {:.1}", c.as_secs_f64() / d.as_secs_f64());
+    with_use("Rust", &plugin, &msg, &config);
 
     languages.push(("Rust", b, reused, c, d));
     for (name, script, file) in [
@@ -223,6 +224,58 @@ fn main() {
     }
 }
 
+/// One reused instance over 20,000 calls: the median time of the calls in each stretch of
+/// ordinals, and the guest's linear memory after 1, 1,000 and 20,000 calls. A call that gets
+/// slower with use, or memory that grows, means state that survives between messages.
+fn with_use(
+    name: &str,
+    plugin: &dragoman::plugin::Plugin,
+    msg: &VendorMessage,
+    config: &Arc<PluginConfig>,
+) {
+    const CALLS: usize = 20_000;
+    let mut session = plugin.session(config.clone()).expect("instantiates");
+    let mut times = Vec::with_capacity(CALLS);
+    let mut memory = Vec::new();
+    println!();
+    println!("{name}: one reused instance, {CALLS} calls of the seed order");
+    for n in 1..=CALLS {
+        let start = Instant::now();
+        let result = session.translate(msg);
+        times.push(start.elapsed());
+        if let Err(fault) = result {
+            println!("    call {n} faulted: {fault}");
+            break;
+        }
+        if [1, 1_000, 10_000, CALLS].contains(&n) {
+            memory.push((n, session.memory_bytes()));
+        }
+    }
+    for (from, to) in [
+        (1, 10),
+        (11, 1_000),
+        (1_001, 5_000),
+        (5_001, 10_000),
+        (10_001, 20_000),
+    ] {
+        if times.len() < to {
+            break;
+        }
+        let mut stretch = times[from - 1..to].to_vec();
+        stretch.sort_unstable();
+        println!(
+            "    calls {from:>6} to {to:>6}   p50 {:>8.1} us",
+            micros(stretch[stretch.len() / 2])
+        );
+    }
+    for (n, bytes) in memory {
+        println!(
+            "    guest memory after {n:>6} calls: {:>8} KiB",
+            bytes / 1024
+        );
+    }
+}
+
 /// Fresh and reused per-message latency, cold compile and cached load of one component.
 fn interpreted(
     name: &'static str,
@@ -251,6 +304,7 @@ fn interpreted(
                 .expect("translates"),
         );
     });
+    with_use(name, &plugin, msg, config);
     let instances = dragoman::plugin::Instances::new(plugin, config.clone(), u32::MAX);
     let reused = median(3000, || {
         black_box(

@@ -11,6 +11,14 @@ fn acme_erp_orders_passes_its_fixtures() {
     assert!(n >= 25, "expected the full fixture set, found {n}");
 }
 
+/// A reused instance of the seed translator keeps no state that grows: its linear memory
+/// after 10,000 messages is what it was after one (the translate bench prints the time per
+/// call against the call's ordinal too).
+#[test]
+fn issue_25_a_reused_instance_s_memory_stays_flat_over_10_000_calls() {
+    tests::reused_memory_stays_flat(wasm::ACME_ERP_ORDERS, 10_000);
+}
+
 #[test]
 fn acme_erp_orders_v2_passes_its_fixtures() {
     let n = all_pass(wasm::ACME_ERP_ORDERS_V2, wasm::ACME_ERP_ORDERS_V2_FIXTURES);

@@ -49,6 +49,34 @@ fn a_reused_javascript_instance_gives_the_same_output() {
     tests::reuse_gives_the_fresh_output(orders_js());
 }
 
+/// The JavaScript runtime grows its heap with the messages a reused instance sees (about
+/// 3.6 KiB a seed order, to some 95 MiB before it collects): the pool hands out a fresh
+/// instance once one has grown past half the memory cap, so 10,000 messages through a pool
+/// that reuses without end never meet the cap.
+#[test]
+fn issue_25_a_reused_javascript_instance_is_retired_before_its_heap_meets_the_cap() {
+    let plugin = tests::load(orders_js());
+    let cap = tests::test_limits().memory;
+    let instances = dragoman::plugin::Instances::new(plugin, std::sync::Arc::default(), u32::MAX);
+    let message = tests::message(tests::seed_order());
+    let mut fresh = 0;
+    let mut last = usize::MAX;
+    for _ in 0..10_000 {
+        let mut lease = instances.get().expect("an instance");
+        lease
+            .translate(&message)
+            .expect("no fault")
+            .expect("translates");
+        let memory = lease.memory_bytes();
+        assert!(memory <= cap, "{memory} bytes");
+        if memory < last {
+            fresh += 1;
+        }
+        last = memory;
+    }
+    assert!(fresh > 1, "instances were retired as their heap grew");
+}
+
 #[test]
 fn the_javascript_translator_agrees_with_the_rust_translator_on_generated_orders() {
     tests::agrees_with_the_rust_translator(orders_js(), 400);

@@ -50,6 +50,11 @@ fn a_reused_python_instance_gives_the_same_output() {
 }
 
 #[test]
+fn issue_25_a_reused_python_instance_s_memory_stays_flat_over_10_000_calls() {
+    tests::reused_memory_stays_flat(orders_py(), 10_000);
+}
+
+#[test]
 fn the_python_translator_agrees_with_the_rust_translator_on_generated_orders() {
     tests::agrees_with_the_rust_translator(orders_py(), 400);
 }

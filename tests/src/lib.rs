@@ -122,6 +122,37 @@ pub fn reuse_gives_the_fresh_output(path: &str) {
     }
 }
 
+/// One instance of the plugin at `path` translates the seed order `calls` times: its linear
+/// memory after the last call is what it was after the first (a reused instance keeps no
+/// state that grows with the messages it has seen).
+///
+/// # Panics
+///
+/// When it grew, or a call fails.
+pub fn reused_memory_stays_flat(path: &str, calls: usize) {
+    let plugin = load(path);
+    let mut session = plugin
+        .session(std::sync::Arc::default())
+        .expect("an instance");
+    let message = message(seed_order());
+    let mut after_first = 0;
+    for n in 1..=calls {
+        session
+            .translate(&message)
+            .expect("no fault")
+            .expect("translates");
+        if n == 1 {
+            after_first = session.memory_bytes();
+        }
+    }
+    assert!(after_first > 0, "the instance has memory");
+    assert_eq!(
+        session.memory_bytes(),
+        after_first,
+        "linear memory after {calls} calls against after one"
+    );
+}
+
 /// A JSON message with the given body.
 pub fn message(body: &str) -> VendorMessage {
     VendorMessage {

@@ -41,6 +41,8 @@ impl Default for Limits {
 pub(crate) struct Limiter {
     memory_cap: usize,
     pub(crate) memory_exceeded: Option<usize>,
+    /// The bytes of linear memory the instance has now, all its memories together.
+    pub(crate) memory: usize,
 }
 
 impl Limiter {
@@ -48,6 +50,7 @@ impl Limiter {
         Self {
             memory_cap,
             memory_exceeded: None,
+            memory: 0,
         }
     }
 }
@@ -63,7 +66,7 @@ pub(crate) struct MemoryCapExceeded {
 impl wasmtime::ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -75,6 +78,7 @@ impl wasmtime::ResourceLimiter for Limiter {
             }
             .into());
         }
+        self.memory = self.memory.saturating_add(desired.saturating_sub(current));
         Ok(true)
     }
 

@@ -58,6 +58,12 @@ impl Session {
         self.poisoned
     }
 
+    /// The bytes of linear memory the instance has grown to (what a guest's heap takes),
+    /// all its memories together.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.memory
+    }
+
     /// The key the plugin derives for the message, if it derives one.
     ///
     /// # Errors
