@@ -47,7 +47,6 @@ pub(crate) use activate::Versions;
 pub(crate) use admission::check_key;
 pub use admission::{MAX_KEY_LEN, check_message};
 pub(crate) use command::QueuedCommands;
-pub(crate) use headers::CREDENTIALS;
 pub(crate) use queries::MAX_LISTING;
 pub use replay::{MAX_BATCH, ReplayFilter};
 pub(crate) use routes::Routes;

@@ -53,6 +53,16 @@ impl RawSecret {
     }
 }
 
+impl RawSecret {
+    /// A plugin config value: a literal as it is (empty too), else the secret it names.
+    pub(super) fn value(self, base: &Path, what: &str) -> Result<String, String> {
+        match self {
+            Self::Literal(value) => Ok(value),
+            other => other.resolve(base, what).map(|s| s.0),
+        }
+    }
+}
+
 /// A secret value: used, never shown (its `Debug` says `[redacted]`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

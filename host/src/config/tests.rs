@@ -175,6 +175,31 @@ fn a_route_s_door_takes_exactly_one_scheme_and_names_what_is_wrong() {
 }
 
 #[test]
+fn plugin_config_values_take_the_secret_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("whsec"), "whsec_from_a_file\n").unwrap();
+    let text = GOOD.replace(
+        "plugin_config = { currency = \"JPY\" }",
+        "plugin_config = { currency = \"JPY\", note = \"\", signing_secret = { file = \"whsec\" } }",
+    );
+    let config = Config::parse(&text, dir.path()).unwrap();
+    let values = &config.routes["orders"].plugin_config;
+    assert_eq!(values["signing_secret"], "whsec_from_a_file");
+    assert_eq!(values["currency"], "JPY");
+    assert_eq!(values["note"], "", "a literal may be empty");
+    let missing = GOOD.replace(
+        "plugin_config = { currency = \"JPY\" }",
+        "plugin_config = { signing_secret = { env = \"DRAGOMAN_NO_SUCH_SECRET\" } }",
+    );
+    let error = Config::parse(&missing, dir.path()).unwrap_err();
+    assert!(
+        error.contains("routes.orders.plugin_config.signing_secret")
+            && error.contains("DRAGOMAN_NO_SUCH_SECRET"),
+        "{error}"
+    );
+}
+
+#[test]
 fn the_readme_example_config_parses() {
     let readme = include_str!("../../../README.md");
     let start = readme.find("```toml\n").expect("the README shows a config") + "```toml\n".len();

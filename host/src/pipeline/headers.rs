@@ -12,17 +12,6 @@ pub(crate) const ALWAYS_KEPT: &[&str] = &[
     "tracestate",
 ];
 
-/// Never kept, even when a route names them: credentials.
-pub(crate) const CREDENTIALS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "x-api-key",
-    "x-auth-token",
-    "webhook-signature",
-];
-
 /// The headers a route keeps.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct KeptHeaders {
@@ -38,7 +27,7 @@ impl KeptHeaders {
             extra: extra
                 .iter()
                 .map(|name| name.to_ascii_lowercase())
-                .filter(|name| !CREDENTIALS.contains(&name.as_str()))
+                .filter(|name| !crate::config::CREDENTIAL_HEADERS.contains(&name.as_str()))
                 .collect(),
         }
     }

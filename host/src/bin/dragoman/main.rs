@@ -7,6 +7,7 @@ mod dev;
 mod entity;
 mod folder;
 mod local;
+mod plugins;
 mod scaffold;
 mod serve;
 mod sinks;
