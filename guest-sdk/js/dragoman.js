@@ -217,12 +217,25 @@ function looksLikeForm(text) {
   return t.split('&').every((pair) => pair.split('=')[0].length > 0);
 }
 
+// As the URL standard's application/x-www-form-urlencoded parser (and the Rust and Python
+// SDKs) read a value: `+` is a space, `%XX` a byte, a `%` not followed by two hex digits stays
+// as it is, and bytes that are not UTF-8 become U+FFFD.
+const LENIENT_UTF8 = new TextDecoder('utf-8');
+const UTF8 = new TextEncoder();
+
 function formDecode(text) {
-  try {
-    return decodeURIComponent(text.replace(/\+/g, ' '));
-  } catch {
-    throw new Rejected('malformed-form', 'form data with a bad percent escape');
+  const bytes = [];
+  const chars = Array.from(text.replace(/\+/g, ' '));
+  for (let i = 0; i < chars.length; i++) {
+    const hex = chars[i] === '%' ? chars.slice(i + 1, i + 3).join('') : '';
+    if (/^[0-9A-Fa-f]{2}$/.test(hex)) {
+      bytes.push(parseInt(hex, 16));
+      i += 2;
+    } else {
+      for (const b of UTF8.encode(chars[i])) bytes.push(b);
+    }
   }
+  return LENIENT_UTF8.decode(new Uint8Array(bytes));
 }
 
 function parseForm(text) {
