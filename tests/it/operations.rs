@@ -195,11 +195,24 @@ fn issue_25_an_empty_token_and_an_open_non_loopback_listen_are_refused_at_start(
             .replace("{data_dir}", &data.display().to_string())
             .replace("{cache_dir}", &tests::shared_cache().display().to_string());
         std::fs::write(&path, config).unwrap();
-        std::process::Command::new(tests::dragoman_bin())
+        let mut child = std::process::Command::new(tests::dragoman_bin())
             .args(["serve", "--config"])
             .arg(&path)
-            .output()
-            .unwrap()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A host that starts instead of refusing is stopped, and the test says so.
+        let refused = (0..1500).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            child.try_wait().unwrap().is_some()
+        });
+        if !refused {
+            child.kill().unwrap();
+        }
+        let output = child.wait_with_output().unwrap();
+        assert!(refused, "{name}: the host started: {output:?}");
+        output
     };
     let base = net::config(&webhook.sink_table("hook"), "\"hook\"", "");
     let empty = serve(
