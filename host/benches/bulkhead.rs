@@ -29,7 +29,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use dragoman::Host;
 use dragoman::config::Config;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -38,6 +37,10 @@ use hyper_util::rt::TokioExecutor;
 
 mod support;
 use support::{arg, root};
+
+#[path = "support/serving.rs"]
+mod serving;
+use serving::Serving;
 
 #[path = "../../tests/wasm_build.rs"]
 #[allow(dead_code, reason = "this benchmark builds only two guests")]
@@ -171,21 +174,8 @@ struct Run {
 
 async fn measure(config: Config, seed: &str, load: Load, load_slow: bool) -> Run {
     let Load { rate, duration } = load;
-    let host = Host::builder()
-        .config(config)
-        .build()
-        .expect("the host builds");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a loopback port");
-    let base = format!("http://{}", listener.local_addr().expect("an address"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        host.serve(listener, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let serving = Serving::start(config).await;
+    let base = serving.base.clone();
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(64 + SLOW_CLIENTS)
         .build_http();
@@ -267,11 +257,7 @@ async fn measure(config: Config, seed: &str, load: Load, load_slow: bool) -> Run
             *statuses.entry(status).or_default() += n;
         }
     }
-    let _ = stop.send(());
-    server
-        .await
-        .expect("the server task")
-        .expect("a clean shutdown");
+    serving.stop().await;
     let refused = latencies.iter().filter(|(_, refused)| *refused).count();
     let mut latencies: Vec<Duration> = latencies.into_iter().map(|(l, _)| l).collect();
     latencies.sort_unstable();

@@ -37,7 +37,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dragoman::Host;
 use dragoman::config::Config;
 use dragoman::outcome::{Accepted, Settled};
 use dragoman::storage::{Commit, Completed, Db, MessageRecord, OutboxEvent, Storage as _};
@@ -49,6 +48,10 @@ use jiff::Timestamp;
 
 mod support;
 use support::{arg, root};
+
+#[path = "support/serving.rs"]
+mod serving;
+use serving::Serving;
 
 #[path = "../../tests/wasm_build.rs"]
 #[allow(dead_code, reason = "this benchmark builds only the Rust plugin")]
@@ -390,22 +393,9 @@ async fn ingest(measure: &Measure<'_>, first: u64, dir: &Path, run: Run) -> (Fig
         Run::NoStore => (true, "translate", 200),
     };
     let config = config(plugin, dir, streams);
-    let host = Host::builder()
-        .config(config)
-        .build()
-        .expect("the host builds");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a loopback port");
-    let base = format!("http://{}", listener.local_addr().expect("an address"));
+    let serving = Serving::start(config).await;
+    let base = serving.base.clone();
     let url = format!("{base}/v1/routes/orders/{action}");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        host.serve(listener, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
 
     let client = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(clients)
@@ -461,11 +451,7 @@ async fn ingest(measure: &Measure<'_>, first: u64, dir: &Path, run: Run) -> (Fig
     let latencies = load(false).await;
     let elapsed = started.elapsed();
     let swept = swept(&client, &base).await - swept_before;
-    let _ = stop.send(());
-    server
-        .await
-        .expect("the server task")
-        .expect("a clean shutdown");
+    serving.stop().await;
     (figures(latencies, elapsed), swept)
 }
 

@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dragoman::Host;
 use dragoman::config::Config;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -31,6 +30,10 @@ use hyper_util::rt::TokioExecutor;
 
 mod support;
 use support::{arg, root};
+
+#[path = "support/serving.rs"]
+mod serving;
+use serving::Serving;
 
 #[path = "../../tests/wasm_build.rs"]
 #[allow(dead_code, reason = "this benchmark builds only the Rust plugins")]
@@ -161,21 +164,8 @@ fn main() {
         .build()
         .expect("a runtime");
     runtime.block_on(async {
-        let host = Host::builder()
-            .config(config)
-            .build()
-            .expect("the host builds");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        let base = format!("http://{}", listener.local_addr().expect("an address"));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            host.serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await
-        });
+        let serving = Serving::start(config).await;
+        let base = serving.base.clone();
         let http: Http = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(clients + 4)
             .build_http();
@@ -246,11 +236,7 @@ fn main() {
             "one swap a second", swapping.0, swapping.1
         );
         println!("with swaps / without = {:.2}", swapping.0 / steady);
-        let _ = stop.send(());
-        server
-            .await
-            .expect("the server task")
-            .expect("a clean shutdown");
+        serving.stop().await;
     });
 }
 

@@ -472,19 +472,36 @@ fn issue_25_a_rollback_that_one_route_cannot_take_changes_no_route() {
     assert_eq!(actives(&server), served);
 }
 
+/// `n` as an unsigned LEB128, onto `out`.
+fn leb128(out: &mut Vec<u8>, mut n: usize) {
+    loop {
+        let byte = u8::try_from(n & 0x7f).unwrap();
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// `wasm` with a custom section `name` holding `payload` appended.
+fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    let mut content = Vec::new();
+    leb128(&mut content, name.len());
+    content.extend_from_slice(name.as_bytes());
+    content.extend_from_slice(payload);
+    let mut out = wasm.to_vec();
+    out.push(0);
+    leb128(&mut out, content.len());
+    out.extend_from_slice(&content);
+    out
+}
+
 /// `wasm` with a custom section holding `n`: another component (another sha256) of the same
 /// plugin version.
 fn variant(wasm: &[u8], n: usize) -> Vec<u8> {
-    let name = b"note";
-    let payload = n.to_string();
-    let size = 1 + name.len() + payload.len();
-    let mut out = wasm.to_vec();
-    out.push(0);
-    out.push(u8::try_from(size).unwrap());
-    out.push(u8::try_from(name.len()).unwrap());
-    out.extend_from_slice(name);
-    out.extend_from_slice(payload.as_bytes());
-    out
+    with_custom_section(wasm, "note", n.to_string().as_bytes())
 }
 
 /// The registry keeps of a plugin its newest `keep_versions` and the protected versions
@@ -604,35 +621,12 @@ fn issue_25_a_fixture_bomb_is_refused_within_a_small_multiple_of_its_size() {
     const ENTRIES: usize = 20_000_000;
     let webhook = Webhook::start();
     let rig = Swapping::start(&webhook, false);
+    // Format 1, a count of entries, then each an empty name and an empty file.
     let mut payload = vec![1u8];
-    let mut count = ENTRIES;
-    loop {
-        let byte = u8::try_from(count & 0x7f).unwrap();
-        count >>= 7;
-        if count == 0 {
-            payload.push(byte);
-            break;
-        }
-        payload.push(byte | 0x80);
-    }
+    leb128(&mut payload, ENTRIES);
     payload.resize(payload.len() + 2 * ENTRIES, 0);
-    let name = b"dragoman:fixtures";
-    let mut content = vec![u8::try_from(name.len()).unwrap()];
-    content.extend_from_slice(name);
-    content.extend_from_slice(&payload);
-    let mut bomb = std::fs::read(wasm::ACME_ERP_ORDERS).unwrap();
-    bomb.push(0);
-    let mut size = content.len();
-    loop {
-        let byte = u8::try_from(size & 0x7f).unwrap();
-        size >>= 7;
-        if size == 0 {
-            bomb.push(byte);
-            break;
-        }
-        bomb.push(byte | 0x80);
-    }
-    bomb.extend_from_slice(&content);
+    let wasm = std::fs::read(wasm::ACME_ERP_ORDERS).unwrap();
+    let bomb = with_custom_section(&wasm, "dragoman:fixtures", &payload);
     let file = rig.dir.path().join("bomb.wasm");
     std::fs::write(&file, &bomb).unwrap();
     let before = rig.server.resident_bytes();
