@@ -232,7 +232,8 @@ pub struct AuditEvent {
 /// Everything one ingest (or replay) commits, all or nothing.
 #[derive(Debug, Clone)]
 pub struct Commit {
-    /// The claim held; the commit fails with [`StorageError::ClaimLost`] if it is not current.
+    /// The claim held; the commit fails with [`StorageError::ClaimLost`](super::StorageError::ClaimLost)
+    /// if it is not current.
     /// `None` for a replay from the dead letter channel, which holds no claim.
     pub claim: Option<ClaimToken>,
     /// The outcome remembered under the key.
