@@ -119,7 +119,7 @@ impl Pipeline {
         let caller_key = idempotency_key.is_some();
         let (key, source, early_fault) =
             key_for(idempotency_key, &mut lease, &message, &fingerprint);
-        let claim = match self.claim(route, &key, caller_key.then_some(&fingerprint), now) {
+        let claim = match self.claim(route, &key, caller_key.then_some(fingerprint.as_str()), now) {
             Ok(claim) => claim,
             Err(answer) => return (answer, Written::Nothing),
         };
@@ -179,7 +179,7 @@ impl Pipeline {
         &self,
         route: &Route,
         key: &str,
-        payload: Option<&String>,
+        payload: Option<&str>,
         now: Timestamp,
     ) -> Result<ClaimToken, Ingested> {
         match self
@@ -188,10 +188,7 @@ impl Pipeline {
             .claim(&route.name, key, now, route.inflight_timeout)
         {
             Ok(Claim::Fresh(claim)) => Ok(claim),
-            Ok(Claim::Done(done)) => {
-                let payload = payload.map(String::as_str);
-                Err(self.duplicate(route, key.to_owned(), payload, done, now))
-            }
+            Ok(Claim::Done(done)) => Err(self.duplicate(route, key.to_owned(), payload, done, now)),
             Ok(Claim::InFlight) => Err(Ingested::InFlight(InFlight {
                 idempotency_key: key.to_owned(),
                 taken_over: false,

@@ -15,8 +15,8 @@ use super::staging::{Pending, Staging, Writes};
 use super::{Db, sled_error};
 use crate::storage::codec::{
     Counters, EventRecord, Published, SEQ, dead_letter_key, decode, delivery_key, delivery_prefix,
-    encode, event_key, head_key, instant, published_key, read_instant, read_seq,
-    route_dead_letter_key, schedule_key, schedule_prefix,
+    encode, event_key, head_key, instant, published_key, read_instant, read_seq, schedule_key,
+    schedule_prefix,
 };
 use crate::storage::{
     AuditDraft, DeadLetter, DeadLetterKind, Delivery, DeliveryOutcome, Due, DueChain, OutboxEvent,
@@ -78,17 +78,11 @@ impl Db {
                 break;
             }
             let (k, _) = item.map_err(sled_error)?;
-            let rest = &k[prefix.len()..];
-            let corrupt = || StorageError::Corrupt {
-                key: String::from_utf8_lossy(&k).replace('\0', "/"),
-                message: "a schedule key without its instant".into(),
-            };
-            let at = read_instant(rest).ok_or_else(corrupt)?;
+            let (at, key) = schedule_entry(&prefix, &k)?;
             if at > now {
                 due.next_at = Some(at);
                 break;
             }
-            let key = String::from_utf8_lossy(&rest[8..]).into_owned();
             let deliveries = if busy.contains(&key) {
                 Vec::new()
             } else {
@@ -184,12 +178,12 @@ impl Db {
         };
         let mut counters = state.counters.clone();
         let mut batch = Writes::default();
+        let mut dead_letter = None;
         let done = match outcome {
             DeliveryOutcome::Delivered => true,
             DeliveryOutcome::DeadLettered(entry) => {
-                batch.insert(dead_letter_key(&entry.id), encode(&entry));
-                batch.insert(route_dead_letter_key(&entry.route, &entry.id), &[]);
                 counters.dead_letter(&entry, true);
+                dead_letter = Some(entry);
                 true
             }
             DeliveryOutcome::Failed { error, next_at } => {
@@ -242,6 +236,9 @@ impl Db {
         }
         let pending = Pending::default();
         let mut staging = Staging::new(&pending, batch);
+        if let Some(entry) = &dead_letter {
+            staging.put_dead_letter(entry);
+        }
         self.append_audit(&mut staging, audit)?;
         self.apply(&mut state, staging.writes, counters)
     }
@@ -276,15 +273,7 @@ impl Db {
                     .range(schedule_key(sink, now, "")..)
                     .keys()
                     .take_while(|k| k.as_ref().map_or(true, |k| k.starts_with(&prefix)))
-                    .map(|k| {
-                        let k = k.map_err(sled_error)?;
-                        let rest = &k[prefix.len()..];
-                        let at = read_instant(rest).ok_or_else(|| StorageError::Corrupt {
-                            key: String::from_utf8_lossy(&k).replace('\0', "/"),
-                            message: "a schedule key without its instant".into(),
-                        })?;
-                        Ok((at, String::from_utf8_lossy(&rest[8..]).into_owned()))
-                    }),
+                    .map(|k| schedule_entry(&prefix, &k.map_err(sled_error)?)),
             ),
         };
         for item in keys {
@@ -358,4 +347,14 @@ impl Db {
         self.inner.flush.committed(seq);
         Ok(())
     }
+}
+
+/// A schedule key of a sink (under `prefix`): when the partition key is due, and the key.
+fn schedule_entry(prefix: &[u8], k: &[u8]) -> Result<(Timestamp, String), StorageError> {
+    let rest = &k[prefix.len()..];
+    let at = read_instant(rest).ok_or_else(|| StorageError::Corrupt {
+        key: String::from_utf8_lossy(k).replace('\0', "/"),
+        message: "a schedule key without its instant".into(),
+    })?;
+    Ok((at, String::from_utf8_lossy(&rest[8..]).into_owned()))
 }
