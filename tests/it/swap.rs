@@ -396,18 +396,7 @@ fn issue_25_the_watched_directory_reads_regular_files_only_and_bounded() {
 fn issue_25_a_rollback_that_one_route_cannot_take_changes_no_route() {
     let webhook = Webhook::start();
     let dir = tempfile::tempdir().unwrap();
-    let v1 = packed(
-        dir.path(),
-        wasm::ACME_ERP_ORDERS,
-        wasm::ACME_ERP_ORDERS_FIXTURES,
-        "v1.wasm",
-    );
-    let v2 = packed(
-        dir.path(),
-        wasm::ACME_ERP_ORDERS_V2,
-        wasm::ACME_ERP_ORDERS_V2_FIXTURES,
-        "v2.wasm",
-    );
+    let (v1, v2) = tests::swap::packed_versions(dir.path());
     let routes = |a: &Path, commands: &str| {
         format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = \"{{data_dir}}\"\n[sandbox]\ncache_dir = \"{{cache_dir}}\"\n\

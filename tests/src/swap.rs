@@ -19,6 +19,24 @@ pub fn packed(dir: &Path, wasm: &str, fixtures: &str, name: &str) -> PathBuf {
     path
 }
 
+/// v1 and v2 of `acme-erp-orders`, each with its fixtures embedded, written into `dir` as
+/// `v1.wasm` and `v2.wasm`.
+pub fn packed_versions(dir: &Path) -> (PathBuf, PathBuf) {
+    let v1 = packed(
+        dir,
+        wasm::ACME_ERP_ORDERS,
+        wasm::ACME_ERP_ORDERS_FIXTURES,
+        "v1.wasm",
+    );
+    let v2 = packed(
+        dir,
+        wasm::ACME_ERP_ORDERS_V2,
+        wasm::ACME_ERP_ORDERS_V2_FIXTURES,
+        "v2.wasm",
+    );
+    (v1, v2)
+}
+
 /// The sha256 of a file, lower-case hex.
 pub fn sha256(path: &Path) -> String {
     sha256_of(&std::fs::read(path).unwrap())
@@ -58,18 +76,7 @@ impl Swapping {
     /// restart compiles.
     pub fn start(webhook: &Webhook, own_cache: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let v1 = packed(
-            dir.path(),
-            wasm::ACME_ERP_ORDERS,
-            wasm::ACME_ERP_ORDERS_FIXTURES,
-            "v1.wasm",
-        );
-        let v2 = packed(
-            dir.path(),
-            wasm::ACME_ERP_ORDERS_V2,
-            wasm::ACME_ERP_ORDERS_V2_FIXTURES,
-            "v2.wasm",
-        );
+        let (v1, v2) = packed_versions(dir.path());
         let plugins = format!(
             "[plugins]\nwatch_dir = \"{}\"\ndebounce_ms = 100\n\
              canary_window = 50\ncanary_minimum = 10\ncanary_margin_percent = 20\n",
