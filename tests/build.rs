@@ -64,6 +64,7 @@ const GUESTS: &[&str] = &[
     "outbound-only",
     "both-directions",
     "bad-fold",
+    "order-fold-v2",
 ];
 
 fn main() -> anyhow::Result<()> {

@@ -85,6 +85,7 @@ fn write_stream(store: &Db, events: u64, t0: Timestamp) {
                 headers: vec![],
                 body: b"{}".to_vec(),
                 received_at: time,
+                cut: None,
             },
             events: vec![],
             dead_letter: None,

@@ -254,6 +254,7 @@ impl Load {
                     headers: vec![],
                     body: b"{}".to_vec(),
                     received_at: now,
+                    cut: None,
                 },
                 events,
                 dead_letter: None,

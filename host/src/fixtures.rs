@@ -39,8 +39,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-pub(crate) use embedded::is_whole;
 pub use embedded::{MAX_FILE_BYTES, MAX_FILES, SECTION, embedded, pack};
+pub(crate) use embedded::{check_carried, is_whole};
 
 use crate::plugin::{Fault, Plugin, PluginConfig, TranslateError, VendorMessage};
 

@@ -126,7 +126,7 @@ impl HostBuilder {
             Some(storage) => storage.clone(),
             None => Arc::new(Db::open(&config.data_dir)?),
         };
-        let projections = load_projections(&config, &runtime, &storage)?;
+        let projections = load_projections(&config, &runtime, &registry, &storage, clock.now())?;
         let metrics = Arc::new(Metrics::default());
         let wake = Wake::default();
         let running = Running::default();
@@ -151,7 +151,12 @@ impl HostBuilder {
             metrics.clone(),
             wake.clone(),
             vendors,
-            Versions::new(registry, runtime, config.plugins.canary),
+            Versions::new(
+                registry,
+                runtime,
+                config.plugins.canary,
+                projections.clone(),
+            ),
         );
         // Commands queued while a vendor's circuit was open wait in the outbox for a sink
         // named after the vendor, sent by the relay like any event.
@@ -203,12 +208,15 @@ impl HostBuilder {
     }
 }
 
-/// Loads each entity type's projector; its own word for the entity type must match its
-/// table's, or the wrong fold would answer.
+/// Loads each entity type's projector (the registry's active version while the config names
+/// the same file, as for routes); its own word for the entity type must match its table's,
+/// or the wrong fold would answer.
 fn load_projections(
     config: &Config,
     runtime: &Runtime,
+    registry: &Registry,
     storage: &Arc<dyn Storage>,
+    now: jiff::Timestamp,
 ) -> Result<Projections, Error> {
     let mut projectors = Vec::new();
     for (entity_type, projector) in &config.projectors {
@@ -218,14 +226,19 @@ fn load_projections(
                 error,
             })
         })?;
-        let loaded = runtime.load_projector(&bytes, &projector.plugin.display().to_string())?;
+        let slot = crate::registry::projector_slot(entity_type);
+        let start = registry.at_start(&slot, bytes, projector.plugin.display().to_string());
+        let loaded = runtime.load_projector(&start.wasm, &start.shown)?;
         if loaded.info().entity_type != *entity_type {
             return Err(Error::config(format!(
                 "projectors.{entity_type}: {} folds entity type `{}`, not `{entity_type}`",
-                projector.plugin.display(),
+                start.shown,
                 loaded.info().entity_type
             )));
         }
+        let version = crate::registry::Version::of_projector(&loaded, &start.wasm, now);
+        registry.started(&slot, &start, &version)?;
+        tracing::info!(entity_type, projector = %loaded.id(), "projector folds");
         projectors.push((loaded, projector.snapshot_every));
     }
     Ok(Projections::new(storage.clone(), projectors))

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use self::command::{Answered, AnsweredEvent, Commanded, Degraded, Queued};
-pub use self::plugins::{Activated, CandidateRefused, Swap};
+pub use self::plugins::{Activated, CandidateRefused, Refold, Swap};
 pub use self::replay::{BatchItem, ItemOutcome, ReplayedBatch};
 
 use crate::plugin::DomainEvent;
@@ -299,6 +299,17 @@ pub enum Replayed {
         dead_letter: String,
         /// The message that settled the key.
         message_id: String,
+    },
+    /// The entry keeps only the first bytes of its message (the route caps what a dead
+    /// letter keeps): there is not enough to translate. Nothing changed; have the vendor
+    /// send it again, or discard the entry.
+    BodyCut {
+        /// The entry.
+        dead_letter: String,
+        /// The bytes kept.
+        kept: u64,
+        /// The whole body's size.
+        size: u64,
     },
     /// The entry's route is no longer configured.
     RouteGone {

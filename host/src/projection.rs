@@ -16,8 +16,12 @@
 //! A refused transition is reported beside the state, never hidden and never fatal; a
 //! projector that traps, loops or breaks a cap fails the read as a fault.
 
+mod versions;
+
+pub(crate) use versions::FoldVersions;
+
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use jiff::Timestamp;
 
@@ -92,18 +96,36 @@ impl EntityState {
     }
 }
 
-/// The projectors of a host, by entity type, over its store.
+/// The projectors of a host, by entity type, over its store. Cheap to clone: clones share
+/// the projectors, so a version swapped in (`projection/versions.rs`) folds every read that
+/// starts after it, while a read under way finishes on the version it started with.
 #[derive(Clone)]
 pub struct Projections {
     storage: Arc<dyn Storage>,
     /// Each entity type's projector, with its snapshot interval.
-    projectors: BTreeMap<String, (Projector, u64)>,
+    slots: Arc<BTreeMap<String, Slot>>,
+}
+
+/// The projector an entity type is folded by now, and its snapshot interval.
+#[derive(Debug)]
+struct Slot {
+    active: RwLock<Projector>,
+    every: u64,
+}
+
+impl Slot {
+    fn active(&self) -> Projector {
+        self.active
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 impl std::fmt::Debug for Projections {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Projections")
-            .field("projectors", &self.projectors)
+            .field("projectors", &self.slots)
             .finish_non_exhaustive()
     }
 }
@@ -176,23 +198,42 @@ impl Projections {
     /// The projectors, one per entity type (the one it names), over `storage`, each with a
     /// snapshot every so many events (at least 1).
     pub fn new(storage: Arc<dyn Storage>, projectors: Vec<(Projector, u64)>) -> Self {
+        let slots = projectors
+            .into_iter()
+            .map(|(p, every)| {
+                let slot = Slot {
+                    active: RwLock::new(p.clone()),
+                    every: every.max(1),
+                };
+                (p.info().entity_type.clone(), slot)
+            })
+            .collect();
         Self {
             storage,
-            projectors: projectors
-                .into_iter()
-                .map(|(p, every)| (p.info().entity_type.clone(), (p, every.max(1))))
-                .collect(),
+            slots: Arc::new(slots),
         }
     }
 
-    /// The projector of an entity type.
-    pub fn projector(&self, entity_type: &str) -> Option<&Projector> {
-        self.projectors.get(entity_type).map(|(p, _)| p)
+    /// The projector that folds an entity type now.
+    pub fn projector(&self, entity_type: &str) -> Option<Projector> {
+        self.slots.get(entity_type).map(Slot::active)
     }
 
-    /// Every projector, by entity type.
-    pub fn projectors(&self) -> impl Iterator<Item = &Projector> {
-        self.projectors.values().map(|(p, _)| p)
+    /// Every entity type's projector now, by entity type.
+    pub fn projectors(&self) -> Vec<Projector> {
+        self.slots.values().map(Slot::active).collect()
+    }
+
+    /// Makes `projector` fold its entity type from the next read on; the projector it
+    /// replaces, or `None` when no `[projectors.TYPE]` table names its type (then nothing
+    /// changes).
+    pub(crate) fn swap(&self, projector: Projector) -> Option<Projector> {
+        let slot = self.slots.get(&projector.info().entity_type)?;
+        let mut active = slot
+            .active
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(std::mem::replace(&mut *active, projector))
     }
 
     /// The store the streams are read from.
@@ -216,12 +257,14 @@ impl Projections {
         at: Option<Timestamp>,
         basis: Basis,
     ) -> Result<EntityState, ProjectionError> {
-        let (projector, every) = self.projectors.get(&entity.entity_type).ok_or_else(|| {
-            ProjectionError::NoProjector {
-                entity_type: entity.entity_type.clone(),
-            }
-        })?;
-        let every = *every;
+        let slot =
+            self.slots
+                .get(&entity.entity_type)
+                .ok_or_else(|| ProjectionError::NoProjector {
+                    entity_type: entity.entity_type.clone(),
+                })?;
+        // Taken once: the whole read folds with one version, whatever is swapped in meanwhile.
+        let (projector, every) = (slot.active(), slot.every);
         let owner = snapshot_owner(projector.id());
         let bound = match (at, basis) {
             (None, _) => SnapshotBound::Latest,

@@ -9,7 +9,8 @@
 //!   renamed, the directory fsynced) and never changed: its name is its hash;
 //! - `versions/SHA256.json`: what it says it is (name, version, vendor API version) and when
 //!   it was first received, written after the component;
-//! - `routes.json`: per route, the active version, the ones active before it (most recent
+//! - `routes.json`: per route (and per entity type, as `projector:TYPE`, for the projector
+//!   that folds it), the active version, the ones active before it (most recent
 //!   last, for rollback) and the hash of the file the configuration names (so an operator
 //!   who points the config at a new file gets it at the next start, while a restart with the
 //!   same config serves what was active), replaced whole with the same write-rename dance.
@@ -65,6 +66,9 @@ pub struct Version {
     pub size: u64,
     /// When the host first received it.
     pub received_at: Timestamp,
+    /// For a projector, the entity type it folds (a projector speaks no vendor's API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folds: Option<String>,
 }
 
 impl Version {
@@ -78,8 +82,38 @@ impl Version {
             sha256: plugin.id().sha256.clone(),
             size: wasm.len() as u64,
             received_at: now,
+            folds: None,
         }
     }
+
+    /// The registry's record of a loaded projector whose component is `wasm`.
+    pub(crate) fn of_projector(
+        projector: &crate::plugin::Projector,
+        wasm: &[u8],
+        now: Timestamp,
+    ) -> Self {
+        let info = projector.info();
+        Self {
+            name: info.name.clone(),
+            version: info.version.clone(),
+            vendor_api_version: String::new(),
+            sha256: projector.id().sha256.clone(),
+            size: wasm.len() as u64,
+            received_at: now,
+            folds: Some(info.entity_type.clone()),
+        }
+    }
+}
+
+/// The audit stream of a plugin's versions.
+pub(crate) fn plugin_stream(name: &str) -> String {
+    format!("plugin:{name}")
+}
+
+/// The registry's name for the projector of an entity type, beside the routes' names (which
+/// never hold a `:`).
+pub(crate) fn projector_slot(entity_type: &str) -> String {
+    format!("projector:{entity_type}")
 }
 
 /// What a route serves, and served before.
@@ -91,6 +125,17 @@ pub(crate) struct RouteState {
     pub(crate) previous: Vec<String>,
     /// The sha256 of the file the configuration named when this state was written.
     pub(crate) configured: String,
+}
+
+/// What a slot serves at start ([`Registry::at_start`]).
+#[derive(Debug)]
+pub(crate) struct AtStart {
+    /// The component's bytes.
+    pub(crate) wasm: Vec<u8>,
+    /// Where they came from, for logs and errors.
+    pub(crate) shown: String,
+    configured_sha: String,
+    state: Option<RouteState>,
 }
 
 /// What becomes of a version once it passed its checks.
@@ -317,6 +362,61 @@ impl Registry {
             1 => Found::One(matching.remove(0)),
             _ => Found::Ambiguous(matching),
         })
+    }
+
+    /// What a route (or a projector's slot) serves at start, given the bytes of the file its
+    /// configuration names (`configured`, named `shown` in logs): the registry's active
+    /// version while the configuration names the same file as when that was recorded (a
+    /// restart serves what was active), else the configured file (an operator pointed the
+    /// config at a new one). Record it with [`Registry::started`] once it loaded.
+    pub(crate) fn at_start(&self, slot: &str, configured: Vec<u8>, shown: String) -> AtStart {
+        let configured_sha = crate::plugin::sha256_hex(&configured);
+        let state = self.route(slot);
+        let mut start = AtStart {
+            wasm: configured,
+            shown,
+            configured_sha,
+            state,
+        };
+        if let Some(state) = start
+            .state
+            .as_ref()
+            .filter(|s| s.configured == start.configured_sha && s.active != start.configured_sha)
+        {
+            match self.component(&state.active) {
+                Ok(kept) => {
+                    start.wasm = kept;
+                    start.shown = format!("the registry's version {}", state.active);
+                }
+                Err(e) => tracing::error!(
+                    slot, error = %e,
+                    "the active version cannot be read; serving the configured file"
+                ),
+            }
+        }
+        start
+    }
+
+    /// Keeps the version a slot serves at start, and records it as active.
+    ///
+    /// # Errors
+    ///
+    /// When a file cannot be written.
+    pub(crate) fn started(
+        &self,
+        slot: &str,
+        start: &AtStart,
+        version: &Version,
+    ) -> Result<(), RegistryError> {
+        self.keep(&start.wasm, version)?;
+        let recorded = start
+            .state
+            .as_ref()
+            .is_some_and(|s| s.active == version.sha256 && s.configured == start.configured_sha);
+        if !recorded {
+            self.set_active(slot, &version.sha256, Some(&start.configured_sha))?;
+        }
+        Ok(())
     }
 
     /// What `route` serves, if the registry has a state for it.

@@ -28,7 +28,7 @@ pub use self::entities::{
     EntityDraft, EntityEvent, EntityRef, RefusedEvent, Snapshot, SnapshotBound,
 };
 pub use self::records::{
-    AuditDraft, AuditEvent, Commit, DeadLetter, DeadLetterDepth, DeadLetterKind, Delivery,
+    AuditDraft, AuditEvent, Commit, Cut, DeadLetter, DeadLetterDepth, DeadLetterKind, Delivery,
     DeliveryOutcome, Depths, Due, DueChain, MessageRecord, OutboxEvent, PendingDelivery, Producer,
     Released, Swept,
 };

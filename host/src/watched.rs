@@ -169,6 +169,15 @@ impl WatchedDir {
                 routes = swaps.len(),
                 "plugin file taken"
             ),
+            Activated::Folding {
+                version, changed, ..
+            } => tracing::info!(
+                file,
+                projector = version.name,
+                version = version.version,
+                entity_types = changed.len(),
+                "projector file taken"
+            ),
             Activated::Kept { version, .. } => tracing::info!(
                 file,
                 plugin = version.name,

@@ -363,3 +363,91 @@ fn issue_25_refused_messages_leave_the_dead_letters_within_their_byte_bound() {
     let verify = get("/v1/audit/verify").json();
     assert_eq!(verify["findings"], serde_json::json!([]), "{verify:#}");
 }
+
+#[test]
+fn issue_25_a_route_that_caps_dead_letter_bodies_keeps_their_first_bytes_and_full_hash() {
+    const SENT: usize = 20;
+    const CAP: usize = 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let config = net::config(
+        "",
+        "",
+        &format!("[routes.orders.dead_letters]\nmax_body_bytes = {CAP}\n"),
+    );
+    let server = Server::start(dir.path(), &config);
+    let http = Http::new();
+    let data = server.data_dir.clone();
+    let before = net::dir_bytes(&data);
+    let pad = "x".repeat(760 << 10);
+    let post = |body: &str| {
+        http.send(
+            "POST",
+            &format!("{}/v1/routes/orders/messages", server.url()),
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+        .unwrap()
+    };
+    let bodies: Vec<String> = (0..SENT)
+        .map(|n| {
+            format!(
+                r#"{{"ord_id": "CUT-{n}", "ord_status": "Q", "line_items": [], "pad": "{pad}"}}"#
+            )
+        })
+        .collect();
+    let mut entries = Vec::new();
+    for body in &bodies {
+        let reply = post(body);
+        assert_eq!(reply.status, 422, "{}", reply.text());
+        entries.push(reply.json()["dead_letter"].as_str().unwrap().to_owned());
+    }
+    // 15 MiB refused; what stays on disk is a small multiple of what the cap keeps.
+    let grown = net::dir_bytes(&data).saturating_sub(before);
+    assert!(grown < 4 << 20, "the data directory grew by {grown} bytes");
+    let get = |path: &str| {
+        http.send("GET", &format!("{}{path}", server.url()), &[], b"")
+            .unwrap()
+    };
+    let shown = get(&format!("/v1/dlq/{}", entries[0])).json();
+    let message = &shown["message"];
+    assert_eq!(message["body"].as_str().unwrap(), &bodies[0][..CAP]);
+    assert_eq!(
+        (&message["body_cut"]["size"], &message["body_cut"]["sha256"]),
+        (
+            &serde_json::json!(bodies[0].len()),
+            &serde_json::json!(tests::swap::sha256_of(bodies[0].as_bytes()))
+        ),
+        "{shown:#}"
+    );
+    assert_eq!(shown["dead_letter"]["bytes"], CAP, "{shown:#}");
+    // A byte-identical resend is still the stored answer: the key is the whole body's.
+    let again = post(&bodies[0]);
+    assert_eq!(again.status, 422);
+    assert_eq!(
+        again.headers.get("idempotent-replayed").unwrap(),
+        "true",
+        "{}",
+        again.text()
+    );
+    // A cut body cannot be translated again.
+    let replay = http
+        .send(
+            "POST",
+            &format!("{}/v1/dlq/{}/replay", server.url(), entries[0]),
+            &[],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(replay.status, 409, "{}", replay.text());
+    assert_eq!(
+        replay.json()["type"],
+        "urn:dragoman:problem:body-cut",
+        "{}",
+        replay.text()
+    );
+    assert_eq!(
+        get(&format!("/v1/dlq/{}", entries[0])).status,
+        200,
+        "the entry stays"
+    );
+}

@@ -40,3 +40,5 @@ mod swap;
 mod entities;
 // Several vendors into one domain, and an order's state at any instant from a sandboxed fold.
 mod domain;
+// Projector versions pushed, refused, rolled back and kept while entity reads run.
+mod projectors;

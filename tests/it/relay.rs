@@ -628,6 +628,7 @@ fn a_host_stopped_mid_sweep_stops_between_two_batches() {
                                 headers: vec![],
                                 body: b"{}".to_vec(),
                                 received_at: expired,
+                                cut: None,
                             },
                             events: vec![],
                             dead_letter: None,

@@ -647,3 +647,45 @@ mod bad_fold {
         assert!(matches!(refused, LoadError::Contract { .. }), "{refused}");
     }
 }
+
+/// The second version of `order-fold` passes its own fold fixtures and fails the first
+/// version's: the projector swap tests rely on both.
+mod order_fold_v2 {
+    use dragoman::fixtures::{self, Verdict};
+
+    use super::*;
+
+    #[test]
+    fn issue_25_the_second_fold_passes_its_fixtures_and_fails_the_first_ones() {
+        let wasm = std::fs::read(wasm::ORDER_FOLD_V2).unwrap();
+        let projector = tests::runtime()
+            .load_projector(&wasm, "order-fold-v2")
+            .unwrap();
+        assert_eq!(
+            (
+                projector.id().name.as_str(),
+                projector.id().version.as_str()
+            ),
+            ("order-fold", "2.0.0")
+        );
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/order-fold-v2/fixtures");
+        let own = fixtures::discover(&dir).unwrap();
+        assert_eq!(own.len(), 1);
+        for fixture in &own {
+            assert_eq!(
+                fixtures::fold::run(&projector, fixture).unwrap(),
+                Verdict::Pass
+            );
+        }
+        let first = fixtures::discover(wasm::ORDER_FOLD_FIXTURES.as_ref()).unwrap();
+        let failed = first
+            .iter()
+            .filter(|f| fixtures::fold::run(&projector, f).unwrap() != Verdict::Pass)
+            .count();
+        assert!(
+            failed > 0,
+            "the first version's fixtures tell the two apart"
+        );
+    }
+}

@@ -60,6 +60,7 @@ fn message(id: &str, key: &str) -> MessageRecord {
         headers: vec![],
         body: b"{}".to_vec(),
         received_at: t0(),
+        cut: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! A route's bound on its dead letter channel, `[routes.NAME.dead_letters]`: anyone who can
 //! reach a route can make it refuse messages, so what its refusals keep is bounded, by count
-//! and by the bytes of the bodies kept, the oldest removed first.
+//! and by the bytes of the bodies kept, the oldest removed first; and a body kept in one can
+//! be cut to its first bytes (its size and full hash kept).
 
 use serde::Deserialize;
 
@@ -15,6 +16,7 @@ pub const DEFAULT_MAX_DEAD_LETTER_BYTES: u64 = 256 << 20;
 pub(super) struct RawDeadLetters {
     max_entries: Option<u64>,
     max_bytes: Option<u64>,
+    max_body_bytes: Option<u64>,
 }
 
 /// How much of the dead letter channel a route may fill; past it, its oldest entries are
@@ -25,6 +27,9 @@ pub struct DeadLetterBound {
     pub max_entries: u64,
     /// Bytes of bodies (a message's, or a refused event's data) kept at most.
     pub max_bytes: u64,
+    /// A refused message's body is kept up to this many bytes (its size and sha256 whole);
+    /// `None` keeps it whole. A message cut short cannot be replayed.
+    pub max_body_bytes: Option<u64>,
 }
 
 impl Default for DeadLetterBound {
@@ -32,6 +37,7 @@ impl Default for DeadLetterBound {
         Self {
             max_entries: DEFAULT_MAX_DEAD_LETTERS,
             max_bytes: DEFAULT_MAX_DEAD_LETTER_BYTES,
+            max_body_bytes: None,
         }
     }
 }
@@ -41,6 +47,7 @@ impl RawDeadLetters {
         let bound = DeadLetterBound {
             max_entries: self.max_entries.unwrap_or(DEFAULT_MAX_DEAD_LETTERS),
             max_bytes: self.max_bytes.unwrap_or(DEFAULT_MAX_DEAD_LETTER_BYTES),
+            max_body_bytes: self.max_body_bytes,
         };
         if bound.max_entries == 0 || bound.max_bytes == 0 {
             return Err(format!(

@@ -1,8 +1,8 @@
 //! What the plugin registry's operations answer: a version received, activated or rolled
 //! back ([`crate::Host::push`], [`crate::Host::activate`], [`crate::Host::rollback`]).
 
-use crate::plugin::LoadError;
-use crate::registry::Version;
+use crate::plugin::{LoadError, PluginRef};
+use crate::registry::{RegistryError, Version};
 use crate::storage::Producer;
 
 use super::Unavailable;
@@ -56,8 +56,27 @@ pub enum Activated {
         /// The routes.
         routes: Vec<String>,
     },
+    /// A projector version folds the reads of each entity type listed from now on (a read
+    /// under way finishes on the version it started with).
+    Folding {
+        /// The version.
+        version: Version,
+        /// Whether the registry received it just now.
+        new: bool,
+        /// The entity types whose projector changed; one folded by it already is not listed.
+        changed: Vec<Refold>,
+    },
+    /// A projector was asked to serve as a canary or a shadow, which only a translator can:
+    /// a read is not a message whose outcome can be judged.
+    NotForProjectors {
+        /// The projector.
+        name: String,
+        /// What was asked: `canary` or `shadow`.
+        asked: &'static str,
+    },
     /// Kept in the registry and checked, but not made active: asked not to, or no route
-    /// serves a plugin of that name.
+    /// serves a plugin of that name (no `[projectors.TYPE]` table names the type a
+    /// projector folds).
     Kept {
         /// The version.
         version: Version,
@@ -111,6 +130,25 @@ pub struct Swap {
     pub from: Producer,
     /// The version it serves now.
     pub to: Producer,
+}
+
+/// One entity type's projector moved from one version to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refold {
+    /// The entity type.
+    pub entity_type: String,
+    /// The version that folded it.
+    pub from: PluginRef,
+    /// The version that folds it now.
+    pub to: PluginRef,
+}
+
+impl Activated {
+    /// The answer when the registry failed: logged, and nothing changed.
+    pub(crate) fn registry_failed(e: &RegistryError) -> Self {
+        tracing::error!(error = %e, "the plugin registry failed");
+        Self::Unavailable(Unavailable::Storage(e.to_string()))
+    }
 }
 
 /// Why a candidate version was refused.

@@ -22,20 +22,22 @@ use serde_json::{Value, json};
 use super::Pipeline;
 use super::routes::Route;
 use crate::config::CanaryPolicy;
-use crate::fixtures::{self, Verdict};
+use crate::fixtures;
 use crate::outcome::{Activated, CandidateRefused, Collected, Swap, Unavailable};
 use crate::plugin::{Plugin, Provenance, Runtime};
-use crate::registry::{Found, Registry, Selector, Serve, Version};
+use crate::projection::{FoldVersions, Projections};
+use crate::registry::{Found, Registry, Selector, Serve, Version, plugin_stream};
 use crate::storage::AuditDraft;
 
-/// The registry, the runtime candidates load into, the lock that orders changes, and when
-/// a canary is rolled back by itself.
+/// The registry, the runtime candidates load into, the lock that orders changes, when a
+/// canary is rolled back by itself, and the projectors (whose versions change here too).
 #[derive(Debug)]
 pub(crate) struct Versions {
     pub(crate) registry: Registry,
     runtime: Runtime,
     changing: tokio::sync::Mutex<()>,
     pub(crate) canary: CanaryPolicy,
+    projections: Projections,
 }
 
 impl Versions {
@@ -43,12 +45,28 @@ impl Versions {
         &self.runtime
     }
 
-    pub(crate) fn new(registry: Registry, runtime: Runtime, canary: CanaryPolicy) -> Self {
+    pub(crate) fn new(
+        registry: Registry,
+        runtime: Runtime,
+        canary: CanaryPolicy,
+        projections: Projections,
+    ) -> Self {
         Self {
             registry,
             runtime,
             changing: tokio::sync::Mutex::new(()),
             canary,
+            projections,
+        }
+    }
+
+    /// Projector changes, now.
+    fn folds(&self, now: jiff::Timestamp) -> FoldVersions<'_> {
+        FoldVersions {
+            registry: &self.registry,
+            runtime: &self.runtime,
+            projections: &self.projections,
+            now,
         }
     }
 }
@@ -56,11 +74,6 @@ impl Versions {
 /// The audit stream of a route's plugin changes.
 pub(crate) fn route_stream(route: &str) -> String {
     format!("route:{route}")
-}
-
-/// The audit stream of a plugin's versions.
-pub(crate) fn plugin_stream(name: &str) -> String {
-    format!("plugin:{name}")
 }
 
 /// How a version came to be activated, as the audit trail says.
@@ -111,6 +124,20 @@ impl Pipeline {
         self.changing(move || {
             let checked = match pipeline.check(&wasm, expected.as_deref()) {
                 Ok(checked) => checked,
+                // Not a translator: a projector, whose versions change on their own terms.
+                Err(Failed {
+                    reason: CandidateRefused::WrongWorld(_),
+                    ..
+                }) if pipeline.core.versions.runtime.is_projector(&wasm) => {
+                    let folds = pipeline.core.versions.folds(pipeline.core.clock.now());
+                    let answer = folds.push(&wasm, expected.as_deref(), serve);
+                    if let Activated::Folding { new: true, .. }
+                    | Activated::Kept { new: true, .. } = answer
+                    {
+                        pipeline.collect_after_push();
+                    }
+                    return answer;
+                }
                 Err(Failed { name, reason }) => {
                     let sha256 = crate::plugin::sha256_hex(&wasm);
                     let name = expected.unwrap_or(name);
@@ -125,7 +152,7 @@ impl Pipeline {
                 .keep(&wasm, &checked.version)
             {
                 Ok(new) => new,
-                Err(e) => return registry_failure(&e),
+                Err(e) => return Activated::registry_failed(&e),
             };
             pipeline.audit(
                 &plugin_stream(&checked.version.name),
@@ -138,8 +165,8 @@ impl Pipeline {
                 }),
             );
             let served = pipeline.serve(checked, new, serve, How::Received);
-            if new && let Err(e) = pipeline.collect_now(false) {
-                tracing::error!(error = ?e, "keeping the plugin registry within its bound failed");
+            if new {
+                pipeline.collect_after_push();
             }
             served
         })
@@ -154,7 +181,10 @@ impl Pipeline {
         self.changing(move || {
             let routes = pipeline.serving(&name);
             if routes.is_empty() {
-                return Activated::UnknownPlugin { name };
+                let folds = pipeline.core.versions.folds(pipeline.core.clock.now());
+                return folds
+                    .activate(&name, &selector, serve)
+                    .unwrap_or(Activated::UnknownPlugin { name });
             }
             let checked = match pipeline.kept(&name, &selector) {
                 Ok(checked) => checked,
@@ -180,11 +210,11 @@ impl Pipeline {
                 let name = name.to_owned();
                 return Err(Box::new(Activated::Ambiguous { name, versions }));
             }
-            Err(e) => return Err(Box::new(registry_failure(&e))),
+            Err(e) => return Err(Box::new(Activated::registry_failed(&e))),
         };
         let wasm = registry
             .component(&version.sha256)
-            .map_err(|e| Box::new(registry_failure(&e)))?;
+            .map_err(|e| Box::new(Activated::registry_failed(&e)))?;
         match self.check(&wasm, Some(name)) {
             // The registry's record, with its first receipt.
             Ok(checked) => Ok(Checked { version, ..checked }),
@@ -202,7 +232,10 @@ impl Pipeline {
         self.changing(move || {
             let routes = pipeline.serving(&name);
             if routes.is_empty() {
-                return Activated::UnknownPlugin { name };
+                let folds = pipeline.core.versions.folds(pipeline.core.clock.now());
+                return folds
+                    .rollback(&name)
+                    .unwrap_or(Activated::UnknownPlugin { name });
             }
             // A canary running is what a rollback takes back first.
             let ended = pipeline.end_canaries(&routes, "by_hand");
@@ -221,7 +254,7 @@ impl Pipeline {
                 };
                 let wasm = match registry.component(&previous) {
                     Ok(wasm) => wasm,
-                    Err(e) => return registry_failure(&e),
+                    Err(e) => return Activated::registry_failed(&e),
                 };
                 // Checked against every route that serves the plugin, this one included.
                 match pipeline.check(&wasm, None) {
@@ -235,7 +268,7 @@ impl Pipeline {
             let version = last.version.clone();
             let names: Vec<&str> = back.iter().map(|(r, _)| r.name.as_str()).collect();
             if let Err(e) = registry.roll_back_all(&names) {
-                return registry_failure(&e);
+                return Activated::registry_failed(&e);
             }
             let swaps = back
                 .iter()
@@ -253,8 +286,9 @@ impl Pipeline {
         .await
     }
 
-    /// Every kept version of every plugin, and what each route serves: its active version,
-    /// whether that was compiled or loaded from the cache, and the versions before it.
+    /// Every kept version of every plugin, what each route serves (its active version,
+    /// whether that was compiled or loaded from the cache, and the versions before it) and
+    /// what folds each entity type (`folds`, on a projector's entry).
     pub(crate) async fn plugins(&self) -> Result<Value, crate::registry::RegistryError> {
         let pipeline = self.clone();
         let listed = tokio::task::spawn_blocking(move || {
@@ -286,6 +320,19 @@ impl Pipeline {
                     },
                     "previous": previous,
                 });
+            }
+            for projector in pipeline.core.versions.projections.projectors() {
+                let entity_type = &projector.info().entity_type;
+                let slot = crate::registry::projector_slot(entity_type);
+                let previous = registry
+                    .route(&slot)
+                    .map(|s| s.previous)
+                    .unwrap_or_default();
+                let entry = plugins
+                    .entry(projector.id().name.clone())
+                    .or_insert_with(|| json!({"versions": [], "routes": {}}));
+                entry["folds"][entity_type.as_str()] =
+                    json!({"active": projector.id(), "previous": previous});
             }
             Ok(Value::Object(plugins))
         });
@@ -319,6 +366,14 @@ impl Pipeline {
                 tracing::error!(error = %e, "the plugin collection failed");
                 Err(Unavailable::Internal("the plugin collection failed".into()))
             })
+    }
+
+    /// Keeps the registry within its bound after a new version was kept (holding the change
+    /// lock); a failure is logged, the push stands.
+    fn collect_after_push(&self) {
+        if let Err(e) = self.collect_now(false) {
+            tracing::error!(error = ?e, "keeping the plugin registry within its bound failed");
+        }
     }
 
     /// [`Pipeline::collect_plugins`] for a caller that holds the change lock.
@@ -382,27 +437,14 @@ impl Pipeline {
                 .check(&plugin)
                 .map_err(|e| refused(CandidateRefused::Directions(e.to_string())))?;
         }
-        let found = fixtures::embedded(wasm)
-            .map_err(|e| refused(CandidateRefused::Fixtures(e.to_string())))?
-            .unwrap_or_default();
-        for fixture in &found {
-            match fixtures::run(&plugin, fixture) {
-                Ok(Verdict::Pass) => {}
-                Ok(Verdict::Fail { diff }) => {
-                    return Err(refused(CandidateRefused::Fixture {
-                        fixture: fixture.name.clone(),
-                        diff,
-                    }));
-                }
-                Err(e) => return Err(refused(CandidateRefused::Fixtures(e.to_string()))),
-            }
-        }
+        let fixtures =
+            fixtures::check_carried(wasm, |f| fixtures::run(&plugin, f)).map_err(refused)?;
         let version = Version::of(&plugin, wasm, self.core.clock.now());
         Ok(Checked {
             plugin,
             loaded,
             version,
-            fixtures: found.len(),
+            fixtures,
             routes,
         })
     }
@@ -439,7 +481,7 @@ impl Pipeline {
                 new,
                 swaps,
             },
-            Err(e) => registry_failure(&e),
+            Err(e) => Activated::registry_failed(&e),
         }
     }
 
@@ -527,9 +569,4 @@ impl Pipeline {
             tracing::error!(error = %e, kind, "recording a plugin change in the audit trail failed");
         }
     }
-}
-
-fn registry_failure(e: &crate::registry::RegistryError) -> Activated {
-    tracing::error!(error = %e, "the plugin registry failed");
-    Activated::Unavailable(Unavailable::Storage(e.to_string()))
 }

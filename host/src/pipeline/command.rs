@@ -265,6 +265,7 @@ impl Pipeline {
             headers: route.headers.keep(incoming.headers),
             body: incoming.body,
             received_at: now,
+            cut: None,
         };
         // One version encodes and decodes the command, and names its events.
         let version = route.version();

@@ -161,6 +161,9 @@ impl Settlement<'_> {
         code: String,
         error: String,
     ) -> (Commit, Rejected) {
+        if let Some(max) = self.route.dead_letters.max_body_bytes {
+            self.record.cut_body(max);
+        }
         let entry = DeadLetter {
             id: uuid::Uuid::now_v7().to_string(),
             kind: DeadLetterKind::Translation,

@@ -91,6 +91,14 @@ impl Pipeline {
             Ok(None) => return (not_found("message", &entry.message_id), false),
             Err(e) => return (Replayed::Unavailable(storage_failure(&e)), false),
         };
+        if let Some(cut) = &record.cut {
+            let cut = Replayed::BodyCut {
+                dead_letter: id.to_owned(),
+                kept: record.body.len() as u64,
+                size: cut.size,
+            };
+            return (cut, false);
+        }
         let Some(route) = self.core.routes.get(&record.route) else {
             let gone = Replayed::RouteGone {
                 dead_letter: id.to_owned(),

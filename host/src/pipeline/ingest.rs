@@ -166,6 +166,7 @@ impl Pipeline {
                 headers,
                 body: message.body,
                 received_at: now,
+                cut: None,
             },
         }
         .received();

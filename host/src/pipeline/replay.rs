@@ -193,6 +193,13 @@ impl Pipeline {
             Ok(None) => return ItemOutcome::Fault(format!("message {id} is no longer stored")),
             Err(e) => return ItemOutcome::Fault(e.to_string()),
         };
+        if let Some(cut) = &record.cut {
+            return ItemOutcome::Fault(format!(
+                "only the first {} of the message's {} bytes are kept: it cannot be replayed",
+                record.body.len(),
+                cut.size
+            ));
+        }
         let message = vendor_message(
             record.id,
             record.content_type,

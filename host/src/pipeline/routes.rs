@@ -274,32 +274,11 @@ fn load_route(
             path: route.plugin.clone(),
             error,
         })?;
-    let configured_sha = crate::plugin::sha256_hex(&configured);
-    let state = registry.route(name);
-    let mut shown = route.plugin.display().to_string();
-    let mut wasm = configured;
-    if let Some(state) = state
-        .as_ref()
-        .filter(|s| s.configured == configured_sha && s.active != configured_sha)
-    {
-        match registry.component(&state.active) {
-            Ok(kept) => {
-                wasm = kept;
-                shown = format!("the registry's version {}", state.active);
-            }
-            Err(e) => tracing::error!(
-                route = name, error = %e,
-                "the route's active version cannot be read; serving the configured file"
-            ),
-        }
-    }
-    let (plugin, loaded) = runtime.load_with_provenance(&wasm, &shown)?;
-    check_directions(name, &shown, &plugin, route.commands.is_some())?;
-    registry.keep(&wasm, &crate::registry::Version::of(&plugin, &wasm, now))?;
-    let sha256 = plugin.id().sha256.clone();
-    if state.is_none_or(|s| s.active != sha256 || s.configured != configured_sha) {
-        registry.set_active(name, &sha256, Some(&configured_sha))?;
-    }
+    let start = registry.at_start(name, configured, route.plugin.display().to_string());
+    let (plugin, loaded) = runtime.load_with_provenance(&start.wasm, &start.shown)?;
+    check_directions(name, &start.shown, &plugin, route.commands.is_some())?;
+    let kept = crate::registry::Version::of(&plugin, &start.wasm, now);
+    registry.started(name, &start, &kept)?;
     tracing::info!(route = name, plugin = %plugin.id(), ?loaded, "route serves");
     let plugin_config = Arc::new(route.plugin_config.clone());
     let active = version(plugin, loaded, &plugin_config, route.instance_reuse);

@@ -9,6 +9,7 @@ fn version(name: &str, v: &str, wasm: &[u8], at: i64) -> Version {
         sha256: crate::plugin::sha256_hex(wasm),
         size: wasm.len() as u64,
         received_at: Timestamp::from_second(at).unwrap(),
+        folds: None,
     }
 }
 

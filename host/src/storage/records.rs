@@ -24,11 +24,41 @@ pub struct MessageRecord {
     pub content_type: Option<String>,
     /// Its headers.
     pub headers: Vec<(String, String)>,
-    /// Its body.
+    /// Its body: whole, or its first bytes when `cut` says so.
     #[serde(with = "codec::base64_bytes")]
     pub body: Vec<u8>,
     /// When it arrived.
     pub received_at: Timestamp,
+    /// Set when only the first bytes of the body are kept (a route's cap on what a dead
+    /// letter keeps): the whole body's size and sha256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut: Option<Cut>,
+}
+
+/// What a body cut short was whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cut {
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its sha256, lower-case hex.
+    pub sha256: String,
+}
+
+impl MessageRecord {
+    /// Keeps at most the first `max` bytes of the body, noting the whole body's size and
+    /// hash when it was longer.
+    pub fn cut_body(&mut self, max: u64) {
+        let keep = usize::try_from(max).unwrap_or(usize::MAX);
+        if self.body.len() <= keep || self.cut.is_some() {
+            return;
+        }
+        self.cut = Some(Cut {
+            size: self.body.len() as u64,
+            sha256: crate::plugin::sha256_hex(&self.body),
+        });
+        self.body.truncate(keep);
+        self.body.shrink_to_fit();
+    }
 }
 
 /// A domain event on its way to the sinks.

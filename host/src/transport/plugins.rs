@@ -12,6 +12,9 @@
 //! - `POST /v1/plugins/{name}/shadow` with a version as for `activate`: it translates the
 //!   live messages in shadow; `GET` the report (counts and the latest differences with both
 //!   outputs), `DELETE` stops it.
+//!
+//! A projector is pushed, activated and rolled back through the same calls (`"status":
+//! "folding"`); it has no canary or shadow.
 
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -110,6 +113,30 @@ pub(super) fn activated(outcome: Activated) -> Answer {
                 &json!({"status": "serving", "version": version, "swaps": swaps}),
             )
         }
+        Activated::Folding {
+            version,
+            new,
+            changed,
+        } => {
+            let changed: Vec<Value> = changed
+                .iter()
+                .map(|c| json!({"entity_type": c.entity_type, "from": c.from, "to": c.to}))
+                .collect();
+            Answer::json(
+                created(new),
+                &json!({"status": "folding", "version": version, "changed": changed}),
+            )
+        }
+        Activated::NotForProjectors { name, asked } => Answer::problem(
+            StatusCode::CONFLICT,
+            "not-for-projectors",
+            "Not for projectors",
+            &format!(
+                "`{name}` is a projector, which cannot serve as a {asked}: a read is not a \
+                 message whose outcome can be judged; push it to activate, or keep it"
+            ),
+            json!({"plugin": name}),
+        ),
         Activated::Canary {
             version,
             new,

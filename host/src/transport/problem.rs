@@ -254,6 +254,21 @@ pub(super) fn replayed(outcome: Replayed) -> Answer {
             json!({"dead_letter": dead_letter}),
         ),
         Replayed::Target(refused) => super::plugins::activated(*refused),
+        Replayed::BodyCut {
+            dead_letter,
+            kept,
+            size,
+        } => Answer::problem(
+            StatusCode::CONFLICT,
+            "body-cut",
+            "Body cut",
+            &format!(
+                "the entry keeps only the first {kept} of its message's {size} bytes (the \
+                 route's `dead_letters.max_body_bytes`): it cannot be replayed; have the \
+                 vendor send it again, or discard the entry"
+            ),
+            json!({"dead_letter": dead_letter, "kept": kept, "size": size}),
+        ),
         Replayed::Superseded {
             dead_letter,
             message_id,

@@ -274,6 +274,7 @@ async fn read_only(api: &Inner, segments: &[&str], query: Option<&str>) -> Optio
                         "content_type": m.content_type,
                         "headers": m.headers,
                         "body": String::from_utf8_lossy(&m.body),
+                        "body_cut": m.cut,
                         "received_at": m.received_at,
                     })
                 });

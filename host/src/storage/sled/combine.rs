@@ -382,6 +382,7 @@ mod tests {
                 headers: vec![],
                 body: b"{}".to_vec(),
                 received_at: t0(),
+                cut: None,
             },
             entities: vec![EntityDraft {
                 entity: EntityRef::of(&event.event_type, subject).unwrap(),

@@ -254,6 +254,7 @@ fn an_entity_event_edited_on_disk_is_found_by_verify() {
                     headers: vec![],
                     body: b"{}".to_vec(),
                     received_at: now,
+                    cut: None,
                 },
                 new_message: false,
                 entities: events.iter().filter_map(crate::entity::draft).collect(),
