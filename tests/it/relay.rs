@@ -329,8 +329,9 @@ fn nats_jetstream_receives_events_and_drops_a_republished_one() {
     let stream = format!("DRAGOMAN_TEST_{suffix}");
     let subject = format!("dragoman.test.{suffix}");
     let dir = tempfile::tempdir().unwrap();
+    let nats = tests::nats_url();
     let sinks = format!(
-        "[sinks.js]\ntype = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nstream = \"{stream}\"\nsubject = \"{subject}\"\n"
+        "[sinks.js]\ntype = \"nats\"\nurl = \"{nats}\"\nstream = \"{stream}\"\nsubject = \"{subject}\"\n"
     );
     let server = Server::start(dir.path(), &net::config(&sinks, "\"js\"", ""));
     let http = Http::new();
@@ -348,9 +349,11 @@ fn nats_jetstream_receives_events_and_drops_a_republished_one() {
         ids.push(reply.json()["events"][0].as_str().unwrap().to_owned());
     }
     http.runtime().block_on(async {
-        let client = async_nats::connect("nats://127.0.0.1:4222")
+        let client = async_nats::connect(nats.as_str())
             .await
-            .expect("NATS runs on 127.0.0.1:4222");
+            .unwrap_or_else(|e| {
+                panic!("NATS with JetStream at {nats} (tests/run provides one): {e}")
+            });
         let js = async_nats::jetstream::new(client);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let mut count = 0;

@@ -19,6 +19,13 @@ pub mod wasm {
     include!(concat!(env!("OUT_DIR"), "/wasm.rs"));
 }
 
+/// The NATS server with JetStream the tests publish to: `DRAGOMAN_TEST_NATS_URL`, which
+/// `tests/run` sets (to a server it started when none served on the standard port), else
+/// the standard port on loopback.
+pub fn nats_url() -> String {
+    std::env::var("DRAGOMAN_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
 /// A cache directory shared by every test of this process, so each component compiles once.
 pub fn shared_cache() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
