@@ -17,8 +17,11 @@
 //!
 //! The records the trait reads and writes are in `storage/records.rs` (messages, outbox
 //! events and their delivery state, dead letters, audit events, a commit) and
-//! `storage/entities.rs` (entity streams).
+//! `storage/entities.rs` (entity streams). The chains (audit and entity streams) are sealed
+//! once for every backend, in `storage/chains.rs`: a backend hands its write in progress
+//! over as a `ChainWrite` (heads as that write sees them, and where sealed events go).
 
+mod chains;
 mod codec;
 mod entities;
 mod records;

@@ -1,7 +1,8 @@
 //! `Db`, the embedded [`Storage`] on sled: the only module that uses sled. Keys and record
 //! encodings are in `codec.rs`; the outbox (per-sink delivery state and schedules) is in
-//! `sled/outbox.rs`, claims in `sled/claims.rs`, audit streams in `sled/audit_streams.rs`,
-//! entity streams in `sled/entities.rs`, the time-indexed sweep in `sled/sweep.rs`, commits
+//! `sled/outbox.rs`, claims in `sled/claims.rs`, where the chains' sealed events go (the
+//! shared `storage/chains.rs` seals them) in `sled/chains.rs`, entity streams read in
+//! `sled/entities.rs`, the time-indexed sweep in `sled/sweep.rs`, commits
 //! combined into one batch in `sled/combine.rs` (staged in `sled/staging.rs`), flushes
 //! shared in `sled/flush.rs`, and the move from older layouts in `sled/migrate.rs`.
 //!
@@ -18,7 +19,7 @@
 //! Durability: sled flushes with `sync_file_range`, which survives a process crash but does
 //! not flush the disk's cache: for power-loss durability, use a backend that fsyncs.
 
-mod audit_streams;
+mod chains;
 mod claims;
 mod combine;
 mod entities;

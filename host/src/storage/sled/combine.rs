@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::Thread;
 
-use super::audit_streams::{self, Opened};
+use super::chains::{self, Opened};
 use super::staging::{Pending, Staging, Writes};
 use super::{Db, WriteState};
 use crate::storage::codec::{
@@ -160,7 +160,7 @@ impl Prepared {
         writes.insert(message_key(&commit.message.id), encode(&commit.message));
         // A new message's stream starts with this commit: sealed without a read or the lock.
         let Opened { head, others } = if commit.new_message {
-            audit_streams::open_stream(&mut writes, &commit.message.id, commit.audit)
+            chains::open_stream(&mut writes, &commit.message.id, commit.audit)
         } else {
             Opened {
                 head: None,

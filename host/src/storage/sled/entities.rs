@@ -1,44 +1,15 @@
-//! Entity streams in the sled store: appending a commit's drafts to their streams (in the
-//! commit's batch, under the writer lock), and reading streams and the entity types by route.
+//! Entity streams in the sled store: reading streams, snapshots and the entity types by route
+//! (a commit's events are appended by the shared chain code, `sled/chains.rs`).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::staging::Staging;
 use super::{Db, sled_error};
-use crate::entity;
 use crate::storage::codec::{
-    decode, encode, entity_key, entity_prefix, entity_type_key, snapshot_key, snapshot_prefix,
+    decode, encode, entity_key, entity_prefix, snapshot_key, snapshot_prefix,
 };
-use crate::storage::{EntityDraft, EntityEvent, EntityRef, Snapshot, SnapshotBound, StorageError};
+use crate::storage::{EntityEvent, EntityRef, Snapshot, SnapshotBound, StorageError};
 
 impl Db {
-    /// Appends each draft to its entity's stream, after the stream's last event (the tree's,
-    /// or one staged before it); the caller holds the writer lock, so no other append reads
-    /// the same head. A (route, entity type) key not in `known` (the tree's) nor staged is
-    /// written too.
-    pub(super) fn append_entities(
-        &self,
-        staging: &mut Staging<'_>,
-        drafts: Vec<EntityDraft>,
-        known: &HashSet<Vec<u8>>,
-    ) -> Result<(), StorageError> {
-        for draft in drafts {
-            // Several events of one commit may be about one entity: the head moves in the
-            // staging.
-            let head = staging.entity_head(self, &draft.entity)?;
-            let event = entity::seal(head.as_ref(), draft);
-            staging
-                .writes
-                .insert(entity_key(&event.entity, event.seq), encode(&event));
-            let type_key = entity_type_key(&event.event.route, &event.entity.entity_type);
-            if !staging.has_type(known, &type_key) {
-                staging.put_type(type_key);
-            }
-            staging.moved_entity(event);
-        }
-        Ok(())
-    }
-
     pub(super) fn read_entity_stream(
         &self,
         entity: &EntityRef,

@@ -198,8 +198,10 @@ impl<'a> Staging<'a> {
     }
 
     /// Whether a (route, entity type) key is written, in the tree (`known`) or staged.
-    pub(super) fn has_type(&self, known: &HashSet<Vec<u8>>, key: &[u8]) -> bool {
-        known.contains(key) || self.own.types.contains(key) || self.before.types.contains(key)
+    pub(super) fn has_type(&self, known: Option<&HashSet<Vec<u8>>>, key: &[u8]) -> bool {
+        known.is_some_and(|k| k.contains(key))
+            || self.own.types.contains(key)
+            || self.before.types.contains(key)
     }
 
     pub(super) fn put_type(&mut self, key: Vec<u8>) {

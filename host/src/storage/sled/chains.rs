@@ -1,0 +1,115 @@
+//! The chains in the sled store: its write in progress (a [`Staging`] under the writer lock)
+//! as the shared chain code's [`ChainWrite`], which seals; here are only where a sealed event
+//! goes (one record per commit and audit stream; one key per entity event, with the entity
+//! type indexed under its route) and how a head is read (the staging's, else the tree's).
+
+use std::collections::HashSet;
+
+use ::sled::IVec;
+
+use super::Db;
+use super::staging::{Staging, Writes};
+use crate::storage::chains::{self, ChainWrite};
+use crate::storage::codec::{AuditRecord, audit_key, encode, entity_key, entity_type_key};
+use crate::storage::{AuditDraft, AuditEvent, EntityDraft, EntityEvent, EntityRef, StorageError};
+
+/// A staging, as the chains write into it.
+struct Chained<'s, 'a, 'k> {
+    db: &'s Db,
+    staging: &'s mut Staging<'a>,
+    /// The (route, entity type) keys the tree has, when entity events are written.
+    known_types: Option<&'k HashSet<Vec<u8>>>,
+}
+
+impl ChainWrite for Chained<'_, '_, '_> {
+    fn audit_head(&mut self, stream: &str) -> Result<Option<AuditEvent>, StorageError> {
+        self.staging.audit_head(self.db, stream)
+    }
+
+    fn put_audit_segment(&mut self, stream: &str, segment: Vec<AuditEvent>) {
+        let head = segment.last().cloned();
+        let (key, value) = segment_record(stream, segment);
+        self.staging.writes.insert(key, value);
+        if let Some(head) = head {
+            self.staging.moved_audit(head);
+        }
+    }
+
+    fn entity_head(&mut self, entity: &EntityRef) -> Result<Option<EntityEvent>, StorageError> {
+        self.staging.entity_head(self.db, entity)
+    }
+
+    fn put_entity_event(&mut self, event: EntityEvent) {
+        self.staging
+            .writes
+            .insert(entity_key(&event.entity, event.seq), encode(&event));
+        let type_key = entity_type_key(&event.event.route, &event.entity.entity_type);
+        if !self.staging.has_type(self.known_types, &type_key) {
+            self.staging.put_type(type_key);
+        }
+        self.staging.moved_entity(event);
+    }
+}
+
+impl Db {
+    /// Seals audit drafts onto their streams, in `staging`.
+    pub(super) fn append_audit(
+        &self,
+        staging: &mut Staging<'_>,
+        drafts: Vec<AuditDraft>,
+    ) -> Result<(), StorageError> {
+        let mut chained = Chained {
+            db: self,
+            staging,
+            known_types: None,
+        };
+        chains::append_audit(&mut chained, drafts)
+    }
+
+    /// Appends entity drafts to their streams, in `staging`; a (route, entity type) key not
+    /// in `known` (the tree's) nor staged is written too.
+    pub(super) fn append_entities(
+        &self,
+        staging: &mut Staging<'_>,
+        drafts: Vec<EntityDraft>,
+        known: &HashSet<Vec<u8>>,
+    ) -> Result<(), StorageError> {
+        let mut chained = Chained {
+            db: self,
+            staging,
+            known_types: Some(known),
+        };
+        chains::append_entities(&mut chained, drafts)
+    }
+}
+
+/// A new message's stream, opened without a read: its head, and the drafts of other
+/// streams, to be appended after their heads.
+pub(super) struct Opened {
+    pub(super) head: Option<AuditEvent>,
+    pub(super) others: Vec<AuditDraft>,
+}
+
+/// Opens the stream of `message_id`, a new message, in `writes`, with its own drafts.
+pub(super) fn open_stream(
+    writes: &mut Writes,
+    message_id: &str,
+    drafts: Vec<AuditDraft>,
+) -> Opened {
+    let (segment, others) = chains::open_stream(message_id, drafts);
+    let head = segment.last().cloned();
+    if head.is_some() {
+        let (key, value) = segment_record(message_id, segment);
+        writes.insert(key, value);
+    }
+    Opened { head, others }
+}
+
+/// The record of one commit's events of an audit stream, under its first version.
+fn segment_record(stream: &str, segment: Vec<AuditEvent>) -> (Vec<u8>, IVec) {
+    let first = segment.first().map_or(0, |event| event.version);
+    (
+        audit_key(stream, first),
+        encode(&AuditRecord::Segment(segment)).into(),
+    )
+}
