@@ -2,8 +2,17 @@
 //! that wait for one, so that a route whose plugin runs to its deadline takes no other
 //! route's capacity (its backlog waits in its own queue, never in the host's), and a route
 //! past its bound answers at once instead of queueing without end.
+//!
+//! A bound on places does not bound CPU: on a machine with few cores, a route whose plugin
+//! spins to its deadline keeps a core busy at the same priority as everything else. So a
+//! route whose last message took longer than [`SLOW`] runs its next ones in the slow lane:
+//! each on a thread of its own at a lower scheduling priority (nice [`SLOW_NICE`]), which ends
+//! with the message, so no thread of the shared pool is ever lowered (an unprivileged process
+//! could not raise it back). A message under [`SLOW`] takes the route back to the pool.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -16,7 +25,15 @@ pub(crate) struct Bulkhead {
     admitted: Arc<Semaphore>,
     max_concurrency: usize,
     max_waiting: usize,
+    /// Whether its last message took longer than [`SLOW`].
+    slow: Arc<AtomicBool>,
 }
+
+/// A message that takes longer than this puts its route in the slow lane.
+pub(crate) const SLOW: Duration = Duration::from_millis(200);
+
+/// The nice value of a slow lane's thread: a tenth of a normal thread's share of a busy core.
+pub(crate) const SLOW_NICE: i32 = 10;
 
 /// A message's place in its route's bulkhead, running: given back when dropped.
 #[derive(Debug)]
@@ -39,7 +56,19 @@ impl Bulkhead {
             admitted: Arc::new(Semaphore::new(max_concurrency.saturating_add(max_waiting))),
             max_concurrency,
             max_waiting,
+            slow: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Whether the route's messages run in the slow lane now.
+    pub(crate) fn is_slow(&self) -> bool {
+        self.slow.load(Ordering::Relaxed)
+    }
+
+    /// Notes how long one of its messages took: longer than [`SLOW`] puts the route in the
+    /// slow lane, shorter takes it out.
+    pub(crate) fn took(&self, elapsed: Duration) {
+        self.slow.store(elapsed > SLOW, Ordering::Relaxed);
     }
 
     /// Translations it runs at once at most, and messages that may wait for one.
@@ -68,6 +97,43 @@ impl Bulkhead {
     }
 }
 
+/// Runs `work` in the slow lane: on a new thread that lowers its own scheduling priority
+/// first, and ends with it. `None` when no thread could be started.
+pub(crate) async fn slow_lane<R: Send + 'static>(
+    work: impl FnOnce() -> R + Send + 'static,
+) -> Option<R> {
+    let (done, answer) = tokio::sync::oneshot::channel();
+    let started = std::thread::Builder::new()
+        .name("dragoman-slow".into())
+        .spawn(move || {
+            lower_own_priority();
+            let _ = done.send(work());
+        });
+    if let Err(e) = started {
+        tracing::error!(error = %e, "a slow lane thread could not start");
+        return None;
+    }
+    answer.await.ok()
+}
+
+/// Lowers the calling thread's scheduling priority to [`SLOW_NICE`] (on Linux a thread's
+/// nice value is its own); elsewhere, or when refused, it runs as it is.
+#[expect(unsafe_code, reason = "two libc calls on the calling thread's own id")]
+fn lower_own_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid has no preconditions; setpriority takes plain integers and only
+        // changes this thread's nice value.
+        let changed = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid.cast_unsigned(), SLOW_NICE)
+        };
+        if changed != 0 {
+            tracing::debug!("the slow lane thread keeps its priority");
+        }
+    }
+}
+
 /// A route's share of `workers` when the config sets none: the workers split evenly between
 /// `routes` routes, at least one each, and, when there are other routes, never more than all
 /// `cores` but one: a route whose plugin spins until its deadline on every translation it
@@ -85,7 +151,7 @@ pub(crate) fn fair_share(workers: usize, cores: usize, routes: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{Bulkhead, Full, fair_share};
+    use super::{Bulkhead, Full, SLOW, SLOW_NICE, fair_share, slow_lane};
 
     #[tokio::test]
     async fn a_route_past_running_and_waiting_is_refused_at_once_and_a_freed_place_is_taken() {
@@ -110,6 +176,31 @@ mod tests {
         waiting.await.unwrap().unwrap();
         drop(b);
         assert!(bulkhead.enter().await.is_ok());
+    }
+
+    /// The calling thread's nice value, from the kernel (field 19 of its stat line).
+    fn own_nice() -> i32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        after_name.split(' ').nth(16).unwrap().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_route_that_ran_long_runs_its_next_message_on_a_lowered_thread_of_its_own() {
+        let bulkhead = Bulkhead::new(1, 0);
+        assert!(!bulkhead.is_slow());
+        bulkhead.took(SLOW + std::time::Duration::from_millis(1));
+        assert!(bulkhead.is_slow());
+        let here = own_nice();
+        let (nice, name) =
+            slow_lane(|| (own_nice(), std::thread::current().name().map(str::to_owned)))
+                .await
+                .unwrap();
+        assert_eq!(nice, SLOW_NICE.max(here), "the slow lane runs lowered");
+        assert_eq!(name.as_deref(), Some("dragoman-slow"));
+        assert_eq!(own_nice(), here, "the caller's thread is untouched");
+        bulkhead.took(std::time::Duration::from_millis(5));
+        assert!(!bulkhead.is_slow(), "a quick message takes the route back");
     }
 
     #[test]

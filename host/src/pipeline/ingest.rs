@@ -59,17 +59,20 @@ impl Pipeline {
         };
         let permit = (place, worker);
         let pipeline = self.clone();
-        let ran =
-            tokio::task::spawn_blocking(move || pipeline.ingest_blocking(&route, incoming, permit))
-                .await;
-        let (outcome, written) = match ran {
-            Ok(ran) => ran,
-            Err(e) => {
-                tracing::error!(error = %e, "ingest task failed");
-                return Ingested::Unavailable(Unavailable::Internal(
-                    "the ingest task failed".into(),
-                ));
-            }
+        let bulkhead = route.bulkhead.clone();
+        let work = move || pipeline.ingest_blocking(&route, incoming, permit);
+        let began = Instant::now();
+        // A route whose last message ran long runs this one at a lower priority, so that a
+        // plugin spinning to its deadline does not slow the other routes' messages.
+        let ran = if bulkhead.is_slow() {
+            crate::bulkhead::slow_lane(work).await
+        } else {
+            tokio::task::spawn_blocking(work).await.ok()
+        };
+        bulkhead.took(began.elapsed());
+        let Some((outcome, written)) = ran else {
+            tracing::error!("ingest task failed");
+            return Ingested::Unavailable(Unavailable::Internal("the ingest task failed".into()));
         };
         if let Written::Commit { outbox } = written
             && let Err(e) = self.durable(outbox).await
