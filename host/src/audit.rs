@@ -13,6 +13,20 @@ use crate::chain::{self, Link};
 pub use crate::chain::{Finding, GENESIS};
 use crate::storage::{AuditDraft, AuditEvent, Storage, StorageError};
 
+/// Appends one event of `kind` to `stream` at `at`, for a change already made: a failure
+/// is logged, and the change stands.
+pub(crate) fn record(
+    storage: &dyn Storage,
+    stream: &str,
+    at: Timestamp,
+    kind: &str,
+    data: serde_json::Value,
+) {
+    if let Err(e) = storage.append(vec![AuditDraft::new(stream, at, kind, data)]) {
+        tracing::error!(error = %e, stream, kind, "recording a change in the audit trail failed");
+    }
+}
+
 /// Gives a draft its version and hash, after `head` (the stream's last event, if any).
 pub(crate) fn seal(head: Option<&AuditEvent>, draft: AuditDraft) -> AuditEvent {
     let (version, prev) = match head {

@@ -113,7 +113,10 @@ pub(crate) async fn slow_lane<R: Send + 'static>(
         tracing::error!(error = %e, "a slow lane thread could not start");
         return None;
     }
-    answer.await.ok()
+    answer
+        .await
+        .map_err(|_| tracing::error!("a slow lane thread ended without an answer"))
+        .ok()
 }
 
 /// Lowers the calling thread's scheduling priority to [`SLOW_NICE`] (on Linux a thread's

@@ -27,7 +27,6 @@ use crate::outcome::{Activated, CandidateRefused, Collected, Swap, Unavailable};
 use crate::plugin::{Plugin, Provenance, Runtime};
 use crate::projection::{FoldVersions, Projections};
 use crate::registry::{Found, Registry, Selector, Serve, Version, plugin_stream};
-use crate::storage::AuditDraft;
 
 /// The registry, the runtime candidates load into, the lock that orders changes, when a
 /// canary is rolled back by itself, and the projectors (whose versions change here too).
@@ -294,10 +293,10 @@ impl Pipeline {
         let listed = tokio::task::spawn_blocking(move || {
             let registry = &pipeline.core.versions.registry;
             let mut plugins = serde_json::Map::new();
+            // A plugin's entry, the first time it is named.
+            let blank = || json!({"versions": [], "routes": {}});
             for version in registry.versions()? {
-                let entry = plugins
-                    .entry(version.name.clone())
-                    .or_insert_with(|| json!({"versions": [], "routes": {}}));
+                let entry = plugins.entry(version.name.clone()).or_insert_with(blank);
                 entry["versions"]
                     .as_array_mut()
                     .expect("an array")
@@ -311,7 +310,7 @@ impl Pipeline {
                     .unwrap_or_default();
                 let entry = plugins
                     .entry(active.producer.name.clone())
-                    .or_insert_with(|| json!({"versions": [], "routes": {}}));
+                    .or_insert_with(blank);
                 entry["routes"][route.name.as_str()] = json!({
                     "active": active.producer,
                     "loaded": match active.loaded {
@@ -330,7 +329,7 @@ impl Pipeline {
                     .unwrap_or_default();
                 let entry = plugins
                     .entry(projector.id().name.clone())
-                    .or_insert_with(|| json!({"versions": [], "routes": {}}));
+                    .or_insert_with(blank);
                 entry["folds"][entity_type.as_str()] =
                     json!({"active": projector.id(), "previous": previous});
             }
@@ -564,9 +563,7 @@ impl Pipeline {
 
     /// Appends one audit event now; a failure is logged (the change itself stands).
     pub(super) fn audit(&self, stream: &str, kind: &str, data: Value) {
-        let draft = AuditDraft::new(stream, self.core.clock.now(), kind, data);
-        if let Err(e) = self.core.storage.append(vec![draft]) {
-            tracing::error!(error = %e, kind, "recording a plugin change in the audit trail failed");
-        }
+        let now = self.core.clock.now();
+        crate::audit::record(&*self.core.storage, stream, now, kind, data);
     }
 }

@@ -67,11 +67,13 @@ impl Pipeline {
         let ran = if bulkhead.is_slow() {
             crate::bulkhead::slow_lane(work).await
         } else {
-            tokio::task::spawn_blocking(work).await.ok()
+            tokio::task::spawn_blocking(work)
+                .await
+                .map_err(|e| tracing::error!(error = %e, "ingest task failed"))
+                .ok()
         };
         bulkhead.took(began.elapsed());
         let Some((outcome, written)) = ran else {
-            tracing::error!("ingest task failed");
             return Ingested::Unavailable(Unavailable::Internal("the ingest task failed".into()));
         };
         if let Written::Commit { outbox } = written

@@ -20,7 +20,6 @@ use crate::fixtures;
 use crate::outcome::{Activated, CandidateRefused, Refold};
 use crate::plugin::{Projector, Runtime};
 use crate::registry::{Found, Registry, Selector, Serve, Version, plugin_stream, projector_slot};
-use crate::storage::AuditDraft;
 
 /// What projector changes work with.
 pub(crate) struct FoldVersions<'a> {
@@ -287,9 +286,7 @@ impl FoldVersions<'_> {
 
     /// Appends one audit event now; a failure is logged (the change itself stands).
     fn audit(&self, stream: &str, kind: &str, data: Value) {
-        let draft = AuditDraft::new(stream, self.now, kind, data);
-        if let Err(e) = self.projections.storage().append(vec![draft]) {
-            tracing::error!(error = %e, kind, "recording a projector change in the audit trail failed");
-        }
+        let storage = &**self.projections.storage();
+        crate::audit::record(storage, stream, self.now, kind, data);
     }
 }
