@@ -12,8 +12,9 @@
 //! - audit events of one message form a chain: versions 1, 2, 3… each carrying the hash of
 //!   the one before.
 //!
-//! The sled implementation is [`Db`] (`storage/sled.rs`); the layout of its records is in
-//! `storage/codec.rs`.
+//! The sled implementation is [`Db`] (`storage/sled.rs`); the PostgreSQL one, which several
+//! hosts can share, is [`Postgres`] (`storage/postgres.rs`, its schema in `host/migrations/`).
+//! Both encode their records with `storage/codec.rs`.
 //!
 //! The records the trait reads and writes are in `storage/records.rs` (messages, outbox
 //! events and their delivery state, dead letters, audit events, a commit) and
@@ -24,12 +25,14 @@
 mod chains;
 mod codec;
 mod entities;
+mod postgres;
 mod records;
 mod sled;
 
 pub use self::entities::{
     EntityDraft, EntityEvent, EntityRef, RefusedEvent, Snapshot, SnapshotBound,
 };
+pub use self::postgres::Postgres;
 pub use self::records::{
     AuditDraft, AuditEvent, Commit, Cut, DeadLetter, DeadLetterDepth, DeadLetterKind, Delivery,
     DeliveryOutcome, Depths, Due, DueChain, MessageRecord, OutboxEvent, PendingDelivery, Producer,

@@ -1,5 +1,7 @@
 //! The storage conformance suite, from ../shared/PROPERTIES.md: what any backend must do.
-//! Each property is a function over a `Backend`; sled (`Db`) is the one backend today.
+//! Each property is a function over a `Backend`, run on sled (`Db`, in a temporary
+//! directory) and on PostgreSQL (`Postgres`, in a database of the test's own, dropped after
+//! it; the directory then holds only its URL).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -7,11 +9,11 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use dragoman::outcome::{Accepted, Cause, Rejected, Settled};
-use dragoman::storage::Db;
 use dragoman::storage::{
     AuditDraft, Claim, ClaimToken, Commit, Completed, DeadLetter, DeadLetterKind, DeliveryOutcome,
     EntityDraft, EntityRef, MessageRecord, OutboxEvent, PendingDelivery, Storage, StorageError,
 };
+use dragoman::storage::{Db, Postgres};
 use jiff::Timestamp;
 use serde_json::json;
 
@@ -23,13 +25,27 @@ fn sled(dir: &Path) -> Arc<dyn Storage> {
     Arc::new(Db::open(dir).expect("the store opens"))
 }
 
-const BACKENDS: &[(&str, Backend)] = &[("sled", sled)];
+/// Where a PostgreSQL store's directory keeps its database's URL.
+const DATABASE_URL: &str = "database-url";
+
+fn postgres(dir: &Path) -> Arc<dyn Storage> {
+    let url = std::fs::read_to_string(dir.join(DATABASE_URL)).expect("the test's database");
+    Arc::new(Postgres::connect(&url, 8).expect("the store opens"))
+}
+
+const BACKENDS: &[(&str, Backend)] = &[("sled", sled), ("postgres", postgres)];
 
 fn each(property: fn(Backend, &Path)) {
     for (name, backend) in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
+        let database = (*name == "postgres").then(|| {
+            let database = tests::pg::TestDatabase::create();
+            std::fs::write(dir.path().join(DATABASE_URL), database.url()).unwrap();
+            database
+        });
         eprintln!("backend {name}");
         property(*backend, dir.path());
+        drop(database);
     }
 }
 
@@ -1300,4 +1316,228 @@ fn issue_13_entity_streams_read_by_page_and_keep_snapshots_per_projector_version
             Some(snapshot(4, 300, 400))
         );
     });
+}
+
+// ===== PostgreSQL: transactions that overlap, and stores that share a database =====
+//
+// sled writes one batch at a time under its writer lock, so its positions are taken in commit
+// order and one process holds a data dir: these properties are about what only a shared
+// database can do, and run on PostgreSQL.
+
+/// A session of the test's own on `url`, on a runtime of its own, to hold what a test holds
+/// open while the store works.
+struct Session {
+    runtime: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl Session {
+    fn open(url: &str) -> Self {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+        });
+        Self { runtime, client }
+    }
+
+    fn run(&self, sql: &str) {
+        self.runtime
+            .block_on(async {
+                // Drive the connection while the statement runs.
+                self.client.batch_execute(sql).await
+            })
+            .unwrap();
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        self.runtime
+            .block_on(self.client.query_one(sql, &[]))
+            .unwrap()
+            .get(0)
+    }
+
+    /// Waits, up to 10 s, until `n` sessions of the database wait for a lock.
+    fn wait_for_waiters(&self, n: i64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let waiting = self.count(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            );
+            if waiting == n {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{waiting} sessions wait for a lock, expected {n}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// A commit of message `id` under key `key` with one event `event` on partition `partition`.
+fn commit_on(claim: ClaimToken, id: &str, event_id: &str, partition: &str) -> Commit {
+    let mut c = commit(Some(claim.clone()), id, &claim.key, &[], 60_000);
+    c.events = vec![(event(event_id, id, partition), vec!["hook".to_owned()])];
+    c
+}
+
+#[test]
+fn rp_commits_that_overlap_are_delivered_once_each_and_in_commit_order_per_key() {
+    let database = tests::pg::TestDatabase::create();
+    let store = Arc::new(Postgres::connect(database.url(), 8).unwrap());
+    // A dead letter that the first commit resolves: a session of the test's holds its row,
+    // so that commit stops after it took its position in the outbox, its transaction open.
+    let token = fresh(store.claim("orders", "k0", t0(), TIMEOUT).unwrap());
+    let mut first = commit(Some(token), "m0", "k0", &[], 60_000);
+    first.dead_letter = Some(dead_letter("d1", "m0"));
+    store.commit(first).unwrap();
+    let holder = Session::open(database.url());
+    holder.run("BEGIN; SELECT * FROM dragoman.dead_letters WHERE id = 'd1' FOR UPDATE");
+
+    // Sessions' activity is read from a session of its own (a transaction reads it once).
+    let observer = Session::open(database.url());
+    let claim = |key: &str| fresh(store.claim("orders", key, t0(), TIMEOUT).unwrap());
+    let mut a = commit_on(claim("ka"), "ma", "ea", "p");
+    a.resolves = Some("d1".into());
+    let b_same_key = commit_on(claim("kb"), "mb", "eb", "p");
+    let c_other_key = commit_on(claim("kc"), "mc", "ec", "q");
+    std::thread::scope(|scope| {
+        let a_done = scope.spawn(|| store.commit(a));
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            observer.wait_for_waiters(1);
+            // A later commit on the same partition key waits for the key, behind the first.
+            let b_done = scope.spawn(|| store.commit(b_same_key));
+            observer.wait_for_waiters(2);
+            // A commit on another key goes through, with a later position than the open one.
+            store.commit(c_other_key).unwrap();
+            let seen = pending(&*store, "hook");
+            assert_eq!(ids(&seen), ["ec"], "only what is committed is seen");
+            b_done
+        }));
+        // The open transaction commits after the later one (and whatever happened above, so
+        // that the threads end).
+        holder.run("COMMIT");
+        let b_done = checked.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        a_done.join().unwrap().unwrap();
+        b_done.join().unwrap().unwrap();
+    });
+    let seen = pending(&*store, "hook");
+    let mut by_key: Vec<(String, u64, String)> = seen
+        .iter()
+        .map(|d| (d.event.partition_key.clone(), d.seq, d.event.id.clone()))
+        .collect();
+    by_key.sort();
+    let order: Vec<&str> = by_key.iter().map(|(_, _, id)| id.as_str()).collect();
+    assert_eq!(
+        order,
+        ["ea", "eb", "ec"],
+        "commit order per key: {by_key:?}"
+    );
+    let c_seq = seen.iter().find(|d| d.event.id == "ec").unwrap().seq;
+    let a_seq = seen.iter().find(|d| d.event.id == "ea").unwrap().seq;
+    assert!(
+        a_seq < c_seq,
+        "the open commit had taken the earlier position"
+    );
+    // Each is delivered once: recorded, it is gone.
+    for delivery in &seen {
+        store
+            .record_delivery(
+                delivery.seq,
+                "hook",
+                DeliveryOutcome::Delivered,
+                vec![],
+                at(1),
+            )
+            .unwrap();
+    }
+    assert!(pending(&*store, "hook").is_empty());
+    assert_eq!(store.depths().unwrap().outbox, 0);
+}
+
+#[test]
+fn rp_two_stores_racing_on_one_key_get_one_fresh_and_a_dead_owner_s_claim_is_taken_at_once() {
+    let database = tests::pg::TestDatabase::create();
+    let one = Arc::new(Postgres::connect(database.url(), 4).unwrap());
+    let two = Arc::new(Postgres::connect(database.url(), 4).unwrap());
+    for n in 0..50 {
+        let key = format!("k{n}");
+        let barrier = Barrier::new(2);
+        let (a, b) = std::thread::scope(|scope| {
+            let a = scope.spawn(|| {
+                barrier.wait();
+                one.claim("orders", &key, t0(), TIMEOUT).unwrap()
+            });
+            let b = scope.spawn(|| {
+                barrier.wait();
+                two.claim("orders", &key, t0(), TIMEOUT).unwrap()
+            });
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let fresh = [&a, &b]
+            .iter()
+            .filter(|c| matches!(c, Claim::Fresh(_)))
+            .count();
+        let in_flight = [&a, &b]
+            .iter()
+            .filter(|c| matches!(c, Claim::InFlight))
+            .count();
+        assert_eq!((fresh, in_flight), (1, 1), "key {key}: {a:?} {b:?}");
+    }
+    // A live store's claim holds until its timeout; a store that is gone holds nothing.
+    let held = fresh(one.claim("orders", "held", t0(), TIMEOUT).unwrap());
+    assert_eq!(
+        two.claim("orders", "held", at(1), TIMEOUT).unwrap(),
+        Claim::InFlight
+    );
+    drop(one);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let taken = loop {
+        match two.claim("orders", "held", at(2), TIMEOUT).unwrap() {
+            Claim::Fresh(token) => break token,
+            Claim::InFlight if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => panic!("the gone store's claim was not taken: {other:?}"),
+        }
+    };
+    assert_ne!(taken.token, held.token);
+    // The taker commits; the gone store's token could not have.
+    two.commit(commit(Some(taken), "m1", "held", &["e1"], 60_000))
+        .unwrap();
+    assert!(matches!(
+        two.claim("orders", "held", at(3), TIMEOUT).unwrap(),
+        Claim::Done(_)
+    ));
+}
+
+#[test]
+fn rp_a_schema_newer_than_the_host_is_refused_and_migrations_apply_once() {
+    let database = tests::pg::TestDatabase::create();
+    // Four stores opening together on an empty database: the migrations apply once.
+    std::thread::scope(|scope| {
+        let opening: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| Postgres::connect(database.url(), 1).map(drop)))
+            .collect();
+        for store in opening {
+            store.join().unwrap().unwrap();
+        }
+    });
+    let session = Session::open(database.url());
+    assert_eq!(
+        session.count("SELECT count(*) FROM dragoman.schema_versions"),
+        i64::from(Postgres::schema_version())
+    );
+    session.run("INSERT INTO dragoman.schema_versions (version, name) VALUES (999, 'future')");
+    let err = Postgres::connect(database.url(), 1).expect_err("a newer schema");
+    assert!(err.to_string().contains("version 999"), "{err}");
 }
