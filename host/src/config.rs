@@ -19,6 +19,7 @@ mod projectors;
 mod routes;
 mod secret;
 mod sinks;
+mod store;
 mod vendors;
 
 pub use self::auth::{DEFAULT_TOLERANCE, RouteAuth};
@@ -32,6 +33,7 @@ use self::routes::RawRoute;
 pub use self::routes::{CREDENTIAL_HEADERS, DEFAULT_MAX_RETRY_AFTER, RetryPolicy, RouteConfig};
 use self::sinks::RawSink;
 pub use self::sinks::{HttpSink, SinkAuth, SinkConfig};
+pub use self::store::{DEFAULT_POOL, StoreConfig};
 pub use self::vendors::{CommandsConfig, Degradation, VendorConfig};
 
 use self::secret::RawSecret;
@@ -75,6 +77,7 @@ pub const DEFAULT_PUBLISHED_RETENTION: Duration = Duration::from_secs(3600);
 struct RawConfig {
     listen: SocketAddr,
     data_dir: PathBuf,
+    store: Option<store::RawStore>,
     admin_token: Option<RawSecret>,
     allow_unauthenticated_admin: Option<bool>,
     max_body_bytes: Option<usize>,
@@ -131,8 +134,11 @@ struct RawRelay {
 pub struct Config {
     /// Where the HTTP API listens.
     pub listen: SocketAddr,
-    /// Where the store keeps its files.
+    /// Where the host keeps its files: the sled store (unless `store` names another), the
+    /// plugin registry and the compiled cache.
     pub data_dir: PathBuf,
+    /// Where the host keeps what it knows.
+    pub store: StoreConfig,
     /// The bearer token admin calls must carry, if any.
     pub admin_token: Option<Secret>,
     /// Whether the admin API may go without a token on a non-loopback address (the operator
@@ -321,6 +327,7 @@ impl Config {
                     m.saturating_mul(1 << 20)
                 }),
             data_dir,
+            store: store::check(raw.store, base)?,
             admin_token,
             allow_unauthenticated_admin,
             max_body: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),

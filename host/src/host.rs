@@ -124,7 +124,7 @@ impl HostBuilder {
         }
         let storage: Arc<dyn Storage> = match &self.storage {
             Some(storage) => storage.clone(),
-            None => Arc::new(Db::open(&config.data_dir)?),
+            None => open_store(&config)?,
         };
         let projections = load_projections(&config, &runtime, &registry, &storage, clock.now())?;
         let metrics = Arc::new(Metrics::default());
@@ -443,4 +443,18 @@ impl Host {
     pub async fn verify_audit(&self) -> Result<(usize, Vec<Finding>), Error> {
         self.pipeline.verify_audit().await
     }
+}
+
+/// Opens the store the config names.
+///
+/// # Errors
+///
+/// A storage error when it cannot be opened or reached.
+pub(crate) fn open_store(config: &Config) -> Result<Arc<dyn Storage>, Error> {
+    Ok(match &config.store {
+        crate::config::StoreConfig::Sled => Arc::new(Db::open(&config.data_dir)?),
+        crate::config::StoreConfig::Postgres { url, pool } => {
+            Arc::new(crate::storage::Postgres::connect(url.expose(), *pool)?)
+        }
+    })
 }

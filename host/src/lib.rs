@@ -72,7 +72,8 @@
 //! - [`outcome`]: what the operations answer, as values to match on.
 //! - [`transport`]: the HTTP API, the one place that knows statuses and problem details.
 //! - [`config`]: the TOML configuration.
-//! - [`storage`]: the storage trait and its records, and [`storage::Db`], the sled backend.
+//! - [`storage`]: the storage trait and its records, [`storage::Db`], the sled backend, and
+//!   [`storage::Postgres`], the PostgreSQL backend several hosts can share.
 //! - [`audit`]: the hash chain, its verification and the fold of a message's state.
 //! - [`plugin`]: the wasmtime runtime, loading, limits, faults, calls and the instance pool.
 //! - [`fixtures`]: contract fixtures and the readable diff of a mismatch.

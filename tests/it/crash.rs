@@ -27,13 +27,37 @@ fn body(n: usize) -> String {
 
 #[test]
 fn acknowledged_messages_survive_sigkill_and_reach_the_sink_once_per_event_id() {
-    const KILLS: usize = 6;
+    storm(6, None);
+}
+
+/// The same storm on a PostgreSQL store: the host keeps nothing but its plugins and compiled
+/// cache on disk, and every kill leaves its claims and commits to the database.
+#[test]
+fn on_postgresql_acknowledged_messages_survive_sigkill_and_reach_the_sink() {
+    let database = tests::pg::TestDatabase::create();
+    storm(3, Some(&database));
+}
+
+/// Ingest from four clients while the host is SIGKILLed `kills` times, on sled or on the
+/// database given.
+fn storm(kills: usize, database: Option<&tests::pg::TestDatabase>) {
     let webhook = Webhook::start();
     webhook.fail_one_in(4);
     let dir = tempfile::tempdir().unwrap();
     let sinks = webhook.sink_table("hook");
     let retry = "[routes.orders.retry]\nmax_attempts = 1000\ninitial_backoff_ms = 5\nmax_backoff_ms = 100\n";
-    let mut server = Server::start(dir.path(), &net::config(&sinks, "\"hook\"", retry));
+    let mut config = net::config(&sinks, "\"hook\"", retry);
+    if let Some(database) = database {
+        config = config.replacen(
+            "data_dir = \"{data_dir}\"\n",
+            &format!(
+                "data_dir = \"{{data_dir}}\"\nstore = {{ type = \"postgres\", url = \"{}\", pool = 8 }}\n",
+                database.url()
+            ),
+            1,
+        );
+    }
+    let mut server = Server::start(dir.path(), &config);
     let address = Arc::new(Mutex::new(server.url()));
     let outcomes: Arc<Mutex<BTreeMap<usize, Outcome>>> = Arc::default();
     let acknowledged = Arc::new(AtomicUsize::new(0));
@@ -90,7 +114,7 @@ fn acknowledged_messages_survive_sigkill_and_reach_the_sink_once_per_event_id() 
         .collect();
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
-    for kill in 0..KILLS {
+    for kill in 0..kills {
         // Kill once a random number of further messages have been acknowledged.
         let target = acknowledged.load(Ordering::SeqCst) + rng.random_range(20..80);
         wait_until(
@@ -178,6 +202,9 @@ fn acknowledged_messages_survive_sigkill_and_reach_the_sink_once_per_event_id() 
 
     // A clean stop, then the audit trail verifies offline.
     assert!(server.stop().success());
-    let stdout = net::verify_offline(&server.data_dir);
+    let stdout = match database {
+        None => net::verify_offline(&server.data_dir),
+        Some(database) => net::verify_database(database.url()),
+    };
     assert!(stdout.ends_with(", 0 problems\n"), "{stdout}");
 }

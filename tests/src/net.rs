@@ -239,6 +239,26 @@ pub fn verify_offline(data_dir: &Path) -> String {
     stdout
 }
 
+/// Runs `dragoman audit verify --database-url` on a PostgreSQL store, asserts it exits 0 and
+/// returns what it printed.
+///
+/// # Panics
+///
+/// When the verification fails.
+pub fn verify_database(url: &str) -> String {
+    let verify = Command::new(crate::dragoman_bin())
+        .args(["audit", "verify", "--database-url", url])
+        .output()
+        .expect("dragoman runs");
+    let stdout = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert!(
+        verify.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    stdout
+}
+
 // ===== The webhook sink =====
 
 /// One event as the webhook received it.

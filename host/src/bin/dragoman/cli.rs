@@ -145,8 +145,16 @@ enum AuditCommand {
     /// when there is one.
     Verify {
         /// Read the store in this directory (the host must not be running).
-        #[arg(long, value_name = "DIR", conflicts_with = "server")]
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["server", "database_url"])]
         data_dir: Option<PathBuf>,
+        /// Read the PostgreSQL store at this URL (hosts may be running).
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "DRAGOMAN_DATABASE_URL",
+            conflicts_with = "server"
+        )]
+        database_url: Option<String>,
         /// Ask a running host instead.
         #[arg(long, value_name = "URL")]
         server: Option<String>,
@@ -285,15 +293,18 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             command:
                 AuditCommand::Verify {
                     data_dir,
+                    database_url,
                     server,
                     token,
                 },
-        } => match (data_dir, server) {
-            (Some(dir), _) => crate::client::verify_offline(&dir),
-            (None, Some(server)) => crate::client::verify_online(&server, token.as_deref()),
-            (None, None) => {
-                bail!("give --data-dir DIR (host stopped) or --server URL (host running)")
-            }
+        } => match (data_dir, database_url, server) {
+            (Some(dir), _, _) => crate::client::verify_offline(&dir),
+            (None, Some(url), _) => crate::client::verify_database(&url),
+            (None, None, Some(server)) => crate::client::verify_online(&server, token.as_deref()),
+            (None, None, None) => bail!(
+                "give --data-dir DIR (sled, host stopped), --database-url URL (PostgreSQL) or \
+                 --server URL (host running)"
+            ),
         },
         Command::Plugin(command) => crate::plugins::run(command),
     }

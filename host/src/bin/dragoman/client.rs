@@ -223,6 +223,14 @@ pub(crate) fn verify_offline(dir: &Path) -> Result<ExitCode> {
     report(streams, &findings)
 }
 
+/// `dragoman audit verify --database-url URL`: reads every stream of the PostgreSQL store
+/// (a read: hosts may be running).
+pub(crate) fn verify_database(url: &str) -> Result<ExitCode> {
+    let store = dragoman::storage::Postgres::connect(url, 2)?;
+    let (streams, findings) = dragoman::audit::verify_store(&store)?;
+    report(streams, &findings)
+}
+
 /// `dragoman audit verify --server URL`.
 pub(crate) fn verify_online(server: &str, token: Option<&str>) -> Result<ExitCode> {
     let (status, _, body) = request(server, token, "GET", "/v1/audit/verify", &[], Vec::new())?;
