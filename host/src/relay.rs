@@ -45,6 +45,9 @@ use crate::telemetry::Metrics;
 /// How often the depth gauges are refreshed.
 const GAUGES_EVERY: Duration = Duration::from_secs(1);
 
+/// How long a transaction may stay open on the store's database before the relay names it.
+const LONG_TRANSACTION: Duration = Duration::from_secs(30);
+
 /// Wakes every lane of the relay: a commit has put events in the outbox.
 #[derive(Debug, Clone)]
 pub(crate) struct Wake(Arc<watch::Sender<u64>>);
@@ -167,6 +170,8 @@ impl Relay {
     /// configured.
     async fn gauges(self: Arc<Self>, cancel: CancellationToken) {
         let mut warned = false;
+        // The open transaction last reported, so that one is reported once.
+        let mut reported = None;
         loop {
             let storage = self.storage.clone();
             let depths = tokio::task::spawn_blocking(move || storage.depths()).await;
@@ -174,6 +179,20 @@ impl Relay {
                 Ok(Ok(depths)) => {
                     self.running.store_answered(true);
                     self.metrics.set_depths(&depths, self.clock.now());
+                    if let Some(open) = &depths.oldest_transaction
+                        && open.age >= LONG_TRANSACTION
+                        && reported != Some(open.pid)
+                    {
+                        reported = Some(open.pid);
+                        tracing::warn!(
+                            pid = open.pid,
+                            state = %open.state,
+                            age_s = open.age.as_secs(),
+                            "a transaction has been open on the store's database for long: the \
+                             rows it locks wait, and commits on its partition keys with them \
+                             (pg_terminate_backend(pid) ends it)"
+                        );
+                    }
                     let orphans: Vec<&String> = depths
                         .sinks
                         .iter()

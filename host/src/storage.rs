@@ -35,8 +35,8 @@ pub use self::entities::{
 pub use self::postgres::Postgres;
 pub use self::records::{
     AuditDraft, AuditEvent, Commit, Cut, DeadLetter, DeadLetterDepth, DeadLetterKind, Delivery,
-    DeliveryOutcome, Depths, Due, DueChain, MessageRecord, OutboxEvent, PendingDelivery, Producer,
-    Released, Swept,
+    DeliveryOutcome, Depths, Due, DueChain, MessageRecord, OpenTransaction, OutboxEvent,
+    PendingDelivery, PoolDepth, Producer, Released, Swept,
 };
 pub use self::sled::Db;
 
@@ -402,6 +402,16 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         &self,
         key: &str,
     ) -> Result<Option<(serde_json::Value, Timestamp)>, StorageError>;
+
+    /// Whether the store answers now (`/readyz` asks): an embedded store always does; one
+    /// behind a network fails while it cannot be reached.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] naming why the store does not answer.
+    fn ready(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
 
     /// Outbox and dead letter sizes, kept as counters: no scan.
     ///

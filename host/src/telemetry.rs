@@ -50,6 +50,12 @@ struct StageLabel {
 }
 
 /// Every metric of the host.
+/// A state of the store's connections.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabel {
+    state: &'static str,
+}
+
 #[derive(Debug)]
 pub(crate) struct Metrics {
     registry: Registry,
@@ -67,6 +73,10 @@ pub(crate) struct Metrics {
     outbox_depth: Gauge,
     outbox_oldest_age: Gauge,
     sink_pending: Family<SinkLabel, Gauge>,
+    pool_connections: Family<PoolLabel, Gauge>,
+    pool_waits: Counter,
+    pool_errors: Counter,
+    oldest_transaction: Gauge,
     breaker_state: Family<BreakerLabel, Gauge>,
     breaker_transitions: Family<TransitionLabel, Counter>,
     swept: Counter,
@@ -100,6 +110,10 @@ impl Default for Metrics {
             outbox_depth: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
             sink_pending: Family::default(),
+            pool_connections: Family::default(),
+            pool_waits: Counter::default(),
+            pool_errors: Counter::default(),
+            oldest_transaction: Gauge::default(),
             breaker_state: Family::default(),
             breaker_transitions: Family::default(),
             swept: Counter::default(),
@@ -175,6 +189,28 @@ impl Default for Metrics {
             "sink_pending",
             "Deliveries a sink still waits for",
             metrics.sink_pending.clone(),
+        );
+        registry.register(
+            "store_pool_connections",
+            "The store's database connections: the most it may open, open, idle, and calls \
+             waiting for one (absent for the embedded store)",
+            metrics.pool_connections.clone(),
+        );
+        registry.register(
+            "store_pool_waits",
+            "Calls that waited for a database connection",
+            metrics.pool_waits.clone(),
+        );
+        registry.register(
+            "store_pool_errors",
+            "Calls that got no database connection",
+            metrics.pool_errors.clone(),
+        );
+        registry.register(
+            "store_oldest_transaction_seconds",
+            "Age of the oldest transaction open on the store's database by another session \
+             (0 when none, or for the embedded store)",
+            metrics.oldest_transaction.clone(),
         );
         registry.register(
             "breaker_state",
@@ -284,6 +320,29 @@ impl Metrics {
             .oldest
             .map_or(0, |oldest| (now - oldest).as_secs().max(0));
         self.outbox_oldest_age.set(age);
+        if let Some(pool) = depths.pool {
+            for (state, n) in [
+                ("max", pool.max),
+                ("open", pool.open),
+                ("idle", pool.idle),
+                ("waiting", pool.waiting),
+            ] {
+                self.pool_connections
+                    .get_or_create(&PoolLabel { state })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            // The store counts since it opened; the counters follow it.
+            self.pool_waits
+                .inc_by(pool.waits.saturating_sub(self.pool_waits.get()));
+            self.pool_errors
+                .inc_by(pool.errors.saturating_sub(self.pool_errors.get()));
+        }
+        self.oldest_transaction.set(
+            depths
+                .oldest_transaction
+                .as_ref()
+                .map_or(0, |t| i64::try_from(t.age.as_secs()).unwrap_or(i64::MAX)),
+        );
         for (sink, pending) in &depths.sinks {
             self.sink_pending
                 .get_or_create(&sink_label(sink))

@@ -48,14 +48,7 @@ fn storm(kills: usize, database: Option<&tests::pg::TestDatabase>) {
     let retry = "[routes.orders.retry]\nmax_attempts = 1000\ninitial_backoff_ms = 5\nmax_backoff_ms = 100\n";
     let mut config = net::config(&sinks, "\"hook\"", retry);
     if let Some(database) = database {
-        config = config.replacen(
-            "data_dir = \"{data_dir}\"\n",
-            &format!(
-                "data_dir = \"{{data_dir}}\"\nstore = {{ type = \"postgres\", url = \"{}\", pool = 8 }}\n",
-                database.url()
-            ),
-            1,
-        );
+        config = tests::pg::with_store(&config, database);
     }
     let mut server = Server::start(dir.path(), &config);
     let address = Arc::new(Mutex::new(server.url()));

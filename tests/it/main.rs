@@ -18,6 +18,8 @@ mod relay;
 mod crash;
 // The storage conformance suite every backend must pass.
 mod storage;
+// Hosts on a PostgreSQL store: readiness and ingest while the database is away.
+mod postgres;
 // Request decoding over fuzzed inputs (the stable twin of the cargo-fuzz target).
 mod decoding;
 // Operating a host: token, health, topology, metrics, state at an instant, config errors.

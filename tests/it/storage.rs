@@ -1324,65 +1324,6 @@ fn issue_13_entity_streams_read_by_page_and_keep_snapshots_per_projector_version
 // order and one process holds a data dir: these properties are about what only a shared
 // database can do, and run on PostgreSQL.
 
-/// A session of the test's own on `url`, on a runtime of its own, to hold what a test holds
-/// open while the store works.
-struct Session {
-    runtime: tokio::runtime::Runtime,
-    client: tokio_postgres::Client,
-}
-
-impl Session {
-    fn open(url: &str) -> Self {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let client = runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(connection);
-            client
-        });
-        Self { runtime, client }
-    }
-
-    fn run(&self, sql: &str) {
-        self.runtime
-            .block_on(async {
-                // Drive the connection while the statement runs.
-                self.client.batch_execute(sql).await
-            })
-            .unwrap();
-    }
-
-    fn count(&self, sql: &str) -> i64 {
-        self.runtime
-            .block_on(self.client.query_one(sql, &[]))
-            .unwrap()
-            .get(0)
-    }
-
-    /// Waits, up to 10 s, until `n` sessions of the database wait for a lock.
-    fn wait_for_waiters(&self, n: i64) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let waiting = self.count(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            );
-            if waiting == n {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{waiting} sessions wait for a lock, expected {n}"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
 /// A commit of message `id` under key `key` with one event `event` on partition `partition`.
 fn commit_on(claim: ClaimToken, id: &str, event_id: &str, partition: &str) -> Commit {
     let mut c = commit(Some(claim.clone()), id, &claim.key, &[], 60_000);
@@ -1400,11 +1341,11 @@ fn rp_commits_that_overlap_are_delivered_once_each_and_in_commit_order_per_key()
     let mut first = commit(Some(token), "m0", "k0", &[], 60_000);
     first.dead_letter = Some(dead_letter("d1", "m0"));
     store.commit(first).unwrap();
-    let holder = Session::open(database.url());
+    let holder = tests::pg::Session::open(database.url());
     holder.run("BEGIN; SELECT * FROM dragoman.dead_letters WHERE id = 'd1' FOR UPDATE");
 
     // Sessions' activity is read from a session of its own (a transaction reads it once).
-    let observer = Session::open(database.url());
+    let observer = tests::pg::Session::open(database.url());
     let claim = |key: &str| fresh(store.claim("orders", key, t0(), TIMEOUT).unwrap());
     let mut a = commit_on(claim("ka"), "ma", "ea", "p");
     a.resolves = Some("d1".into());
@@ -1532,7 +1473,7 @@ fn rp_a_schema_newer_than_the_host_is_refused_and_migrations_apply_once() {
             store.join().unwrap().unwrap();
         }
     });
-    let session = Session::open(database.url());
+    let session = tests::pg::Session::open(database.url());
     assert_eq!(
         session.count("SELECT count(*) FROM dragoman.schema_versions"),
         i64::from(Postgres::schema_version())

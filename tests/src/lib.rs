@@ -11,6 +11,7 @@ use dragoman::plugin::{Limits, Plugin, Runtime, VendorMessage};
 pub mod dev;
 pub mod net;
 pub mod pg;
+pub mod proxy;
 pub mod swap;
 pub mod tls;
 pub mod vendor;

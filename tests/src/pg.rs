@@ -2,6 +2,7 @@
 //! provides, dropped when the test is done.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 /// The server the tests use: `DRAGOMAN_TEST_DATABASE_URL` (an administrative database on
 /// it, which `tests/run` sets), else the standard port on loopback.
@@ -85,4 +86,123 @@ pub fn admin(sql: &str) {
             .await
             .unwrap_or_else(|e| panic!("`{sql}` failed: {e}"));
     });
+}
+
+/// `config` (a config of [`crate::net::config`]'s form) with its store in `database`.
+pub fn with_store(config: &str, database: &TestDatabase) -> String {
+    with_store_url(config, database.url())
+}
+
+/// The server's address, from [`server_url`].
+///
+/// # Panics
+///
+/// When the URL names no host and port that resolve.
+pub fn server_address() -> std::net::SocketAddr {
+    use std::net::ToSocketAddrs;
+    let url = server_url();
+    let authority = authority(&url);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let host_port = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5432")
+    };
+    host_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .unwrap_or_else(|| panic!("no address in {url}"))
+}
+
+/// The `user@host:port` part of a URL.
+fn authority(url: &str) -> &str {
+    let rest = url.split_once("//").map_or(url, |(_, rest)| rest);
+    rest.split(['/', '?']).next().unwrap_or(rest)
+}
+
+impl TestDatabase {
+    /// Its URL with the server reached at `address` instead (through a proxy).
+    pub fn url_through(&self, address: std::net::SocketAddr) -> String {
+        let authority = authority(&self.url);
+        let replaced = match authority.rsplit_once('@') {
+            Some((user, _)) => format!("{user}@{address}"),
+            None => address.to_string(),
+        };
+        self.url.replacen(authority, &replaced, 1)
+    }
+}
+
+/// `config` with its store at `url`.
+pub fn with_store_url(config: &str, url: &str) -> String {
+    config.replacen(
+        "data_dir = \"{data_dir}\"\n",
+        &format!(
+            "data_dir = \"{{data_dir}}\"\nstore = {{ type = \"postgres\", url = \"{url}\", pool = 8 }}\n"
+        ),
+        1,
+    )
+}
+
+/// A session of the test's own on `url`, on a runtime of its own, to hold what a test holds
+/// open while the store works.
+#[derive(Debug)]
+pub struct Session {
+    runtime: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl Session {
+    /// Connects.
+    pub fn open(url: &str) -> Self {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+        });
+        Self { runtime, client }
+    }
+
+    /// Runs statements.
+    pub fn run(&self, sql: &str) {
+        self.runtime
+            .block_on(async {
+                // Drive the connection while the statement runs.
+                self.client.batch_execute(sql).await
+            })
+            .unwrap();
+    }
+
+    /// The first column of the one row `sql` returns.
+    pub fn count(&self, sql: &str) -> i64 {
+        self.runtime
+            .block_on(self.client.query_one(sql, &[]))
+            .unwrap()
+            .get(0)
+    }
+
+    /// Waits, up to 10 s, until `n` sessions of the database wait for a lock.
+    pub fn wait_for_waiters(&self, n: i64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let waiting = self.count(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            );
+            if waiting == n {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{waiting} sessions wait for a lock, expected {n}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }

@@ -32,6 +32,11 @@ impl Pipeline {
             .map_err(Error::from)
     }
 
+    /// Whether the store answers now.
+    pub(crate) async fn store_ready(&self) -> Result<(), Error> {
+        self.read(|storage| storage.ready()).await
+    }
+
     /// Up to `limit` (at most [`MAX_LISTING`]) dead letter entries after `after`, oldest
     /// first.
     pub(crate) async fn dead_letters(

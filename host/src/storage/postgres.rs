@@ -24,6 +24,7 @@ mod outbox;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -34,8 +35,8 @@ use tokio_postgres::NoTls;
 use super::codec::{decode, encode};
 use crate::storage::{
     AuditDraft, AuditEvent, Claim, ClaimToken, Commit, Completed, Cut, DeadLetter, DeliveryOutcome,
-    Depths, Due, Durable, EntityEvent, EntityRef, MessageRecord, Released, Snapshot, SnapshotBound,
-    Storage, StorageError, Swept,
+    Depths, Due, Durable, EntityEvent, EntityRef, MessageRecord, PoolDepth, Released, Snapshot,
+    SnapshotBound, Storage, StorageError, Swept,
 };
 
 /// The advisory lock held while migrations run (one key, outside the ranges of the locks in
@@ -47,6 +48,9 @@ const POOL_WAIT: Duration = Duration::from_secs(10);
 
 /// How long opening a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a readiness probe waits for the database.
+const READY_WAIT: Duration = Duration::from_secs(2);
 
 /// Rows read per query by the reads that return everything (verification).
 const PAGE: i64 = 1000;
@@ -60,12 +64,13 @@ pub struct Postgres {
 #[derive(Debug)]
 struct Inner {
     runtime: Option<tokio::runtime::Runtime>,
-    pool: Pool,
-    /// This store's claim owner key, whose session advisory lock `owner` holds while the
-    /// store lives: the claims it takes are alive only as long as that session.
-    owner: i64,
-    #[allow(dead_code, reason = "held for its session's advisory lock")]
-    session: tokio_postgres::Client,
+    pool: Connections,
+    /// This store's claim owner key and the session whose advisory lock on it says the
+    /// owner lives: the claims it takes are alive only as long as that session. A session
+    /// lost is replaced with a new key, so that the claims of the old one (whose releases
+    /// may have been lost with it) are nobody's.
+    session: tokio::sync::Mutex<(i64, tokio_postgres::Client)>,
+    config: tokio_postgres::Config,
 }
 
 impl Drop for Inner {
@@ -115,24 +120,22 @@ impl Postgres {
             .create_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| StorageError::Backend(format!("cannot make the pool: {e}")))?;
-        let owner = commit::Lock::Owner.key(&format!("{:x}", rand::random::<u64>()));
+        let owner = new_owner();
         let session = wait(&runtime, async {
             let mut client = pool.get().await.map_err(pool_error)?;
             migrate::to_current(&mut client).await?;
-            let (session, connection) = config.connect(NoTls).await.map_err(pg_error)?;
-            tokio::spawn(connection);
-            session
-                .execute("SELECT pg_advisory_lock($1)", &[&owner])
-                .await
-                .map_err(pg_error)?;
-            Ok::<_, StorageError>(session)
+            own_claims(&config, owner).await
         })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 runtime: Some(runtime),
-                pool,
-                owner,
-                session,
+                pool: Connections {
+                    pool,
+                    waits: AtomicU64::new(0),
+                    errors: AtomicU64::new(0),
+                },
+                session: tokio::sync::Mutex::new((owner, session)),
+                config,
             }),
         })
     }
@@ -155,7 +158,7 @@ impl Postgres {
         wait(runtime, future)
     }
 
-    fn pool(&self) -> &Pool {
+    fn pool(&self) -> &Connections {
         &self.inner.pool
     }
 
@@ -166,7 +169,7 @@ impl Postgres {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, StorageError> {
         self.run(async {
-            let client = self.pool().get().await.map_err(pool_error)?;
+            let client = self.pool().get().await?;
             let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
             client.query(&statement, params).await.map_err(pg_error)
         })
@@ -179,10 +182,45 @@ impl Postgres {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<u64, StorageError> {
         self.run(async {
-            let client = self.pool().get().await.map_err(pool_error)?;
+            let client = self.pool().get().await?;
             let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
             client.execute(&statement, params).await.map_err(pg_error)
         })
+    }
+}
+
+/// The pool, with what it counts for `/metrics`.
+#[derive(Debug)]
+struct Connections {
+    pool: Pool,
+    waits: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Connections {
+    /// A connection: an idle one, a new one while the pool is not full, else the first one
+    /// given back (a wait, counted), within [`POOL_WAIT`].
+    async fn get(&self) -> Result<deadpool_postgres::Object, StorageError> {
+        let status = self.pool.status();
+        if status.available == 0 && status.size >= status.max_size {
+            self.waits.fetch_add(1, Ordering::Relaxed);
+        }
+        self.pool.get().await.map_err(|e| {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            pool_error(e)
+        })
+    }
+
+    fn depth(&self) -> PoolDepth {
+        let status = self.pool.status();
+        PoolDepth {
+            max: status.max_size as u64,
+            open: status.size as u64,
+            idle: status.available as u64,
+            waiting: status.waiting as u64,
+            waits: self.waits.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -195,6 +233,16 @@ impl Storage for Postgres {
         in_flight_timeout: Duration,
     ) -> Result<Claim, StorageError> {
         let until = now.checked_add(in_flight_timeout).unwrap_or(Timestamp::MAX);
+        // A claim is this store's only while its owner session lives: one lost with its
+        // connection is replaced first.
+        let owner = self.run(async {
+            let mut session = self.inner.session.lock().await;
+            if session.1.is_closed() {
+                let owner = new_owner();
+                *session = (owner, own_claims(&self.inner.config, owner).await?);
+            }
+            Ok(session.0)
+        })?;
         // A claim that finds the key neither done nor held, yet cannot take it, met a claim
         // released or a key swept between its two statements: it tries again, a few times.
         for _ in 0..3 {
@@ -211,14 +259,7 @@ impl Storage for Postgres {
                        AND NOT (i.claim_token IS NOT NULL AND i.claim_until_us > $5
                                 AND dragoman.owner_alive(i.claim_owner))
                  RETURNING claim_token",
-                &[
-                    &route,
-                    &key,
-                    &token,
-                    &us(until),
-                    &us(now),
-                    &self.inner.owner,
-                ],
+                &[&route, &key, &token, &us(until), &us(now), &owner],
             )?;
             if !taken.is_empty() {
                 return Ok(Claim::Fresh(ClaimToken {
@@ -603,9 +644,46 @@ impl Storage for Postgres {
             .transpose()
     }
 
-    fn depths(&self) -> Result<Depths, StorageError> {
-        self.run(outbox::depths(self.pool()))
+    fn ready(&self) -> Result<(), StorageError> {
+        self.run(async {
+            let probe = async {
+                let client = self.pool().get().await?;
+                client.simple_query("SELECT 1").await.map_err(pg_error)
+            };
+            match tokio::time::timeout(READY_WAIT, probe).await {
+                Ok(answered) => answered.map(drop),
+                Err(_) => Err(StorageError::Backend(format!(
+                    "the database did not answer within {} s",
+                    READY_WAIT.as_secs()
+                ))),
+            }
+        })
     }
+
+    fn depths(&self) -> Result<Depths, StorageError> {
+        let mut depths = self.run(outbox::depths(self.pool()))?;
+        depths.pool = Some(self.pool().depth());
+        Ok(depths)
+    }
+}
+
+/// A new claim owner key.
+fn new_owner() -> i64 {
+    commit::Lock::Owner.key(&format!("{:x}", rand::random::<u64>()))
+}
+
+/// Opens the session that holds `owner`'s advisory lock, and takes it.
+async fn own_claims(
+    config: &tokio_postgres::Config,
+    owner: i64,
+) -> Result<tokio_postgres::Client, StorageError> {
+    let (session, connection) = config.connect(NoTls).await.map_err(pg_error)?;
+    tokio::spawn(connection);
+    session
+        .execute("SELECT pg_advisory_lock($1)", &[&owner])
+        .await
+        .map_err(pg_error)?;
+    Ok(session)
 }
 
 /// Runs `future` on `runtime` and waits for it: from a blocking thread directly, from a task

@@ -308,6 +308,40 @@ pub struct Depths {
     pub dead_letters: u64,
     /// Entries in the dead letter channel per route, with the bytes they keep.
     pub dead_letter_routes: BTreeMap<String, DeadLetterDepth>,
+    /// The connection pool of a store behind a network (`None` for an embedded one).
+    pub pool: Option<PoolDepth>,
+    /// The oldest transaction open on the store's database, if it keeps one open elsewhere
+    /// (`None` for an embedded store, or when none is open).
+    pub oldest_transaction: Option<OpenTransaction>,
+}
+
+/// A connection pool's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolDepth {
+    /// Connections it may open.
+    pub max: u64,
+    /// Connections open.
+    pub open: u64,
+    /// Of those, idle.
+    pub idle: u64,
+    /// Calls waiting for a connection now.
+    pub waiting: u64,
+    /// Calls that waited for a connection since the store opened.
+    pub waits: u64,
+    /// Calls that got no connection since the store opened.
+    pub errors: u64,
+}
+
+/// A transaction open on the database: while one is, the database keeps what it could
+/// clean up, and the rows it locks wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenTransaction {
+    /// The backend process holding it.
+    pub pid: i32,
+    /// How long it has been open.
+    pub age: std::time::Duration,
+    /// Its state (`idle in transaction`, `active`, …).
+    pub state: String,
 }
 
 /// A route's share of the dead letter channel.

@@ -503,6 +503,8 @@ impl Storage for Db {
             sinks: counters.sinks,
             dead_letters: counters.dead_letters,
             dead_letter_routes: counters.routes,
+            pool: None,
+            oldest_transaction: None,
         })
     }
 }

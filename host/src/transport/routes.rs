@@ -316,16 +316,22 @@ async fn read_only(api: &Inner, segments: &[&str], query: Option<&str>) -> Optio
         },
         ["healthz"] => Answer::json(StatusCode::OK, &json!({"status": "ok"})),
         ["readyz"] => {
-            if api.relay.is_ready() {
-                Answer::json(StatusCode::OK, &json!({"status": "ready"}))
-            } else {
+            let not_ready = |detail: &str| {
                 Answer::problem(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "not-ready",
                     "Not ready",
-                    "the store or the relay is not running",
+                    detail,
                     json!({}),
                 )
+                .retry_after(crate::outcome::RETRY_AFTER)
+            };
+            if !api.relay.is_ready() {
+                not_ready("the relay is not running")
+            } else if let Err(e) = pipeline.store_ready().await {
+                not_ready(&format!("the store does not answer: {e}"))
+            } else {
+                Answer::json(StatusCode::OK, &json!({"status": "ready"}))
             }
         }
         _ => return None,

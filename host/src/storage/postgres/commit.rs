@@ -7,9 +7,9 @@
 
 use std::collections::HashMap;
 
-use deadpool_postgres::{Pool, Transaction};
+use deadpool_postgres::Transaction;
 
-use super::{pg_error, pool_error, record, us};
+use super::{Connections, pg_error, record, us};
 use crate::storage::chains::{self, ChainWrite};
 use crate::storage::codec::encode;
 use crate::storage::{
@@ -305,8 +305,8 @@ pub(super) async fn put_dead_letter(
 }
 
 /// Everything of one commit, in one transaction.
-pub(super) async fn commit(pool: &Pool, commit: Commit) -> Result<(), StorageError> {
-    let mut client = pool.get().await.map_err(pool_error)?;
+pub(super) async fn commit(pool: &Connections, commit: Commit) -> Result<(), StorageError> {
+    let mut client = pool.get().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
     let Commit {
         claim,
@@ -441,11 +441,11 @@ pub(super) async fn commit(pool: &Pool, commit: Commit) -> Result<(), StorageErr
 }
 
 /// Audit events on their own.
-pub(super) async fn append(pool: &Pool, audit: Vec<AuditDraft>) -> Result<(), StorageError> {
+pub(super) async fn append(pool: &Connections, audit: Vec<AuditDraft>) -> Result<(), StorageError> {
     if audit.is_empty() {
         return Ok(());
     }
-    let mut client = pool.get().await.map_err(pool_error)?;
+    let mut client = pool.get().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
     lock(&tx, audit_locks(&audit).collect()).await?;
     append_audit(&tx, audit).await?;
@@ -455,12 +455,12 @@ pub(super) async fn append(pool: &Pool, audit: Vec<AuditDraft>) -> Result<(), St
 /// Removes dead letter `id` with `audit`; `with_message` takes a translation or command
 /// entry's stored message too.
 pub(super) async fn remove_dead_letter(
-    pool: &Pool,
+    pool: &Connections,
     id: &str,
     audit: Vec<AuditDraft>,
     with_message: bool,
 ) -> Result<(), StorageError> {
-    let mut client = pool.get().await.map_err(pool_error)?;
+    let mut client = pool.get().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
     lock(&tx, audit_locks(&audit).collect()).await?;
     let statement = tx
@@ -489,11 +489,11 @@ pub(super) async fn remove_dead_letter(
 
 /// Replaces dead letter `entry` (by its id), with `audit`.
 pub(super) async fn update_dead_letter(
-    pool: &Pool,
+    pool: &Connections,
     entry: DeadLetter,
     audit: Vec<AuditDraft>,
 ) -> Result<(), StorageError> {
-    let mut client = pool.get().await.map_err(pool_error)?;
+    let mut client = pool.get().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
     lock(&tx, audit_locks(&audit).collect()).await?;
     let statement = tx

@@ -10,25 +10,24 @@
 
 use std::collections::BTreeSet;
 
-use deadpool_postgres::Pool;
 use jiff::Timestamp;
 
 use super::commit::{Lock, append_audit, audit_locks, enqueue, lock, put_dead_letter};
-use super::{instant, limit_of, pg_error, pool_error, record, us};
+use super::{Connections, instant, limit_of, pg_error, record, us};
 use crate::storage::{
     AuditDraft, DeadLetter, DeadLetterKind, Delivery, DeliveryOutcome, Depths, Due, DueChain,
     OutboxEvent, PendingDelivery, Released, StorageError, Swept,
 };
 
 pub(super) async fn due(
-    pool: &Pool,
+    pool: &Connections,
     sink: &str,
     now: Timestamp,
     busy: &BTreeSet<String>,
     chains: usize,
     per_chain: usize,
 ) -> Result<Due, StorageError> {
-    let client = pool.get().await.map_err(pool_error)?;
+    let client = pool.get().await?;
     let busy: Vec<&str> = busy.iter().map(String::as_str).collect();
     let statement = client
         .prepare_cached(
@@ -115,7 +114,7 @@ pub(super) async fn due(
 }
 
 pub(super) async fn record_delivery(
-    pool: &Pool,
+    pool: &Connections,
     seq: u64,
     sink: &str,
     outcome: DeliveryOutcome,
@@ -126,7 +125,7 @@ pub(super) async fn record_delivery(
         what: "outbox delivery",
         id: format!("{seq} to {sink}"),
     };
-    let mut client = pool.get().await.map_err(pool_error)?;
+    let mut client = pool.get().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
     let seq = i64::try_from(seq).map_err(|_| not_found())?;
     let statement = tx
@@ -234,13 +233,13 @@ async fn done(
 
 /// Up to `limit` keys of `sink` held in backoff after `now` (or only `partition_key`).
 pub(super) async fn held(
-    pool: &Pool,
+    pool: &Connections,
     sink: &str,
     partition_key: Option<&str>,
     now: Timestamp,
     limit: usize,
 ) -> Result<Released, StorageError> {
-    let client = pool.get().await.map_err(pool_error)?;
+    let client = pool.get().await?;
     let statement = client
         .prepare_cached(
             "SELECT partition_key FROM dragoman.chains
@@ -272,13 +271,13 @@ pub(super) async fn held(
 /// Makes `keys` due at `now` at `sink`, their heads' own retry times cleared and their
 /// attempts as they were, with `audit`: only those still held.
 pub(super) async fn release(
-    pool: &Pool,
+    pool: &Connections,
     sink: &str,
     keys: &[String],
     now: Timestamp,
     audit: Vec<AuditDraft>,
 ) -> Result<(), StorageError> {
-    let mut client = pool.get().await.map_err(pool_error)?;
+    let mut client = pool.get().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
     lock(
         &tx,
@@ -312,11 +311,11 @@ pub(super) async fn release(
 }
 
 pub(super) async fn requeue(
-    pool: &Pool,
+    pool: &Connections,
     dead_letter: &str,
     audit: Vec<AuditDraft>,
 ) -> Result<(), StorageError> {
-    let mut client = pool.get().await.map_err(pool_error)?;
+    let mut client = pool.get().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
     let statement = tx
         .prepare_cached("SELECT entry FROM dragoman.dead_letters WHERE id = $1 FOR UPDATE")
@@ -359,12 +358,12 @@ pub(super) async fn requeue(
 }
 
 pub(super) async fn sweep(
-    pool: &Pool,
+    pool: &Connections,
     now: Timestamp,
     published_before: Timestamp,
     limit: usize,
 ) -> Result<Swept, StorageError> {
-    let client = pool.get().await.map_err(pool_error)?;
+    let client = pool.get().await?;
     let limit = limit_of(limit);
     // Keys expired and not claimed again, and claims past their timeout on keys never done.
     let statement = client
@@ -422,8 +421,8 @@ pub(super) async fn sweep(
     })
 }
 
-pub(super) async fn depths(pool: &Pool) -> Result<Depths, StorageError> {
-    let client = pool.get().await.map_err(pool_error)?;
+pub(super) async fn depths(pool: &Connections) -> Result<Depths, StorageError> {
+    let client = pool.get().await?;
     // Counted, not kept: a counter row would be one row every commit writes. Each count reads
     // what waits (an index of the outbox's waiting events, the deliveries, the dead letters),
     // not what was ever written.
@@ -467,6 +466,26 @@ pub(super) async fn depths(pool: &Pool) -> Result<Depths, StorageError> {
                 bytes: row.get::<_, i64>(2) as u64,
             },
         );
+    }
+    // The oldest transaction open on the database but this one: while it is, the rows it
+    // locks wait and the database keeps what it could clean up.
+    let statement = client
+        .prepare_cached(
+            "SELECT pid, state, extract(epoch FROM now() - xact_start)::float8
+             FROM pg_stat_activity
+             WHERE datname = current_database() AND xact_start IS NOT NULL
+               AND pid <> pg_backend_pid()
+             ORDER BY xact_start LIMIT 1",
+        )
+        .await
+        .map_err(pg_error)?;
+    if let Some(row) = client.query_opt(&statement, &[]).await.map_err(pg_error)? {
+        let age: f64 = row.get(2);
+        depths.oldest_transaction = Some(crate::storage::OpenTransaction {
+            pid: row.get(0),
+            state: row.get::<_, Option<String>>(1).unwrap_or_default(),
+            age: std::time::Duration::from_secs_f64(age.max(0.0)),
+        });
     }
     Ok(depths)
 }
