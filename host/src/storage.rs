@@ -71,6 +71,15 @@ pub enum StorageError {
         /// The idempotency key.
         key: String,
     },
+    /// This host no longer holds the lease of the partition key's bucket at the sink:
+    /// another host delivers it now, and this one's delivery record is refused.
+    #[error("the lease of partition key {partition_key} at sink {sink} is another host's")]
+    LeaseLost {
+        /// The sink.
+        sink: String,
+        /// The partition key.
+        partition_key: String,
+    },
     /// No such record.
     #[error("no {what} `{id}`")]
     NotFound {

@@ -1482,3 +1482,67 @@ fn rp_a_schema_newer_than_the_host_is_refused_and_migrations_apply_once() {
     let err = Postgres::connect(database.url(), 1).expect_err("a newer schema");
     assert!(err.to_string().contains("version 999"), "{err}");
 }
+
+#[test]
+fn rp_an_expired_lease_is_taken_over_and_the_old_holder_s_delivery_record_is_refused() {
+    let database = tests::pg::TestDatabase::create();
+    let one = Postgres::connect(database.url(), 4).unwrap();
+    let two = Postgres::connect(database.url(), 4).unwrap();
+    commit_one(&one, "m1", "k1", &["e1"]);
+    // The first store to read takes the buckets it may: the key is its to deliver.
+    let read = pending(&one, "hook");
+    assert_eq!(ids(&read), ["e1"]);
+    assert!(
+        pending(&two, "hook").is_empty(),
+        "the key is the first store's"
+    );
+    // The first store stops renewing (here: its lease of the key's bucket runs out).
+    let session = tests::pg::Session::open(database.url());
+    session.run(
+        "UPDATE dragoman.leases SET expires_at = now() - interval '1 second'
+         WHERE sink = 'hook' AND bucket = (hashtextextended('p', 0) & 63)::integer",
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let taken = loop {
+        let due = pending(&two, "hook");
+        if !due.is_empty() {
+            break due;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired lease was not taken"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(ids(&taken), ["e1"]);
+    assert_eq!(
+        session.count(
+            "SELECT term FROM dragoman.leases
+             WHERE sink = 'hook' AND bucket = (hashtextextended('p', 0) & 63)::integer"
+        ),
+        2,
+        "a new holder, a new term"
+    );
+    // The old holder delivered too, late: its record is refused; the new holder's is kept.
+    let refused = one.record_delivery(
+        read[0].seq,
+        "hook",
+        DeliveryOutcome::Delivered,
+        vec![],
+        at(1),
+    );
+    assert!(
+        matches!(refused, Err(StorageError::LeaseLost { .. })),
+        "{refused:?}"
+    );
+    two.record_delivery(
+        taken[0].seq,
+        "hook",
+        DeliveryOutcome::Delivered,
+        vec![],
+        at(1),
+    )
+    .unwrap();
+    assert!(pending(&two, "hook").is_empty());
+    assert_eq!(two.depths().unwrap().outbox, 0);
+}

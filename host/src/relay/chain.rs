@@ -95,6 +95,15 @@ impl<'a> Chain<'a> {
             .await;
             let error = match recorded {
                 Ok(Ok(())) => None,
+                Ok(Err(crate::storage::StorageError::LeaseLost { partition_key, .. })) => {
+                    // Another host delivers the key now (it will deliver this event again).
+                    tracing::info!(
+                        sink = self.name,
+                        partition_key,
+                        "the key's lease went to another host"
+                    );
+                    return;
+                }
                 Ok(Err(e)) => Some(e.to_string()),
                 Err(e) => Some(e.to_string()),
             };

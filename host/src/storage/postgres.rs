@@ -18,6 +18,7 @@
 //! small runtime of the store's own, and each call waits for its statements there.
 
 mod commit;
+mod leases;
 mod migrate;
 mod outbox;
 
@@ -65,6 +66,8 @@ pub struct Postgres {
 struct Inner {
     runtime: Option<tokio::runtime::Runtime>,
     pool: Connections,
+    /// Which buckets of each sink this host delivers.
+    leases: leases::Leases,
     /// This store's claim owner key and the session whose advisory lock on it says the
     /// owner lives: the claims it takes are alive only as long as that session. A session
     /// lost is replaced with a new key, so that the claims of the old one (whose releases
@@ -134,6 +137,7 @@ impl Postgres {
                     waits: AtomicU64::new(0),
                     errors: AtomicU64::new(0),
                 },
+                leases: leases::Leases::default(),
                 session: tokio::sync::Mutex::new((owner, session)),
                 config,
             }),
@@ -156,6 +160,17 @@ impl Postgres {
             .as_ref()
             .ok_or_else(|| StorageError::Backend("the store is closed".into()))?;
         wait(runtime, future)
+    }
+
+    /// This store's owner key. A claim or a lease is this store's only while its owner
+    /// session lives: one lost with its connection is replaced first, with a new key.
+    async fn owner(&self) -> Result<i64, StorageError> {
+        let mut session = self.inner.session.lock().await;
+        if session.1.is_closed() {
+            let owner = new_owner();
+            *session = (owner, own_claims(&self.inner.config, owner).await?);
+        }
+        Ok(session.0)
     }
 
     fn pool(&self) -> &Connections {
@@ -233,16 +248,7 @@ impl Storage for Postgres {
         in_flight_timeout: Duration,
     ) -> Result<Claim, StorageError> {
         let until = now.checked_add(in_flight_timeout).unwrap_or(Timestamp::MAX);
-        // A claim is this store's only while its owner session lives: one lost with its
-        // connection is replaced first.
-        let owner = self.run(async {
-            let mut session = self.inner.session.lock().await;
-            if session.1.is_closed() {
-                let owner = new_owner();
-                *session = (owner, own_claims(&self.inner.config, owner).await?);
-            }
-            Ok(session.0)
-        })?;
+        let owner = self.run(self.owner())?;
         // A claim that finds the key neither done nor held, yet cannot take it, met a claim
         // released or a key swept between its two statements: it tries again, a few times.
         for _ in 0..3 {
@@ -328,7 +334,11 @@ impl Storage for Postgres {
         chains: usize,
         per_chain: usize,
     ) -> Result<Due, StorageError> {
-        self.run(outbox::due(self.pool(), sink, now, busy, chains, per_chain))
+        self.run(async {
+            let owner = self.owner().await?;
+            let held = self.inner.leases.held(self.pool(), owner, sink).await?;
+            outbox::due(self.pool(), sink, &held, now, busy, chains, per_chain).await
+        })
     }
 
     fn record_delivery(
@@ -339,14 +349,19 @@ impl Storage for Postgres {
         audit: Vec<AuditDraft>,
         now: Timestamp,
     ) -> Result<(), StorageError> {
-        self.run(outbox::record_delivery(
-            self.pool(),
-            seq,
-            sink,
-            outcome,
-            audit,
-            now,
-        ))
+        self.run(async {
+            let owner = self.owner().await?;
+            outbox::record_delivery(
+                self.pool(),
+                (&self.inner.leases, owner),
+                seq,
+                sink,
+                outcome,
+                audit,
+                now,
+            )
+            .await
+        })
     }
 
     fn release_held(

@@ -9,11 +9,18 @@ use super::{ADVISORY_MIGRATE, pg_error};
 use crate::storage::StorageError;
 
 /// The migrations this host knows, in order: (version, name, SQL).
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "store",
-    include_str!("../../../migrations/0001_store.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "store",
+        include_str!("../../../migrations/0001_store.sql"),
+    ),
+    (
+        2,
+        "leases",
+        include_str!("../../../migrations/0002_leases.sql"),
+    ),
+];
 
 /// The newest schema version this host knows.
 pub(super) fn known() -> i32 {

@@ -13,20 +13,26 @@ use std::collections::BTreeSet;
 use jiff::Timestamp;
 
 use super::commit::{Lock, append_audit, audit_locks, enqueue, lock, put_dead_letter};
+use super::leases::Leases;
 use super::{Connections, instant, limit_of, pg_error, record, us};
 use crate::storage::{
     AuditDraft, DeadLetter, DeadLetterKind, Delivery, DeliveryOutcome, Depths, Due, DueChain,
     OutboxEvent, PendingDelivery, Released, StorageError, Swept,
 };
 
+/// What `sink` may deliver at `now` in the buckets `held`.
 pub(super) async fn due(
     pool: &Connections,
     sink: &str,
+    held: &[i32],
     now: Timestamp,
     busy: &BTreeSet<String>,
     chains: usize,
     per_chain: usize,
 ) -> Result<Due, StorageError> {
+    if held.is_empty() {
+        return Ok(Due::default());
+    }
     let client = pool.get().await?;
     let busy: Vec<&str> = busy.iter().map(String::as_str).collect();
     let statement = client
@@ -35,7 +41,8 @@ pub(super) async fn due(
                     d.first_failed_us, o.event
              FROM (
                  SELECT partition_key, due_us FROM dragoman.chains
-                 WHERE sink = $1 AND due_us <= $2 AND partition_key <> ALL($3::text[])
+                 WHERE sink = $1 AND bucket = ANY($6::int4[]) AND due_us <= $2
+                   AND partition_key <> ALL($3::text[])
                  ORDER BY due_us, partition_key LIMIT $4
              ) c
              CROSS JOIN LATERAL (
@@ -57,6 +64,7 @@ pub(super) async fn due(
                 &busy,
                 &limit_of(chains),
                 &limit_of(per_chain),
+                &held,
             ],
         )
         .await
@@ -97,13 +105,14 @@ pub(super) async fn due(
     if due.chains.len() < chains {
         let statement = client
             .prepare_cached(
-                "SELECT due_us FROM dragoman.chains WHERE sink = $1 AND due_us > $2
+                "SELECT due_us FROM dragoman.chains
+                 WHERE sink = $1 AND bucket = ANY($3::int4[]) AND due_us > $2
                  ORDER BY due_us LIMIT 1",
             )
             .await
             .map_err(pg_error)?;
         if let Some(row) = client
-            .query_opt(&statement, &[&sink, &us(now)])
+            .query_opt(&statement, &[&sink, &us(now), &held])
             .await
             .map_err(pg_error)?
         {
@@ -115,6 +124,7 @@ pub(super) async fn due(
 
 pub(super) async fn record_delivery(
     pool: &Connections,
+    (leases, owner): (&Leases, i64),
     seq: u64,
     sink: &str,
     outcome: DeliveryOutcome,
@@ -143,6 +153,31 @@ pub(super) async fn record_delivery(
             .collect(),
     )
     .await?;
+    // Only the holder of the key's bucket, in the term it knows, records: the lease row is
+    // held (FOR SHARE) until this commits, so it cannot be taken over meanwhile.
+    let statement = tx
+        .prepare_cached(
+            "SELECT bucket, term, holder, expires_at > now() FROM dragoman.leases
+             WHERE sink = $1 AND bucket = (hashtextextended($2, 0) & 63)::integer
+             FOR SHARE",
+        )
+        .await
+        .map_err(pg_error)?;
+    let lease = tx
+        .query_opt(&statement, &[&sink, &key])
+        .await
+        .map_err(pg_error)?;
+    let current = lease.is_some_and(|row| {
+        let (bucket, term, holder, live): (i32, i64, i64, bool) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        live && holder == owner && leases.term(sink, bucket) == Some(term)
+    });
+    if !current {
+        return Err(StorageError::LeaseLost {
+            sink: sink.to_owned(),
+            partition_key: key,
+        });
+    }
     let statement = tx
         .prepare_cached(
             "SELECT 1 FROM dragoman.deliveries WHERE sink = $1 AND partition_key = $2 AND seq = $3",
