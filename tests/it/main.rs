@@ -20,6 +20,8 @@ mod crash;
 mod storage;
 // Hosts on a PostgreSQL store: readiness and ingest while the database is away.
 mod postgres;
+// Three replicas on one PostgreSQL database, one of them killed twice.
+mod replicas;
 // Request decoding over fuzzed inputs (the stable twin of the cargo-fuzz target).
 mod decoding;
 // Operating a host: token, health, topology, metrics, state at an instant, config errors.

@@ -179,6 +179,13 @@ impl Session {
             .unwrap();
     }
 
+    /// The rows `sql` returns.
+    pub fn query(&self, sql: &str) -> Vec<tokio_postgres::Row> {
+        self.runtime
+            .block_on(self.client.query(sql, &[]))
+            .unwrap_or_else(|e| panic!("`{sql}` failed: {e}"))
+    }
+
     /// The first column of the one row `sql` returns.
     pub fn count(&self, sql: &str) -> i64 {
         self.runtime
