@@ -57,37 +57,9 @@ use serving::Serving;
 #[allow(dead_code, reason = "this benchmark builds only the Rust plugin")]
 mod wasm_build;
 
-struct Figures {
-    throughput: f64,
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
-    count: usize,
-}
-
-fn figures(mut latencies: Vec<Duration>, elapsed: Duration) -> Figures {
-    latencies.sort_unstable();
-    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    Figures {
-        throughput: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50: at(0.50),
-        p99: at(0.99),
-        max: latencies.last().copied().unwrap_or_default(),
-        count: latencies.len(),
-    }
-}
-
-fn show(name: &str, f: &Figures) {
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!(
-        "{name:38} {:>8.0} msg/s   p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms   ({} messages)",
-        f.throughput,
-        ms(f.p50),
-        ms(f.p99),
-        ms(f.max),
-        f.count
-    );
-}
+#[path = "support/figures.rs"]
+mod figures;
+use figures::{Figures, figures, show};
 
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {

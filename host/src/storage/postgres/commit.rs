@@ -304,7 +304,9 @@ pub(super) async fn put_dead_letter(
     Ok(())
 }
 
-/// Everything of one commit, in one transaction.
+/// Everything of one commit, in one transaction of few statements (each costs the database
+/// more than the rows it writes): the locks with the key's outcome, the events for the
+/// outbox, the heads to seal after, then the message and every sealed event in one.
 pub(super) async fn commit(pool: &Connections, commit: Commit) -> Result<(), StorageError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
@@ -330,7 +332,7 @@ pub(super) async fn commit(pool: &Connections, commit: Commit) -> Result<(), Sto
         .into_iter()
         .filter(|(_, sinks)| !sinks.is_empty())
         .collect();
-    let locks = events
+    let mut locks: Vec<i64> = events
         .iter()
         .map(|(event, _)| Lock::Partition.key(&event.partition_key))
         .chain(audit_locks(&audit))
@@ -340,10 +342,11 @@ pub(super) async fn commit(pool: &Connections, commit: Commit) -> Result<(), Sto
                 .map(|d| Lock::Entity.key(&format!("{}\0{}", d.entity.entity_type, d.entity.id))),
         )
         .collect();
-    lock(&tx, locks).await?;
+    locks.sort_unstable();
+    locks.dedup();
 
-    // The key's outcome: only while the claim is still the caller's (a replay holds none,
-    // and settles the key whoever claimed it).
+    // The locks, then the key's outcome, only while the claim is still the caller's (a
+    // replay holds none, and settles the key whoever claimed it).
     let (route, key) = match &claim {
         Some(claim) => (claim.route.clone(), claim.key.clone()),
         None => (message.route.clone(), message.key.clone()),
@@ -354,16 +357,24 @@ pub(super) async fn commit(pool: &Connections, commit: Commit) -> Result<(), Sto
         Some(claim) => {
             let statement = tx
                 .prepare_cached(
-                    "UPDATE dragoman.idempotency
+                    "WITH l AS (
+                         SELECT count(pg_advisory_xact_lock(k)) AS n
+                         FROM unnest($6::int8[]) WITH ORDINALITY AS l(k, i)
+                     )
+                     UPDATE dragoman.idempotency
                      SET completed = $3, expires_us = $4, claim_token = NULL,
                          claim_until_us = NULL
-                     WHERE route = $1 AND key = $2 AND claim_token = $5",
+                     WHERE route = $1 AND key = $2 AND claim_token = $5
+                       AND (SELECT n FROM l) >= 0",
                 )
                 .await
                 .map_err(pg_error)?;
             let token = claim.token as i64;
             let updated = tx
-                .execute(&statement, &[&route, &key, &outcome, &expires, &token])
+                .execute(
+                    &statement,
+                    &[&route, &key, &outcome, &expires, &token, &locks],
+                )
                 .await
                 .map_err(pg_error)?;
             if updated == 0 {
@@ -371,6 +382,7 @@ pub(super) async fn commit(pool: &Connections, commit: Commit) -> Result<(), Sto
             }
         }
         None => {
+            lock(&tx, locks).await?;
             let statement = tx
                 .prepare_cached(
                     "INSERT INTO dragoman.idempotency (route, key, completed, expires_us)
@@ -387,38 +399,6 @@ pub(super) async fn commit(pool: &Connections, commit: Commit) -> Result<(), Sto
         }
     }
 
-    let statement = tx
-        .prepare_cached(
-            "INSERT INTO dragoman.messages
-                 (id, route, key, content_type, headers, body, received_us, cut_size, cut_sha256)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (id) DO UPDATE SET
-                 route = EXCLUDED.route, key = EXCLUDED.key,
-                 content_type = EXCLUDED.content_type, headers = EXCLUDED.headers,
-                 body = EXCLUDED.body, received_us = EXCLUDED.received_us,
-                 cut_size = EXCLUDED.cut_size, cut_sha256 = EXCLUDED.cut_sha256",
-        )
-        .await
-        .map_err(pg_error)?;
-    let cut_size = message.cut.as_ref().map(|c| c.size as i64);
-    let cut_sha256 = message.cut.as_ref().map(|c| c.sha256.as_str());
-    tx.execute(
-        &statement,
-        &[
-            &message.id,
-            &message.route,
-            &message.key,
-            &message.content_type,
-            &encode(&message.headers),
-            &message.body,
-            &us(message.received_at),
-            &cut_size,
-            &cut_sha256,
-        ],
-    )
-    .await
-    .map_err(pg_error)?;
-
     for (event, sinks) in &events {
         enqueue(&tx, event, sinks).await?;
     }
@@ -432,12 +412,88 @@ pub(super) async fn commit(pool: &Connections, commit: Commit) -> Result<(), Sto
             .map_err(pg_error)?;
         tx.execute(&statement, &[id]).await.map_err(pg_error)?;
     }
-    let mut heads = Heads::read(&tx, &audit, &entities).await?;
+    let mut heads = if audit.is_empty() && entities.is_empty() {
+        Heads::default()
+    } else {
+        Heads::read(&tx, &audit, &entities).await?
+    };
     heads.sealed_audit = opening;
     chains::append_audit(&mut heads, audit)?;
     chains::append_entities(&mut heads, entities)?;
-    heads.write(&tx).await?;
+    write_message_and_chains(&tx, &message, &heads).await?;
     tx.commit().await.map_err(pg_error)
+}
+
+/// The message, the sealed audit and entity events and the entity types, in one statement.
+async fn write_message_and_chains(
+    tx: &Transaction<'_>,
+    message: &crate::storage::MessageRecord,
+    heads: &Heads,
+) -> Result<(), StorageError> {
+    let statement = tx
+        .prepare_cached(
+            "WITH m AS (
+                 INSERT INTO dragoman.messages (id, route, key, content_type, headers, body,
+                                                received_us, cut_size, cut_sha256)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (id) DO UPDATE SET
+                     route = EXCLUDED.route, key = EXCLUDED.key,
+                     content_type = EXCLUDED.content_type, headers = EXCLUDED.headers,
+                     body = EXCLUDED.body, received_us = EXCLUDED.received_us,
+                     cut_size = EXCLUDED.cut_size, cut_sha256 = EXCLUDED.cut_sha256
+             ), a AS (
+                 INSERT INTO dragoman.audit (stream, version, event)
+                 SELECT * FROM unnest($10::text[], $11::int8[], $12::bytea[])
+             ), e AS (
+                 INSERT INTO dragoman.entity_events (entity_type, entity_id, seq, event)
+                 SELECT * FROM unnest($13::text[], $14::text[], $15::int8[], $16::bytea[])
+             )
+             INSERT INTO dragoman.entity_types (route, entity_type)
+             SELECT DISTINCT * FROM unnest($17::text[], $13::text[])
+             ON CONFLICT DO NOTHING",
+        )
+        .await
+        .map_err(pg_error)?;
+    let cut_size = message.cut.as_ref().map(|c| c.size as i64);
+    let cut_sha256 = message.cut.as_ref().map(|c| c.sha256.as_str());
+    let audit = &heads.sealed_audit;
+    let streams: Vec<&str> = audit.iter().map(|e| e.message_id.as_str()).collect();
+    let versions: Vec<i64> = audit.iter().map(|e| e.version as i64).collect();
+    let audit_bytes: Vec<Vec<u8>> = audit.iter().map(encode).collect();
+    let sealed = &heads.sealed_entities;
+    let types: Vec<&str> = sealed
+        .iter()
+        .map(|e| e.entity.entity_type.as_str())
+        .collect();
+    let ids: Vec<&str> = sealed.iter().map(|e| e.entity.id.as_str()).collect();
+    let seqs: Vec<i64> = sealed.iter().map(|e| e.seq as i64).collect();
+    let entity_bytes: Vec<Vec<u8>> = sealed.iter().map(encode).collect();
+    let routes: Vec<&str> = sealed.iter().map(|e| e.event.route.as_str()).collect();
+    tx.execute(
+        &statement,
+        &[
+            &message.id,
+            &message.route,
+            &message.key,
+            &message.content_type,
+            &encode(&message.headers),
+            &message.body,
+            &us(message.received_at),
+            &cut_size,
+            &cut_sha256,
+            &streams,
+            &versions,
+            &audit_bytes,
+            &types,
+            &ids,
+            &seqs,
+            &entity_bytes,
+            &routes,
+        ],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
 }
 
 /// Audit events on their own.
