@@ -20,14 +20,28 @@ fn dragoman(server: &Server, args: &[&str]) -> (i32, serde_json::Value) {
 
 #[test]
 fn a_rejected_message_is_dead_lettered_then_replayed_once_fixed() {
+    rejected_then_replayed(None);
+}
+
+/// The same `dragoman dlq` story on a host whose store is PostgreSQL.
+#[test]
+fn on_postgresql_a_rejected_message_is_dead_lettered_then_replayed_once_fixed() {
+    let database = tests::pg::TestDatabase::create();
+    rejected_then_replayed(Some(&database));
+}
+
+fn rejected_then_replayed(database: Option<&tests::pg::TestDatabase>) {
     let webhook = Webhook::start();
     let dir = tempfile::tempdir().unwrap();
     let sinks = webhook.sink_table("hook");
-    let broken = net::config(
-        &sinks,
-        "\"hook\"",
-        "[routes.orders.plugin_config]\ncurrency = \"euro\"\n",
-    );
+    let config = |extra: &str| {
+        let config = net::config(&sinks, "\"hook\"", extra);
+        match database {
+            Some(database) => tests::pg::with_store(&config, database),
+            None => config,
+        }
+    };
+    let broken = config("[routes.orders.plugin_config]\ncurrency = \"euro\"\n");
     let mut server = Server::start(dir.path(), &broken);
     let http = Http::new();
     let body = tests::seed_order().replacen("SEED-2026-000417", "DLQ-1", 1);
@@ -70,9 +84,7 @@ fn a_rejected_message_is_dead_lettered_then_replayed_once_fixed() {
     // Fix the cause: restart with the right currency (a clean stop first).
     let status = server.stop();
     assert!(status.success(), "SIGTERM stops the host cleanly: {status}");
-    server.set_config(&net::config(
-        &sinks,
-        "\"hook\"",
+    server.set_config(&config(
         "[routes.orders.plugin_config]\ncurrency = \"EUR\"\n",
     ));
     server.restart();
@@ -186,7 +198,10 @@ fn a_rejected_message_is_dead_lettered_then_replayed_once_fixed() {
 
     // Offline, the chains verify.
     server.stop();
-    let stdout = net::verify_offline(&server.data_dir);
+    let stdout = match database {
+        None => net::verify_offline(&server.data_dir),
+        Some(database) => net::verify_database(database.url()),
+    };
     assert!(
         // Two messages' audit streams, and the entity stream of the replayed order.
         stdout.contains("3 streams verified, 0 problems"),

@@ -346,3 +346,50 @@ fn a_projector_table_names_an_entity_type_and_snapshots_at_least_every_event() {
     let unknown = with("[projectors.order]\nplugin = \"f.wasm\"\nevery = 5\n").unwrap_err();
     assert!(unknown.contains("every"), "{unknown}");
 }
+
+#[test]
+fn the_store_is_sled_unless_named_and_a_postgres_store_is_checked() {
+    assert_eq!(
+        Config::parse(GOOD, Path::new(".")).unwrap().store,
+        StoreConfig::Sled
+    );
+    let with = |store: &str| {
+        GOOD.replace(
+            "data_dir = \"data\"\n",
+            &format!("data_dir = \"data\"\nstore = {store}\n"),
+        )
+    };
+    let config = Config::parse(
+        &with(r#"{ type = "postgres", url = "postgres://u:pw-4711@db/x" }"#),
+        Path::new("."),
+    )
+    .unwrap();
+    match &config.store {
+        StoreConfig::Postgres { url, pool } => {
+            assert_eq!(url.expose(), "postgres://u:pw-4711@db/x");
+            assert_eq!(*pool, DEFAULT_POOL);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        !format!("{config:?}").contains("pw-4711"),
+        "the URL is never shown"
+    );
+    let error = Config::parse(
+        &with(r#"{ type = "postgres", url = "postgres://db/x", pool = 0 }"#),
+        Path::new("."),
+    )
+    .unwrap_err();
+    assert!(error.contains("store.pool = 0"), "{error}");
+    let error = Config::parse(
+        &with(r#"{ type = "postgres", url = { env = "DRAGOMAN_TEST_NO_SUCH_VARIABLE" } }"#),
+        Path::new("."),
+    )
+    .unwrap_err();
+    assert!(
+        error.contains("store.url") && error.contains("DRAGOMAN_TEST_NO_SUCH_VARIABLE"),
+        "{error}"
+    );
+    let error = Config::parse(&with(r#"{ type = "mysql" }"#), Path::new(".")).unwrap_err();
+    assert!(error.contains("mysql"), "{error}");
+}
