@@ -307,8 +307,13 @@ impl Host {
             .watched
             .clone()
             .map(|watched| tokio::spawn(watched.run(cancel.clone())));
+        let follower =
+            tokio::spawn(crate::follow::Follower::new(self.pipeline.clone()).run(cancel.clone()));
         shutdown.await;
         cancel.cancel();
+        if let Err(e) = follower.await {
+            tracing::error!(error = %e, "the plugin follower failed");
+        }
         if let Some(plugins) = plugins
             && let Err(e) = plugins.await
         {

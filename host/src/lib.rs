@@ -99,6 +99,7 @@ pub mod entity;
 mod error;
 mod evict;
 pub mod fixtures;
+mod follow;
 mod host;
 pub mod outcome;
 mod percent;

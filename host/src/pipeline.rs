@@ -39,6 +39,7 @@ mod queries;
 mod replay;
 mod routes;
 mod shadow;
+mod share;
 mod translate;
 
 use std::sync::Arc;

@@ -36,7 +36,7 @@ pub use self::postgres::Postgres;
 pub use self::records::{
     AuditDraft, AuditEvent, Commit, Cut, DeadLetter, DeadLetterDepth, DeadLetterKind, Delivery,
     DeliveryOutcome, Depths, Due, DueChain, MessageRecord, OpenTransaction, OutboxEvent,
-    PendingDelivery, PoolDepth, Producer, Released, Swept,
+    PendingDelivery, PoolDepth, Producer, Released, SharedPlugin, Swept,
 };
 pub use self::sled::Db;
 
@@ -411,6 +411,34 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         &self,
         key: &str,
     ) -> Result<Option<(serde_json::Value, Timestamp)>, StorageError>;
+
+    /// Whether several hosts share this store, and with it what their plugins serve.
+    fn shares_plugins(&self) -> bool {
+        false
+    }
+
+    /// Records what plugin `shared.name` serves now, for the other hosts of the store (its
+    /// `generation` is the store's to give). An embedded store, which no other host shares,
+    /// keeps nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn share_plugin(&self, shared: &SharedPlugin) -> Result<(), StorageError> {
+        let _ = shared;
+        Ok(())
+    }
+
+    /// What each plugin changed since `after` serves now: one entry per plugin, the latest,
+    /// in generation order.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn shared_plugins(&self, after: u64) -> Result<Vec<SharedPlugin>, StorageError> {
+        let _ = after;
+        Ok(Vec::new())
+    }
 
     /// Whether the store answers now (`/readyz` asks): an embedded store always does; one
     /// behind a network fails while it cannot be reached.

@@ -209,3 +209,141 @@ fn three_replicas_lose_nothing_double_nothing_and_keep_order_per_key_through_kil
     let stdout = net::verify_database(database.url());
     assert!(stdout.ends_with(", 0 problems\n"), "{stdout}");
 }
+
+/// `PUT /v1/plugins/acme-erp-orders{query}` of `file` to `server`, which takes it.
+fn put(http: &Http, server: &Server, query: &str, file: &std::path::Path) -> net::Reply {
+    let reply = http
+        .send(
+            "PUT",
+            &format!("{}/v1/plugins/acme-erp-orders{query}", server.url()),
+            &[],
+            &std::fs::read(file).unwrap(),
+        )
+        .unwrap();
+    assert!(
+        [200, 201].contains(&reply.status),
+        "{} {}",
+        reply.status,
+        reply.text()
+    );
+    reply
+}
+
+/// The sha256 of the version route `orders` of `server` serves.
+fn active(http: &Http, server: &Server) -> String {
+    let reply = http
+        .send("GET", &format!("{}/v1/plugins", server.url()), &[], b"")
+        .unwrap();
+    reply.json()["plugins"]["acme-erp-orders"]["routes"]["orders"]["active"]["sha256"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The versions (sha256) that translated orders posted to `server` until both `expected`
+/// were seen (at most 60 orders): a canary beside the active version shows both.
+fn translated_by(
+    http: &Http,
+    webhook: &Webhook,
+    server: &Server,
+    tag: &str,
+    expected: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    // Each call's orders are new ones, whatever the tag.
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, Ordering::SeqCst);
+    let mut seen = BTreeSet::new();
+    for n in 0..60 {
+        let id = format!("{tag}-{call}-{n}");
+        let reply = http
+            .send(
+                "POST",
+                &format!("{}/v1/routes/orders/messages", server.url()),
+                &[("content-type", "application/json")],
+                tests::swap::order(&id).as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(reply.status, 202, "{}", reply.text());
+        let mut by = None;
+        wait_until(Duration::from_secs(30), "the order's event", || {
+            by = webhook
+                .received()
+                .into_iter()
+                .find(|e| e.subject == id)
+                .map(|e| e.plugin_sha256);
+            by.is_some()
+        });
+        seen.extend(by);
+        if &seen == expected {
+            break;
+        }
+    }
+    seen
+}
+
+#[test]
+fn a_version_pushed_to_one_replica_serves_on_the_others_and_a_canary_survives_restarts() {
+    let database = TestDatabase::create();
+    let webhook = Webhook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (v1, v2) = tests::swap::packed_versions(dir.path());
+    let (sha1, sha2) = (tests::swap::sha256(&v1), tests::swap::sha256(&v2));
+    // A canary that is never judged within the test: it runs until it is ended.
+    let plugins = "[plugins]\ncanary_window = 100000\ncanary_minimum = 100000\n";
+    let config = tests::pg::with_store(
+        &net::config(&webhook.sink_table("hook"), "\"hook\"", plugins)
+            .replace(tests::wasm::ACME_ERP_ORDERS, &v1.display().to_string()),
+        &database,
+    );
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut servers: Vec<Server> = dirs
+        .iter()
+        .map(|dir| Server::start(dir.path(), &config))
+        .collect();
+    let http = Http::new();
+    for server in &servers {
+        assert_eq!(active(&http, server), sha1);
+    }
+
+    // v2 pushed to the first replica serves on the other two within 2 s.
+    put(&http, &servers[0], "", &v2);
+    wait_until(
+        Duration::from_secs(2),
+        "v2 on every replica within 2 s",
+        || servers.iter().all(|server| active(&http, server) == sha2),
+    );
+
+    // v1 as a canary at half the messages, started on the second replica: every replica
+    // runs it, and after a restart of all three, still does.
+    let canary = put(&http, &servers[1], "?canary=50", &v1);
+    assert_eq!(canary.json()["status"], "canary", "{}", canary.text());
+    let both: BTreeSet<String> = [sha1.clone(), sha2.clone()].into();
+    wait_until(
+        Duration::from_secs(10),
+        "the canary on every replica",
+        || {
+            servers.iter().enumerate().all(|(i, server)| {
+                translated_by(&http, &webhook, server, &format!("before-{i}"), &both) == both
+            })
+        },
+    );
+    for server in &mut servers {
+        assert!(server.stop().success());
+    }
+    for server in &mut servers {
+        server.restart();
+    }
+    for (i, server) in servers.iter().enumerate() {
+        assert_eq!(active(&http, server), sha2, "replica {i} after the restart");
+        let mut seen = BTreeSet::new();
+        wait_until(
+            Duration::from_secs(10),
+            "the canary after the restart",
+            || {
+                seen = translated_by(&http, &webhook, server, &format!("after-{i}"), &both);
+                seen == both
+            },
+        );
+        assert_eq!(seen, both, "replica {i} runs the canary again");
+    }
+}

@@ -37,6 +37,8 @@ pub(crate) struct Versions {
     changing: tokio::sync::Mutex<()>,
     pub(crate) canary: CanaryPolicy,
     projections: Projections,
+    /// This host, as the changes it shares with the other hosts of its store name it.
+    pub(super) origin: i64,
 }
 
 impl Versions {
@@ -56,6 +58,7 @@ impl Versions {
             changing: tokio::sync::Mutex::new(()),
             canary,
             projections,
+            origin: rand::random::<i64>(),
         }
     }
 
@@ -118,9 +121,30 @@ impl Pipeline {
     /// else of the plugin it names itself): checks it, keeps it in the registry and serves it
     /// as `serve` says on every route that serves the plugin.
     pub(crate) async fn push(&self, name: Option<&str>, wasm: Vec<u8>, serve: Serve) -> Activated {
+        self.push_as(name, wasm, serve, true).await
+    }
+
+    /// This host, as the plugin changes it shares name it.
+    pub(crate) fn origin(&self) -> i64 {
+        self.core.versions.origin
+    }
+
+    /// Serves what another host of the store made its plugin serve: pushed as here, and not
+    /// shared again.
+    pub(crate) async fn follow(&self, name: &str, wasm: Vec<u8>, serve: Serve) -> Activated {
+        self.push_as(Some(name), wasm, serve, false).await
+    }
+
+    async fn push_as(
+        &self,
+        name: Option<&str>,
+        wasm: Vec<u8>,
+        serve: Serve,
+        share: bool,
+    ) -> Activated {
         let pipeline = self.clone();
         let expected = name.map(str::to_owned);
-        self.changing(move || {
+        self.changing(share, move || {
             let checked = match pipeline.check(&wasm, expected.as_deref()) {
                 Ok(checked) => checked,
                 // Not a translator: a projector, whose versions change on their own terms.
@@ -177,7 +201,7 @@ impl Pipeline {
     pub(crate) async fn activate(&self, name: &str, selector: Selector, serve: Serve) -> Activated {
         let pipeline = self.clone();
         let name = name.to_owned();
-        self.changing(move || {
+        self.changing(true, move || {
             let routes = pipeline.serving(&name);
             if routes.is_empty() {
                 let folds = pipeline.core.versions.folds(pipeline.core.clock.now());
@@ -228,7 +252,7 @@ impl Pipeline {
     pub(crate) async fn rollback(&self, name: &str) -> Activated {
         let pipeline = self.clone();
         let name = name.to_owned();
-        self.changing(move || {
+        self.changing(true, move || {
             let routes = pipeline.serving(&name);
             if routes.is_empty() {
                 let folds = pipeline.core.versions.folds(pipeline.core.clock.now());
@@ -343,15 +367,27 @@ impl Pipeline {
         })
     }
 
-    /// Runs `change` on a blocking thread, after the changes before it.
-    async fn changing(&self, change: impl FnOnce() -> Activated + Send + 'static) -> Activated {
+    /// Runs `change` on a blocking thread, after the changes before it; with `share`, what
+    /// it made the plugin serve is shared with the other hosts of the store.
+    async fn changing(
+        &self,
+        share: bool,
+        change: impl FnOnce() -> Activated + Send + 'static,
+    ) -> Activated {
         let _turn = self.core.versions.changing.lock().await;
-        tokio::task::spawn_blocking(change)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "a plugin change failed");
-                Activated::Unavailable(Unavailable::Internal("the plugin change failed".into()))
-            })
+        let pipeline = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let activated = change();
+            if share && pipeline.core.storage.shares_plugins() {
+                super::share::share(&pipeline.core.versions, &*pipeline.core.storage, &activated);
+            }
+            activated
+        })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "a plugin change failed");
+            Activated::Unavailable(Unavailable::Internal("the plugin change failed".into()))
+        })
     }
 
     /// Keeps the registry and the compiled cache within their bounds (names what would go,

@@ -36,8 +36,8 @@ use tokio_postgres::NoTls;
 use super::codec::{decode, encode};
 use crate::storage::{
     AuditDraft, AuditEvent, Claim, ClaimToken, Commit, Completed, Cut, DeadLetter, DeliveryOutcome,
-    Depths, Due, Durable, EntityEvent, EntityRef, MessageRecord, PoolDepth, Released, Snapshot,
-    SnapshotBound, Storage, StorageError, Swept,
+    Depths, Due, Durable, EntityEvent, EntityRef, MessageRecord, PoolDepth, Released, SharedPlugin,
+    Snapshot, SnapshotBound, Storage, StorageError, Swept,
 };
 
 /// The advisory lock held while migrations run (one key, outside the ranges of the locks in
@@ -657,6 +657,57 @@ impl Storage for Postgres {
                 Ok((answer, instant(row.get(1))?))
             })
             .transpose()
+    }
+
+    fn shares_plugins(&self) -> bool {
+        true
+    }
+
+    fn share_plugin(&self, shared: &SharedPlugin) -> Result<(), StorageError> {
+        let percent = shared.canary.map(i32::from);
+        self.execute(
+            "WITH c AS (
+                 INSERT INTO dragoman.plugin_components (sha256, wasm) VALUES ($2, $3)
+                 ON CONFLICT (sha256) DO NOTHING
+             )
+             INSERT INTO dragoman.plugins (name, sha256, canary_percent, origin, generation)
+             VALUES ($1, $2, $4, $5, nextval('dragoman.plugin_generation'))
+             ON CONFLICT (name) DO UPDATE SET
+                 sha256 = EXCLUDED.sha256, canary_percent = EXCLUDED.canary_percent,
+                 origin = EXCLUDED.origin, generation = EXCLUDED.generation",
+            &[
+                &shared.name,
+                &shared.sha256,
+                &shared.wasm,
+                &percent,
+                &shared.origin,
+            ],
+        )
+        .map(drop)
+    }
+
+    fn shared_plugins(&self, after: u64) -> Result<Vec<SharedPlugin>, StorageError> {
+        // One row per plugin: as few as the plugins.
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows = self.rows(
+            "SELECT p.name, p.sha256, p.canary_percent, p.origin, p.generation, c.wasm
+             FROM dragoman.plugins p JOIN dragoman.plugin_components c USING (sha256)
+             WHERE p.generation > $1 ORDER BY p.generation",
+            &[&after],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|row| SharedPlugin {
+                name: row.get(0),
+                sha256: row.get(1),
+                canary: row
+                    .get::<_, Option<i32>>(2)
+                    .and_then(|p| u8::try_from(p).ok()),
+                origin: row.get(3),
+                generation: row.get::<_, i64>(4) as u64,
+                wasm: row.get(5),
+            })
+            .collect())
     }
 
     fn ready(&self) -> Result<(), StorageError> {

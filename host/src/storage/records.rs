@@ -383,3 +383,21 @@ pub struct Swept {
     /// Whether the sweep stopped at its limit with more to go.
     pub more: bool,
 }
+
+/// What a plugin serves, as the hosts sharing a store share it: the version made active, or
+/// the one serving as a canary beside it, with the component itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedPlugin {
+    /// The plugin's name.
+    pub name: String,
+    /// The sha256 of the version.
+    pub sha256: String,
+    /// `Some(percent)` when it serves as a canary, else it is the active version.
+    pub canary: Option<u8>,
+    /// The component.
+    pub wasm: Vec<u8>,
+    /// The host that made the change (each host process draws its own).
+    pub origin: i64,
+    /// Its place among the store's plugin changes (given by the store).
+    pub generation: u64,
+}

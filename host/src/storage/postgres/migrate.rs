@@ -20,6 +20,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "leases",
         include_str!("../../../migrations/0002_leases.sql"),
     ),
+    (
+        3,
+        "plugins",
+        include_str!("../../../migrations/0003_plugins.sql"),
+    ),
 ];
 
 /// The newest schema version this host knows.
