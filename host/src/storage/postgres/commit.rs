@@ -3,7 +3,7 @@
 //! Each write first takes its transaction-scoped advisory locks (partition keys, audit
 //! streams, entity streams), sorted, in one statement; then it reads the heads it will seal
 //! after, in one statement per kind; then the shared chain code (`storage/chains.rs`) seals
-//! in memory, and the sealed events go in one statement per table.
+//! in memory, and the sealed events go in one statement (a commit's with its message).
 
 use std::collections::HashMap;
 
@@ -169,42 +169,15 @@ impl Heads {
         }
         Ok(heads)
     }
+}
 
-    /// Writes what was sealed.
-    pub(super) async fn write(self, tx: &Transaction<'_>) -> Result<(), StorageError> {
-        write_audit(tx, &self.sealed_audit).await?;
-        if self.sealed_entities.is_empty() {
-            return Ok(());
-        }
-        let mut types = Vec::new();
-        let mut ids = Vec::new();
-        let mut seqs = Vec::new();
-        let mut events = Vec::new();
-        let mut routes = Vec::new();
-        for event in &self.sealed_entities {
-            types.push(event.entity.entity_type.as_str());
-            ids.push(event.entity.id.as_str());
-            seqs.push(event.seq as i64);
-            events.push(encode(event));
-            routes.push(event.event.route.as_str());
-        }
-        let statement = tx
-            .prepare_cached(
-                "WITH e AS (
-                     INSERT INTO dragoman.entity_events (entity_type, entity_id, seq, event)
-                     SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::bytea[])
-                 )
-                 INSERT INTO dragoman.entity_types (route, entity_type)
-                 SELECT DISTINCT * FROM unnest($5::text[], $1::text[])
-                 ON CONFLICT DO NOTHING",
-            )
-            .await
-            .map_err(pg_error)?;
-        tx.execute(&statement, &[&types, &ids, &seqs, &events, &routes])
-            .await
-            .map_err(pg_error)?;
-        Ok(())
-    }
+/// Sealed audit events as the columns of `dragoman.audit`: stream, version, event.
+fn audit_columns(events: &[AuditEvent]) -> (Vec<&str>, Vec<i64>, Vec<Vec<u8>>) {
+    (
+        events.iter().map(|e| e.message_id.as_str()).collect(),
+        events.iter().map(|e| e.version as i64).collect(),
+        events.iter().map(encode).collect(),
+    )
 }
 
 /// Writes sealed audit events.
@@ -212,9 +185,7 @@ async fn write_audit(tx: &Transaction<'_>, events: &[AuditEvent]) -> Result<(), 
     if events.is_empty() {
         return Ok(());
     }
-    let streams: Vec<&str> = events.iter().map(|e| e.message_id.as_str()).collect();
-    let versions: Vec<i64> = events.iter().map(|e| e.version as i64).collect();
-    let bytes: Vec<Vec<u8>> = events.iter().map(encode).collect();
+    let (streams, versions, bytes) = audit_columns(events);
     let statement = tx
         .prepare_cached(
             "INSERT INTO dragoman.audit (stream, version, event)
@@ -239,7 +210,7 @@ pub(super) async fn append_audit(
     }
     let mut heads = Heads::read(tx, &drafts, &[]).await?;
     chains::append_audit(&mut heads, drafts)?;
-    heads.write(tx).await
+    write_audit(tx, &heads.sealed_audit).await
 }
 
 /// Puts `event` in the outbox for `sinks` (not empty), in `tx`, whose caller holds the
@@ -456,10 +427,7 @@ async fn write_message_and_chains(
         .map_err(pg_error)?;
     let cut_size = message.cut.as_ref().map(|c| c.size as i64);
     let cut_sha256 = message.cut.as_ref().map(|c| c.sha256.as_str());
-    let audit = &heads.sealed_audit;
-    let streams: Vec<&str> = audit.iter().map(|e| e.message_id.as_str()).collect();
-    let versions: Vec<i64> = audit.iter().map(|e| e.version as i64).collect();
-    let audit_bytes: Vec<Vec<u8>> = audit.iter().map(encode).collect();
+    let (streams, versions, audit_bytes) = audit_columns(&heads.sealed_audit);
     let sealed = &heads.sealed_entities;
     let types: Vec<&str> = sealed
         .iter()
