@@ -1,7 +1,10 @@
 //! `Postgres`, the [`Storage`] on PostgreSQL, which several hosts may share: the only module
 //! that speaks SQL. The schema is in `host/migrations/` (applied at open, `postgres/migrate.rs`);
 //! a commit is one SQL transaction (`postgres/commit.rs`); the outbox, the relay's reads and
-//! writes, and the sweep are in `postgres/outbox.rs`.
+//! writes, and the sweep are in `postgres/outbox.rs`; claims and the owner session that keeps
+//! them alive in `postgres/claims.rs`; the pool in `postgres/connections.rs`; what each plugin
+//! serves, shared by the hosts, in `postgres/plugins.rs`; whole streams and snapshots read back
+//! in `postgres/streams.rs`.
 //!
 //! What keeps two writers apart is the database's: a commit takes transaction-scoped advisory
 //! locks on the partition keys it adds events to, on the audit streams it appends to, and on
@@ -17,38 +20,35 @@
 //! The trait is synchronous (its callers run on blocking threads); the connections run on a
 //! small runtime of the store's own, and each call waits for its statements there.
 
+mod claims;
 mod commit;
+mod connections;
 mod leases;
 mod migrate;
 mod outbox;
+mod plugins;
+mod streams;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use jiff::Timestamp;
 use serde::de::DeserializeOwned;
-use tokio_postgres::NoTls;
 
+use self::claims::{new_owner, own_claims};
+use self::connections::{CONNECT_TIMEOUT, Connections, pg_error, wait};
 use super::codec::{decode, encode};
 use crate::storage::{
-    AuditDraft, AuditEvent, Claim, ClaimToken, Commit, Completed, Cut, DeadLetter, DeliveryOutcome,
-    Depths, Due, Durable, EntityEvent, EntityRef, MessageRecord, PoolDepth, Released, SharedPlugin,
-    Snapshot, SnapshotBound, Storage, StorageError, Swept,
+    AuditDraft, AuditEvent, Claim, ClaimToken, Commit, Cut, DeadLetter, DeliveryOutcome, Depths,
+    Due, Durable, EntityEvent, EntityRef, MessageRecord, Released, SharedPlugin, Snapshot,
+    SnapshotBound, Storage, StorageError, Swept,
 };
 
 /// The advisory lock held while migrations run (one key, outside the ranges of the locks in
 /// `postgres/commit.rs`).
 const ADVISORY_MIGRATE: i64 = 0x4452_4147_4f4d_414e;
-
-/// How long a call waits for a free connection before it fails.
-const POOL_WAIT: Duration = Duration::from_secs(10);
-
-/// How long opening a connection may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a readiness probe waits for the database.
 const READY_WAIT: Duration = Duration::from_secs(2);
@@ -109,34 +109,17 @@ impl Postgres {
             .enable_all()
             .build()
             .map_err(|e| StorageError::Backend(format!("cannot start the store's runtime: {e}")))?;
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool.max(1))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(POOL_WAIT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .map_err(|e| StorageError::Backend(format!("cannot make the pool: {e}")))?;
+        let pool = Connections::new(config.clone(), pool)?;
         let owner = new_owner();
         let session = wait(&runtime, async {
-            let mut client = pool.get().await.map_err(pool_error)?;
+            let mut client = pool.get().await?;
             migrate::to_current(&mut client).await?;
             own_claims(&config, owner).await
         })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 runtime: Some(runtime),
-                pool: Connections {
-                    pool,
-                    waits: AtomicU64::new(0),
-                    errors: AtomicU64::new(0),
-                },
+                pool,
                 leases: leases::Leases::default(),
                 session: tokio::sync::Mutex::new((owner, session)),
                 config,
@@ -177,65 +160,22 @@ impl Postgres {
         &self.inner.pool
     }
 
-    /// One statement's rows, with the statement prepared once per connection.
+    /// One statement's rows ([`Connections::query`]).
     fn rows(
         &self,
         sql: &'static str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, StorageError> {
-        self.run(async {
-            let client = self.pool().get().await?;
-            let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
-            client.query(&statement, params).await.map_err(pg_error)
-        })
+        self.run(self.pool().query(sql, params))
     }
 
-    /// One statement, for the rows it changed.
+    /// One statement, for the rows it changed ([`Connections::execute`]).
     fn execute(
         &self,
         sql: &'static str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<u64, StorageError> {
-        self.run(async {
-            let client = self.pool().get().await?;
-            let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
-            client.execute(&statement, params).await.map_err(pg_error)
-        })
-    }
-}
-
-/// The pool, with what it counts for `/metrics`.
-#[derive(Debug)]
-struct Connections {
-    pool: Pool,
-    waits: AtomicU64,
-    errors: AtomicU64,
-}
-
-impl Connections {
-    /// A connection: an idle one, a new one while the pool is not full, else the first one
-    /// given back (a wait, counted), within [`POOL_WAIT`].
-    async fn get(&self) -> Result<deadpool_postgres::Object, StorageError> {
-        let status = self.pool.status();
-        if status.available == 0 && status.size >= status.max_size {
-            self.waits.fetch_add(1, Ordering::Relaxed);
-        }
-        self.pool.get().await.map_err(|e| {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-            pool_error(e)
-        })
-    }
-
-    fn depth(&self) -> PoolDepth {
-        let status = self.pool.status();
-        PoolDepth {
-            max: status.max_size as u64,
-            open: status.size as u64,
-            idle: status.available as u64,
-            waiting: status.waiting as u64,
-            waits: self.waits.load(Ordering::Relaxed),
-            errors: self.errors.load(Ordering::Relaxed),
-        }
+        self.run(self.pool().execute(sql, params))
     }
 }
 
@@ -247,71 +187,14 @@ impl Storage for Postgres {
         now: Timestamp,
         in_flight_timeout: Duration,
     ) -> Result<Claim, StorageError> {
-        let until = now.checked_add(in_flight_timeout).unwrap_or(Timestamp::MAX);
-        let owner = self.run(self.owner())?;
-        // A claim that finds the key neither done nor held, yet cannot take it, met a claim
-        // released or a key swept between its two statements: it tries again, a few times.
-        for _ in 0..3 {
-            let token: i64 = rand::random();
-            let taken = self.rows(
-                "INSERT INTO dragoman.idempotency AS i
-                     (route, key, claim_token, claim_until_us, claim_owner)
-                 VALUES ($1, $2, $3, $4, $6)
-                 ON CONFLICT (route, key) DO UPDATE
-                     SET claim_token = EXCLUDED.claim_token,
-                         claim_until_us = EXCLUDED.claim_until_us,
-                         claim_owner = EXCLUDED.claim_owner
-                     WHERE NOT (i.completed IS NOT NULL AND i.expires_us > $5)
-                       AND NOT (i.claim_token IS NOT NULL AND i.claim_until_us > $5
-                                AND dragoman.owner_alive(i.claim_owner))
-                 RETURNING claim_token",
-                &[&route, &key, &token, &us(until), &us(now), &owner],
-            )?;
-            if !taken.is_empty() {
-                return Ok(Claim::Fresh(ClaimToken {
-                    route: route.into(),
-                    key: key.into(),
-                    token: token as u64,
-                }));
-            }
-            let rows = self.rows(
-                "SELECT completed, expires_us,
-                        CASE WHEN dragoman.owner_alive(claim_owner) THEN claim_until_us END
-                 FROM dragoman.idempotency WHERE route = $1 AND key = $2",
-                &[&route, &key],
-            )?;
-            let Some(row) = rows.first() else { continue };
-            let completed: Option<Vec<u8>> = row.get(0);
-            let expires: Option<i64> = row.get(1);
-            let claim_until: Option<i64> = row.get(2);
-            if let (Some(bytes), Some(expires)) = (completed, expires)
-                && expires > us(now)
-            {
-                let completed: Completed = record("idempotency key", key, &bytes)?;
-                return Ok(Claim::Done(completed));
-            }
-            if claim_until.is_some_and(|until| until > us(now)) {
-                return Ok(Claim::InFlight);
-            }
-        }
-        Ok(Claim::InFlight)
+        self.run(async {
+            let owner = self.owner().await?;
+            claims::claim(self.pool(), owner, route, key, now, in_flight_timeout).await
+        })
     }
 
     fn release(&self, claim: &ClaimToken) -> Result<(), StorageError> {
-        let token = claim.token as i64;
-        let gone = self.execute(
-            "DELETE FROM dragoman.idempotency
-             WHERE route = $1 AND key = $2 AND claim_token = $3 AND completed IS NULL",
-            &[&claim.route, &claim.key, &token],
-        )?;
-        if gone == 0 {
-            self.execute(
-                "UPDATE dragoman.idempotency SET claim_token = NULL, claim_until_us = NULL
-                 WHERE route = $1 AND key = $2 AND claim_token = $3",
-                &[&claim.route, &claim.key, &token],
-            )?;
-        }
-        Ok(())
+        self.run(claims::release(self.pool(), claim))
     }
 
     fn commit(&self, commit: Commit) -> Result<(), StorageError> {
@@ -481,27 +364,7 @@ impl Storage for Postgres {
     }
 
     fn audit_streams(&self) -> Result<BTreeMap<String, Vec<AuditEvent>>, StorageError> {
-        // Every stream, read by pages in key order.
-        let mut streams: BTreeMap<String, Vec<AuditEvent>> = BTreeMap::new();
-        let (mut stream, mut version) = (String::new(), 0i64);
-        loop {
-            let rows = self.rows(
-                "SELECT stream, version, event FROM dragoman.audit
-                 WHERE (stream, version) > ($1, $2) ORDER BY stream, version LIMIT $3",
-                &[&stream, &version, &PAGE],
-            )?;
-            let full = rows.len() as i64 == PAGE;
-            for row in rows {
-                stream = row.get(0);
-                version = row.get(1);
-                // The stream is named by the row, so an event moved between streams is caught.
-                let event = record("audit event", &stream, &row.get::<_, Vec<u8>>(2))?;
-                streams.entry(stream.clone()).or_default().push(event);
-            }
-            if !full {
-                return Ok(streams);
-            }
-        }
+        self.run(streams::audit_streams(self.pool()))
     }
 
     fn entity_stream(&self, entity: &EntityRef) -> Result<Vec<EntityEvent>, StorageError> {
@@ -531,27 +394,7 @@ impl Storage for Postgres {
         projector: &str,
         bound: SnapshotBound,
     ) -> Result<Option<Snapshot>, StorageError> {
-        // Latest first, a page at a time: a read of the present stops at the first one.
-        let mut below = i64::MAX;
-        loop {
-            let rows = self.rows(
-                "SELECT seq, snapshot FROM dragoman.snapshots
-                 WHERE projector = $1 AND entity_type = $2 AND entity_id = $3 AND seq < $4
-                 ORDER BY seq DESC LIMIT $5",
-                &[&projector, &entity.entity_type, &entity.id, &below, &PAGE],
-            )?;
-            let full = rows.len() as i64 == PAGE;
-            for row in &rows {
-                below = row.get(0);
-                let snapshot: Snapshot = record("snapshot", &entity.id, &row.get::<_, Vec<u8>>(1))?;
-                if snapshot.fits(bound) {
-                    return Ok(Some(snapshot));
-                }
-            }
-            if !full {
-                return Ok(None);
-            }
-        }
+        self.run(streams::snapshot(self.pool(), entity, projector, bound))
     }
 
     fn put_entity_snapshot(
@@ -578,33 +421,7 @@ impl Storage for Postgres {
     }
 
     fn entity_streams(&self) -> Result<BTreeMap<EntityRef, Vec<EntityEvent>>, StorageError> {
-        // Every stream, read by pages in key order.
-        let mut streams: BTreeMap<EntityRef, Vec<EntityEvent>> = BTreeMap::new();
-        let (mut entity_type, mut id, mut seq) = (String::new(), String::new(), 0i64);
-        loop {
-            let rows = self.rows(
-                "SELECT entity_type, entity_id, seq, event FROM dragoman.entity_events
-                 WHERE (entity_type, entity_id, seq) > ($1, $2, $3)
-                 ORDER BY entity_type, entity_id, seq LIMIT $4",
-                &[&entity_type, &id, &seq, &PAGE],
-            )?;
-            let full = rows.len() as i64 == PAGE;
-            for row in rows {
-                entity_type = row.get(0);
-                id = row.get(1);
-                seq = row.get(2);
-                // The stream is named by the row, so an event moved between streams is caught.
-                let entity = EntityRef {
-                    entity_type: entity_type.clone(),
-                    id: id.clone(),
-                };
-                let event = record("entity event", &id, &row.get::<_, Vec<u8>>(3))?;
-                streams.entry(entity).or_default().push(event);
-            }
-            if !full {
-                return Ok(streams);
-            }
-        }
+        self.run(streams::entity_streams(self.pool()))
     }
 
     fn entity_types(&self) -> Result<BTreeMap<String, BTreeSet<String>>, StorageError> {
@@ -664,50 +481,11 @@ impl Storage for Postgres {
     }
 
     fn share_plugin(&self, shared: &SharedPlugin) -> Result<(), StorageError> {
-        let percent = shared.canary.map(i32::from);
-        self.execute(
-            "WITH c AS (
-                 INSERT INTO dragoman.plugin_components (sha256, wasm) VALUES ($2, $3)
-                 ON CONFLICT (sha256) DO NOTHING
-             )
-             INSERT INTO dragoman.plugins (name, sha256, canary_percent, origin, generation)
-             VALUES ($1, $2, $4, $5, nextval('dragoman.plugin_generation'))
-             ON CONFLICT (name) DO UPDATE SET
-                 sha256 = EXCLUDED.sha256, canary_percent = EXCLUDED.canary_percent,
-                 origin = EXCLUDED.origin, generation = EXCLUDED.generation",
-            &[
-                &shared.name,
-                &shared.sha256,
-                &shared.wasm,
-                &percent,
-                &shared.origin,
-            ],
-        )
-        .map(drop)
+        self.run(plugins::share(self.pool(), shared))
     }
 
     fn shared_plugins(&self, after: u64) -> Result<Vec<SharedPlugin>, StorageError> {
-        // One row per plugin: as few as the plugins.
-        let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let rows = self.rows(
-            "SELECT p.name, p.sha256, p.canary_percent, p.origin, p.generation, c.wasm
-             FROM dragoman.plugins p JOIN dragoman.plugin_components c USING (sha256)
-             WHERE p.generation > $1 ORDER BY p.generation",
-            &[&after],
-        )?;
-        Ok(rows
-            .iter()
-            .map(|row| SharedPlugin {
-                name: row.get(0),
-                sha256: row.get(1),
-                canary: row
-                    .get::<_, Option<i32>>(2)
-                    .and_then(|p| u8::try_from(p).ok()),
-                origin: row.get(3),
-                generation: row.get::<_, i64>(4) as u64,
-                wasm: row.get(5),
-            })
-            .collect())
+        self.run(plugins::changed_since(self.pool(), after))
     }
 
     fn ready(&self) -> Result<(), StorageError> {
@@ -730,46 +508,6 @@ impl Storage for Postgres {
         let mut depths = self.run(outbox::depths(self.pool()))?;
         depths.pool = Some(self.pool().depth());
         Ok(depths)
-    }
-}
-
-/// A new claim owner key.
-fn new_owner() -> i64 {
-    commit::Lock::Owner.key(&format!("{:x}", rand::random::<u64>()))
-}
-
-/// Opens the session that holds `owner`'s advisory lock, and takes it.
-async fn own_claims(
-    config: &tokio_postgres::Config,
-    owner: i64,
-) -> Result<tokio_postgres::Client, StorageError> {
-    let (session, connection) = config.connect(NoTls).await.map_err(pg_error)?;
-    tokio::spawn(connection);
-    session
-        .execute("SELECT pg_advisory_lock($1)", &[&owner])
-        .await
-        .map_err(pg_error)?;
-    Ok(session)
-}
-
-/// Runs `future` on `runtime` and waits for it: from a blocking thread directly, from a task
-/// of a multi-threaded runtime in place, and from a single-threaded runtime on a thread of
-/// its own.
-fn wait<T: Send>(
-    runtime: &tokio::runtime::Runtime,
-    future: impl Future<Output = Result<T, StorageError>> + Send,
-) -> Result<T, StorageError> {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-            tokio::task::block_in_place(|| runtime.block_on(future))
-        }
-        Ok(_) => std::thread::scope(|scope| {
-            scope
-                .spawn(|| runtime.block_on(future))
-                .join()
-                .unwrap_or_else(|_| Err(StorageError::Backend("a store call panicked".into())))
-        }),
-        Err(_) => runtime.block_on(future),
     }
 }
 
@@ -798,22 +536,4 @@ fn record<T: DeserializeOwned>(what: &str, id: &str, bytes: &[u8]) -> Result<T, 
 fn dead_letter_row(row: &tokio_postgres::Row) -> Result<DeadLetter, StorageError> {
     let id: String = row.get(0);
     record("dead letter", &id, &row.get::<_, Vec<u8>>(1))
-}
-
-fn pg_error(e: tokio_postgres::Error) -> StorageError {
-    match e.as_db_error() {
-        Some(db) => StorageError::Backend(format!(
-            "the database refused: {} ({})",
-            db.message(),
-            db.code().code()
-        )),
-        None => StorageError::Backend(format!("the database failed: {e}")),
-    }
-}
-
-fn pool_error(e: deadpool_postgres::PoolError) -> StorageError {
-    match e {
-        deadpool_postgres::PoolError::Backend(e) => pg_error(e),
-        other => StorageError::Backend(format!("no database connection: {other}")),
-    }
 }

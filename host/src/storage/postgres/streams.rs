@@ -1,0 +1,104 @@
+//! The chains read back whole: every audit stream and every entity stream, by pages in key
+//! order (what verification reads), and the latest snapshot that fits a bound, latest first.
+
+use std::collections::BTreeMap;
+
+use super::connections::Connections;
+use super::{PAGE, record};
+use crate::storage::{AuditEvent, EntityEvent, EntityRef, Snapshot, SnapshotBound, StorageError};
+
+/// Every audit stream.
+pub(super) async fn audit_streams(
+    pool: &Connections,
+) -> Result<BTreeMap<String, Vec<AuditEvent>>, StorageError> {
+    // Every stream, read by pages in key order.
+    let mut streams: BTreeMap<String, Vec<AuditEvent>> = BTreeMap::new();
+    let (mut stream, mut version) = (String::new(), 0i64);
+    loop {
+        let rows = pool
+            .query(
+                "SELECT stream, version, event FROM dragoman.audit
+                 WHERE (stream, version) > ($1, $2) ORDER BY stream, version LIMIT $3",
+                &[&stream, &version, &PAGE],
+            )
+            .await?;
+        let full = rows.len() as i64 == PAGE;
+        for row in rows {
+            stream = row.get(0);
+            version = row.get(1);
+            // The stream is named by the row, so an event moved between streams is caught.
+            let event = record("audit event", &stream, &row.get::<_, Vec<u8>>(2))?;
+            streams.entry(stream.clone()).or_default().push(event);
+        }
+        if !full {
+            return Ok(streams);
+        }
+    }
+}
+
+/// The latest snapshot of `entity` by `projector` that fits `bound`.
+pub(super) async fn snapshot(
+    pool: &Connections,
+    entity: &EntityRef,
+    projector: &str,
+    bound: SnapshotBound,
+) -> Result<Option<Snapshot>, StorageError> {
+    // Latest first, a page at a time: a read of the present stops at the first one.
+    let mut below = i64::MAX;
+    loop {
+        let rows = pool
+            .query(
+                "SELECT seq, snapshot FROM dragoman.snapshots
+                 WHERE projector = $1 AND entity_type = $2 AND entity_id = $3 AND seq < $4
+                 ORDER BY seq DESC LIMIT $5",
+                &[&projector, &entity.entity_type, &entity.id, &below, &PAGE],
+            )
+            .await?;
+        let full = rows.len() as i64 == PAGE;
+        for row in &rows {
+            below = row.get(0);
+            let snapshot: Snapshot = record("snapshot", &entity.id, &row.get::<_, Vec<u8>>(1))?;
+            if snapshot.fits(bound) {
+                return Ok(Some(snapshot));
+            }
+        }
+        if !full {
+            return Ok(None);
+        }
+    }
+}
+
+/// Every entity stream.
+pub(super) async fn entity_streams(
+    pool: &Connections,
+) -> Result<BTreeMap<EntityRef, Vec<EntityEvent>>, StorageError> {
+    // Every stream, read by pages in key order.
+    let mut streams: BTreeMap<EntityRef, Vec<EntityEvent>> = BTreeMap::new();
+    let (mut entity_type, mut id, mut seq) = (String::new(), String::new(), 0i64);
+    loop {
+        let rows = pool
+            .query(
+                "SELECT entity_type, entity_id, seq, event FROM dragoman.entity_events
+                 WHERE (entity_type, entity_id, seq) > ($1, $2, $3)
+                 ORDER BY entity_type, entity_id, seq LIMIT $4",
+                &[&entity_type, &id, &seq, &PAGE],
+            )
+            .await?;
+        let full = rows.len() as i64 == PAGE;
+        for row in rows {
+            entity_type = row.get(0);
+            id = row.get(1);
+            seq = row.get(2);
+            // The stream is named by the row, so an event moved between streams is caught.
+            let entity = EntityRef {
+                entity_type: entity_type.clone(),
+                id: id.clone(),
+            };
+            let event = record("entity event", &id, &row.get::<_, Vec<u8>>(3))?;
+            streams.entry(entity).or_default().push(event);
+        }
+        if !full {
+            return Ok(streams);
+        }
+    }
+}
