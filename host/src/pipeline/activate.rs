@@ -36,7 +36,7 @@ pub(crate) struct Versions {
     runtime: Runtime,
     changing: tokio::sync::Mutex<()>,
     pub(crate) canary: CanaryPolicy,
-    projections: Projections,
+    pub(super) projections: Projections,
     /// This host, as the changes it shares with the other hosts of its store name it.
     pub(super) origin: i64,
 }
@@ -307,64 +307,6 @@ impl Pipeline {
             }
         })
         .await
-    }
-
-    /// Every kept version of every plugin, what each route serves (its active version,
-    /// whether that was compiled or loaded from the cache, and the versions before it) and
-    /// what folds each entity type (`folds`, on a projector's entry).
-    pub(crate) async fn plugins(&self) -> Result<Value, crate::registry::RegistryError> {
-        let pipeline = self.clone();
-        let listed = tokio::task::spawn_blocking(move || {
-            let registry = &pipeline.core.versions.registry;
-            let mut plugins = serde_json::Map::new();
-            // A plugin's entry, the first time it is named.
-            let blank = || json!({"versions": [], "routes": {}});
-            for version in registry.versions()? {
-                let entry = plugins.entry(version.name.clone()).or_insert_with(blank);
-                entry["versions"]
-                    .as_array_mut()
-                    .expect("an array")
-                    .push(json!(version));
-            }
-            for route in pipeline.core.routes.iter() {
-                let active = route.version();
-                let previous = registry
-                    .route(&route.name)
-                    .map(|s| s.previous)
-                    .unwrap_or_default();
-                let entry = plugins
-                    .entry(active.producer.name.clone())
-                    .or_insert_with(blank);
-                entry["routes"][route.name.as_str()] = json!({
-                    "active": active.producer,
-                    "loaded": match active.loaded {
-                        Provenance::Cached => "cached",
-                        Provenance::Compiled => "compiled",
-                    },
-                    "previous": previous,
-                });
-            }
-            for projector in pipeline.core.versions.projections.projectors() {
-                let entity_type = &projector.info().entity_type;
-                let slot = crate::registry::projector_slot(entity_type);
-                let previous = registry
-                    .route(&slot)
-                    .map(|s| s.previous)
-                    .unwrap_or_default();
-                let entry = plugins
-                    .entry(projector.id().name.clone())
-                    .or_insert_with(blank);
-                entry["folds"][entity_type.as_str()] =
-                    json!({"active": projector.id(), "previous": previous});
-            }
-            Ok(Value::Object(plugins))
-        });
-        listed.await.unwrap_or_else(|e| {
-            Err(crate::registry::RegistryError::Damaged {
-                path: "plugins".into(),
-                message: format!("the listing task failed: {e}"),
-            })
-        })
     }
 
     /// Runs `change` on a blocking thread, after the changes before it; with `share`, what

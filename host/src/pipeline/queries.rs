@@ -1,15 +1,17 @@
-//! What the store and the routes tell: the dead letter channel, a message's state folded from
+//! What the store, the routes and the registry tell: the plugins kept and served, the dead
+//! letter channel, a message's state folded from
 //! its audit events, its history, the check of every audit chain, and the topology.
 
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::Pipeline;
 use crate::Error;
 use crate::audit::{self, Finding, MessageState};
 use crate::config::{HttpSink, SinkAuth, SinkConfig};
+use crate::plugin::Provenance;
 use crate::storage::{
     AuditEvent, DeadLetter, EntityEvent, EntityRef, MessageRecord, Storage, StorageError,
 };
@@ -188,5 +190,63 @@ impl Pipeline {
     /// The Prometheus text exposition; the relay refreshes the store's gauges once a second.
     pub(crate) fn metrics_text(&self) -> String {
         self.core.metrics.render()
+    }
+
+    /// Every kept version of every plugin, what each route serves (its active version,
+    /// whether that was compiled or loaded from the cache, and the versions before it) and
+    /// what folds each entity type (`folds`, on a projector's entry).
+    pub(crate) async fn plugins(&self) -> Result<Value, crate::registry::RegistryError> {
+        let pipeline = self.clone();
+        let listed = tokio::task::spawn_blocking(move || {
+            let registry = &pipeline.core.versions.registry;
+            let mut plugins = serde_json::Map::new();
+            // A plugin's entry, the first time it is named.
+            let blank = || json!({"versions": [], "routes": {}});
+            for version in registry.versions()? {
+                let entry = plugins.entry(version.name.clone()).or_insert_with(blank);
+                entry["versions"]
+                    .as_array_mut()
+                    .expect("an array")
+                    .push(json!(version));
+            }
+            for route in pipeline.core.routes.iter() {
+                let active = route.version();
+                let previous = registry
+                    .route(&route.name)
+                    .map(|s| s.previous)
+                    .unwrap_or_default();
+                let entry = plugins
+                    .entry(active.producer.name.clone())
+                    .or_insert_with(blank);
+                entry["routes"][route.name.as_str()] = json!({
+                    "active": active.producer,
+                    "loaded": match active.loaded {
+                        Provenance::Cached => "cached",
+                        Provenance::Compiled => "compiled",
+                    },
+                    "previous": previous,
+                });
+            }
+            for projector in pipeline.core.versions.projections.projectors() {
+                let entity_type = &projector.info().entity_type;
+                let slot = crate::registry::projector_slot(entity_type);
+                let previous = registry
+                    .route(&slot)
+                    .map(|s| s.previous)
+                    .unwrap_or_default();
+                let entry = plugins
+                    .entry(projector.id().name.clone())
+                    .or_insert_with(blank);
+                entry["folds"][entity_type.as_str()] =
+                    json!({"active": projector.id(), "previous": previous});
+            }
+            Ok(Value::Object(plugins))
+        });
+        listed.await.unwrap_or_else(|e| {
+            Err(crate::registry::RegistryError::Damaged {
+                path: "plugins".into(),
+                message: format!("the listing task failed: {e}"),
+            })
+        })
     }
 }
