@@ -42,7 +42,6 @@ use dragoman::outcome::{Accepted, Settled};
 use dragoman::storage::{Commit, Completed, Db, MessageRecord, OutboxEvent, Storage as _};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use jiff::Timestamp;
 
@@ -57,9 +56,9 @@ use serving::Serving;
 #[allow(dead_code, reason = "this benchmark builds only the Rust plugin")]
 mod wasm_build;
 
-#[path = "support/figures.rs"]
-mod figures;
-use figures::{Figures, figures, show};
+#[path = "support/load.rs"]
+mod load;
+use load::{Figures, HttpClient, figures, post_orders, show};
 
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
@@ -333,7 +332,7 @@ fn config(plugin: &Path, dir: &Path, streams: bool) -> Config {
 }
 
 /// The sweeper's count in the host's metrics.
-async fn swept(client: &Client<HttpConnector, Full<Bytes>>, base: &str) -> u64 {
+async fn swept(client: &HttpClient, base: &str) -> u64 {
     let response = client
         .get(format!("{base}/metrics").parse().expect("a URI"))
         .await
@@ -374,54 +373,22 @@ async fn ingest(measure: &Measure<'_>, first: u64, dir: &Path, run: Run) -> (Fig
         .pool_max_idle_per_host(clients)
         .build_http::<Full<Bytes>>();
     let counter = Arc::new(AtomicU64::new(first));
-    let load = |warmup: bool| {
-        let (client, url, counter, seed) = (
-            client.clone(),
-            url.clone(),
-            counter.clone(),
-            seed.to_owned(),
-        );
-        async move {
-            let until = Instant::now()
-                + if warmup {
-                    Duration::from_secs(1)
-                } else {
-                    duration
-                };
-            let mut tasks = tokio::task::JoinSet::new();
-            for _ in 0..clients {
-                let (client, url, counter, seed) =
-                    (client.clone(), url.clone(), counter.clone(), seed.clone());
-                tasks.spawn(async move {
-                    let mut latencies = Vec::new();
-                    while Instant::now() < until {
-                        let n = counter.fetch_add(1, Ordering::Relaxed);
-                        let body = seed.replacen("SEED-2026-000417", &format!("BENCH-{n}"), 1);
-                        let request = http::Request::post(&url)
-                            .header("content-type", "application/json")
-                            .body(Full::new(Bytes::from(body)))
-                            .expect("a request");
-                        let started = Instant::now();
-                        let response = client.request(request).await.expect("the host answers");
-                        let status = response.status();
-                        let _ = response.into_body().collect().await;
-                        assert_eq!(status, answered);
-                        latencies.push(started.elapsed());
-                    }
-                    latencies
-                });
-            }
-            let mut all = Vec::new();
-            while let Some(done) = tasks.join_next().await {
-                all.extend(done.expect("a client task"));
-            }
-            all
-        }
+    let urls = [url];
+    let load = |time: Duration| {
+        post_orders(
+            &client,
+            &urls,
+            seed,
+            &counter,
+            clients,
+            Instant::now() + time,
+            answered,
+        )
     };
-    load(true).await;
+    load(Duration::from_secs(1)).await;
     let swept_before = swept(&client, &base).await;
     let started = Instant::now();
-    let latencies = load(false).await;
+    let latencies = load(duration).await;
     let elapsed = started.elapsed();
     let swept = swept(&client, &base).await - swept_before;
     serving.stop().await;

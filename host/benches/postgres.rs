@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dragoman::config::Config;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
@@ -37,9 +37,9 @@ use serving::Serving;
 #[allow(dead_code, reason = "this benchmark builds only the Rust plugin")]
 mod wasm_build;
 
-#[path = "support/figures.rs"]
-mod figures;
-use figures::{Figures, figures, show};
+#[path = "support/load.rs"]
+mod load;
+use load::{Figures, figures, post_orders, show};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -272,48 +272,24 @@ async fn load(
         .pool_max_idle_per_host(clients)
         .build_http::<Full<Bytes>>();
     let counter = Arc::new(AtomicU64::new(0));
-    let mut kept = Vec::new();
-    let mut elapsed = Duration::ZERO;
-    for warmup in [true, false] {
-        let started = Instant::now();
-        let until = started
-            + if warmup {
-                Duration::from_secs(1)
-            } else {
-                duration
-            };
-        let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..clients {
-            let url = format!("{}/v1/routes/orders/{action}", bases[i % bases.len()]);
-            let (client, counter, seed) = (client.clone(), counter.clone(), seed.to_owned());
-            tasks.spawn(async move {
-                let mut latencies = Vec::new();
-                while Instant::now() < until {
-                    let n = counter.fetch_add(1, Ordering::Relaxed);
-                    let body = seed.replacen("SEED-2026-000417", &format!("BENCH-{n}"), 1);
-                    let request = http::Request::post(&url)
-                        .header("content-type", "application/json")
-                        .body(Full::new(Bytes::from(body)))
-                        .expect("a request");
-                    let begun = Instant::now();
-                    let response = client.request(request).await.expect("the host answers");
-                    let status = response.status();
-                    let _ = response.into_body().collect().await;
-                    assert_eq!(status, answered);
-                    latencies.push(begun.elapsed());
-                }
-                latencies
-            });
-        }
-        let mut all = Vec::new();
-        while let Some(done) = tasks.join_next().await {
-            all.extend(done.expect("a client task"));
-        }
-        if !warmup {
-            elapsed = started.elapsed();
-            kept = all;
-        }
-    }
+    let urls: Vec<String> = bases
+        .iter()
+        .map(|base| format!("{base}/v1/routes/orders/{action}"))
+        .collect();
+    let warmup = Instant::now() + Duration::from_secs(1);
+    post_orders(&client, &urls, seed, &counter, clients, warmup, answered).await;
+    let started = Instant::now();
+    let kept = post_orders(
+        &client,
+        &urls,
+        seed,
+        &counter,
+        clients,
+        started + duration,
+        answered,
+    )
+    .await;
+    let elapsed = started.elapsed();
     figures(kept, elapsed)
 }
 
