@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "plugins",
         include_str!("../../../migrations/0003_plugins.sql"),
     ),
+    (
+        4,
+        "owner_alive",
+        include_str!("../../../migrations/0004_owner_alive.sql"),
+    ),
 ];
 
 /// The newest schema version this host knows.
