@@ -19,6 +19,7 @@ mod projectors;
 mod routes;
 mod secret;
 mod sinks;
+mod source;
 mod store;
 mod vendors;
 
@@ -33,6 +34,7 @@ use self::routes::RawRoute;
 pub use self::routes::{CREDENTIAL_HEADERS, DEFAULT_MAX_RETRY_AFTER, RetryPolicy, RouteConfig};
 use self::sinks::RawSink;
 pub use self::sinks::{HttpSink, SinkAuth, SinkConfig};
+pub use self::source::{JetStreamSource, MAX_BATCH as MAX_SOURCE_BATCH, SourceConfig};
 pub use self::store::{DEFAULT_POOL, StoreConfig};
 pub use self::vendors::{CommandsConfig, Degradation, VendorConfig};
 

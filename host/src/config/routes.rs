@@ -50,6 +50,7 @@ pub(super) struct RawRoute {
     max_concurrency: Option<usize>,
     max_waiting: Option<usize>,
     auth: Option<super::auth::RawAuth>,
+    source: Option<super::source::RawSource>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,6 +100,8 @@ pub struct RouteConfig {
     pub max_waiting: usize,
     /// What its messages must carry to be let in, if anything.
     pub auth: Option<RouteAuth>,
+    /// Where it also takes messages from, besides its HTTP door.
+    pub source: Option<super::SourceConfig>,
 }
 
 /// Retries of a delivery: attempt `n` (from 1) waits `min(initial * multiplier^(n-1), max)`,
@@ -278,6 +281,9 @@ impl RawRoute {
         };
         let dead_letters = route.dead_letters.check(name)?;
         let auth = route.auth.map(|a| a.check(name, base)).transpose()?;
+        let max_waiting = route.max_waiting.unwrap_or(max_waiting);
+        let admitted = route.max_concurrency.unwrap_or(1).max(1) + max_waiting;
+        let source = route.source.map(|s| s.check(name, admitted)).transpose()?;
         Ok(RouteConfig {
             plugin: resolve(route.plugin.get_ref()),
             plugin_config: route
@@ -302,8 +308,9 @@ impl RawRoute {
             entity_streams: route.entity_streams.unwrap_or(true),
             dead_letters,
             max_concurrency: route.max_concurrency.map(|n| n.max(1)),
-            max_waiting: route.max_waiting.unwrap_or(max_waiting),
+            max_waiting,
             auth,
+            source,
         })
     }
 }

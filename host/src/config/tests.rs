@@ -393,3 +393,46 @@ fn the_store_is_sled_unless_named_and_a_postgres_store_is_checked() {
     let error = Config::parse(&with(r#"{ type = "mysql" }"#), Path::new(".")).unwrap_err();
     assert!(error.contains("mysql"), "{error}");
 }
+
+#[test]
+fn a_jetstream_source_takes_defaults_and_refuses_what_cannot_work() {
+    let with =
+        |table: &str| format!("{GOOD}\n[routes.orders.source]\ntype = \"jetstream\"\n{table}");
+    let base = "url = \"nats://127.0.0.1:4222\"\nstream = \"ERP\"\nsubject = \"erp.orders.>\"\ndurable = \"orders\"\n";
+    let config = Config::parse(&with(base), Path::new("/etc/dragoman")).unwrap();
+    let Some(SourceConfig::JetStream(source)) = &config.routes["orders"].source else {
+        panic!("a JetStream source");
+    };
+    assert_eq!(
+        (
+            source.batch,
+            source.max_ack_pending,
+            source.max_deliver,
+            source.ack_wait
+        ),
+        (64, 1_000, 10, Duration::from_secs(30))
+    );
+    for (extra, said) in [
+        ("batch = 0\n", "batch is 1 to 1024"),
+        (
+            "batch = 64\nmax_ack_pending = 100\n",
+            "less than two batches (128)",
+        ),
+        (
+            "batch = 1024\nmax_ack_pending = 5000\n",
+            "two batches (2048) are more than the route admits",
+        ),
+        ("max_deliver = 0\n", "max_deliver is 1 to 1000"),
+        ("ack_wait_secs = 0\n", "ack_wait_secs is 1 to 3600"),
+        ("color = \"red\"\n", "unknown field `color`"),
+    ] {
+        let error = Config::parse(&with(&format!("{base}{extra}")), Path::new("/etc")).unwrap_err();
+        assert!(error.contains(said), "{extra}: {error}");
+    }
+    let bad_stream = base.replace("\"ERP\"", "\"E.R.P\"");
+    let error = Config::parse(&with(&bad_stream), Path::new("/etc")).unwrap_err();
+    assert!(error.contains("routes.orders.source.stream"), "{error}");
+    let bad_url = base.replace("nats://127.0.0.1:4222", "http://127.0.0.1:4222");
+    let error = Config::parse(&with(&bad_url), Path::new("/etc")).unwrap_err();
+    assert!(error.contains("not a `nats://` address"), "{error}");
+}

@@ -46,6 +46,34 @@ impl Pipeline {
             Ok(route) => route.clone(),
             Err(refusal) => return Ingested::Refused(refusal),
         };
+        self.run(route, incoming, None).await
+    }
+
+    /// Dead-letters a message the host will not try again, without running the plugin on it:
+    /// a broker's message delivered as often as its source allows, or refused at the door.
+    /// Its key is claimed and settled as a rejection with `failure` is, so a redelivery of it
+    /// is a duplicate, and the entry is replayable like any translation dead letter.
+    pub(crate) async fn give_up(
+        &self,
+        route: &str,
+        incoming: Incoming,
+        failure: crate::plugin::Failure,
+    ) -> Ingested {
+        let Some(route) = self.core.routes.get(route) else {
+            return Ingested::Refused(crate::outcome::Refusal::UnknownRoute {
+                route: route.to_owned(),
+            });
+        };
+        self.run(route.clone(), incoming, Some(failure)).await
+    }
+
+    /// Runs a message admitted on `route`: translated, or settled as `given_up` says.
+    async fn run(
+        &self,
+        route: std::sync::Arc<Route>,
+        incoming: Incoming,
+        given_up: Option<crate::plugin::Failure>,
+    ) -> Ingested {
         let started = Instant::now();
         // The route's own place first: its backlog waits in its own queue, not the host's.
         let Ok(place) = route.bulkhead.enter().await else {
@@ -60,7 +88,7 @@ impl Pipeline {
         let permit = (place, worker);
         let pipeline = self.clone();
         let bulkhead = route.bulkhead.clone();
-        let work = move || pipeline.ingest_blocking(&route, incoming, permit);
+        let work = move || pipeline.ingest_blocking(&route, incoming, given_up, permit);
         let began = Instant::now();
         // A route whose last message ran long runs this one at a lower priority, so that a
         // plugin spinning to its deadline does not slow the other routes' messages.
@@ -94,6 +122,7 @@ impl Pipeline {
         &self,
         route: &Route,
         incoming: Incoming,
+        given_up: Option<crate::plugin::Failure>,
         permit: (crate::bulkhead::Permit, OwnedSemaphorePermit),
     ) -> (Ingested, Written) {
         let core = &self.core;
@@ -144,14 +173,19 @@ impl Pipeline {
             key: claim,
             body: body_claim,
         };
-        let translation = match (early_fault, lease) {
-            (Some(fault), _) | (None, Err(fault)) => Err(fault),
-            (None, Ok(mut session)) => session.translate(&message),
+        // A message given up on says nothing of the version: it is neither judged nor shadowed.
+        let translated = given_up.is_none();
+        let translation = match (given_up, early_fault, lease) {
+            (Some(failure), _, _) => Ok(Err(TranslateError::Rejected(failure))),
+            (None, Some(fault), _) | (None, None, Err(fault)) => Err(fault),
+            (None, None, Ok(mut session)) => session.translate(&message),
         };
         core.metrics.observe("translate", started);
         drop(permit);
-        self.judge(route, &version, !matches!(translation, Ok(Ok(_))));
-        if let Some(shadow) = route.shadow() {
+        if translated {
+            self.judge(route, &version, !matches!(translation, Ok(Ok(_))));
+        }
+        if translated && let Some(shadow) = route.shadow() {
             let output = super::shadow::output(&translation);
             shadow.offer(&message, &version.producer, output);
         }
