@@ -24,6 +24,7 @@ use crate::plugin::Runtime;
 use crate::projection::Projections;
 use crate::registry::{Registry, Selector, Serve};
 use crate::relay::{Relay, RelayParts, Release, RouteDelivery, Running, Wake};
+use crate::source::Sources;
 use crate::storage::{AuditEvent, Db, DeadLetter, Storage};
 use crate::telemetry::Metrics;
 use crate::transport::Api;
@@ -43,6 +44,9 @@ pub struct Host {
     circuits: Circuits,
     /// The watched plugins directory, if the config names one.
     watched: Option<Arc<WatchedDir>>,
+    /// The routes' broker sources.
+    sources: Sources,
+    metrics: Arc<Metrics>,
     api: Api,
     http: HttpConfig,
     projections: Projections,
@@ -183,6 +187,7 @@ impl HostBuilder {
             wake,
             running: running.clone(),
         });
+        let sources = Sources::new(&config, &circuits);
         let api = Api::new(
             pipeline.clone(),
             running,
@@ -191,9 +196,15 @@ impl HostBuilder {
             projections.clone(),
             release,
             doors,
+            sources.clone(),
         );
         let watched = config.plugins.watch_dir.clone().map(|dir| {
-            let watched = WatchedDir::new(dir, config.plugins.debounce, pipeline.clone(), metrics);
+            let watched = WatchedDir::new(
+                dir,
+                config.plugins.debounce,
+                pipeline.clone(),
+                metrics.clone(),
+            );
             Arc::new(watched)
         });
         Ok(Host {
@@ -201,6 +212,8 @@ impl HostBuilder {
             relay: Arc::new(relay),
             circuits,
             watched,
+            sources,
+            metrics,
             api,
             http: config.http.clone(),
             projections,
@@ -309,8 +322,21 @@ impl Host {
             .map(|watched| tokio::spawn(watched.run(cancel.clone())));
         let follower =
             tokio::spawn(crate::follow::Follower::new(self.pipeline.clone()).run(cancel.clone()));
+        let sources = {
+            let (sources, pipeline, metrics) = (
+                self.sources.clone(),
+                self.pipeline.clone(),
+                self.metrics.clone(),
+            );
+            let cancel = cancel.clone();
+            tokio::spawn(async move { sources.run(pipeline, metrics, cancel).await })
+        };
         shutdown.await;
         cancel.cancel();
+        // The sources first: what they hold is committed and acknowledged before the end.
+        if let Err(e) = sources.await {
+            tracing::error!(error = %e, "the sources failed");
+        }
         if let Err(e) = follower.await {
             tracing::error!(error = %e, "the plugin follower failed");
         }

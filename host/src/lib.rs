@@ -108,6 +108,7 @@ pub mod plugin;
 pub mod projection;
 pub mod registry;
 mod relay;
+mod source;
 pub mod storage;
 mod telemetry;
 pub mod tls;

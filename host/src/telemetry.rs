@@ -43,6 +43,13 @@ struct FileLabel {
     outcome: &'static str,
 }
 
+/// Labels naming a route's source and what it did with a message.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    route: String,
+    action: &'static str,
+}
+
 /// Labels naming a pipeline stage.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StageLabel {
@@ -82,6 +89,10 @@ pub(crate) struct Metrics {
     swept: Counter,
     plugin_files: Family<FileLabel, Counter>,
     latency: Family<StageLabel, Histogram>,
+    source_messages: Family<SourceLabel, Counter>,
+    source_pending: Family<RouteLabel, Gauge>,
+    source_redelivered: Family<RouteLabel, Gauge>,
+    source_lag: Family<RouteLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -119,6 +130,10 @@ impl Default for Metrics {
             swept: Counter::default(),
             plugin_files: Family::default(),
             latency,
+            source_messages: Family::default(),
+            source_pending: Family::default(),
+            source_redelivered: Family::default(),
+            source_lag: Family::default(),
         };
         registry.register(
             "messages_received",
@@ -236,6 +251,27 @@ impl Default for Metrics {
             "stage_latency_seconds",
             "Latency per pipeline stage",
             metrics.latency.clone(),
+        );
+        registry.register(
+            "source_messages",
+            "Messages a route took from its broker source: fetched, then acked, naked (with a \
+             delay) or termed",
+            metrics.source_messages.clone(),
+        );
+        registry.register(
+            "source_pending",
+            "Messages the route's consumer has delivered and not yet had acknowledged",
+            metrics.source_pending.clone(),
+        );
+        registry.register(
+            "source_redelivered",
+            "Messages the route's consumer delivered more than once and not yet had acknowledged",
+            metrics.source_redelivered.clone(),
+        );
+        registry.register(
+            "source_lag",
+            "Messages on the stream for the route's consumer not yet delivered",
+            metrics.source_lag.clone(),
         );
         Self {
             registry,
@@ -379,6 +415,31 @@ impl Metrics {
     }
 
     /// The sweeper forgot `n` records.
+    /// A route's source `action`ed a message: `fetched`, `acked`, `naked` or `termed`.
+    pub(crate) fn source(&self, route: &str, action: &'static str) {
+        self.source_messages
+            .get_or_create(&SourceLabel {
+                route: route.to_owned(),
+                action,
+            })
+            .inc();
+    }
+
+    /// A route's consumer as its server sees it.
+    pub(crate) fn source_consumer(&self, route: &str, pending: u64, redelivered: u64, lag: u64) {
+        let label = RouteLabel {
+            route: route.to_owned(),
+        };
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.source_pending
+            .get_or_create(&label)
+            .set(gauge(pending));
+        self.source_redelivered
+            .get_or_create(&label)
+            .set(gauge(redelivered));
+        self.source_lag.get_or_create(&label).set(gauge(lag));
+    }
+
     pub(crate) fn swept(&self, n: u64) {
         self.swept.inc_by(n);
     }

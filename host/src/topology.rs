@@ -30,6 +30,8 @@ pub struct RouteNode {
     pub entity_types: BTreeSet<String>,
     /// Its sinks.
     pub sinks: Vec<String>,
+    /// The broker it also takes messages from, if any (`JetStream ORDERS (erp.orders.>)`).
+    pub source: Option<String>,
 }
 
 /// The picture's formats.
@@ -65,6 +67,7 @@ enum Shape {
     Route,
     Entity,
     Sink,
+    Source,
 }
 
 /// An id both formats accept, unique per kind and name.
@@ -98,10 +101,16 @@ fn graph(topology: &Topology) -> (Vec<Node>, BTreeSet<(String, String, String)>)
             Shape::Route,
         );
         edges.insert((
-            vendor,
+            vendor.clone(),
             translator.clone(),
             format!("POST /v1/routes/{name}/messages"),
         ));
+        if let Some(source) = &route.source {
+            let id = node_id("source", source);
+            add(id.clone(), source.clone(), Shape::Source);
+            edges.insert((vendor, id.clone(), "publishes".into()));
+            edges.insert((id, translator.clone(), "pull".into()));
+        }
         if let Some(target) = &route.command_vendor {
             let id = node_id("vendor", target);
             add(id.clone(), target.clone(), Shape::Vendor);
@@ -147,6 +156,7 @@ pub fn render(topology: &Topology, format: Format) -> String {
                     Shape::Route => ("[\"", "\"]"),
                     Shape::Entity => ("((\"", "\"))"),
                     Shape::Sink => ("[[\"", "\"]]"),
+                    Shape::Source => ("[(\"", "\")]"),
                 };
                 let _ = writeln!(out, "  {}{open}{label}{close}", node.id);
             }
@@ -166,6 +176,7 @@ pub fn render(topology: &Topology, format: Format) -> String {
                     Shape::Route => "box",
                     Shape::Entity => "ellipse",
                     Shape::Sink => "cylinder",
+                    Shape::Source => "folder",
                 };
                 let _ = writeln!(
                     out,
@@ -201,6 +212,7 @@ mod tests {
                 plugin: "acme-erp-orders@1.0.0".into(),
                 entity_types: ["order".to_owned()].into(),
                 sinks: vec!["hook".into(), "bus".into()],
+                source: None,
             },
         );
         topology.routes.insert(
@@ -211,6 +223,7 @@ mod tests {
                 plugin: "paygate@0.3.0".into(),
                 entity_types: ["order".to_owned(), "refund".to_owned()].into(),
                 sinks: vec!["hook".into()],
+                source: Some("JetStream PAYGATE (paygate.>)".into()),
             },
         );
         topology.sinks.insert("hook".into(), "http".into());
@@ -233,6 +246,10 @@ mod tests {
             "  route_payments --> entity_refund",
             "  entity_order --> sink_bus",
             "  entity_refund --> sink_hook",
+            // A route that also pulls from a broker: the vendor publishes, the route pulls.
+            "  source_JetStream_20_PAYGATE_20__28_paygate_2e__3e__29_[(\"JetStream PAYGATE (paygate.>)\")]",
+            "  vendor_paygate_2f_2024_2d_06 -->|\"publishes\"| source_JetStream_20_PAYGATE_20__28_paygate_2e__3e__29_",
+            "  source_JetStream_20_PAYGATE_20__28_paygate_2e__3e__29_ -->|\"pull\"| route_payments",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
         }
@@ -298,6 +315,7 @@ mod tests {
                     plugin: plugin.into(),
                     entity_types: ["order".to_owned()].into(),
                     sinks: vec!["watch".into()],
+                    source: None,
                 },
             );
         }

@@ -65,6 +65,8 @@ struct Inner {
     release: crate::relay::Release,
     /// Each route's credential check.
     doors: crate::door::Doors,
+    /// The routes' broker sources, shown with their state.
+    sources: crate::source::Sources,
 }
 
 impl std::fmt::Debug for Api {
@@ -76,6 +78,10 @@ impl std::fmt::Debug for Api {
 }
 
 impl Api {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the composition root hands each part over once, by name"
+    )]
     pub(crate) fn new(
         pipeline: Pipeline,
         relay: Running,
@@ -84,6 +90,7 @@ impl Api {
         projections: crate::projection::Projections,
         release: crate::relay::Release,
         doors: crate::door::Doors,
+        sources: crate::source::Sources,
     ) -> Self {
         let admission = pipeline.workers() + config.http.max_waiting;
         Self {
@@ -99,6 +106,7 @@ impl Api {
                 projections,
                 release,
                 doors,
+                sources,
             }),
         }
     }

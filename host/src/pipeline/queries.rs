@@ -159,6 +159,7 @@ impl Pipeline {
     pub(crate) async fn topology_picture(
         &self,
         sinks: &BTreeMap<String, SinkConfig>,
+        sources: &BTreeMap<String, String>,
         format: topology::Format,
     ) -> Result<String, Error> {
         let types = self.read(|storage| storage.entity_types()).await?;
@@ -174,6 +175,7 @@ impl Pipeline {
                     plugin: format!("{}@{}", id.name, id.version),
                     entity_types: types.get(&route.name).cloned().unwrap_or_default(),
                     sinks: route.sinks.clone(),
+                    source: sources.get(&route.name).cloned(),
                 },
             );
         }

@@ -247,7 +247,7 @@ async fn read_only(api: &Inner, segments: &[&str], query: Option<&str>) -> Optio
     let pipeline = &api.pipeline;
     let failed = |e: crate::Error| problem::internal(&e.to_string());
     Some(match segments {
-        ["v1", "routes"] => Answer::json(StatusCode::OK, &pipeline.topology(&api.sinks)),
+        ["v1", "routes"] => Answer::json(StatusCode::OK, &super::topology::routes(api)),
         ["v1", "topology"] => {
             super::topology::answer(api, self::query(query, "format").as_deref()).await
         }

@@ -12,7 +12,7 @@ use crate::topology::Format;
 pub(super) async fn answer(api: &Inner, format: Option<&str>) -> Answer {
     let format = match format {
         None | Some("json") => {
-            return Answer::json(StatusCode::OK, &api.pipeline.topology(&api.sinks));
+            return Answer::json(StatusCode::OK, &routes(api));
         }
         Some(name) => match Format::parse(name) {
             Some(format) => format,
@@ -27,7 +27,11 @@ pub(super) async fn answer(api: &Inner, format: Option<&str>) -> Answer {
             }
         },
     };
-    match api.pipeline.topology_picture(&api.sinks, format).await {
+    match api
+        .pipeline
+        .topology_picture(&api.sinks, &api.sources.labels(), format)
+        .await
+    {
         Ok(picture) => {
             let media_type = match format {
                 Format::Mermaid => "text/vnd.mermaid; charset=utf-8",
@@ -37,4 +41,18 @@ pub(super) async fn answer(api: &Inner, format: Option<&str>) -> Answer {
         }
         Err(e) => problem::internal(&e.to_string()),
     }
+}
+
+/// The routes and sinks as JSON, each route with its source and the source's state.
+pub(super) fn routes(api: &Inner) -> serde_json::Value {
+    let mut topology = api.pipeline.topology(&api.sinks);
+    if let Some(routes) = topology["routes"].as_object_mut() {
+        for (name, route) in routes.iter_mut() {
+            if let (Some(source), Some(route)) = (api.sources.describe(name), route.as_object_mut())
+            {
+                route.insert("source".into(), source);
+            }
+        }
+    }
+    topology
 }
