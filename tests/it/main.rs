@@ -46,3 +46,5 @@ mod entities;
 mod domain;
 // Projector versions pushed, refused, rolled back and kept while entity reads run.
 mod projectors;
+// Routes that take their messages from a NATS JetStream stream.
+mod source;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use dragoman::plugin::{Limits, Plugin, Runtime, VendorMessage};
 
 pub mod dev;
+pub mod jetstream;
 pub mod net;
 pub mod pg;
 pub mod proxy;
