@@ -42,6 +42,9 @@ use support::{arg, root};
 mod serving;
 use serving::Serving;
 
+#[path = "support/seed.rs"]
+mod seed;
+
 #[path = "../../tests/wasm_build.rs"]
 #[allow(dead_code, reason = "this benchmark builds only two guests")]
 mod wasm_build;
@@ -61,19 +64,15 @@ fn main() {
     let seconds = arg("--seconds", 5);
     let rate = arg("--rate", 200).max(1);
     let root = root();
+    let seed::Seed {
+        translator: fast,
+        order: seed,
+    } = seed::seed(&root);
     let target = wasm_build::target_dir(&root);
-    wasm_build::build(&root.join("plugins/acme-erp-orders/Cargo.toml"), &target)
-        .expect("the seed translator builds");
     wasm_build::build(&root.join("tests/guests/endless-loop/Cargo.toml"), &target)
         .expect("the looping guest builds");
-    let fast = wasm_build::artifact(&target, "acme-erp-orders");
     let slow = wasm_build::artifact(&target, "endless-loop");
-    let seed =
-        std::fs::read_to_string(root.join("examples/seed-order.json")).expect("the seed order");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let runtime = seed::runtime();
     let duration = Duration::from_secs(seconds);
     println!(
         "{rate} orders a second on `orders`, {seconds} s each run; {SLOW_CLIENTS} clients keep \

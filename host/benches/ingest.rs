@@ -52,6 +52,9 @@ use support::{arg, root};
 mod serving;
 use serving::Serving;
 
+#[path = "support/seed.rs"]
+mod seed;
+
 #[path = "../../tests/wasm_build.rs"]
 #[allow(dead_code, reason = "this benchmark builds only the Rust plugin")]
 mod wasm_build;
@@ -67,16 +70,11 @@ fn main() {
     let seconds = arg("--seconds", 8);
     let clients = arg("--clients", 64) as usize;
     let root = root();
-    let target = wasm_build::target_dir(&root);
-    wasm_build::build(&root.join("plugins/acme-erp-orders/Cargo.toml"), &target)
-        .expect("the plugin builds");
-    let plugin = wasm_build::artifact(&target, "acme-erp-orders");
-    let seed =
-        std::fs::read_to_string(root.join("examples/seed-order.json")).expect("the seed order");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let seed::Seed {
+        translator: plugin,
+        order: seed,
+    } = seed::seed(&root);
+    let runtime = seed::runtime();
 
     let loaded_dir = tempfile::tempdir().expect("a temporary directory");
     let load = Load {

@@ -33,6 +33,9 @@ use support::{arg, root};
 mod serving;
 use serving::Serving;
 
+#[path = "support/seed.rs"]
+mod seed;
+
 #[path = "../../tests/wasm_build.rs"]
 #[allow(dead_code, reason = "this benchmark builds only the Rust plugin")]
 mod wasm_build;
@@ -126,16 +129,11 @@ fn main() {
     let clients = arg("--clients", 64) as usize;
     let rounds = arg("--rounds", 2).max(1);
     let root = root();
-    let target = wasm_build::target_dir(&root);
-    wasm_build::build(&root.join("plugins/acme-erp-orders/Cargo.toml"), &target)
-        .expect("the plugin builds");
-    let plugin = wasm_build::artifact(&target, "acme-erp-orders");
-    let seed =
-        std::fs::read_to_string(root.join("examples/seed-order.json")).expect("the seed order");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let seed::Seed {
+        translator: plugin,
+        order: seed,
+    } = seed::seed(&root);
+    let runtime = seed::runtime();
     println!(
         "{clients} concurrent clients, {seconds} s each, 1 KiB seed order ({} bytes)",
         seed.len()
