@@ -410,7 +410,7 @@ fn a_jetstream_source_takes_defaults_and_refuses_what_cannot_work() {
             source.max_deliver,
             source.ack_wait
         ),
-        (64, 1_000, 10, Duration::from_secs(30))
+        (128, 1_000, 10, Duration::from_secs(30))
     );
     for (extra, said) in [
         ("batch = 0\n", "batch is 1 to 1024"),
