@@ -112,13 +112,7 @@ fn config(plugin: &Path, dir: &Path, database: Option<&str>) -> Config {
     let store = database.map_or_else(String::new, |url| {
         format!("store = {{ type = \"postgres\", url = {url:?}, pool = 16 }}\n")
     });
-    let config = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = {data:?}\n{store}\
-         [routes.orders]\nplugin = {plugin:?}\n",
-        data = dir.join("data").display().to_string(),
-        plugin = plugin.display().to_string(),
-    );
-    Config::parse(&config, dir).expect("the bench config parses")
+    seed::orders_config(plugin, dir, &store, "")
 }
 
 fn main() {

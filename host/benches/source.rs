@@ -49,13 +49,7 @@ fn order(seed: &str, n: u64) -> String {
 }
 
 fn config(plugin: &Path, dir: &Path, source: &str) -> Config {
-    let config = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = {data:?}\n\
-         [routes.orders]\nplugin = {plugin:?}\n{source}",
-        data = dir.join("data").display().to_string(),
-        plugin = plugin.display().to_string(),
-    );
-    Config::parse(&config, dir).expect("the bench config parses")
+    seed::orders_config(plugin, dir, "", source)
 }
 
 fn main() {

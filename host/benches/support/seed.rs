@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use dragoman::config::Config;
+
 /// The seed order and its translator.
 pub(crate) struct Seed {
     pub(crate) translator: PathBuf,
@@ -18,6 +20,22 @@ pub(crate) fn seed(root: &Path) -> Seed {
     let order =
         std::fs::read_to_string(root.join("examples/seed-order.json")).expect("the seed order");
     Seed { translator, order }
+}
+
+/// A host on loopback with its data under `dir` and route `orders` running `translator`:
+/// `top` goes before the routes (a store), `after` after the route's table (its own tables).
+#[allow(
+    dead_code,
+    reason = "the benches with a route of their own build their config"
+)]
+pub(crate) fn orders_config(translator: &Path, dir: &Path, top: &str, after: &str) -> Config {
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = {data:?}\n{top}\
+         [routes.orders]\nplugin = {plugin:?}\n{after}",
+        data = dir.join("data").display().to_string(),
+        plugin = translator.display().to_string(),
+    );
+    Config::parse(&config, dir).expect("the bench config parses")
 }
 
 /// A multi-threaded runtime with every driver.
