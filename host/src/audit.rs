@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::chain::{self, Link};
+use crate::chain::{self, Link, Walk, Walker};
 pub use crate::chain::{Finding, GENESIS};
 use crate::storage::{AuditDraft, AuditEvent, Storage, StorageError};
 
@@ -65,44 +65,58 @@ fn hash(event: &AuditEvent) -> String {
 /// each `prev` must be the hash before it. An edited, removed or reordered event breaks one
 /// of these.
 pub fn verify(streams: &BTreeMap<String, Vec<AuditEvent>>) -> Vec<Finding> {
-    let mut findings = Vec::new();
+    let mut walker = Walker::default();
     for (id, events) in streams {
-        for (n, event) in events.iter().enumerate() {
-            if event.message_id != *id {
-                findings.push(Finding {
-                    message_id: id.clone(),
-                    version: n as u64 + 1,
-                    problem: format!(
-                        "event names stream {} but is stored in {id}",
-                        event.message_id
-                    ),
-                });
-            }
+        for event in events {
+            step(walker.of(id, || id.clone()), event);
         }
-        let links = events.iter().map(|event| Link {
-            position: event.version,
-            prev: &event.prev,
-            hash: &event.hash,
-            computed: hash(event),
-        });
-        findings.extend(chain::check(id, links));
     }
-    findings
+    walker.finish().1
+}
+
+/// Checks the next event of the stream `walk` is on.
+fn step(walk: &mut Walk, event: &AuditEvent) {
+    if event.message_id != walk.stream() {
+        let problem = format!(
+            "event names stream {} but is stored in {}",
+            event.message_id,
+            walk.stream()
+        );
+        walk.found(walk.head().0 + 1, problem);
+    }
+    walk.step(&Link {
+        position: event.version,
+        prev: &event.prev,
+        hash: &event.hash,
+        computed: hash(event),
+    });
 }
 
 /// Verifies every stream `storage` keeps, the audit trail's and the entity streams (see
 /// [`crate::entity::verify`]): how many there are, and what is wrong. The host's
-/// `/v1/audit/verify` and the offline `dragoman audit verify --data-dir` both call it.
+/// `/v1/audit/verify` and the offline `dragoman audit verify --data-dir` both call it. The
+/// store is walked event by event: memory holds one stream's last hash and the findings,
+/// whatever the store's size.
 ///
 /// # Errors
 ///
 /// [`StorageError`] when the store cannot be read.
 pub fn verify_store(storage: &dyn Storage) -> Result<(usize, Vec<Finding>), StorageError> {
-    let streams = storage.audit_streams()?;
-    let mut findings = verify(&streams);
-    let entities = storage.entity_streams()?;
-    findings.extend(crate::entity::verify(&entities));
-    Ok((streams.len() + entities.len(), findings))
+    let mut audit = Walker::default();
+    storage.walk_audit(&mut |stream, event| {
+        step(audit.of(&stream.to_owned(), || stream.to_owned()), &event);
+        Ok(())
+    })?;
+    let (audit_streams, mut findings) = audit.finish();
+    let mut entities = Walker::default();
+    storage.walk_entities(&mut |entity, event| {
+        let walk = entities.of(entity, || format!("entity:{}", entity.label()));
+        crate::entity::step(walk, entity, &event);
+        Ok(())
+    })?;
+    let (entity_streams, entity_findings) = entities.finish();
+    findings.extend(entity_findings);
+    Ok((audit_streams + entity_streams, findings))
 }
 
 /// A message's state, folded from its audit events.

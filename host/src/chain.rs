@@ -48,41 +48,126 @@ pub struct Finding {
     pub problem: String,
 }
 
-/// The problems of the stream named `stream`, each with the position where it was found.
-pub(crate) fn check<'a>(stream: &str, links: impl IntoIterator<Item = Link<'a>>) -> Vec<Finding> {
-    let mut problems = Vec::new();
-    let mut prev = GENESIS;
-    for (n, link) in links.into_iter().enumerate() {
-        let expected = n as u64 + 1;
+/// A stream's check record by record, holding only the last hash: what verification of a
+/// store of any size keeps in memory per stream.
+#[derive(Debug)]
+pub(crate) struct Walk {
+    stream: String,
+    /// Records seen.
+    seen: u64,
+    /// The hash of the last record.
+    prev: String,
+    findings: Vec<Finding>,
+}
+
+impl Walk {
+    /// The check of the stream named `stream`, before its first record.
+    pub(crate) fn new(stream: &str) -> Self {
+        Self {
+            stream: stream.to_owned(),
+            seen: 0,
+            prev: GENESIS.to_owned(),
+            findings: Vec::new(),
+        }
+    }
+
+    /// The stream's name.
+    pub(crate) fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Checks the next record: its position, its `prev` and its hash.
+    pub(crate) fn step(&mut self, link: &Link<'_>) {
+        self.seen += 1;
+        let expected = self.seen;
         if link.position != expected {
-            problems.push((
+            self.found(
                 expected,
                 format!(
                     "version {} where {expected} was expected: an event is missing or out of order",
                     link.position
                 ),
-            ));
+            );
         }
-        if link.prev != prev {
-            problems.push((
+        if link.prev != self.prev {
+            self.found(
                 expected,
                 "its `prev` is not the hash of the event before it".into(),
-            ));
+            );
         }
         if link.computed != link.hash {
-            problems.push((
+            self.found(
                 expected,
                 "its contents do not match its hash: it was edited".into(),
-            ));
+            );
         }
-        prev = link.hash;
+        link.hash.clone_into(&mut self.prev);
     }
-    problems
-        .into_iter()
-        .map(|(version, problem)| Finding {
-            message_id: stream.to_owned(),
-            version,
+
+    /// Records a problem at `position`.
+    pub(crate) fn found(&mut self, position: u64, problem: String) {
+        self.findings.push(Finding {
+            message_id: self.stream.clone(),
+            version: position,
             problem,
-        })
-        .collect()
+        });
+    }
+
+    /// How many records were checked, and the hash of the last (the genesis hash for none).
+    pub(crate) fn head(&self) -> (u64, &str) {
+        (self.seen, &self.prev)
+    }
+
+    /// The problems found.
+    pub(crate) fn finish(self) -> Vec<Finding> {
+        self.findings
+    }
+}
+
+/// The walk over many streams whose records arrive stream by stream, as a store's walk hands
+/// them over: one [`Walk`] at a time, so memory holds one stream's last hash, not the store.
+#[derive(Debug)]
+pub(crate) struct Walker<K> {
+    current: Option<(K, Walk)>,
+    streams: usize,
+    findings: Vec<Finding>,
+}
+
+impl<K> Default for Walker<K> {
+    fn default() -> Self {
+        Self {
+            current: None,
+            streams: 0,
+            findings: Vec::new(),
+        }
+    }
+}
+
+impl<K: PartialEq + Clone> Walker<K> {
+    /// The walk of the stream `key` (named `name()` in findings): the current one, or a new
+    /// one when the records of another stream begin.
+    pub(crate) fn of(&mut self, key: &K, name: impl FnOnce() -> String) -> &mut Walk {
+        if self
+            .current
+            .as_ref()
+            .is_none_or(|(current, _)| current != key)
+        {
+            self.close();
+            self.streams += 1;
+            self.current = Some((key.clone(), Walk::new(&name())));
+        }
+        &mut self.current.as_mut().expect("set above").1
+    }
+
+    fn close(&mut self) {
+        if let Some((_, walk)) = self.current.take() {
+            self.findings.extend(walk.finish());
+        }
+    }
+
+    /// How many streams were walked, and what is wrong with them.
+    pub(crate) fn finish(mut self) -> (usize, Vec<Finding>) {
+        self.close();
+        (self.streams, self.findings)
+    }
 }

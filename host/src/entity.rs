@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 
 use crate::audit::Finding;
-use crate::chain::{self, GENESIS, Link};
+use crate::chain::{self, GENESIS, Link, Walk, Walker};
 use crate::storage::{EntityDraft, EntityEvent, EntityRef, OutboxEvent};
 
 impl EntityRef {
@@ -114,29 +114,32 @@ impl EntityEvent {
 /// each event must hash to its `hash` and each `prev` be the hash before it. A finding names
 /// its stream `entity:TYPE/ID`.
 pub fn verify(streams: &BTreeMap<EntityRef, Vec<EntityEvent>>) -> Vec<Finding> {
-    let mut findings = Vec::new();
+    let mut walker = Walker::default();
     for (entity, events) in streams {
-        let stream = format!("entity:{}", entity.label());
-        for event in events.iter().filter(|e| e.entity != *entity) {
-            findings.push(Finding {
-                message_id: stream.clone(),
-                version: event.seq,
-                problem: format!(
-                    "event names stream {} but is stored in {}",
-                    event.entity.label(),
-                    entity.label()
-                ),
-            });
+        for event in events {
+            let walk = walker.of(entity, || format!("entity:{}", entity.label()));
+            step(walk, entity, event);
         }
-        let links = events.iter().map(|event| Link {
-            position: event.seq,
-            prev: &event.prev,
-            hash: &event.hash,
-            computed: hash(event),
-        });
-        findings.extend(chain::check(&stream, links));
     }
-    findings
+    walker.finish().1
+}
+
+/// Checks the next event of `entity`'s stream, which `walk` is on.
+pub(crate) fn step(walk: &mut Walk, entity: &EntityRef, event: &EntityEvent) {
+    if event.entity != *entity {
+        let problem = format!(
+            "event names stream {} but is stored in {}",
+            event.entity.label(),
+            entity.label()
+        );
+        walk.found(event.seq, problem);
+    }
+    walk.step(&Link {
+        position: event.seq,
+        prev: &event.prev,
+        hash: &event.hash,
+        computed: hash(event),
+    });
 }
 
 #[cfg(test)]

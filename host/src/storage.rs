@@ -50,6 +50,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::outcome::Settled;
 
+/// What [`Storage::walk_audit`] hands each event to: the stream it is stored in, and the event.
+pub type AuditVisit<'a> = dyn FnMut(&str, AuditEvent) -> Result<(), StorageError> + Send + 'a;
+
+/// What [`Storage::walk_entities`] hands each event to: the stream it is stored in, and the
+/// event.
+pub type EntityVisit<'a> =
+    dyn FnMut(&EntityRef, EntityEvent) -> Result<(), StorageError> + Send + 'a;
+
 /// A storage failure: the operation did not happen.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -305,12 +313,29 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// [`StorageError`] when the backend fails.
     fn history(&self, message_id: &str) -> Result<Vec<AuditEvent>, StorageError>;
 
-    /// Every audit stream, for verification: message id to its events in stored order.
+    /// Every audit event, handed to `visit` one at a time with the stream it is stored in:
+    /// stream by stream, each in stored order. Verification reads the whole trail this way,
+    /// in memory bounded by a page of events, whatever the store's size.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails, or the first error `visit` returns.
+    fn walk_audit(&self, visit: &mut AuditVisit<'_>) -> Result<(), StorageError>;
+
+    /// Every audit stream, whole: message id to its events in stored order. For tests and
+    /// small stores; verification walks them with [`Storage::walk_audit`].
     ///
     /// # Errors
     ///
     /// [`StorageError`] when the backend fails.
-    fn audit_streams(&self) -> Result<BTreeMap<String, Vec<AuditEvent>>, StorageError>;
+    fn audit_streams(&self) -> Result<BTreeMap<String, Vec<AuditEvent>>, StorageError> {
+        let mut streams: BTreeMap<String, Vec<AuditEvent>> = BTreeMap::new();
+        self.walk_audit(&mut |stream, event| {
+            streams.entry(stream.to_owned()).or_default().push(event);
+            Ok(())
+        })?;
+        Ok(streams)
+    }
 
     /// An entity's stream, in commit order (empty for an entity never seen).
     ///
@@ -358,12 +383,28 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         snapshot: &Snapshot,
     ) -> Result<(), StorageError>;
 
-    /// Every entity stream, for verification.
+    /// Every entity event, handed to `visit` one at a time with the stream it is stored in:
+    /// stream by stream, each in commit order, in bounded memory (as [`Storage::walk_audit`]).
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails, or the first error `visit` returns.
+    fn walk_entities(&self, visit: &mut EntityVisit<'_>) -> Result<(), StorageError>;
+
+    /// Every entity stream, whole. For tests and small stores; verification walks them with
+    /// [`Storage::walk_entities`].
     ///
     /// # Errors
     ///
     /// [`StorageError`] when the backend fails.
-    fn entity_streams(&self) -> Result<BTreeMap<EntityRef, Vec<EntityEvent>>, StorageError>;
+    fn entity_streams(&self) -> Result<BTreeMap<EntityRef, Vec<EntityEvent>>, StorageError> {
+        let mut streams: BTreeMap<EntityRef, Vec<EntityEvent>> = BTreeMap::new();
+        self.walk_entities(&mut |entity, event| {
+            streams.entry(entity.clone()).or_default().push(event);
+            Ok(())
+        })?;
+        Ok(streams)
+    }
 
     /// The entity types each route's committed events were about, for the topology.
     ///

@@ -363,8 +363,8 @@ impl Storage for Postgres {
             .collect()
     }
 
-    fn audit_streams(&self) -> Result<BTreeMap<String, Vec<AuditEvent>>, StorageError> {
-        self.run(streams::audit_streams(self.pool()))
+    fn walk_audit(&self, visit: &mut crate::storage::AuditVisit<'_>) -> Result<(), StorageError> {
+        self.run(streams::walk_audit(self.pool(), visit))
     }
 
     fn entity_stream(&self, entity: &EntityRef) -> Result<Vec<EntityEvent>, StorageError> {
@@ -420,8 +420,11 @@ impl Storage for Postgres {
         .map(drop)
     }
 
-    fn entity_streams(&self) -> Result<BTreeMap<EntityRef, Vec<EntityEvent>>, StorageError> {
-        self.run(streams::entity_streams(self.pool()))
+    fn walk_entities(
+        &self,
+        visit: &mut crate::storage::EntityVisit<'_>,
+    ) -> Result<(), StorageError> {
+        self.run(streams::walk_entities(self.pool(), visit))
     }
 
     fn entity_types(&self) -> Result<BTreeMap<String, BTreeSet<String>>, StorageError> {

@@ -401,17 +401,17 @@ impl Storage for Db {
         Ok(events)
     }
 
-    fn audit_streams(&self) -> Result<BTreeMap<String, Vec<AuditEvent>>, StorageError> {
-        let mut streams: BTreeMap<String, Vec<AuditEvent>> = BTreeMap::new();
+    fn walk_audit(&self, visit: &mut super::AuditVisit<'_>) -> Result<(), StorageError> {
         for item in self.tree().scan_prefix(b"a\0") {
             let (k, v) = item.map_err(sled_error)?;
             // The stream is named by the key, so an event moved between streams is caught.
             let id = k[2..].split(|b| *b == 0).next().unwrap_or_default();
-            let id = String::from_utf8_lossy(id).into_owned();
-            let events = decode::<AuditRecord>(&k, &v)?.into_events();
-            streams.entry(id).or_default().extend(events);
+            let id = String::from_utf8_lossy(id);
+            for event in decode::<AuditRecord>(&k, &v)?.into_events() {
+                visit(&id, event)?;
+            }
         }
-        Ok(streams)
+        Ok(())
     }
 
     fn entity_stream(&self, entity: &EntityRef) -> Result<Vec<EntityEvent>, StorageError> {
@@ -445,8 +445,8 @@ impl Storage for Db {
         self.write_entity_snapshot(entity, projector, snapshot)
     }
 
-    fn entity_streams(&self) -> Result<BTreeMap<EntityRef, Vec<EntityEvent>>, StorageError> {
-        self.read_entity_streams()
+    fn walk_entities(&self, visit: &mut super::EntityVisit<'_>) -> Result<(), StorageError> {
+        self.walk_entity_streams(visit)
     }
 
     fn entity_types(&self) -> Result<BTreeMap<String, BTreeSet<String>>, StorageError> {

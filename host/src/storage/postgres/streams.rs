@@ -1,18 +1,15 @@
-//! The chains read back whole: every audit stream and every entity stream, by pages in key
-//! order (what verification reads), and the latest snapshot that fits a bound, latest first.
-
-use std::collections::BTreeMap;
+//! The chains walked: every audit event and every entity event, by pages in key order
+//! (what verification reads), and the latest snapshot that fits a bound, latest first.
 
 use super::connections::Connections;
 use super::{PAGE, record};
-use crate::storage::{AuditEvent, EntityEvent, EntityRef, Snapshot, SnapshotBound, StorageError};
+use crate::storage::{AuditVisit, EntityRef, EntityVisit, Snapshot, SnapshotBound, StorageError};
 
-/// Every audit stream.
-pub(super) async fn audit_streams(
+/// Every audit event, stream by stream, read by pages in key order.
+pub(super) async fn walk_audit(
     pool: &Connections,
-) -> Result<BTreeMap<String, Vec<AuditEvent>>, StorageError> {
-    // Every stream, read by pages in key order.
-    let mut streams: BTreeMap<String, Vec<AuditEvent>> = BTreeMap::new();
+    visit: &mut AuditVisit<'_>,
+) -> Result<(), StorageError> {
     let (mut stream, mut version) = (String::new(), 0i64);
     loop {
         let rows = pool
@@ -28,10 +25,10 @@ pub(super) async fn audit_streams(
             version = row.get(1);
             // The stream is named by the row, so an event moved between streams is caught.
             let event = record("audit event", &stream, &row.get::<_, Vec<u8>>(2))?;
-            streams.entry(stream.clone()).or_default().push(event);
+            visit(&stream, event)?;
         }
         if !full {
-            return Ok(streams);
+            return Ok(());
         }
     }
 }
@@ -68,12 +65,11 @@ pub(super) async fn snapshot(
     }
 }
 
-/// Every entity stream.
-pub(super) async fn entity_streams(
+/// Every entity event, stream by stream, read by pages in key order.
+pub(super) async fn walk_entities(
     pool: &Connections,
-) -> Result<BTreeMap<EntityRef, Vec<EntityEvent>>, StorageError> {
-    // Every stream, read by pages in key order.
-    let mut streams: BTreeMap<EntityRef, Vec<EntityEvent>> = BTreeMap::new();
+    visit: &mut EntityVisit<'_>,
+) -> Result<(), StorageError> {
     let (mut entity_type, mut id, mut seq) = (String::new(), String::new(), 0i64);
     loop {
         let rows = pool
@@ -95,10 +91,10 @@ pub(super) async fn entity_streams(
                 id: id.clone(),
             };
             let event = record("entity event", &id, &row.get::<_, Vec<u8>>(3))?;
-            streams.entry(entity).or_default().push(event);
+            visit(&entity, event)?;
         }
         if !full {
-            return Ok(streams);
+            return Ok(());
         }
     }
 }

@@ -77,10 +77,10 @@ impl Db {
         Ok(())
     }
 
-    pub(super) fn read_entity_streams(
+    pub(super) fn walk_entity_streams(
         &self,
-    ) -> Result<BTreeMap<EntityRef, Vec<EntityEvent>>, StorageError> {
-        let mut streams: BTreeMap<EntityRef, Vec<EntityEvent>> = BTreeMap::new();
+        visit: &mut crate::storage::EntityVisit<'_>,
+    ) -> Result<(), StorageError> {
         for item in self.tree().scan_prefix(b"n\0") {
             let (k, v) = item.map_err(sled_error)?;
             // The stream is named by the key, so an event moved between streams is caught.
@@ -89,12 +89,9 @@ impl Db {
                 entity_type: String::from_utf8_lossy(parts.next().unwrap_or_default()).into(),
                 id: String::from_utf8_lossy(parts.next().unwrap_or_default()).into(),
             };
-            streams
-                .entry(entity)
-                .or_default()
-                .push(decode::<EntityEvent>(&k, &v)?);
+            visit(&entity, decode::<EntityEvent>(&k, &v)?)?;
         }
-        Ok(streams)
+        Ok(())
     }
 
     pub(super) fn read_entity_types(
