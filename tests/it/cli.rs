@@ -232,3 +232,109 @@ fn bad_arguments_and_files_give_one_clear_line() {
         assert!(line.contains(expected), "{args:?}: {line}");
     }
 }
+
+#[test]
+fn completions_print_for_four_shells() {
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let output = bare(&["completions", shell]);
+        assert_eq!(output.status.code(), Some(0), "{shell}: {output:?}");
+        let script = text(&output.stdout);
+        // Each names the subcommands it completes.
+        for word in ["serve", "audit", "completions"] {
+            assert!(script.contains(word), "{shell}: no `{word}` in the script");
+        }
+    }
+    let unknown = bare(&["completions", "tcsh"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(one_clear_line(&unknown).contains("tcsh"));
+}
+
+/// `config check` reads the file as `serve` does: a good one passes with a summary, a bad one
+/// names the key and its line (exit 2), and a URL given as `{ env = "NAME" }` is read from the
+/// environment.
+#[test]
+fn config_check_validates_without_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"d\"\n\n[sinks.hook]\ntype = \"http\"\n\
+         url = {{ env = \"CHECK_HOOK_URL\" }}\n\n[routes.orders]\nplugin = \"{}\"\nsinks = [\"hook\"]\n",
+        wasm::ACME_ERP_ORDERS
+    );
+    let path = dir.path().join("good.toml");
+    std::fs::write(&path, &good).unwrap();
+    let path = path.to_str().unwrap();
+    let check = |env: Option<&str>| {
+        let mut command = Command::new(tests::dragoman_bin());
+        command.args(["config", "check", path]);
+        match env {
+            Some(url) => command.env("CHECK_HOOK_URL", url),
+            None => command.env_remove("CHECK_HOOK_URL"),
+        };
+        command.output().expect("dragoman starts")
+    };
+    let passed = check(Some("http://127.0.0.1:9/events"));
+    assert_eq!(passed.status.code(), Some(0), "{passed:?}");
+    let summary = text(&passed.stdout);
+    assert!(summary.contains("ok (1 routes, 1 sinks"), "{summary}");
+    // Nothing was started or opened: no data dir.
+    assert!(!dir.path().join("d").exists());
+
+    let unset = check(None);
+    assert_eq!(unset.status.code(), Some(2));
+    let line = one_clear_line(&unset);
+    assert!(
+        line.contains("sinks.hook.url") && line.contains("CHECK_HOOK_URL"),
+        "{line}"
+    );
+    let not_a_url = check(Some("ftp://127.0.0.1/x"));
+    assert_eq!(not_a_url.status.code(), Some(2));
+    assert!(one_clear_line(&not_a_url).contains("sinks.hook.url"));
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        good.replace("data_dir = \"d\"\n", "data_dir = \"d\"\nretries = \"x\"\n"),
+    )
+    .unwrap();
+    let output = bare(&["config", "check", bad.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let line = one_clear_line(&output);
+    assert!(
+        line.contains("retries") && line.contains("line 3"),
+        "{line}"
+    );
+
+    let missing_plugin = dir.path().join("missing.toml");
+    std::fs::write(
+        &missing_plugin,
+        good.replace(wasm::ACME_ERP_ORDERS, "/no/such/plugin.wasm"),
+    )
+    .unwrap();
+    let output = Command::new(tests::dragoman_bin())
+        .args(["config", "check", missing_plugin.to_str().unwrap()])
+        .env("CHECK_HOOK_URL", "http://127.0.0.1:9/events")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(one_clear_line(&output).contains("routes.orders.plugin"));
+}
+
+/// A server that does not answer is exit 3, not "bad arguments" (2).
+#[test]
+fn an_unreachable_server_exits_3() {
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = format!("http://127.0.0.1:{port}");
+    let output = bare(&["dlq", "list", "--server", &server]);
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    assert!(one_clear_line(&output).contains("cannot reach"));
+    let output = bare(&["audit", "verify", "--server", &server]);
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    // A URL that is not one stays bad input.
+    let output = bare(&["dlq", "list", "--server", "not a url"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+}

@@ -252,3 +252,105 @@ fn issue_25_an_empty_token_and_an_open_non_loopback_listen_are_refused_at_start(
             .any(|line| line.contains("allow_unauthenticated_admin = true"))
     });
 }
+
+/// `--log-format json` (here by `DRAGOMAN_LOG_FORMAT`): every line of a run with an ingest, a
+/// dead letter and a delivery is one JSON object; the lines of a message carry its id, route
+/// and plugin version; no line holds the body or a secret of the config.
+#[test]
+fn json_logs_parse_line_by_line_and_hold_no_body_or_secret() {
+    const TOKEN: &str = "adm-7f3a9c-token";
+    const BEARER: &str = "hook-51e2b8-bearer";
+    const MARK: &str = "BODY-MARK-93d1";
+    let webhook = Webhook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = format!(
+        "{}bearer_token = \"{BEARER}\"\n",
+        webhook.sink_table("hook")
+    );
+    let config = net::config(&sinks, "\"hook\"", "").replace(
+        "data_dir =",
+        &format!("admin_token = \"{TOKEN}\"\ndata_dir ="),
+    );
+    let mut server = Server::start_with_env(
+        dir.path(),
+        &config,
+        &[
+            ("DRAGOMAN_LOG", "info,dragoman=debug"),
+            ("DRAGOMAN_LOG_FORMAT", "json"),
+        ],
+    );
+    let http = Http::new();
+    let url = format!("{}/v1/routes/orders/messages", server.url());
+    let json = [("content-type", "application/json")];
+    let accepted =
+        tests::seed_order().replacen("\"ord_id\": \"", &format!("\"ord_id\": \"{MARK}-"), 1);
+    assert!(accepted.contains(MARK));
+    let reply = http.send("POST", &url, &json, accepted.as_bytes()).unwrap();
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    let message = reply.json()["message_id"].as_str().unwrap().to_owned();
+    let refused = format!(r#"{{"ord_id": "{MARK}-2", "ord_status": "Z", "line_items": []}}"#);
+    let reply = http.send("POST", &url, &json, refused.as_bytes()).unwrap();
+    assert_eq!(reply.status, 422, "{}", reply.text());
+    wait_until(Duration::from_secs(20), "the delivery", || {
+        !webhook.received().is_empty()
+    });
+    // The delivery's log line is written after the webhook answered.
+    wait_until(Duration::from_secs(20), "the delivery's log line", || {
+        server
+            .log()
+            .iter()
+            .any(|line| line.contains("\"delivered\""))
+    });
+    assert!(server.stop().success());
+
+    let lines = server.log();
+    let mut seen = std::collections::BTreeSet::new();
+    for line in &lines {
+        let object: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"));
+        assert!(object.is_object(), "{line}");
+        for level_and_time in ["level", "timestamp"] {
+            assert!(object.get(level_and_time).is_some(), "{line}");
+        }
+        for secret in [TOKEN, BEARER, MARK] {
+            assert!(!line.contains(secret), "`{secret}` in a log line: {line}");
+        }
+        let text = object["message"].as_str().unwrap_or_default().to_owned();
+        // The span of the message: its id, route and plugin version.
+        let span = object["spans"]
+            .as_array()
+            .and_then(|spans| spans.iter().find(|s| s["name"] == "message"));
+        if text == "translated and committed" || text == "message dead-lettered" {
+            let span = span.unwrap_or_else(|| panic!("no message span: {line}"));
+            assert_eq!(span["route"], "orders", "{line}");
+            assert!(
+                span["plugin"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("acme-erp-orders@"),
+                "{line}"
+            );
+            if text == "translated and committed" {
+                assert_eq!(span["message_id"], message.as_str(), "{line}");
+            } else {
+                assert_eq!(object["code"], "unknown-status", "{line}");
+            }
+        }
+        if text == "delivered" {
+            assert_eq!(object["message_id"], message.as_str(), "{line}");
+            assert_eq!(object["sink"], "hook", "{line}");
+        }
+        seen.insert(text);
+    }
+    for expected in [
+        "translated and committed",
+        "message dead-lettered",
+        "delivered",
+        "shut down cleanly",
+    ] {
+        assert!(
+            seen.contains(expected),
+            "no `{expected}` line in {lines:#?}"
+        );
+    }
+}

@@ -47,6 +47,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// What it wrote to stderr (its log), line by line; also echoed to the test's stderr.
     log: Arc<Mutex<Vec<String>>>,
+    /// Its environment besides the test's: `DRAGOMAN_LOG=warn` unless the test says.
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -60,14 +62,33 @@ impl Server {
     /// Starts `program` with its `arguments`, then `--config` and the written config. It
     /// must print `listening on http://ADDR` as its first line, as `dragoman serve` does.
     pub fn start_program(command: (PathBuf, Vec<String>), dir: &Path, config: &str) -> Self {
-        let mut server = Self {
+        let mut server = Self::unstarted(command, dir);
+        server.set_config(config);
+        server.spawn();
+        server
+    }
+
+    fn unstarted(command: (PathBuf, Vec<String>), dir: &Path) -> Self {
+        Self {
             child: None,
             command,
             addr: "127.0.0.1:0".parse().expect("an address"),
             config: dir.join("dragoman.toml"),
             data_dir: dir.join("data"),
             log: Arc::default(),
-        };
+            env: vec![("DRAGOMAN_LOG".into(), "warn".into())],
+        }
+    }
+
+    /// Starts `dragoman serve` with these environment variables set (they override the
+    /// default `DRAGOMAN_LOG=warn`).
+    pub fn start_with_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Self {
+        let serve = (crate::dragoman_bin().to_owned(), vec!["serve".into()]);
+        let mut server = Self::unstarted(serve, dir);
+        for (name, value) in env {
+            server.env.retain(|(n, _)| n != name);
+            server.env.push(((*name).to_owned(), (*value).to_owned()));
+        }
         server.set_config(config);
         server.spawn();
         server
@@ -88,7 +109,7 @@ impl Server {
             .args(arguments)
             .arg("--config")
             .arg(&self.config)
-            .env("DRAGOMAN_LOG", "warn")
+            .envs(self.env.iter().map(|(n, v)| (n, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -283,7 +283,10 @@ impl RawRoute {
         let auth = route.auth.map(|a| a.check(name, base)).transpose()?;
         let max_waiting = route.max_waiting.unwrap_or(max_waiting);
         let admitted = route.max_concurrency.unwrap_or(1).max(1) + max_waiting;
-        let source = route.source.map(|s| s.check(name, admitted)).transpose()?;
+        let source = route
+            .source
+            .map(|s| s.check(name, admitted, base))
+            .transpose()?;
         Ok(RouteConfig {
             plugin: resolve(route.plugin.get_ref()),
             plugin_config: route

@@ -16,7 +16,7 @@ use crate::breaker::BreakerConfig;
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub(super) enum RawSink {
     Http {
-        url: String,
+        url: RawSecret,
         timeout_ms: Option<u64>,
         bearer_token: Option<RawSecret>,
         basic: Option<RawBasic>,
@@ -28,7 +28,7 @@ pub(super) enum RawSink {
         breaker: RawBreaker,
     },
     Nats {
-        url: String,
+        url: RawSecret,
         stream: String,
         subject: String,
         #[serde(default)]
@@ -110,6 +110,7 @@ impl RawSink {
                 breaker,
             } => {
                 let breaker = breaker.check(&format!("sinks.{name}.breaker"))?;
+                let url = url.value(base, &format!("sinks.{name}.url"))?;
                 let (url, userinfo) = secret::split_userinfo(&url);
                 if !url.expose().starts_with("http://") && !url.expose().starts_with("https://") {
                     return Err(format!(
@@ -173,7 +174,7 @@ impl RawSink {
             } => {
                 let breaker = breaker.check(&format!("sinks.{name}.breaker"))?;
                 let sink = SinkConfig::Nats {
-                    url,
+                    url: url.value(base, &format!("sinks.{name}.url"))?,
                     stream,
                     subject,
                 };

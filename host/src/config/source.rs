@@ -9,7 +9,7 @@ use serde::Deserialize;
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub(super) enum RawSource {
     Jetstream {
-        url: String,
+        url: super::secret::RawSecret,
         stream: String,
         subject: String,
         durable: String,
@@ -70,7 +70,12 @@ impl JetStreamSource {
 impl RawSource {
     /// Checks the table of route `route`, whose bulkhead admits `admitted` messages at once
     /// (running and waiting).
-    pub(super) fn check(self, route: &str, admitted: usize) -> Result<SourceConfig, String> {
+    pub(super) fn check(
+        self,
+        route: &str,
+        admitted: usize,
+        base: &std::path::Path,
+    ) -> Result<SourceConfig, String> {
         let Self::Jetstream {
             url,
             stream,
@@ -82,6 +87,7 @@ impl RawSource {
             ack_wait_secs,
         } = self;
         let at = format!("routes.{route}.source");
+        let url = url.value(base, &format!("{at}.url"))?;
         // Stream and consumer names become subject tokens: no spaces, dots or wildcards.
         for (what, name) in [("stream", &stream), ("durable", &durable)] {
             if !super::valid_name(name) {

@@ -15,7 +15,7 @@ use crate::breaker::BreakerConfig;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawVendor {
-    base_url: String,
+    base_url: super::secret::RawSecret,
     ca_file: Option<PathBuf>,
     #[serde(default)]
     breaker: RawBreaker,
@@ -92,7 +92,10 @@ impl RawVendor {
         base: &Path,
     ) -> Result<(VendorConfig, BreakerConfig), String> {
         let breaker = self.breaker.check(&format!("vendors.{name}.breaker"))?;
-        let url = self.base_url.trim_end_matches('/').to_owned();
+        let url = self
+            .base_url
+            .value(base, &format!("vendors.{name}.base_url"))?;
+        let url = url.trim_end_matches('/').to_owned();
         let parsed: Result<http::Uri, _> = url.parse();
         let valid = parsed.as_ref().is_ok_and(|uri| {
             matches!(uri.scheme_str(), Some("http" | "https"))

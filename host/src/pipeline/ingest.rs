@@ -133,7 +133,12 @@ impl Pipeline {
             traceparent,
         } = self.arrive(&route.name, &incoming);
         let message_id = id.to_string();
-        let span = tracing::info_span!("message", message_id = %message_id, route = %route.name);
+        let span = tracing::info_span!(
+            "message",
+            message_id = %message_id,
+            route = %route.name,
+            plugin = tracing::field::Empty
+        );
         let _entered = span.enter();
         let Incoming {
             content_type,
@@ -149,6 +154,7 @@ impl Pipeline {
         // One version for the whole message: it translates, and its events name it. While a
         // canary runs, the key's deciding input chooses which (the same for every retry).
         let version = route.version_for(idempotency_key.as_deref().unwrap_or(&fingerprint));
+        span.record("plugin", version.producer.label());
         let mut lease = version.instances.get();
         let caller_key = idempotency_key.is_some();
         let (key, source, early_fault) =
@@ -288,10 +294,16 @@ impl Pipeline {
         match written {
             Ok(()) => {
                 self.core.metrics.observe("commit", started);
-                if matches!(outcome, Ingested::Accepted(_)) {
-                    self.core.metrics.translated(&route.name);
-                } else {
-                    self.core.metrics.rejected(&route.name);
+                match &outcome {
+                    Ingested::Accepted(_) => {
+                        self.core.metrics.translated(&route.name);
+                        tracing::debug!("translated and committed");
+                    }
+                    Ingested::Rejected(rejected) => {
+                        self.core.metrics.rejected(&route.name);
+                        tracing::info!(code = %rejected.code, dead_letter = %rejected.dead_letter, "message dead-lettered");
+                    }
+                    _ => self.core.metrics.rejected(&route.name),
                 }
                 (outcome, Written::Commit { outbox })
             }

@@ -133,6 +133,7 @@ impl<'a> Chain<'a> {
         now: Timestamp,
     ) -> (DeliveryOutcome, Vec<AuditDraft>) {
         self.relay.metrics.published(self.name);
+        tracing::debug!(sink = self.name, message_id = %event.message_id, event = %event.id, attempt, "delivered");
         let audit = vec![AuditDraft::new(
             &event.message_id,
             now,
@@ -182,6 +183,7 @@ impl<'a> Chain<'a> {
             return (DeliveryOutcome::Failed { error, next_at }, vec![failed]);
         }
         self.relay.metrics.dead_lettered(self.name);
+        tracing::warn!(sink = self.name, message_id = %event.message_id, route = %event.route, event = %event.id, attempt, %error, "delivery dead-lettered");
         // The plugin that produced the event; for records from before events carried it,
         // the route's plugin.
         let producer = event

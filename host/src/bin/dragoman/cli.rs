@@ -23,8 +23,32 @@ use serde_json::json;
                   dragoman plugin dev NAME                         (rebuild and test on every save)"
 )]
 pub(crate) struct Args {
+    /// How log lines are written on stderr: `text` for people, `json` for a log pipeline
+    /// (one object per line).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "DRAGOMAN_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub(crate) log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Args {
+    /// Whether the command is `serve`.
+    pub(crate) fn serves(&self) -> bool {
+        matches!(self.command, Command::Serve { .. })
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +116,27 @@ enum Command {
     /// The sinks of a running host.
     #[command(subcommand)]
     Sinks(crate::sinks::SinksCommand),
+    /// The configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print the shell completion script: `dragoman completions bash > /etc/bash_completion.d/dragoman`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file as `serve` would read it, without starting: secrets and
+    /// plugin files are read, nothing listens and no store is opened. Exit 0 when it is
+    /// good; otherwise the error, with the key and its line, and exit 2.
+    Check {
+        /// The configuration file.
+        #[arg(value_name = "FILE.toml")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -307,5 +352,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             ),
         },
         Command::Plugin(command) => crate::plugins::run(command),
+        Command::Config(ConfigCommand::Check { file }) => crate::serve::check(&file),
+        Command::Completions { shell } => {
+            let mut command = <Args as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "dragoman", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

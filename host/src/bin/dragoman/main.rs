@@ -44,7 +44,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing();
+    init_tracing(args.log_format, args.serves());
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
@@ -53,29 +53,37 @@ fn main() -> ExitCode {
                 "dragoman: {}",
                 message.split_whitespace().collect::<Vec<_>>().join(" ")
             );
-            ExitCode::from(2)
+            if e.downcast_ref::<client::Unreachable>().is_some() {
+                ExitCode::from(3)
+            } else {
+                ExitCode::from(2)
+            }
         }
     }
 }
 
-fn init_tracing() {
+/// Log lines on stderr, filtered by `DRAGOMAN_LOG` (by default, `serve` logs its own
+/// progress, the one-shot commands only errors). In JSON, each line is one object: the
+/// event's fields, flattened, and the fields of the spans it is in (the message id, the route
+/// and the plugin's version while a message is handled).
+fn init_tracing(format: cli::LogFormat, serves: bool) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = EnvFilter::try_from_env("DRAGOMAN_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(default_filter()));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
-}
-
-/// `serve` logs its own progress; the one-shot commands only errors.
-fn default_filter() -> &'static str {
-    if std::env::args().nth(1).as_deref() == Some("serve") {
-        "info"
-    } else {
-        "error"
-    }
+        .unwrap_or_else(|_| EnvFilter::new(if serves { "info" } else { "error" }));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        cli::LogFormat::Text => fmt.with_target(false).boxed(),
+        cli::LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .boxed(),
+    };
+    tracing_subscriber::registry().with(filter).with(fmt).init();
 }
 
 /// Rust ignores SIGPIPE, so writing to a closed pipe (`dragoman … | head -1`) would panic;

@@ -28,6 +28,33 @@ pub(crate) fn run(config: &Path) -> Result<ExitCode> {
     })
 }
 
+/// `dragoman config check FILE`: the config as `serve` reads it, and each route's plugin
+/// file present; a summary on stdout.
+pub(crate) fn check(file: &Path) -> Result<ExitCode> {
+    let config = Config::from_file(file)?;
+    for (name, route) in &config.routes {
+        if !route.plugin.is_file() {
+            anyhow::bail!(
+                "{}: routes.{name}.plugin: {} is not a file",
+                file.display(),
+                route.plugin.display()
+            );
+        }
+    }
+    println!(
+        "{}: ok ({} routes, {} sinks, {} vendors, store {})",
+        file.display(),
+        config.routes.len(),
+        config.sinks.len(),
+        config.vendors.len(),
+        match config.store {
+            dragoman::config::StoreConfig::Sled => "sled",
+            dragoman::config::StoreConfig::Postgres { .. } => "postgres",
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn shutdown_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
