@@ -63,6 +63,7 @@ fn write_stream(store: &Db, events: u64, t0: Timestamp) {
             data,
             time,
             traceparent: String::new(),
+            tracestate: None,
             producer: None,
         };
         let key = format!("k-{n}");

@@ -196,6 +196,7 @@ impl Load {
                     data: "{}".into(),
                     time: now,
                     traceparent: "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01".into(),
+                    tracestate: None,
                     producer: None,
                 };
                 ("legacy", vec![(event, vec!["down".to_owned()])])

@@ -82,6 +82,23 @@ impl Sink {
         })
     }
 
+    /// The messaging system it delivers to, as the OpenTelemetry conventions name it.
+    pub(crate) fn system(&self) -> &'static str {
+        match self {
+            Self::Http(_) => "http",
+            Self::Nats(_) => "nats",
+            Self::Host(_) => "dragoman",
+        }
+    }
+
+    /// Where it delivers: a NATS sink's subject; else the sink's name.
+    pub(crate) fn destination<'a>(&'a self, name: &'a str) -> &'a str {
+        match self {
+            Self::Nats(stream) => stream.subject(),
+            _ => name,
+        }
+    }
+
     /// Delivers one event.
     ///
     /// # Errors

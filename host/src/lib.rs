@@ -113,6 +113,7 @@ pub mod storage;
 mod telemetry;
 pub mod tls;
 pub mod topology;
+mod trace;
 pub mod transport;
 pub mod vendor;
 mod watched;

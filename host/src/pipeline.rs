@@ -71,6 +71,8 @@ pub struct Incoming {
     pub idempotency_key: Option<String>,
     /// The caller's W3C trace context, if it sent one.
     pub traceparent: Option<String>,
+    /// The vendors' entries of the caller's trace context (W3C `tracestate`), if it sent one.
+    pub tracestate: Option<String>,
 }
 
 /// The pipeline's operations over the routes and the store. Cheap to clone.
@@ -169,19 +171,25 @@ struct Arrival {
     /// The sha256 of the body.
     fingerprint: String,
     id: uuid::Uuid,
-    traceparent: String,
+    trace: crate::trace::TraceContext,
 }
 
 impl Pipeline {
-    /// Counts a message or command arriving on `route` and gives it its id and trace.
-    fn arrive(&self, route: &str, incoming: &Incoming) -> Arrival {
+    /// Counts a message or command arriving on `route` and gives it its id and trace (that of
+    /// `span`, where it arrived, when traced).
+    fn arrive(&self, route: &str, incoming: &Incoming, span: &tracing::Span) -> Arrival {
         self.core.metrics.received(route);
         let id = uuid::Uuid::now_v7();
         Arrival {
             now: self.core.clock.now(),
             fingerprint: crate::plugin::sha256_hex(&incoming.body),
             id,
-            traceparent: crate::telemetry::traceparent(incoming.traceparent.as_deref(), id),
+            trace: crate::trace::carried(
+                span,
+                incoming.traceparent.as_deref(),
+                incoming.tracestate.as_deref(),
+                id,
+            ),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! What the host tells about itself: the Prometheus metrics, rendered as text for
-//! `/metrics`, and the W3C trace context each message carries. The library never installs a
-//! tracing subscriber; the binary (or the embedding service) does.
+//! `/metrics`. Trace context is `trace.rs`'s. The library never installs a tracing
+//! subscriber; the binary (or the embedding service) does.
 
 use jiff::Timestamp;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -454,30 +454,5 @@ fn route_label(route: &str) -> RouteLabel {
 fn sink_label(sink: &str) -> SinkLabel {
     SinkLabel {
         sink: sink.to_owned(),
-    }
-}
-
-// ===== Trace context =====
-
-/// The caller's W3C trace context when it is valid, with a new span id; else a new one whose
-/// trace id is the message id.
-pub(crate) fn traceparent(given: Option<&str>, message_id: uuid::Uuid) -> String {
-    let valid = |t: &str| {
-        let parts: Vec<&str> = t.split('-').collect();
-        parts.len() == 4
-            && parts[0] == "00"
-            && parts[1].len() == 32
-            && parts[2].len() == 16
-            && parts[3].len() == 2
-            && parts.iter().all(|p| {
-                p.bytes()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-            })
-            && parts[1] != "00000000000000000000000000000000"
-    };
-    let span: u64 = rand::random::<u64>() | 1;
-    match given.filter(|t| valid(t)) {
-        Some(t) => format!("00-{}-{span:016x}-01", &t[3..35]),
-        None => format!("00-{}-{span:016x}-01", message_id.simple()),
     }
 }

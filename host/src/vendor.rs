@@ -24,6 +24,7 @@ use crate::breaker::{Admission, Breaker, Outcome};
 use crate::circuits::Circuits;
 use crate::config::{CommandsConfig, VendorConfig};
 use crate::plugin::{Header, VendorRequest, VendorResponse};
+use crate::trace::TraceContext;
 
 /// The request header by which a plugin marks a non-idempotent request safe to retry.
 pub const RETRY_HEADER: &str = "dragoman-retry";
@@ -131,7 +132,7 @@ impl Vendor {
         &self,
         request: &VendorRequest,
         key: &str,
-        traceparent: &str,
+        trace: &TraceContext,
         policy: &CommandsConfig,
         gate: &Gate,
     ) -> Result<VendorResponse, VendorError> {
@@ -154,7 +155,7 @@ impl Vendor {
                 },
             };
             let result = self
-                .attempt(request, key, traceparent, policy.timeout)
+                .attempt(request, key, trace, attempt, policy.timeout)
                 .await;
             let health = match &result {
                 Ok(response) => self.breaker.classify(Some(response.status)),
@@ -189,10 +190,23 @@ impl Vendor {
         &self,
         request: &VendorRequest,
         key: &str,
-        traceparent: &str,
+        trace: &TraceContext,
+        attempt: u32,
         timeout: Duration,
     ) -> Result<VendorResponse, VendorError> {
-        let built = self.build(request, key, traceparent)?;
+        use tracing::Instrument as _;
+        // A span per attempt, a child of the command's trace; the vendor gets its context.
+        let span = tracing::info_span!(
+            "vendor command",
+            otel.kind = "client",
+            http.request.method = %request.method,
+            url.path = %request.path,
+            attempt,
+            http.response.status_code = tracing::field::Empty,
+        );
+        crate::trace::follow(&span, trace);
+        let outgoing = crate::trace::outgoing(&span, trace);
+        let built = self.build(request, key, &outgoing)?;
         let started = Instant::now();
         let call = async {
             let response = self
@@ -219,9 +233,12 @@ impl Vendor {
                 body: body.to_vec(),
             })
         };
-        let result = tokio::time::timeout(timeout, call)
+        let result = tokio::time::timeout(timeout, call.instrument(span.clone()))
             .await
             .unwrap_or(Err(VendorError::Timeout { after: timeout }));
+        if let Ok(response) = &result {
+            span.record("http.response.status_code", response.status);
+        }
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             ok = result.is_ok(),
@@ -234,7 +251,7 @@ impl Vendor {
         &self,
         request: &VendorRequest,
         key: &str,
-        traceparent: &str,
+        trace: &TraceContext,
     ) -> Result<http::Request<Full<Bytes>>, VendorError> {
         let bad = |what: String| VendorError::Unsendable(what);
         let method = http::Method::from_bytes(request.method.as_bytes())
@@ -253,6 +270,7 @@ impl Vendor {
             if header.name.eq_ignore_ascii_case(RETRY_HEADER)
                 || header.name.eq_ignore_ascii_case("idempotency-key")
                 || header.name.eq_ignore_ascii_case("traceparent")
+                || header.name.eq_ignore_ascii_case("tracestate")
             {
                 continue;
             }
@@ -266,9 +284,13 @@ impl Vendor {
             })?;
             builder = builder.header(name, value);
         }
-        builder
+        builder = builder
             .header("idempotency-key", key)
-            .header("traceparent", traceparent)
+            .header("traceparent", &trace.traceparent);
+        if let Some(state) = &trace.tracestate {
+            builder = builder.header("tracestate", state);
+        }
+        builder
             .body(Full::new(Bytes::from(request.body.clone())))
             .map_err(|e| bad(e.to_string()))
     }

@@ -319,7 +319,7 @@ fn json_logs_parse_line_by_line_and_hold_no_body_or_secret() {
         // The span of the message: its id, route and plugin version.
         let span = object["spans"]
             .as_array()
-            .and_then(|spans| spans.iter().find(|s| s["name"] == "message"));
+            .and_then(|spans| spans.iter().find(|s| s["name"] == "door"));
         if text == "translated and committed" || text == "message dead-lettered" {
             let span = span.unwrap_or_else(|| panic!("no message span: {line}"));
             assert_eq!(span["route"], "orders", "{line}");
@@ -353,4 +353,157 @@ fn json_logs_parse_line_by_line_and_hold_no_body_or_secret() {
             "no `{expected}` line in {lines:#?}"
         );
     }
+}
+
+/// A message with the caller's `traceparent` makes one trace at an OTLP/HTTP receiver: the
+/// door span continues the caller's, claim, translate (with the plugin's version), commit and
+/// flush are its children, and the webhook delivery's send span is a child of the door linked
+/// to it; the webhook gets that trace too. A caller's unsampled trace exports nothing, and
+/// without an endpoint no exporter runs.
+#[test]
+fn a_traced_message_makes_one_trace_from_the_door_to_the_webhook() {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const CALLER: &str = "00f067aa0ba902b7";
+    const UNSAMPLED: &str = "9a1c0e5b2d7f4e3a8b6c5d4e3f2a1b0c";
+    let collector = tests::otlp::Collector::start();
+    let webhook = Webhook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = net::config(&webhook.sink_table("hook"), "\"hook\"", "");
+    let endpoint = collector.endpoint();
+    let mut server = Server::start_with_env(
+        dir.path(),
+        &config,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let http = Http::new();
+    let url = format!("{}/v1/routes/orders/messages", server.url());
+    let send = |trace: &str, flags: &str, order: &str| {
+        let traceparent = format!("00-{trace}-{CALLER}-{flags}");
+        let body = tests::seed_order().replace("SEED-2026-000417", order);
+        let reply = http
+            .send(
+                "POST",
+                &url,
+                &[
+                    ("content-type", "application/json"),
+                    ("traceparent", traceparent.as_str()),
+                    ("tracestate", "acme=7"),
+                ],
+                body.as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(reply.status, 202, "{}", reply.text());
+    };
+    send(TRACE, "01", "TRACED-1");
+    wait_until(Duration::from_secs(20), "the door and send spans", || {
+        let spans = collector.spans();
+        ["door", "send"]
+            .iter()
+            .all(|name| spans.iter().any(|s| s.name == *name))
+    });
+    let spans = collector.spans();
+    let one = |name: &str| {
+        let found: Vec<_> = spans.iter().filter(|s| s.name == name).collect();
+        assert_eq!(found.len(), 1, "one `{name}` span: {spans:#?}");
+        found[0].clone()
+    };
+    let door = one("door");
+    for span in &spans {
+        assert_eq!(span.trace_id, TRACE, "one trace: {span:#?}");
+        assert_eq!(span.service, "dragoman");
+    }
+    assert_eq!(
+        door.parent_span_id, CALLER,
+        "the door continues the caller's span"
+    );
+    assert_eq!(door.kind, 2, "a server span");
+    assert_eq!(door.attributes["messaging.destination.name"], "orders");
+    assert_eq!(door.attributes["messaging.operation.type"], "receive");
+    for stage in ["claim", "translate", "commit", "flush"] {
+        assert_eq!(
+            one(stage).parent_span_id,
+            door.span_id,
+            "{stage} under the door"
+        );
+    }
+    let translate = one("translate");
+    assert_eq!(translate.attributes["plugin.name"], "acme-erp-orders");
+    assert_eq!(translate.attributes["plugin.version"], "1.0.0");
+    let sent = one("send");
+    assert_eq!(
+        sent.parent_span_id, door.span_id,
+        "the send continues the ingest"
+    );
+    assert_eq!(sent.links, vec![(TRACE.to_owned(), door.span_id.clone())]);
+    assert_eq!(sent.kind, 4, "a producer span");
+    assert_eq!(sent.attributes["messaging.system"], "http");
+    assert_eq!(sent.attributes["messaging.operation.type"], "send");
+    assert_eq!(sent.attributes["messaging.destination.name"], "hook");
+    // The webhook got the send span's context, in the header and the CloudEvents extension.
+    let received = webhook.received();
+    assert_eq!(received.len(), 1);
+    let expected = format!("00-{TRACE}-{}-01", sent.span_id);
+    assert_eq!(received[0].traceparent, expected);
+    assert_eq!(received[0].headers["ce-traceparent"], expected.as_str());
+    assert_eq!(received[0].headers["tracestate"], "acme=7");
+
+    // Unsampled by the caller: carried on as such, and not exported.
+    send(UNSAMPLED, "00", "UNSAMPLED-1");
+    wait_until(Duration::from_secs(20), "the second delivery", || {
+        webhook.received().len() == 2
+    });
+    let second = &webhook.received()[1];
+    assert!(
+        second.traceparent.starts_with(&format!("00-{UNSAMPLED}-"))
+            && second.traceparent.ends_with("-00"),
+        "{}",
+        second.traceparent
+    );
+    assert!(
+        server
+            .thread_names()
+            .iter()
+            .any(|n| n.starts_with("OpenTelemetry")),
+        "the exporter's thread runs"
+    );
+    // SIGTERM: the host exports what it still holds before it exits.
+    assert!(server.stop().success());
+    assert!(
+        collector.spans().iter().all(|s| s.trace_id != UNSAMPLED),
+        "an unsampled trace was exported"
+    );
+
+    // No endpoint: no exporter thread, nothing received.
+    let before = collector.spans().len();
+    let quiet_dir = tempfile::tempdir().unwrap();
+    let quiet = Server::start(quiet_dir.path(), &config);
+    send_to(&http, &quiet, TRACE);
+    assert!(
+        !quiet
+            .thread_names()
+            .iter()
+            .any(|n| n.starts_with("OpenTelemetry")),
+        "{:?}",
+        quiet.thread_names()
+    );
+    assert_eq!(collector.spans().len(), before);
+}
+
+/// Posts the seed order to `server` with a sampled trace context.
+fn send_to(http: &Http, server: &Server, trace: &str) {
+    let reply = http
+        .send(
+            "POST",
+            &format!("{}/v1/routes/orders/messages", server.url()),
+            &[
+                ("content-type", "application/json"),
+                ("traceparent", &format!("00-{trace}-00f067aa0ba902b7-01")),
+            ],
+            tests::seed_order().as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(reply.status, 202, "{}", reply.text());
 }

@@ -91,6 +91,7 @@ fn event(id: &str, message_id: &str, partition: &str) -> OutboxEvent {
         data: "{}".into(),
         time: t0(),
         traceparent: "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01".into(),
+        tracestate: None,
         producer: None,
     }
 }

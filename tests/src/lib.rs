@@ -11,6 +11,7 @@ use dragoman::plugin::{Limits, Plugin, Runtime, VendorMessage};
 pub mod dev;
 pub mod jetstream;
 pub mod net;
+pub mod otlp;
 pub mod pg;
 pub mod proxy;
 pub mod swap;

@@ -223,6 +223,23 @@ impl Server {
             .expect("a size in kB")
     }
 
+    /// The names of its threads now (`/proc/PID/task/*/comm`, at most 15 bytes each).
+    ///
+    /// # Panics
+    ///
+    /// When it is not running.
+    pub fn thread_names(&self) -> Vec<String> {
+        let pid = self.child.as_ref().expect("the server is running").id();
+        let mut names = Vec::new();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("procfs") {
+            let comm = task.expect("a task").path().join("comm");
+            if let Ok(name) = std::fs::read_to_string(comm) {
+                names.push(name.trim_end().to_owned());
+            }
+        }
+        names
+    }
+
     /// The lines it has logged so far.
     pub fn log(&self) -> Vec<String> {
         self.log

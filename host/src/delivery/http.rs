@@ -15,6 +15,7 @@ use ::http::{HeaderName, HeaderValue};
 use super::{DeliveryError, source};
 use crate::config::{HttpSink, SinkAuth};
 use crate::storage::OutboxEvent;
+use crate::trace::TraceContext;
 use crate::webhooks::Signer;
 
 /// An HTTP endpoint that takes events.
@@ -88,6 +89,9 @@ impl Webhook {
     }
 
     pub(super) async fn publish(&self, event: &OutboxEvent) -> Result<(), DeliveryError> {
+        // The send span's context (or the stored one), as the W3C header and the CloudEvents
+        // distributed tracing extension.
+        let trace = crate::trace::outgoing(&tracing::Span::current(), &TraceContext::of(event));
         let mut request = ::http::Request::post(self.url.clone())
             .header("content-type", "application/json")
             .header("ce-specversion", "1.0")
@@ -100,7 +104,13 @@ impl Webhook {
             .header("ce-causationid", attribute(&event.message_id))
             .header("ce-partitionkey", attribute(&event.partition_key))
             .header("idempotency-key", &event.id)
-            .header("traceparent", &event.traceparent);
+            .header("traceparent", &trace.traceparent)
+            .header("ce-traceparent", &trace.traceparent);
+        if let Some(state) = &trace.tracestate {
+            request = request
+                .header("tracestate", state)
+                .header("ce-tracestate", state);
+        }
         if let Some(producer) = &event.producer {
             request = request
                 .header("ce-plugin", attribute(&producer.label()))

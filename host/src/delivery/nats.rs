@@ -10,6 +10,7 @@ use tokio::sync::OnceCell;
 
 use super::{DeliveryError, source};
 use crate::storage::OutboxEvent;
+use crate::trace::TraceContext;
 
 /// A JetStream subject that takes events; connected on the first delivery.
 #[derive(Debug)]
@@ -30,11 +31,20 @@ impl JetStream {
         }
     }
 
+    pub(super) fn subject(&self) -> &str {
+        &self.subject
+    }
+
     pub(super) async fn publish(&self, event: &OutboxEvent) -> Result<(), DeliveryError> {
         let context = self.context.get_or_try_init(|| self.connect()).await?;
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", event.id.as_str());
-        headers.insert("traceparent", event.traceparent.as_str());
+        // The send span's context (or the stored one): in the headers and the envelope.
+        let trace = crate::trace::outgoing(&tracing::Span::current(), &TraceContext::of(event));
+        headers.insert("traceparent", trace.traceparent.as_str());
+        if let Some(state) = &trace.tracestate {
+            headers.insert("tracestate", state.as_str());
+        }
         let data: Box<serde_json::value::RawValue> =
             serde_json::value::RawValue::from_string(event.data.clone())
                 .map_err(|e| DeliveryError::Unencodable(format!("event data is not JSON: {e}")))?;
@@ -51,6 +61,12 @@ impl JetStream {
             "partitionkey": event.partition_key,
             "data": data,
         });
+        if let Some(envelope) = envelope.as_object_mut() {
+            envelope.insert("traceparent".into(), trace.traceparent.clone().into());
+            if let Some(state) = &trace.tracestate {
+                envelope.insert("tracestate".into(), state.clone().into());
+            }
+        }
         if let (Some(producer), Some(envelope)) = (&event.producer, envelope.as_object_mut()) {
             envelope.insert("plugin".into(), producer.label().into());
             envelope.insert("pluginsha256".into(), producer.sha256.clone().into());

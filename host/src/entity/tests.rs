@@ -16,6 +16,7 @@ fn event(id: &str, event_type: &str, subject: &str, data: &str) -> OutboxEvent {
         data: data.into(),
         time: Timestamp::from_second(1_800_000_000).unwrap(),
         traceparent: String::new(),
+        tracestate: None,
         producer: None,
     }
 }

@@ -62,7 +62,7 @@ struct Prepared {
     fingerprint: String,
     command: DomainCommand,
     request: VendorRequest,
-    traceparent: String,
+    trace: crate::trace::TraceContext,
     now: Timestamp,
     /// Whether this is the command's first commit (a queued command was received before).
     first: bool,
@@ -77,13 +77,7 @@ impl Prepared {
         gate: &Gate,
     ) -> Result<VendorResponse, VendorError> {
         vendor
-            .send(
-                &self.request,
-                &self.record.key,
-                &self.traceparent,
-                policy,
-                gate,
-            )
+            .send(&self.request, &self.record.key, &self.trace, policy, gate)
             .await
     }
 
@@ -236,8 +230,8 @@ impl Pipeline {
             now,
             fingerprint,
             id,
-            traceparent,
-        } = self.arrive(&route.name, &incoming);
+            trace,
+        } = self.arrive(&route.name, &incoming, &tracing::Span::current());
         let key = incoming
             .idempotency_key
             .unwrap_or_else(|| hash_key(&fingerprint));
@@ -286,7 +280,7 @@ impl Pipeline {
                 headers: vec![],
                 body: vec![],
             },
-            traceparent,
+            trace,
             now,
             first: true,
         };
@@ -318,7 +312,7 @@ impl Pipeline {
                 let (commit, answered) =
                     prepared
                         .settlement()
-                        .answer(response.status, events, &prepared.traceparent);
+                        .answer(response.status, events, &prepared.trace);
                 let (answer, committed) =
                     self.write(prepared, commit, Commanded::Answered(answered.clone()));
                 if committed {

@@ -14,6 +14,7 @@ use crate::storage::{
     AuditDraft, ClaimToken, Commit, Completed, DeadLetter, DeadLetterKind, MessageRecord,
     OutboxEvent,
 };
+use crate::trace::TraceContext;
 
 /// A message on its way to a commit, with what every commit of it shares.
 pub(super) struct Settlement<'a> {
@@ -56,7 +57,7 @@ impl Settlement<'_> {
         subject: String,
         partition_key: String,
         data: String,
-        traceparent: &str,
+        trace: &TraceContext,
     ) -> OutboxEvent {
         OutboxEvent {
             id: uuid::Uuid::now_v7().to_string(),
@@ -67,7 +68,8 @@ impl Settlement<'_> {
             partition_key,
             data,
             time: self.now,
-            traceparent: traceparent.to_owned(),
+            traceparent: trace.traceparent.clone(),
+            tracestate: trace.tracestate.clone(),
             producer: Some(self.version.producer.clone()),
         }
     }
@@ -116,7 +118,7 @@ impl Settlement<'_> {
     pub(super) fn accept(
         mut self,
         events: Vec<DomainEvent>,
-        traceparent: &str,
+        trace: &TraceContext,
     ) -> (Commit, Accepted) {
         let events: Vec<OutboxEvent> = events
             .into_iter()
@@ -127,7 +129,7 @@ impl Settlement<'_> {
                     event.subject,
                     event.partition_key,
                     data,
-                    traceparent,
+                    trace,
                 )
             })
             .collect();
@@ -204,10 +206,10 @@ impl Settlement<'_> {
         mut self,
         vendor_status: u16,
         events: Vec<DomainEvent>,
-        traceparent: &str,
+        trace: &TraceContext,
     ) -> (Commit, Answered) {
         self.audit("vendor_answered", json!({"status": vendor_status}));
-        let (mut commit, accepted) = self.accept(events, traceparent);
+        let (mut commit, accepted) = self.accept(events, trace);
         let answered = Answered {
             message_id: accepted.message_id,
             idempotency_key: accepted.idempotency_key,
@@ -234,14 +236,14 @@ impl Settlement<'_> {
         mut self,
         vendor: &str,
         command: &DomainCommand,
-        traceparent: &str,
+        trace: &TraceContext,
     ) -> (Commit, Queued) {
         let event = self.event(
             command.command_type.clone(),
             command.subject.clone(),
             command.subject.clone(),
             command.data.clone(),
-            traceparent,
+            trace,
         );
         self.audit("queued", json!({"vendor": vendor, "event": event.id}));
         let queued = Queued {

@@ -15,7 +15,6 @@ use crate::plugin::{DomainEvent, TranslateError, sha256_hex};
 use crate::storage::{
     AuditDraft, Claim, ClaimToken, DeadLetter, DeadLetterKind, MessageRecord, StorageError,
 };
-use crate::telemetry::traceparent;
 
 impl Pipeline {
     /// Re-runs a dead letter through the route's current plugin (a translation entry) or puts
@@ -197,8 +196,10 @@ impl Pipeline {
             audit,
             new_message: false,
         };
-        let (mut commit, accepted) =
-            settlement.accept(events, &traceparent(None, uuid::Uuid::now_v7()));
+        // A replay starts a trace of its own (within the caller's span when it is traced).
+        let trace =
+            crate::trace::carried(&tracing::Span::current(), None, None, uuid::Uuid::now_v7());
+        let (mut commit, accepted) = settlement.accept(events, &trace);
         commit.resolves = Some(entry.id);
         let committed = self.core.storage.commit(commit);
         if committed.is_err()

@@ -88,7 +88,27 @@ impl Pipeline {
         let permit = (place, worker);
         let pipeline = self.clone();
         let bulkhead = route.bulkhead.clone();
-        let work = move || pipeline.ingest_blocking(&route, incoming, given_up, permit);
+        // The message's span from its door to its flush; its stages are its children, and it
+        // continues the caller's trace.
+        let door = tracing::info_span!(
+            "door",
+            otel.kind = "server",
+            messaging.system = "dragoman",
+            messaging.operation.type = "receive",
+            messaging.destination.name = %route.name,
+            route = %route.name,
+            message_id = tracing::field::Empty,
+            plugin = tracing::field::Empty,
+        );
+        crate::trace::continue_caller(
+            &door,
+            incoming.traceparent.as_deref(),
+            incoming.tracestate.as_deref(),
+        );
+        let in_door = door.clone();
+        let work = move || {
+            in_door.in_scope(|| pipeline.ingest_blocking(&route, incoming, given_up, permit))
+        };
         let began = Instant::now();
         // A route whose last message ran long runs this one at a lower priority, so that a
         // plugin spinning to its deadline does not slow the other routes' messages.
@@ -105,7 +125,11 @@ impl Pipeline {
             return Ingested::Unavailable(Unavailable::Internal("the ingest task failed".into()));
         };
         if let Written::Commit { outbox } = written
-            && let Err(e) = self.durable(outbox).await
+            && let Err(e) = {
+                use tracing::Instrument as _;
+                let flush = tracing::info_span!(parent: &door, "flush");
+                self.durable(outbox).instrument(flush).await
+            }
         {
             tracing::error!(error = %e, "flush failed");
             return Ingested::Unavailable(Unavailable::Internal(
@@ -126,20 +150,16 @@ impl Pipeline {
         permit: (crate::bulkhead::Permit, OwnedSemaphorePermit),
     ) -> (Ingested, Written) {
         let core = &self.core;
+        // Run within the message's door span (see `run`).
+        let door = tracing::Span::current();
         let Arrival {
             now,
             fingerprint,
             id,
-            traceparent,
-        } = self.arrive(&route.name, &incoming);
+            trace,
+        } = self.arrive(&route.name, &incoming, &door);
         let message_id = id.to_string();
-        let span = tracing::info_span!(
-            "message",
-            message_id = %message_id,
-            route = %route.name,
-            plugin = tracing::field::Empty
-        );
-        let _entered = span.enter();
+        door.record("message_id", message_id.as_str());
         let Incoming {
             content_type,
             headers,
@@ -154,26 +174,28 @@ impl Pipeline {
         // One version for the whole message: it translates, and its events name it. While a
         // canary runs, the key's deciding input chooses which (the same for every retry).
         let version = route.version_for(idempotency_key.as_deref().unwrap_or(&fingerprint));
-        span.record("plugin", version.producer.label());
+        door.record("plugin", version.producer.label());
         let mut lease = version.instances.get();
         let caller_key = idempotency_key.is_some();
         let (key, source, early_fault) =
             key_for(idempotency_key, &mut lease, &message, &fingerprint);
-        let claim = match self.claim(route, &key, caller_key.then_some(fingerprint.as_str()), now) {
-            Ok(claim) => claim,
-            Err(answer) => return (answer, Written::Nothing),
-        };
-        // A derived key: a rejection of this very body was settled under its hash.
-        let body_claim = if source == KeySource::Derived {
+        let claimed = tracing::info_span!("claim", key_source = ?source).in_scope(|| {
+            let claim = self.claim(route, &key, caller_key.then_some(fingerprint.as_str()), now)?;
+            // A derived key: a rejection of this very body was settled under its hash.
+            if source != KeySource::Derived {
+                return Ok((claim, None));
+            }
             match self.claim(route, &hash_key(&fingerprint), None, now) {
-                Ok(body_claim) => Some(body_claim),
+                Ok(body_claim) => Ok((claim, Some(body_claim))),
                 Err(answer) => {
                     self.release(&claim);
-                    return (answer, Written::Nothing);
+                    Err(answer)
                 }
             }
-        } else {
-            None
+        });
+        let (claim, body_claim) = match claimed {
+            Ok(claims) => claims,
+            Err(answer) => return (answer, Written::Nothing),
         };
         let claims = Claims {
             key: claim,
@@ -181,11 +203,28 @@ impl Pipeline {
         };
         // A message given up on says nothing of the version: it is neither judged nor shadowed.
         let translated = given_up.is_none();
-        let translation = match (given_up, early_fault, lease) {
+        let producer = &version.producer;
+        let translating = tracing::info_span!(
+            "translate",
+            plugin.name = %producer.name,
+            plugin.version = %producer.version,
+            plugin.sha256 = %producer.sha256,
+            outcome = tracing::field::Empty,
+        );
+        let translation = translating.in_scope(|| match (given_up, early_fault, lease) {
             (Some(failure), _, _) => Ok(Err(TranslateError::Rejected(failure))),
             (None, Some(fault), _) | (None, None, Err(fault)) => Err(fault),
             (None, None, Ok(mut session)) => session.translate(&message),
-        };
+        });
+        translating.record(
+            "outcome",
+            match &translation {
+                Ok(Ok(_)) => "events",
+                Ok(Err(TranslateError::Transient(_))) => "transient",
+                Ok(Err(TranslateError::Rejected(_))) => "rejected",
+                Err(_) => "fault",
+            },
+        );
         core.metrics.observe("translate", started);
         drop(permit);
         if translated {
@@ -215,7 +254,7 @@ impl Pipeline {
             },
         }
         .received();
-        self.settle(settlement, translation, &claims, &traceparent)
+        self.settle(settlement, translation, &claims, &trace)
     }
 
     /// Claims `key` on `route`: the claim, or the answer when it is not fresh. A key seen
@@ -252,7 +291,7 @@ impl Pipeline {
         mut settlement: Settlement<'_>,
         translation: Translation,
         claims: &Claims,
-        traceparent: &str,
+        trace: &crate::trace::TraceContext,
     ) -> (Ingested, Written) {
         let route = settlement.route;
         let rejected = |settlement: Settlement<'_>, cause, code, message| {
@@ -268,7 +307,7 @@ impl Pipeline {
         };
         let (commit, outcome) = match translation {
             Ok(Ok(events)) => {
-                let (commit, accepted) = settlement.accept(events, traceparent);
+                let (commit, accepted) = settlement.accept(events, trace);
                 (commit, Ingested::Accepted(accepted))
             }
             Ok(Err(TranslateError::Transient(failure))) => {
@@ -287,7 +326,8 @@ impl Pipeline {
         };
         let outbox = commit.feeds_outbox();
         let started = Instant::now();
-        let written = self.write_commit(commit, settling);
+        let written =
+            tracing::info_span!("commit").in_scope(|| self.write_commit(commit, settling));
         // The claim that did not settle is given back (the one that did is gone with its
         // write, or was given back by a failed one).
         claims.release_other(self, settling);

@@ -121,8 +121,18 @@ impl<'a> Chain<'a> {
 
     async fn publish(&self, event: &OutboxEvent) -> Result<(), DeliveryError> {
         use tracing::Instrument as _;
-        let span =
-            tracing::debug_span!("publish", message_id = %event.message_id, event = %event.id);
+        // A span per attempt: a child of the ingest that made the event, and linked to it.
+        let span = tracing::info_span!(
+            "send",
+            otel.kind = "producer",
+            messaging.system = self.sink.system(),
+            messaging.operation.type = "send",
+            messaging.destination.name = self.sink.destination(self.name),
+            messaging.message.id = %event.id,
+            message_id = %event.message_id,
+            sink = self.name,
+        );
+        crate::trace::follow(&span, &crate::trace::TraceContext::of(event));
         self.sink.publish(event).instrument(span).await
     }
 

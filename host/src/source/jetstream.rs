@@ -364,7 +364,7 @@ impl Handler {
 
 /// A message as the pipeline takes it: its headers (names in lower case, in order, at most
 /// [`MAX_HEADERS`]), its content type, `Nats-Msg-Id` as the idempotency key and
-/// `traceparent`, each found whatever its case; and what the door refuses before the
+/// `traceparent` and `tracestate`, each found whatever its case; and what the door refuses before the
 /// pipeline (a key that is not one, a body over the host's limit).
 fn to_incoming(message: &async_nats::Message, max_body: usize) -> (Incoming, Option<Refusal>) {
     let mut incoming = Incoming::default();
@@ -388,6 +388,7 @@ fn to_incoming(message: &async_nats::Message, max_body: usize) -> (Incoming, Opt
         match name.as_str() {
             "content-type" => incoming.content_type = Some(value.clone()),
             "traceparent" => incoming.traceparent = Some(value.clone()),
+            "tracestate" => incoming.tracestate = Some(value.clone()),
             "nats-msg-id" => match crate::pipeline::check_key(value.as_bytes()) {
                 Ok(key) => incoming.idempotency_key = Some(key),
                 Err(refusal) => refused = Some(refusal),

@@ -211,6 +211,7 @@ mod tests {
                 data: "{}".into(),
                 time: Timestamp::UNIX_EPOCH,
                 traceparent: String::new(),
+                tracestate: None,
                 producer: None,
             };
             EntityDraft {

@@ -82,6 +82,9 @@ pub struct OutboxEvent {
     pub time: Timestamp,
     /// The W3C trace context of the message.
     pub traceparent: String,
+    /// The vendors' entries of that context (W3C `tracestate`), as the caller gave them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
     /// The plugin version that produced the event; `None` in records written before hosts
     /// kept it.
     #[serde(default)]

@@ -89,6 +89,7 @@ where
     Ok(Incoming {
         content_type: text(header::CONTENT_TYPE.as_str()),
         traceparent: text("traceparent"),
+        tracestate: text("tracestate"),
         headers,
         body: collected,
         idempotency_key,

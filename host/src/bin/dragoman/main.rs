@@ -7,6 +7,8 @@ mod dev;
 mod entity;
 mod folder;
 mod local;
+#[cfg(feature = "otel")]
+mod otel;
 mod plugins;
 mod scaffold;
 mod serve;
@@ -44,7 +46,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(args.log_format, args.serves());
+    // Held to the end: the last spans are exported when it goes.
+    let _traces = match init_tracing(args.log_format, args.serves()) {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("dragoman: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    run(args)
+}
+
+fn run(args: cli::Args) -> ExitCode {
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
@@ -65,12 +78,13 @@ fn main() -> ExitCode {
 /// Log lines on stderr, filtered by `DRAGOMAN_LOG` (by default, `serve` logs its own
 /// progress, the one-shot commands only errors). In JSON, each line is one object: the
 /// event's fields, flattened, and the fields of the spans it is in (the message id, the route
-/// and the plugin's version while a message is handled).
-fn init_tracing(format: cli::LogFormat, serves: bool) {
-    use tracing_subscriber::EnvFilter;
-    use tracing_subscriber::Layer as _;
+/// and the plugin's version while a message is handled). With the `otel` feature, the host's
+/// spans go to OpenTelemetry too when the environment names an OTLP endpoint (`otel.rs`),
+/// whatever `DRAGOMAN_LOG` says; the returned guard exports the last of them.
+fn init_tracing(format: cli::LogFormat, serves: bool) -> anyhow::Result<Option<Traces>> {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{EnvFilter, Layer as _, Registry};
     let filter = EnvFilter::try_from_env("DRAGOMAN_LOG")
         .unwrap_or_else(|_| EnvFilter::new(if serves { "info" } else { "error" }));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
@@ -83,8 +97,30 @@ fn init_tracing(format: cli::LogFormat, serves: bool) {
             .with_span_list(true)
             .boxed(),
     };
-    tracing_subscriber::registry().with(filter).with(fmt).init();
+    #[cfg_attr(not(feature = "otel"), expect(unused_mut, reason = "no second layer"))]
+    let mut layers: Vec<Box<dyn tracing_subscriber::Layer<Registry> + Send + Sync>> =
+        vec![fmt.with_filter(filter).boxed()];
+    #[cfg(feature = "otel")]
+    let traces = match otel::layer()? {
+        Some((layer, traces)) => {
+            let spans = tracing_subscriber::filter::Targets::new()
+                .with_target("dragoman", tracing::Level::INFO);
+            layers.push(layer.with_filter(spans).boxed());
+            Some(traces)
+        }
+        None => None,
+    };
+    #[cfg(not(feature = "otel"))]
+    let traces = None;
+    tracing_subscriber::registry().with(layers).init();
+    Ok(traces)
 }
+
+/// What keeps the trace exporter until exit (nothing without the `otel` feature).
+#[cfg(feature = "otel")]
+type Traces = otel::Traces;
+#[cfg(not(feature = "otel"))]
+struct Traces;
 
 /// Rust ignores SIGPIPE, so writing to a closed pipe (`dragoman … | head -1`) would panic;
 /// restore the default, which ends the process quietly as other command-line tools do.

@@ -68,7 +68,7 @@ impl Pipeline {
                         let (commit, queued) = prepared.settlement().queue(
                             &vendor_name,
                             &prepared.command,
-                            &prepared.traceparent,
+                            &prepared.trace,
                         );
                         pipeline.write(
                             &prepared,

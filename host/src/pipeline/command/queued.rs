@@ -175,7 +175,10 @@ impl Pipeline {
             record,
             command,
             request,
-            traceparent: event.traceparent.clone(),
+            trace: crate::trace::TraceContext {
+                traceparent: event.traceparent.clone(),
+                tracestate: event.tracestate.clone(),
+            },
             now,
             first: false,
         }))

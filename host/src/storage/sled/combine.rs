@@ -361,6 +361,7 @@ mod tests {
             data: "{}".into(),
             time: t0(),
             traceparent: "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01".into(),
+            tracestate: None,
             producer: None,
         };
         Commit {

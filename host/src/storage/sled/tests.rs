@@ -226,6 +226,7 @@ fn an_entity_event_edited_on_disk_is_found_by_verify() {
         data: r#"{"amount_minor": 1250}"#.into(),
         time: now,
         traceparent: String::new(),
+        tracestate: None,
         producer: None,
     };
     let events = vec![
