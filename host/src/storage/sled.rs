@@ -104,9 +104,20 @@ impl Db {
     /// its lock for longer than a few seconds, or its files are damaged), and
     /// [`StorageError::Corrupt`] when its counters or records cannot be read.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE)
+    }
+
+    /// Opens the store in `dir` as [`Db::open`] does, with a page cache of about
+    /// `cache_bytes`: what a reader of the whole store (`dragoman audit verify`) keeps in
+    /// memory besides its own state.
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::open`].
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
-        let db = open_sled(dir)?;
+        let db = open_sled(dir, cache_bytes)?;
         let tree = db.open_tree("pipeline").map_err(sled_error)?;
         migrate::to_current(&tree)?;
         let next_seq = match tree.get(SEQ).map_err(sled_error)? {
@@ -548,16 +559,24 @@ fn sled_error(e: ::sled::Error) -> StorageError {
 /// holding the lock is reported when the wait runs out.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
-fn open_sled(dir: &Path) -> Result<::sled::Db, StorageError> {
+/// sled's page cache for a serving host: its own default.
+const DEFAULT_CACHE: u64 = 1 << 30;
+
+fn open_sled(dir: &Path, cache_bytes: u64) -> Result<::sled::Db, StorageError> {
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
-        let opened =
-            std::panic::catch_unwind(|| ::sled::Config::new().path(dir).open()).map_err(|_| {
-                backend(format!(
-                    "the store in {} is damaged and cannot be opened",
-                    dir.display()
-                ))
-            })?;
+        let opened = std::panic::catch_unwind(|| {
+            ::sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_bytes)
+                .open()
+        })
+        .map_err(|_| {
+            backend(format!(
+                "the store in {} is damaged and cannot be opened",
+                dir.display()
+            ))
+        })?;
         match opened {
             Ok(db) => return Ok(db),
             Err(::sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
