@@ -213,3 +213,17 @@ impl Session {
         }
     }
 }
+
+/// A record as the store keeps it (a format byte, then MessagePack, or JSON in format 1), as
+/// JSON.
+///
+/// # Panics
+///
+/// When the bytes are no such record.
+pub fn stored_record(bytes: &[u8]) -> serde_json::Value {
+    match bytes.split_first() {
+        Some((2, rest)) => rmp_serde::from_slice(rest).expect("a MessagePack record"),
+        Some((1, rest)) => serde_json::from_slice(rest).expect("a JSON record"),
+        other => panic!("not a stored record: {other:?}"),
+    }
+}

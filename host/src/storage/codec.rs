@@ -1,5 +1,6 @@
 //! How the embedded store lays records out: the keys of each kind of record (by prefix, in
-//! one tree) and the encoding of values, a format byte then JSON. The encoding is a
+//! one tree) and the encoding of values, a format byte then the record: MessagePack with
+//! field names (format 2), or JSON as hosts before it wrote (format 1). The encoding is a
 //! compatibility boundary: a record written by an older host must still be read.
 
 use serde::de::DeserializeOwned;
@@ -7,8 +8,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::storage::{EntityRef, StorageError};
 
-/// The record format version, the first byte of every value.
-pub(super) const FORMAT: u8 = 1;
+/// The record format this host writes, the first byte of every value: MessagePack with
+/// field names, bytes as bytes (a body is not base64 text), self-describing so that JSON
+/// values (audit data, answers) and untagged records read back.
+pub(super) const FORMAT: u8 = 2;
+
+/// The format of records written by hosts before format 2: JSON, bytes as base64 text.
+/// Read, never written.
+pub(super) const JSON_FORMAT: u8 = 1;
 
 // ===== Keys =====
 //
@@ -245,7 +252,7 @@ pub(super) fn entity_type_key(route: &str, entity_type: &str) -> Vec<u8> {
 
 pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut bytes = vec![FORMAT];
-    serde_json::to_writer(&mut bytes, value).expect("stored records serialize");
+    rmp_serde::encode::write_named(&mut bytes, value).expect("stored records serialize");
     bytes
 }
 
@@ -255,30 +262,71 @@ pub(super) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T,
         message,
     };
     match bytes.split_first() {
-        Some((&FORMAT, rest)) => serde_json::from_slice(rest).map_err(|e| corrupt(e.to_string())),
+        Some((&FORMAT, rest)) => rmp_serde::from_slice(rest).map_err(|e| corrupt(e.to_string())),
+        Some((&JSON_FORMAT, rest)) => {
+            serde_json::from_slice(rest).map_err(|e| corrupt(e.to_string()))
+        }
         Some((version, _)) => Err(corrupt(format!(
-            "record format {version}, this host reads {FORMAT}"
+            "record format {version}, this host reads {JSON_FORMAT} and {FORMAT}"
         ))),
         None => Err(corrupt("empty record".into())),
     }
 }
 
-/// Bytes in stored records as base64 text: a quarter of the size of a JSON array of numbers,
-/// and far quicker to write and read.
+/// Bytes in stored records: raw bytes in MessagePack; base64 text in JSON (records of format
+/// 1, and the JSON answers of the API), a quarter of the size of a JSON array of numbers.
+/// Either form reads back whatever the record's format.
 pub(crate) mod base64_bytes {
+    use std::fmt;
+
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
 
     pub(crate) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&STANDARD.encode(bytes))
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&STANDARD.encode(bytes))
+        } else {
+            serializer.serialize_bytes(bytes)
+        }
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        STANDARD.decode(text).map_err(serde::de::Error::custom)
+        deserializer.deserialize_any(Bytes)
+    }
+
+    /// Bytes as raw bytes, as base64 text, or as a sequence of numbers.
+    struct Bytes;
+
+    impl<'de> Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("bytes, or base64 text")
+        }
+
+        fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(bytes.to_vec())
+        }
+
+        fn visit_byte_buf<E: de::Error>(self, bytes: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(bytes)
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Vec<u8>, E> {
+            STANDARD.decode(text).map_err(E::custom)
+        }
+
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+            while let Some(byte) = seq.next_element()? {
+                bytes.push(byte);
+            }
+            Ok(bytes)
+        }
     }
 }
 

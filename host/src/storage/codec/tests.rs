@@ -3,7 +3,7 @@ use crate::outcome::{Accepted, Cause, Rejected, Settled};
 use crate::storage::Completed;
 
 fn read(json: &str) -> Completed {
-    let mut bytes = vec![FORMAT];
+    let mut bytes = vec![JSON_FORMAT];
     bytes.extend_from_slice(json.as_bytes());
     decode(b"i\0orders\0k", &bytes).expect("the record decodes")
 }
@@ -64,4 +64,68 @@ fn a_key_stored_as_its_outcome_round_trips() {
         decode::<Completed>(b"k", &encode(&completed)).unwrap(),
         completed
     );
+}
+
+fn message(body: &[u8]) -> crate::storage::MessageRecord {
+    crate::storage::MessageRecord {
+        id: "m1".into(),
+        route: "orders".into(),
+        key: "k".into(),
+        content_type: Some("application/json".into()),
+        headers: vec![("x-acme".into(), "1".into())],
+        body: body.to_vec(),
+        received_at: "2030-01-01T00:00:00Z".parse().unwrap(),
+        cut: None,
+    }
+}
+
+/// A body is stored as its bytes: the record is its length and a little more, where JSON
+/// made it a third larger as base64.
+#[test]
+fn a_body_is_stored_as_bytes_in_the_current_format() {
+    let body: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    let record = message(&body);
+    let stored = encode(&record);
+    assert_eq!(stored[0], FORMAT);
+    assert!(
+        stored.len() < body.len() + 200,
+        "{} bytes for a body of {}",
+        stored.len(),
+        body.len()
+    );
+    let json = serde_json::to_vec(&record).unwrap();
+    assert!(json.len() > body.len() * 4 / 3, "JSON holds base64");
+    assert_eq!(
+        decode::<crate::storage::MessageRecord>(b"m\0m1", &stored).unwrap(),
+        record
+    );
+}
+
+/// A record a host before format 2 wrote (JSON, the body in base64) reads back the same.
+#[test]
+fn a_record_in_json_still_reads() {
+    let record = message(b"{\"ord_id\": \"A-1\"}");
+    let mut old = vec![JSON_FORMAT];
+    old.extend(serde_json::to_vec(&record).unwrap());
+    assert_eq!(
+        decode::<crate::storage::MessageRecord>(b"m\0m1", &old).unwrap(),
+        record
+    );
+    let unknown = [9u8, 1, 2];
+    assert!(matches!(
+        decode::<crate::storage::MessageRecord>(b"m\0m1", &unknown),
+        Err(StorageError::Corrupt { .. })
+    ));
+}
+
+/// Audit data is free-form JSON: it reads back equal, so its hash still verifies.
+#[test]
+fn free_form_json_round_trips_exactly() {
+    let value = serde_json::json!({
+        "n": 1, "neg": -7, "big": u64::MAX, "f": 1.5, "s": "x", "null": null,
+        "list": [true, {"nested": []}]
+    });
+    let back: serde_json::Value = decode(b"a\0m1", &encode(&value)).unwrap();
+    assert_eq!(back, value);
+    assert_eq!(back.to_string(), value.to_string());
 }

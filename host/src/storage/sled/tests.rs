@@ -9,11 +9,11 @@ use serde_json::json;
 
 use super::Db;
 use crate::outcome::{Accepted, Settled};
-use crate::storage::codec::{FORMAT, IdempotencyEntry, encode, outbox_key};
+use crate::storage::codec::{IdempotencyEntry, JSON_FORMAT, encode, outbox_key};
 use crate::storage::{Claim, Completed, DeliveryOutcome, Storage};
 
 fn record(value: &serde_json::Value) -> Vec<u8> {
-    let mut bytes = vec![FORMAT];
+    let mut bytes = vec![JSON_FORMAT];
     bytes.extend_from_slice(value.to_string().as_bytes());
     bytes
 }
@@ -275,8 +275,14 @@ fn an_entity_event_edited_on_disk_is_found_by_verify() {
         let order = EntityRef::of("order.paid.v1", "A-1").unwrap();
         let key = crate::storage::codec::entity_key(&order, 2);
         let stored = tree.get(&key).unwrap().unwrap();
-        let edited = String::from_utf8_lossy(&stored).replace("1250", "9999");
-        tree.insert(&key, edited.as_bytes()).unwrap();
+        // The amount is text inside the event's data, whatever the record's format.
+        let mut edited = stored.to_vec();
+        let at = edited
+            .windows(4)
+            .position(|w| w == b"1250")
+            .expect("the amount is in the record");
+        edited[at..at + 4].copy_from_slice(b"9999");
+        tree.insert(&key, edited).unwrap();
         db.flush().unwrap();
     }
     let store = Db::open(dir.path()).unwrap();
