@@ -782,3 +782,70 @@ fn issue_10_dragoman_command_sends_stdin_and_says_when_a_degradation_answered() 
     assert!(!failed.status.success());
     assert!(String::from_utf8_lossy(&failed.stderr).contains("degradation `fail`"));
 }
+
+/// With an OTLP endpoint, a command is a span continuing the caller's, each attempt to the
+/// vendor a client span under it, and the vendor gets that span's context.
+#[test]
+fn a_traced_command_makes_a_vendor_command_span_and_the_vendor_gets_its_context() {
+    const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    let collector = tests::otlp::Collector::start();
+    let stub = VendorStub::start();
+    let webhook = Webhook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{{data_dir}}\"\n\
+         [sandbox]\ncache_dir = \"{{cache_dir}}\"\n{sinks}\n[vendors.acme]\nbase_url = \"{base}\"\n{route}",
+        sinks = webhook.sink_table("hook"),
+        base = stub.base_url(),
+        route = route("orders", ""),
+    );
+    let endpoint = collector.endpoint();
+    let server = Server::start_with_env(
+        dir.path(),
+        &config,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let http = Http::new();
+    let traceparent = format!("00-{TRACE}-b7ad6b7169203331-01");
+    let reply = http
+        .send(
+            "POST",
+            &format!("{}/v1/routes/orders/commands", server.url()),
+            &[
+                ("content-type", "application/json"),
+                ("traceparent", traceparent.as_str()),
+            ],
+            get("T-1").as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    collector.wait_for(&["command", "vendor command"]);
+    let spans = collector.spans();
+    let call = spans
+        .iter()
+        .find(|s| s.name == "vendor command")
+        .expect("found above");
+    assert_eq!(call.trace_id, TRACE, "{call:#?}");
+    assert_eq!(call.kind, 3, "a client span");
+    let command = spans
+        .iter()
+        .find(|s| s.name == "command")
+        .expect("the command's span");
+    assert_eq!(
+        command.parent_span_id, "b7ad6b7169203331",
+        "the caller's child"
+    );
+    assert_eq!(call.parent_span_id, command.span_id, "the command's child");
+    assert_eq!(call.attributes["http.request.method"], "GET");
+    assert_eq!(call.attributes["http.response.status_code"], "200");
+    let seen = stub.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].traceparent,
+        format!("00-{TRACE}-{}-01", call.span_id),
+        "the vendor got the span's context"
+    );
+}

@@ -398,12 +398,7 @@ fn a_traced_message_makes_one_trace_from_the_door_to_the_webhook() {
         assert_eq!(reply.status, 202, "{}", reply.text());
     };
     send(TRACE, "01", "TRACED-1");
-    wait_until(Duration::from_secs(20), "the door and send spans", || {
-        let spans = collector.spans();
-        ["door", "send"]
-            .iter()
-            .all(|name| spans.iter().any(|s| s.name == *name))
-    });
+    collector.wait_for(&["door", "send"]);
     let spans = collector.spans();
     let one = |name: &str| {
         let found: Vec<_> = spans.iter().filter(|s| s.name == name).collect();

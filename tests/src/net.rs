@@ -530,14 +530,7 @@ impl WebhookState {
                 .body(Full::new(Bytes::new()))
                 .expect("a response");
         }
-        let header = |name: &str| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned()
-        };
+        let header = |name: &str| header_text(&parts.headers, name);
         let received = Received {
             id: header("ce-id"),
             event_type: header("ce-type"),
@@ -718,4 +711,13 @@ sinks = [{route_sinks}]
 "#,
         plugin = crate::wasm::ACME_ERP_ORDERS,
     )
+}
+
+/// A header's value as text (empty when absent or not text).
+pub fn header_text(headers: &http::HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }

@@ -63,6 +63,24 @@ impl Collector {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Waits up to 20 s until a span of each of `names` has been received.
+    ///
+    /// # Panics
+    ///
+    /// When one has not come by then.
+    pub fn wait_for(&self, names: &[&str]) {
+        crate::net::wait_until(
+            std::time::Duration::from_secs(20),
+            &format!("spans {names:?}"),
+            || {
+                let spans = self.spans();
+                names
+                    .iter()
+                    .all(|name| spans.iter().any(|s| s.name == *name))
+            },
+        );
+    }
+
     /// Every span received so far.
     ///
     /// # Panics

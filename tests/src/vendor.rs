@@ -40,6 +40,8 @@ pub struct Seen {
     pub idempotency_key: String,
     /// Its body.
     pub body: Vec<u8>,
+    /// Its `traceparent`.
+    pub traceparent: String,
 }
 
 #[derive(Debug)]
@@ -149,18 +151,16 @@ impl State {
             .await
             .map(|b| b.to_bytes().to_vec())
             .unwrap_or_default();
-        let key = parts
-            .headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let header = |name: &str| crate::net::header_text(&parts.headers, name);
+        let key = header("idempotency-key");
+        let traceparent = header("traceparent");
         let path = parts.uri.path().to_owned();
         self.seen.lock().expect("not poisoned").push(Seen {
             method: parts.method.to_string(),
             path: path.clone(),
             idempotency_key: key.clone(),
             body: body.clone(),
+            traceparent,
         });
         let fault = *self.fault.lock().expect("not poisoned");
         match fault {

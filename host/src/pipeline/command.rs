@@ -118,9 +118,38 @@ impl Pipeline {
                 policy.vendor
             )));
         };
+        // The command's span from its door to its answer, continuing the caller's trace; the
+        // vendor's attempts are its children.
+        let span = tracing::info_span!(
+            "command",
+            otel.kind = "server",
+            route = %route.name,
+            command.type = %command.command_type,
+        );
+        crate::trace::continue_caller(
+            &span,
+            incoming.traceparent.as_deref(),
+            incoming.tracestate.as_deref(),
+        );
+        use tracing::Instrument as _;
+        self.carry_out(route, command, incoming, policy, vendor)
+            .instrument(span)
+            .await
+    }
+
+    /// The command admitted on `route`, within its span.
+    async fn carry_out(
+        &self,
+        route: Arc<Route>,
+        command: DomainCommand,
+        incoming: Incoming,
+        policy: crate::config::CommandsConfig,
+        vendor: Arc<Vendor>,
+    ) -> Commanded {
         let pipeline = self.clone();
+        let span = tracing::Span::current();
         let prepared = match self
-            .blocking(move || pipeline.prepare(route, command, incoming))
+            .blocking(move || span.in_scope(|| pipeline.prepare(route, command, incoming)))
             .await
         {
             Ok(Ok(prepared)) => prepared,
