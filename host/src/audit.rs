@@ -65,10 +65,10 @@ fn hash(event: &AuditEvent) -> String {
 /// each `prev` must be the hash before it. An edited, removed or reordered event breaks one
 /// of these.
 pub fn verify(streams: &BTreeMap<String, Vec<AuditEvent>>) -> Vec<Finding> {
-    let mut walker = Walker::default();
+    let mut walker = Walker::<String>::default();
     for (id, events) in streams {
         for event in events {
-            step(walker.of(id, || id.clone()), event);
+            step(walker.of(id.as_str(), || id.clone()), event);
         }
     }
     walker.finish().1
@@ -82,7 +82,7 @@ fn step(walk: &mut Walk, event: &AuditEvent) {
             event.message_id,
             walk.stream()
         );
-        walk.found(walk.head().0 + 1, problem);
+        walk.found(walk.next(), problem);
     }
     walk.step(&Link {
         position: event.version,
@@ -102,9 +102,9 @@ fn step(walk: &mut Walk, event: &AuditEvent) {
 ///
 /// [`StorageError`] when the store cannot be read.
 pub fn verify_store(storage: &dyn Storage) -> Result<(usize, Vec<Finding>), StorageError> {
-    let mut audit = Walker::default();
+    let mut audit = Walker::<String>::default();
     storage.walk_audit(&mut |stream, event| {
-        step(audit.of(&stream.to_owned(), || stream.to_owned()), &event);
+        step(audit.of(stream, || stream.to_owned()), &event);
         Ok(())
     })?;
     let (audit_streams, mut findings) = audit.finish();

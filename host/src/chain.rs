@@ -113,9 +113,9 @@ impl Walk {
         });
     }
 
-    /// How many records were checked, and the hash of the last (the genesis hash for none).
-    pub(crate) fn head(&self) -> (u64, &str) {
-        (self.seen, &self.prev)
+    /// The position the next record should have.
+    pub(crate) fn next(&self) -> u64 {
+        self.seen + 1
     }
 
     /// The problems found.
@@ -143,18 +143,22 @@ impl<K> Default for Walker<K> {
     }
 }
 
-impl<K: PartialEq + Clone> Walker<K> {
+impl<K> Walker<K> {
     /// The walk of the stream `key` (named `name()` in findings): the current one, or a new
-    /// one when the records of another stream begin.
-    pub(crate) fn of(&mut self, key: &K, name: impl FnOnce() -> String) -> &mut Walk {
+    /// one when the records of another stream begin. The key is owned only then.
+    pub(crate) fn of<Q>(&mut self, key: &Q, name: impl FnOnce() -> String) -> &mut Walk
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: ToOwned<Owned = K> + PartialEq + ?Sized,
+    {
         if self
             .current
             .as_ref()
-            .is_none_or(|(current, _)| current != key)
+            .is_none_or(|(current, _)| current.borrow() != key)
         {
             self.close();
             self.streams += 1;
-            self.current = Some((key.clone(), Walk::new(&name())));
+            self.current = Some((key.to_owned(), Walk::new(&name())));
         }
         &mut self.current.as_mut().expect("set above").1
     }

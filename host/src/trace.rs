@@ -84,27 +84,31 @@ pub(crate) fn carried(
     }
 }
 
-/// Makes `span` (a delivery's) a child of the context an event was stored with, and links it
-/// there: the messaging conventions' link from a send to the message that made it.
-pub(crate) fn follow(span: &Span, stored: &TraceContext) {
+/// Makes `span` (a delivery's or a vendor call's) a child of the context it goes on with (as
+/// stored with its event: `traceparent`, `tracestate`), and links it there: the messaging
+/// conventions' link from a send to the message that made it.
+pub(crate) fn follow(span: &Span, traceparent: &str, tracestate: Option<&str>) {
     #[cfg(feature = "otel")]
-    if valid(&stored.traceparent) {
-        otel::set_parent(span, &stored.traceparent, stored.tracestate.as_deref());
-        otel::link(span, &stored.traceparent, stored.tracestate.as_deref());
+    if valid(traceparent) {
+        otel::follow(span, traceparent, tracestate);
     }
     #[cfg(not(feature = "otel"))]
-    let _ = (span, stored);
+    let _ = (span, traceparent, tracestate);
 }
 
-/// The context to send from within `span`: the span's own when it is traced, else `stored`.
-pub(crate) fn outgoing(span: &Span, stored: &TraceContext) -> TraceContext {
+/// The context to send from within `span`: the span's own when it is traced, else the one
+/// given (`traceparent`, `tracestate`).
+pub(crate) fn outgoing(span: &Span, traceparent: &str, tracestate: Option<&str>) -> TraceContext {
     #[cfg(feature = "otel")]
     if let Some(context) = otel::context_of(span) {
         return context;
     }
     #[cfg(not(feature = "otel"))]
     let _ = span;
-    stored.clone()
+    TraceContext {
+        traceparent: traceparent.to_owned(),
+        tracestate: tracestate.map(str::to_owned),
+    }
 }
 
 #[cfg(feature = "otel")]
@@ -149,10 +153,12 @@ mod otel {
         let _ = span.set_parent(extract(traceparent, tracestate));
     }
 
-    pub(super) fn link(span: &Span, traceparent: &str, tracestate: Option<&str>) {
+    /// The context as the span's parent and as its link, read once.
+    pub(super) fn follow(span: &Span, traceparent: &str, tracestate: Option<&str>) {
         let context = extract(traceparent, tracestate);
         let linked = context.span().span_context().clone();
-        if linked.is_valid() {
+        // An error says there is no OpenTelemetry layer: nothing to join or link.
+        if span.set_parent(context).is_ok() && linked.is_valid() {
             span.add_link(linked);
         }
     }

@@ -204,8 +204,9 @@ impl Vendor {
             attempt,
             http.response.status_code = tracing::field::Empty,
         );
-        crate::trace::follow(&span, trace);
-        let outgoing = crate::trace::outgoing(&span, trace);
+        let (traceparent, tracestate) = (&trace.traceparent, trace.tracestate.as_deref());
+        crate::trace::follow(&span, traceparent, tracestate);
+        let outgoing = crate::trace::outgoing(&span, traceparent, tracestate);
         let built = self.build(request, key, &outgoing)?;
         let started = Instant::now();
         let call = async {

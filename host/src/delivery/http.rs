@@ -15,7 +15,6 @@ use ::http::{HeaderName, HeaderValue};
 use super::{DeliveryError, source};
 use crate::config::{HttpSink, SinkAuth};
 use crate::storage::OutboxEvent;
-use crate::trace::TraceContext;
 use crate::webhooks::Signer;
 
 /// An HTTP endpoint that takes events.
@@ -91,7 +90,11 @@ impl Webhook {
     pub(super) async fn publish(&self, event: &OutboxEvent) -> Result<(), DeliveryError> {
         // The send span's context (or the stored one), as the W3C header and the CloudEvents
         // distributed tracing extension.
-        let trace = crate::trace::outgoing(&tracing::Span::current(), &TraceContext::of(event));
+        let trace = crate::trace::outgoing(
+            &tracing::Span::current(),
+            &event.traceparent,
+            event.tracestate.as_deref(),
+        );
         let mut request = ::http::Request::post(self.url.clone())
             .header("content-type", "application/json")
             .header("ce-specversion", "1.0")

@@ -10,7 +10,6 @@ use tokio::sync::OnceCell;
 
 use super::{DeliveryError, source};
 use crate::storage::OutboxEvent;
-use crate::trace::TraceContext;
 
 /// A JetStream subject that takes events; connected on the first delivery.
 #[derive(Debug)]
@@ -40,7 +39,11 @@ impl JetStream {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", event.id.as_str());
         // The send span's context (or the stored one): in the headers and the envelope.
-        let trace = crate::trace::outgoing(&tracing::Span::current(), &TraceContext::of(event));
+        let trace = crate::trace::outgoing(
+            &tracing::Span::current(),
+            &event.traceparent,
+            event.tracestate.as_deref(),
+        );
         headers.insert("traceparent", trace.traceparent.as_str());
         if let Some(state) = &trace.tracestate {
             headers.insert("tracestate", state.as_str());
@@ -66,10 +69,10 @@ impl JetStream {
             if let Some(state) = &trace.tracestate {
                 envelope.insert("tracestate".into(), state.clone().into());
             }
-        }
-        if let (Some(producer), Some(envelope)) = (&event.producer, envelope.as_object_mut()) {
-            envelope.insert("plugin".into(), producer.label().into());
-            envelope.insert("pluginsha256".into(), producer.sha256.clone().into());
+            if let Some(producer) = &event.producer {
+                envelope.insert("plugin".into(), producer.label().into());
+                envelope.insert("pluginsha256".into(), producer.sha256.clone().into());
+            }
         }
         let payload = Bytes::from(serde_json::to_vec(&envelope).expect("JSON values serialize"));
         let ack = context

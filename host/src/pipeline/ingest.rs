@@ -174,7 +174,9 @@ impl Pipeline {
         // One version for the whole message: it translates, and its events name it. While a
         // canary runs, the key's deciding input chooses which (the same for every retry).
         let version = route.version_for(idempotency_key.as_deref().unwrap_or(&fingerprint));
-        door.record("plugin", version.producer.label());
+        if !door.is_disabled() {
+            door.record("plugin", version.producer.label());
+        }
         let mut lease = version.instances.get();
         let caller_key = idempotency_key.is_some();
         let (key, source, early_fault) =

@@ -132,7 +132,7 @@ impl<'a> Chain<'a> {
             message_id = %event.message_id,
             sink = self.name,
         );
-        crate::trace::follow(&span, &crate::trace::TraceContext::of(event));
+        crate::trace::follow(&span, &event.traceparent, event.tracestate.as_deref());
         self.sink.publish(event).instrument(span).await
     }
 

@@ -25,6 +25,7 @@ mod combine;
 mod entities;
 mod flush;
 mod migrate;
+mod open;
 mod outbox;
 mod staging;
 mod sweep;
@@ -32,7 +33,7 @@ mod sweep;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::de::DeserializeOwned;
@@ -40,6 +41,7 @@ use serde::de::DeserializeOwned;
 use self::claims::Claims;
 use self::combine::Queue;
 use self::flush::Flusher;
+use self::open::{DEFAULT_CACHE, open_sled};
 use self::staging::{Pending, Staging, Writes};
 use super::codec::{
     AuditRecord, COUNTERS, Counters, EventRecord, IdempotencyEntry, KeptAnswer, SEQ, answer_key,
@@ -551,52 +553,6 @@ impl Db {
 
 fn sled_error(e: ::sled::Error) -> StorageError {
     backend(e.to_string())
-}
-
-/// How long `open` waits for the data dir's lock. sled releases the lock when the last of its
-/// handles goes, and its background threads hold handles for a moment after a store in this
-/// process is dropped; a restart in the same process waits that moment out. Another process
-/// holding the lock is reported when the wait runs out.
-const LOCK_WAIT: Duration = Duration::from_secs(5);
-
-/// sled's page cache for a serving host: its own default.
-const DEFAULT_CACHE: u64 = 1 << 30;
-
-fn open_sled(dir: &Path, cache_bytes: u64) -> Result<::sled::Db, StorageError> {
-    let deadline = Instant::now() + LOCK_WAIT;
-    loop {
-        let opened = std::panic::catch_unwind(|| {
-            ::sled::Config::new()
-                .path(dir)
-                .cache_capacity(cache_bytes)
-                .open()
-        })
-        .map_err(|_| {
-            backend(format!(
-                "the store in {} is damaged and cannot be opened",
-                dir.display()
-            ))
-        })?;
-        match opened {
-            Ok(db) => return Ok(db),
-            Err(::sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-                if Instant::now() >= deadline {
-                    return Err(backend(format!(
-                        "the store in {} is in use: another process (or a store in this \
-                         process that is still open) holds its lock",
-                        dir.display()
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => {
-                return Err(backend(format!(
-                    "cannot open the store in {}: {e}",
-                    dir.display()
-                )));
-            }
-        }
-    }
 }
 
 fn backend(message: String) -> StorageError {

@@ -12,22 +12,11 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-/// The host or store the command talks to did not answer: exit 3, not "bad arguments".
+/// The host or store the command talks to did not answer: exit 3, not "bad arguments". It is
+/// the context of the error that says why (`main` prints the whole chain).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub(crate) struct Unreachable(pub(crate) String);
-
-/// An error with its causes, on one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
 
 /// Calls a running host and prints the JSON answer; exit 1 on a 4xx or 5xx.
 pub(crate) fn call(
@@ -217,7 +206,9 @@ pub(crate) fn request(
         )
         .await
         .map_err(|_| Unreachable(format!("{server} did not answer within 120 s")))?
-        .map_err(|e| Unreachable(format!("cannot reach {server}: {}", chain(&e))))?;
+        .map_err(|e| {
+            anyhow::Error::new(e).context(Unreachable(format!("cannot reach {server}")))
+        })?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response
@@ -251,8 +242,9 @@ pub(crate) fn verify_database(url: &str) -> Result<ExitCode> {
     // A URL that cannot be read is bad input (exit 2); one that does not answer, exit 3.
     url.parse::<tokio_postgres::Config>()
         .context("the database URL cannot be read")?;
-    let store = dragoman::storage::Postgres::connect(url, 2)
-        .map_err(|e| Unreachable(format!("cannot open the PostgreSQL store: {}", chain(&e))))?;
+    let store = dragoman::storage::Postgres::connect(url, 2).map_err(|e| {
+        anyhow::Error::new(e).context(Unreachable("cannot open the PostgreSQL store".into()))
+    })?;
     let (streams, findings) = dragoman::audit::verify_store(&store)?;
     report(streams, &findings)
 }

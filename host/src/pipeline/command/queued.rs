@@ -175,10 +175,7 @@ impl Pipeline {
             record,
             command,
             request,
-            trace: crate::trace::TraceContext {
-                traceparent: event.traceparent.clone(),
-                tracestate: event.tracestate.clone(),
-            },
+            trace: crate::trace::TraceContext::of(event),
             now,
             first: false,
         }))
