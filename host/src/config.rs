@@ -13,6 +13,7 @@ use crate::plugin::Limits;
 
 mod auth;
 mod breaker;
+mod checkpoints;
 mod dead_letters;
 mod plugins;
 mod projectors;
@@ -24,6 +25,7 @@ mod store;
 mod vendors;
 
 pub use self::auth::{DEFAULT_TOLERANCE, RouteAuth};
+pub use self::checkpoints::{CheckpointsConfig, DEFAULT_CHECKPOINT_INTERVAL};
 pub use self::dead_letters::{
     DEFAULT_MAX_DEAD_LETTER_BYTES, DEFAULT_MAX_DEAD_LETTERS, DeadLetterBound,
 };
@@ -97,6 +99,7 @@ struct RawConfig {
     vendors: BTreeMap<String, vendors::RawVendor>,
     #[serde(default)]
     projectors: BTreeMap<String, projectors::RawProjector>,
+    checkpoints: Option<checkpoints::RawCheckpoints>,
     routes: BTreeMap<String, RawRoute>,
 }
 
@@ -173,6 +176,8 @@ pub struct Config {
     pub routes: BTreeMap<String, RouteConfig>,
     /// The projector of each entity type (`[projectors.TYPE]`).
     pub projectors: BTreeMap<String, ProjectorConfig>,
+    /// Signed checkpoints of every chain head, if the file asks for them.
+    pub checkpoints: Option<CheckpointsConfig>,
 }
 
 /// What the HTTP server allows, so that no client can exhaust the host.
@@ -290,6 +295,7 @@ impl Config {
             let route = route.check(&name, &context)?;
             routes.insert(name, route);
         }
+        let checkpoints = raw.checkpoints.map(|c| c.check(base, &sinks)).transpose()?;
         let data_dir = resolve(&raw.data_dir);
         let defaults = Limits::default();
         let limits = Limits {
@@ -368,6 +374,7 @@ impl Config {
             vendors,
             routes,
             projectors: projectors::check(raw.projectors, base)?,
+            checkpoints,
         })
     }
 }

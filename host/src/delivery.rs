@@ -13,9 +13,14 @@ use std::time::Duration;
 use crate::config::SinkConfig;
 use crate::storage::OutboxEvent;
 
-/// The CloudEvents `source` of events from a route.
+/// The CloudEvents `source` of events from a route; `/dragoman` for the host's own (no
+/// route: its checkpoints).
 pub(crate) fn source(route: &str) -> String {
-    format!("/dragoman/routes/{route}")
+    if route.is_empty() {
+        "/dragoman".into()
+    } else {
+        format!("/dragoman/routes/{route}")
+    }
 }
 
 /// Why a sink did not acknowledge an event.

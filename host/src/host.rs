@@ -13,6 +13,7 @@ use jiff::Timestamp;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::anchor::Checkpointer;
 use crate::audit::{Finding, MessageState};
 use crate::circuits::Circuits;
 use crate::clock::{Clock, SystemClock};
@@ -46,6 +47,8 @@ pub struct Host {
     watched: Option<Arc<WatchedDir>>,
     /// The routes' broker sources.
     sources: Sources,
+    /// Signs and publishes checkpoints, if the config asks for them.
+    checkpointer: Option<Arc<Checkpointer>>,
     metrics: Arc<Metrics>,
     api: Api,
     http: HttpConfig,
@@ -170,6 +173,21 @@ impl HostBuilder {
         }
         let doors = crate::door::Doors::new(&config, clock.clone(), metrics.clone())
             .map_err(Error::config)?;
+        let checkpointer = match &config.checkpoints {
+            None => None,
+            Some(checkpoints) => {
+                let sink = sinks.get(&checkpoints.sink).cloned().ok_or_else(|| {
+                    Error::config(format!("checkpoints.sink: no sink {}", checkpoints.sink))
+                })?;
+                Some(Arc::new(Checkpointer::new(
+                    storage.clone(),
+                    checkpoints.key.clone(),
+                    (checkpoints.sink.clone(), sink),
+                    checkpoints.interval,
+                    clock.clone(),
+                )))
+            }
+        };
         let release = Release::new(
             storage.clone(),
             clock.clone(),
@@ -213,6 +231,7 @@ impl HostBuilder {
             circuits,
             watched,
             sources,
+            checkpointer,
             metrics,
             api,
             http: config.http.clone(),
@@ -331,11 +350,20 @@ impl Host {
             let cancel = cancel.clone();
             tokio::spawn(async move { sources.run(pipeline, metrics, cancel).await })
         };
+        let checkpoints = self
+            .checkpointer
+            .clone()
+            .map(|checkpointer| tokio::spawn(checkpointer.run(cancel.clone())));
         shutdown.await;
         cancel.cancel();
         // The sources first: what they hold is committed and acknowledged before the end.
         if let Err(e) = sources.await {
             tracing::error!(error = %e, "the sources failed");
+        }
+        if let Some(checkpoints) = checkpoints
+            && let Err(e) = checkpoints.await
+        {
+            tracing::error!(error = %e, "the checkpoint task failed");
         }
         if let Err(e) = follower.await {
             tracing::error!(error = %e, "the plugin follower failed");

@@ -75,6 +75,7 @@
 //! - [`storage`]: the storage trait and its records, [`storage::Db`], the sled backend, and
 //!   [`storage::Postgres`], the PostgreSQL backend several hosts can share.
 //! - [`audit`]: the hash chain, its verification and the fold of a message's state.
+//! - [`checkpoint`]: signed checkpoints of every chain head, their keys and note format.
 //! - [`plugin`]: the wasmtime runtime, loading, limits, faults, calls and the instance pool.
 //! - [`fixtures`]: contract fixtures and the readable diff of a mismatch.
 //! - [`breaker`]: the circuit breaker, usable on its own; every sink and every vendor has
@@ -85,11 +86,13 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub)]
 
+mod anchor;
 pub mod audit;
 mod bindings;
 pub mod breaker;
 mod bulkhead;
 mod chain;
+pub mod checkpoint;
 mod circuits;
 pub mod clock;
 pub mod config;

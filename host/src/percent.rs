@@ -1,5 +1,5 @@
-//! Percent-decoding (RFC 3986, 2.1), for path segments, query values and the userinfo of
-//! sink URLs.
+//! Percent-encoding (RFC 3986, 2.1): decoding path segments, query values and the userinfo
+//! of sink URLs; encoding names into one space-free token (checkpoint lines).
 
 /// `%XX` sequences to their bytes; a `%` not followed by two hex digits stays as it is, and
 /// so does `+` (it is a space only in form bodies, not in URLs).
@@ -29,6 +29,20 @@ pub(crate) fn decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `text` with every byte outside the unreserved set (and `:`, `/`, `@`) as `%XX`: one
+/// token without spaces, which [`decode`] gives back.
+pub(crate) fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~:/@".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -40,5 +54,13 @@ mod tests {
         assert_eq!(super::decode("%2B01%3a00"), "+01:00");
         assert_eq!(super::decode("a+b%zz%4"), "a+b%zz%4");
         assert_eq!(super::decode("p%40ss"), "p@ss");
+    }
+
+    #[test]
+    fn encoding_leaves_one_token_that_decodes_back() {
+        let name = "entity:order/A 1%+\n\u{e9}";
+        let encoded = super::encode(name);
+        assert_eq!(encoded, "entity:order/A%201%25%2B%0A%C3%A9");
+        assert_eq!(super::decode(&encoded), name);
     }
 }

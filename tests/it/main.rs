@@ -24,6 +24,8 @@ mod postgres;
 mod replicas;
 // Request decoding over fuzzed inputs (the stable twin of the cargo-fuzz target).
 mod decoding;
+// Signed checkpoints of every chain head, and a chain rewritten under them.
+mod checkpoints;
 // Operating a host: token, health, topology, metrics, state at an instant, config errors.
 mod operations;
 // The Python translator on the same contract.

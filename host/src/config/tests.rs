@@ -436,3 +436,43 @@ fn a_jetstream_source_takes_defaults_and_refuses_what_cannot_work() {
     let error = Config::parse(&with(&bad_url), Path::new("/etc")).unwrap_err();
     assert!(error.contains("not a `nats://` address"), "{error}");
 }
+
+#[test]
+fn checkpoints_need_a_signer_key_and_a_known_sink() {
+    let key = crate::checkpoint::SignerKey::generate("dragoman.test").unwrap();
+    let with = |section: &str| format!("{GOOD}\n[checkpoints]\n{section}\n");
+    let config = Config::parse(
+        &with(&format!("key = \"{}\"\nsink = \"hook\"", key.expose())),
+        Path::new("."),
+    )
+    .unwrap();
+    let checkpoints = config.checkpoints.unwrap();
+    assert_eq!(checkpoints.key.verifier(), key.verifier());
+    assert_eq!(checkpoints.interval, DEFAULT_CHECKPOINT_INTERVAL);
+
+    let error = Config::parse(
+        &with(&format!("key = \"{}\"\nsink = \"nope\"", key.expose())),
+        Path::new("."),
+    )
+    .unwrap_err();
+    assert!(
+        error.contains("checkpoints.sink") && error.contains("nope"),
+        "{error}"
+    );
+
+    // A verifier key where the signer key belongs: refused, and the key is not echoed.
+    let verifier = key.verifier().to_string();
+    let error = Config::parse(
+        &with(&format!("key = \"{verifier}\"\nsink = \"hook\"")),
+        Path::new("."),
+    )
+    .unwrap_err();
+    assert!(
+        error.contains("checkpoints.key") && error.contains("PRIVATE+KEY+"),
+        "{error}"
+    );
+    assert!(!error.contains(&verifier), "{error}");
+
+    let error = Config::parse(&with("sink = \"hook\""), Path::new(".")).unwrap_err();
+    assert!(error.contains("missing field `key`"), "{error}");
+}

@@ -119,11 +119,26 @@ enum Command {
     /// The configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Signed checkpoints of the chains' heads.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCommand),
     /// Print the shell completion script: `dragoman completions bash > /etc/bash_completion.d/dragoman`.
     Completions {
         /// The shell.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CheckpointCommand {
+    /// Make an Ed25519 key pair for `[checkpoints] key`: prints the signer key (secret: put it
+    /// where the config's `key` reads it) on the first line, and the verifier key (for
+    /// `audit verify --checkpoint-key`) on the second.
+    Keygen {
+        /// The key's name, the checkpoints' origin (no spaces or `+`), e.g.
+        /// `dragoman.example.com/orders`.
+        name: String,
     },
 }
 
@@ -206,6 +221,20 @@ enum AuditCommand {
         /// The admin token of the running host.
         #[arg(long, env = "DRAGOMAN_TOKEN")]
         token: Option<String>,
+        /// Also check the heads these signed checkpoints name (a file of one or more notes,
+        /// as published): a chain rewritten with every hash recomputed fails here. Reads the
+        /// store itself: with --data-dir or --database-url.
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "checkpoint_key",
+            conflicts_with = "server"
+        )]
+        checkpoints: Option<PathBuf>,
+        /// The verifier key of the checkpoints, `NAME+KEYID+BASE64` (`dragoman checkpoint
+        /// keygen` prints it).
+        #[arg(long, value_name = "KEY", env = "DRAGOMAN_CHECKPOINT_KEY")]
+        checkpoint_key: Option<String>,
     },
     /// Print one message's state and its audit events, from a running host.
     Show {
@@ -341,16 +370,29 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                     database_url,
                     server,
                     token,
+                    checkpoints,
+                    checkpoint_key,
                 },
-        } => match (data_dir, database_url, server) {
-            (Some(dir), _, _) => crate::client::verify_offline(&dir),
-            (None, Some(url), _) => crate::client::verify_database(&url),
-            (None, None, Some(server)) => crate::client::verify_online(&server, token.as_deref()),
-            (None, None, None) => bail!(
-                "give --data-dir DIR (sled, host stopped), --database-url URL (PostgreSQL) or \
+        } => {
+            let anchors = crate::client::Anchors::read(checkpoints.as_deref(), checkpoint_key)?;
+            match (data_dir, database_url, server) {
+                (Some(dir), _, _) => crate::client::verify_offline(&dir, &anchors),
+                (None, Some(url), _) => crate::client::verify_database(&url, &anchors),
+                (None, None, Some(server)) => {
+                    crate::client::verify_online(&server, token.as_deref())
+                }
+                (None, None, None) => bail!(
+                    "give --data-dir DIR (sled, host stopped), --database-url URL (PostgreSQL) or \
                  --server URL (host running)"
-            ),
-        },
+                ),
+            }
+        }
+        Command::Checkpoint(CheckpointCommand::Keygen { name }) => {
+            let key = dragoman::checkpoint::SignerKey::generate(&name)?;
+            println!("{}", key.expose());
+            println!("{}", key.verifier());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plugin(command) => crate::plugins::run(command),
         Command::Config(ConfigCommand::Check { file }) => crate::serve::check(&file),
         Command::Completions { shell } => {

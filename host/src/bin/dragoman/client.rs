@@ -226,27 +226,62 @@ pub(crate) fn request(
 const VERIFY_CACHE: u64 = 4 << 20;
 
 /// `dragoman audit verify --data-dir DIR`.
-pub(crate) fn verify_offline(dir: &Path) -> Result<ExitCode> {
+pub(crate) fn verify_offline(dir: &Path, anchors: &Anchors) -> Result<ExitCode> {
     if !dir.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
     // A small page cache: the walk reads each page once.
-    let (streams, findings) =
-        dragoman::audit::verify_store(&Db::open_with_cache(dir, VERIFY_CACHE)?)?;
-    report(streams, &findings)
+    let (streams, findings) = dragoman::audit::verify_store_against(
+        &Db::open_with_cache(dir, VERIFY_CACHE)?,
+        &anchors.trusted,
+    )?;
+    report(streams, &findings, anchors)
+}
+
+/// The checkpoints `audit verify --checkpoints` checks the store against: those the key
+/// signed, and why each other one is not trusted.
+#[derive(Debug, Default)]
+pub(crate) struct Anchors {
+    trusted: Vec<dragoman::checkpoint::Checkpoint>,
+    refused: Vec<String>,
+}
+
+impl Anchors {
+    /// The notes in `file`, opened with the verifier key `key` (none without a file).
+    pub(crate) fn read(file: Option<&Path>, key: Option<String>) -> Result<Self> {
+        let (Some(file), Some(key)) = (file, key) else {
+            return Ok(Self::default());
+        };
+        let key = dragoman::checkpoint::VerifierKey::parse(&key)
+            .context("--checkpoint-key is not a verifier key")?;
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let notes = dragoman::checkpoint::notes(&text);
+        if notes.is_empty() {
+            bail!("{} holds no checkpoint", file.display());
+        }
+        let mut anchors = Self::default();
+        for (n, note) in notes.iter().enumerate() {
+            match dragoman::checkpoint::Checkpoint::open(note, &key) {
+                Ok(checkpoint) => anchors.trusted.push(checkpoint),
+                Err(e) => anchors.refused.push(format!("checkpoint {}: {e}", n + 1)),
+            }
+        }
+        Ok(anchors)
+    }
 }
 
 /// `dragoman audit verify --database-url URL`: reads every stream of the PostgreSQL store
 /// (a read: hosts may be running).
-pub(crate) fn verify_database(url: &str) -> Result<ExitCode> {
+pub(crate) fn verify_database(url: &str, anchors: &Anchors) -> Result<ExitCode> {
     // A URL that cannot be read is bad input (exit 2); one that does not answer, exit 3.
     url.parse::<tokio_postgres::Config>()
         .context("the database URL cannot be read")?;
     let store = dragoman::storage::Postgres::connect(url, 2).map_err(|e| {
         anyhow::Error::new(e).context(Unreachable("cannot open the PostgreSQL store".into()))
     })?;
-    let (streams, findings) = dragoman::audit::verify_store(&store)?;
-    report(streams, &findings)
+    let (streams, findings) = dragoman::audit::verify_store_against(&store, &anchors.trusted)?;
+    report(streams, &findings, anchors)
 }
 
 /// `dragoman audit verify --server URL`.
@@ -264,10 +299,15 @@ pub(crate) fn verify_online(server: &str, token: Option<&str>) -> Result<ExitCod
     report(
         answer["streams"].as_u64().unwrap_or_default() as usize,
         &findings,
+        &Anchors::default(),
     )
 }
 
-fn report(streams: usize, findings: &[dragoman::audit::Finding]) -> Result<ExitCode> {
+fn report(
+    streams: usize,
+    findings: &[dragoman::audit::Finding],
+    anchors: &Anchors,
+) -> Result<ExitCode> {
     for finding in findings {
         // Entity streams are named `entity:TYPE/ID`; the others are messages'.
         let stream = if finding.message_id.starts_with("entity:") {
@@ -277,8 +317,19 @@ fn report(streams: usize, findings: &[dragoman::audit::Finding]) -> Result<ExitC
         };
         println!("{stream} event {}: {}", finding.version, finding.problem);
     }
-    println!("{streams} streams verified, {} problems", findings.len());
-    Ok(if findings.is_empty() {
+    for refused in &anchors.refused {
+        println!("{refused}");
+    }
+    if !anchors.trusted.is_empty() || !anchors.refused.is_empty() {
+        println!(
+            "{} checkpoints trusted, {} refused",
+            anchors.trusted.len(),
+            anchors.refused.len()
+        );
+    }
+    let problems = findings.len() + anchors.refused.len();
+    println!("{streams} streams verified, {problems} problems");
+    Ok(if problems == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
