@@ -12,6 +12,7 @@ use crate::checkpoint::{Checkpoint, SignerKey, heads};
 use crate::clock::Clock;
 use crate::delivery::{DeliveryError, Sink};
 use crate::storage::{OutboxEvent, Storage, StorageError};
+use crate::telemetry::Metrics;
 
 /// The CloudEvents type of a published checkpoint.
 pub(crate) const EVENT_TYPE: &str = "dragoman.checkpoint.v1";
@@ -34,6 +35,7 @@ pub(crate) struct Checkpointer {
     sink: Arc<Sink>,
     interval: Duration,
     clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
 }
 
 impl Checkpointer {
@@ -43,6 +45,7 @@ impl Checkpointer {
         (sink_name, sink): (String, Arc<Sink>),
         interval: Duration,
         clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             storage,
@@ -51,6 +54,7 @@ impl Checkpointer {
             sink,
             interval,
             clock,
+            metrics,
         }
     }
 
@@ -66,13 +70,19 @@ impl Checkpointer {
                 _ = ticks.tick() => {}
             }
             match self.publish().await {
-                Ok(checkpoint) => tracing::info!(
-                    chains = checkpoint.heads.len(),
-                    time = %checkpoint.time,
-                    sink = %self.sink_name,
-                    "checkpoint published"
-                ),
-                Err(e) => tracing::error!(error = %e, "no checkpoint this interval"),
+                Ok(checkpoint) => {
+                    self.metrics.checkpoint(Some(checkpoint.time));
+                    tracing::info!(
+                        chains = checkpoint.heads.len(),
+                        time = %checkpoint.time,
+                        sink = %self.sink_name,
+                        "checkpoint published"
+                    );
+                }
+                Err(e) => {
+                    self.metrics.checkpoint(None);
+                    tracing::error!(error = %e, "no checkpoint this interval");
+                }
             }
         }
     }

@@ -185,6 +185,7 @@ impl HostBuilder {
                     (checkpoints.sink.clone(), sink),
                     checkpoints.interval,
                     clock.clone(),
+                    metrics.clone(),
                 )))
             }
         };

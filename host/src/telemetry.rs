@@ -87,6 +87,9 @@ pub(crate) struct Metrics {
     breaker_state: Family<BreakerLabel, Gauge>,
     breaker_transitions: Family<TransitionLabel, Counter>,
     swept: Counter,
+    checkpoints_published: Counter,
+    checkpoints_failed: Counter,
+    checkpoint_time: Gauge,
     plugin_files: Family<FileLabel, Counter>,
     latency: Family<StageLabel, Histogram>,
     source_messages: Family<SourceLabel, Counter>,
@@ -128,6 +131,9 @@ impl Default for Metrics {
             breaker_state: Family::default(),
             breaker_transitions: Family::default(),
             swept: Counter::default(),
+            checkpoints_published: Counter::default(),
+            checkpoints_failed: Counter::default(),
+            checkpoint_time: Gauge::default(),
             plugin_files: Family::default(),
             latency,
             source_messages: Family::default(),
@@ -241,6 +247,21 @@ impl Default for Metrics {
             "swept",
             "Expired idempotency keys and published events forgotten by the sweeper",
             metrics.swept.clone(),
+        );
+        registry.register(
+            "checkpoints_published",
+            "Signed checkpoints of the chains' heads published to their sink",
+            metrics.checkpoints_published.clone(),
+        );
+        registry.register(
+            "checkpoints_failed",
+            "Checkpoints not published: the heads could not be read or the sink did not take it",
+            metrics.checkpoints_failed.clone(),
+        );
+        registry.register(
+            "checkpoint_time_seconds",
+            "When the heads of the last published checkpoint were read, Unix seconds (0: none yet)",
+            metrics.checkpoint_time.clone(),
         );
         registry.register(
             "plugin_files",
@@ -442,6 +463,19 @@ impl Metrics {
 
     pub(crate) fn swept(&self, n: u64) {
         self.swept.inc_by(n);
+    }
+
+    /// A checkpoint published (its heads read at `time`), or not.
+    pub(crate) fn checkpoint(&self, time: Option<jiff::Timestamp>) {
+        match time {
+            Some(time) => {
+                self.checkpoints_published.inc();
+                self.checkpoint_time.set(time.as_second());
+            }
+            None => {
+                self.checkpoints_failed.inc();
+            }
+        }
     }
 }
 

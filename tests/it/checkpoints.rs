@@ -157,6 +157,19 @@ fn a_chain_rewritten_with_every_hash_recomputed_fails_against_a_signed_checkpoin
                 .any(|note| ids.iter().all(|id| note.contains(&format!("\nhead {id} "))))
         },
     );
+    let metrics = http
+        .send("GET", &format!("{}/metrics", server.url()), &[], b"")
+        .unwrap()
+        .text();
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    assert!(value("dragoman_checkpoints_published_total ") >= 1.0);
+    assert!(value("dragoman_checkpoint_time_seconds ") > 1.7e9);
+    assert_eq!(value("dragoman_checkpoints_failed_total "), 0.0);
     server.stop();
     let notes = notes(&webhook);
     assert!(
