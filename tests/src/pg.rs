@@ -214,14 +214,18 @@ impl Session {
     }
 }
 
-/// A record as the store keeps it (a format byte, then MessagePack, or JSON in format 1), as
-/// JSON.
+/// A record as the store keeps it (a format byte, then MessagePack, LZ4-compressed in format
+/// 3, or JSON in format 1), as JSON.
 ///
 /// # Panics
 ///
 /// When the bytes are no such record.
 pub fn stored_record(bytes: &[u8]) -> serde_json::Value {
     match bytes.split_first() {
+        Some((3, rest)) => {
+            rmp_serde::from_slice(&lz4_flex::decompress_size_prepended(rest).expect("an LZ4 block"))
+                .expect("a MessagePack record")
+        }
         Some((2, rest)) => rmp_serde::from_slice(rest).expect("a MessagePack record"),
         Some((1, rest)) => serde_json::from_slice(rest).expect("a JSON record"),
         other => panic!("not a stored record: {other:?}"),

@@ -1,7 +1,8 @@
 //! How the embedded store lays records out: the keys of each kind of record (by prefix, in
 //! one tree) and the encoding of values, a format byte then the record: MessagePack with
-//! field names (format 2), or JSON as hosts before it wrote (format 1). The encoding is a
-//! compatibility boundary: a record written by an older host must still be read.
+//! field names (format 2), the same LZ4-compressed when that is smaller (format 3), or JSON
+//! as hosts before them wrote (format 1). The encoding is a compatibility boundary: a record
+//! written by an older host must still be read.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,17 @@ pub(super) const FORMAT: u8 = 2;
 /// The format of records written by hosts before format 2: JSON, bytes as base64 text.
 /// Read, never written.
 pub(super) const JSON_FORMAT: u8 = 1;
+
+/// A record of format 2, LZ4-compressed (a block with its length before it, little-endian
+/// u32): written for records of [`COMPRESS_FROM`] bytes or more when that makes them smaller.
+pub(super) const COMPRESSED_FORMAT: u8 = 3;
+
+/// Records shorter than this stay as they are: too little to gain.
+const COMPRESS_FROM: usize = 192;
+
+/// The largest record a compressed one may claim to hold, so that a damaged length cannot ask
+/// for more memory than a record ever takes.
+const MAX_RECORD: usize = 256 << 20;
 
 // ===== Keys =====
 //
@@ -253,6 +265,13 @@ pub(super) fn entity_type_key(route: &str, entity_type: &str) -> Vec<u8> {
 pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut bytes = vec![FORMAT];
     rmp_serde::encode::write_named(&mut bytes, value).expect("stored records serialize");
+    if bytes.len() > COMPRESS_FROM {
+        let mut compressed = vec![COMPRESSED_FORMAT];
+        compressed.extend(lz4_flex::compress_prepend_size(&bytes[1..]));
+        if compressed.len() < bytes.len() {
+            return compressed;
+        }
+    }
     bytes
 }
 
@@ -263,11 +282,23 @@ pub(super) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T,
     };
     match bytes.split_first() {
         Some((&FORMAT, rest)) => rmp_serde::from_slice(rest).map_err(|e| corrupt(e.to_string())),
+        Some((&COMPRESSED_FORMAT, rest)) => {
+            let claimed = rest
+                .first_chunk::<4>()
+                .map(|len| u32::from_le_bytes(*len) as usize);
+            if claimed.is_none_or(|len| len > MAX_RECORD) {
+                return Err(corrupt("a compressed record with a bad length".into()));
+            }
+            let record = lz4_flex::decompress_size_prepended(rest)
+                .map_err(|e| corrupt(format!("cannot decompress: {e}")))?;
+            rmp_serde::from_slice(&record).map_err(|e| corrupt(e.to_string()))
+        }
         Some((&JSON_FORMAT, rest)) => {
             serde_json::from_slice(rest).map_err(|e| corrupt(e.to_string()))
         }
         Some((version, _)) => Err(corrupt(format!(
-            "record format {version}, this host reads {JSON_FORMAT} and {FORMAT}"
+            "record format {version}, this host reads {JSON_FORMAT}, {FORMAT} and \
+             {COMPRESSED_FORMAT}"
         ))),
         None => Err(corrupt("empty record".into())),
     }

@@ -79,11 +79,24 @@ fn message(body: &[u8]) -> crate::storage::MessageRecord {
     }
 }
 
+/// Bytes that do not compress: a linear congruential sequence's high bytes.
+fn noise(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            state.to_be_bytes()[0]
+        })
+        .collect()
+}
+
 /// A body is stored as its bytes: the record is its length and a little more, where JSON
-/// made it a third larger as base64.
+/// made it a third larger as base64. Bytes that do not compress stay uncompressed.
 #[test]
 fn a_body_is_stored_as_bytes_in_the_current_format() {
-    let body: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    let body = noise(3000);
     let record = message(&body);
     let stored = encode(&record);
     assert_eq!(stored[0], FORMAT);
@@ -99,6 +112,48 @@ fn a_body_is_stored_as_bytes_in_the_current_format() {
         decode::<crate::storage::MessageRecord>(b"m\0m1", &stored).unwrap(),
         record
     );
+}
+
+/// A record that compresses is stored LZ4-compressed, reads back the same, and one whose
+/// length was damaged is reported, not allocated.
+#[test]
+fn a_record_that_compresses_is_stored_compressed() {
+    let order = crate::storage::OutboxEvent {
+        id: "e1".into(),
+        message_id: "m1".into(),
+        route: "orders".into(),
+        event_type: "order.created.v1".into(),
+        subject: "A-1".into(),
+        partition_key: "A-1".into(),
+        data: format!(
+            "{{\"lines\": [{}]}}",
+            vec![r#"{"sku": "ACME-ANVIL-50KG", "qty": 2, "unit_price": "249.99"}"#; 15].join(", ")
+        ),
+        time: "2030-01-01T00:00:00Z".parse().unwrap(),
+        traceparent: "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01".into(),
+        tracestate: None,
+        producer: None,
+    };
+    let stored = encode(&order);
+    assert_eq!(stored[0], COMPRESSED_FORMAT);
+    assert!(
+        stored.len() * 3 < order.data.len(),
+        "{} bytes for {} of data",
+        stored.len(),
+        order.data.len()
+    );
+    assert_eq!(
+        decode::<crate::storage::OutboxEvent>(b"o", &stored).unwrap(),
+        order
+    );
+    let mut damaged = stored.clone();
+    damaged[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(
+        decode::<crate::storage::OutboxEvent>(b"o", &damaged),
+        Err(StorageError::Corrupt { message, .. }) if message.contains("length")
+    ));
+    let short = encode(&"a short record");
+    assert_eq!(short[0], FORMAT, "too short to compress");
 }
 
 /// A record a host before format 2 wrote (JSON, the body in base64) reads back the same.
