@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use dragoman::storage::AuditEvent;
 use sha2::{Digest as _, Sha256};
 use tests::net::{self, Http, Server, Webhook, wait_until};
 use tests::pg::{Session, TestDatabase};
@@ -58,15 +59,16 @@ fn notes(webhook: &Webhook) -> Vec<String> {
 }
 
 /// sha256 over length-prefixed parts, as the audit chain hashes an event.
-fn chain_hash(event: &serde_json::Value) -> String {
-    let version = event["version"].as_u64().unwrap().to_be_bytes();
-    let data = serde_json::to_string(&event["data"]).unwrap();
+fn chain_hash(event: &AuditEvent) -> String {
+    let version = event.version.to_be_bytes();
+    let at = event.at.to_string();
+    let data = serde_json::to_string(&event.data).unwrap();
     let parts: [&[u8]; 6] = [
-        event["prev"].as_str().unwrap().as_bytes(),
-        event["message_id"].as_str().unwrap().as_bytes(),
+        event.prev.as_bytes(),
+        event.message_id.as_bytes(),
         &version,
-        event["kind"].as_str().unwrap().as_bytes(),
-        event["at"].as_str().unwrap().as_bytes(),
+        event.kind.as_bytes(),
+        at.as_bytes(),
         data.as_bytes(),
     ];
     let mut digest = Sha256::new();
@@ -89,16 +91,15 @@ fn rewrite_consistently(session: &Session, stream: &str) -> usize {
     ));
     let mut prev = "0".repeat(64);
     for (n, row) in rows.iter().enumerate() {
-        let mut event = tests::pg::stored_record(&row.get::<_, Vec<u8>>(1));
+        let stored = tests::pg::stored_record(&row.get::<_, Vec<u8>>(1));
+        let mut event: AuditEvent = serde_json::from_value(stored).unwrap();
         if n == 0 {
-            event["data"]["rewritten"] = serde_json::Value::Bool(true);
+            event.data["rewritten"] = serde_json::Value::Bool(true);
         }
-        event["prev"] = prev.clone().into();
-        let hash = chain_hash(&event);
-        event["hash"] = hash.clone().into();
-        prev = hash;
-        // Encoded as the host encodes the record (format 2: MessagePack with field names).
-        let event: dragoman::storage::AuditEvent = serde_json::from_value(event).unwrap();
+        event.prev = prev;
+        event.hash = chain_hash(&event);
+        prev = event.hash.clone();
+        // Encoded as the host encodes a record (format 2: MessagePack with field names).
         let mut bytes = vec![2u8];
         bytes.extend(rmp_serde::to_vec_named(&event).unwrap());
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();

@@ -1148,6 +1148,58 @@ fn with_entities(mut commit: Commit, subject: &str, types: &[&str]) -> Commit {
     commit
 }
 
+/// An event that is also in its entity's stream is delivered with its data, before and after
+/// a restart, and after another sink took it (a backend may keep the data once).
+#[test]
+fn an_event_kept_in_its_entity_stream_is_delivered_with_its_data() {
+    each(|backend, dir| {
+        {
+            let store = backend(dir);
+            let token = fresh(store.claim("orders", "k1", t0(), TIMEOUT).unwrap());
+            let mut c = commit(Some(token), "m1", "k1", &["e1", "e2"], 60_000);
+            for (_, sinks) in &mut c.events {
+                *sinks = vec!["a".into(), "b".into()];
+            }
+            store
+                .commit(with_entities(
+                    c,
+                    "A-1",
+                    &["order.created.v1", "order.paid.v1"],
+                ))
+                .unwrap();
+            block_on(store.durable()).unwrap();
+            let due = pending(&*store, "a");
+            let data: Vec<&str> = due.iter().map(|d| d.event.data.as_str()).collect();
+            assert_eq!(
+                data,
+                [
+                    r#"{"step": "order.created.v1"}"#,
+                    r#"{"step": "order.paid.v1"}"#
+                ]
+            );
+            store
+                .record_delivery(due[0].seq, "a", DeliveryOutcome::Delivered, vec![], at(1))
+                .unwrap();
+            block_on(store.durable()).unwrap();
+        }
+        let store = backend(dir);
+        let due = pending(&*store, "b");
+        assert_eq!(due.len(), 2);
+        assert_eq!(due[0].event.data, r#"{"step": "order.created.v1"}"#);
+        let left = pending(&*store, "a");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].event.data, r#"{"step": "order.paid.v1"}"#);
+        assert_eq!(
+            store
+                .entity_stream(&EntityRef::of("order.paid.v1", "A-1").unwrap())
+                .unwrap()[1]
+                .event
+                .data,
+            r#"{"step": "order.paid.v1"}"#
+        );
+    });
+}
+
 #[test]
 fn issue_13_entity_streams_grow_with_their_commits_in_order_and_chained() {
     each(|backend, dir| {

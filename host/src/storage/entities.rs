@@ -46,8 +46,10 @@ pub struct EntityEvent {
     /// When it happened, by the vendor's word, if it says.
     pub occurred_at: Option<Timestamp>,
     /// The hash of the stream's previous event (64 zeros for the first).
+    #[serde(with = "super::codec::hex_digest")]
     pub prev: String,
     /// This event's hash: sha256 over `prev` and the event's other fields.
+    #[serde(with = "super::codec::hex_digest")]
     pub hash: String,
 }
 

@@ -100,6 +100,7 @@ pub struct Producer {
     /// Its version.
     pub version: String,
     /// The sha256 of its component.
+    #[serde(with = "codec::hex_digest")]
     pub sha256: String,
 }
 
@@ -257,8 +258,10 @@ pub struct AuditEvent {
     /// When it was recorded.
     pub at: Timestamp,
     /// The hash of the previous event of the stream (64 zeros for the first).
+    #[serde(with = "codec::hex_digest")]
     pub prev: String,
     /// This event's hash: sha256 over `prev` and the event's other fields.
+    #[serde(with = "codec::hex_digest")]
     pub hash: String,
 }
 

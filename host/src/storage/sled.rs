@@ -45,7 +45,7 @@ use self::open::{DEFAULT_CACHE, open_sled};
 use self::staging::{Pending, Staging, Writes};
 use super::codec::{
     AuditRecord, COUNTERS, Counters, EventRecord, IdempotencyEntry, KeptAnswer, SEQ, answer_key,
-    audit_prefix, dead_letter_key, decode, encode, idempotency_key, message_key,
+    audit_prefix, dead_letter_key, decode, encode, idempotency_key, message_key, read_seq,
     route_dead_letter_key, route_dead_letter_prefix,
 };
 use crate::storage::{
@@ -506,7 +506,11 @@ impl Storage for Db {
         let oldest = match self.tree().scan_prefix(b"o\0").next() {
             Some(item) => {
                 let (k, v) = item.map_err(sled_error)?;
-                Some(decode::<EventRecord>(&k, &v)?.event.time)
+                let record = decode::<EventRecord>(&k, &v)?;
+                Some(
+                    self.event_of(read_seq(&k[2..]).unwrap_or_default(), &record)?
+                        .time,
+                )
             }
             None => None,
         };

@@ -184,3 +184,60 @@ fn free_form_json_round_trips_exactly() {
     assert_eq!(back, value);
     assert_eq!(back.to_string(), value.to_string());
 }
+
+/// Digests are stored as their 32 bytes and read back as the same hex, whichever way they
+/// were stored; JSON (the API) keeps them as hex.
+#[test]
+fn digests_are_stored_as_bytes_and_read_back_as_hex() {
+    let event = crate::audit::seal(
+        None,
+        crate::storage::AuditDraft::new(
+            "m1",
+            "2030-01-01T00:00:00Z".parse().unwrap(),
+            "received",
+            serde_json::json!({}),
+        ),
+    );
+    let stored = encode(&event);
+    // The same record with its digests as text, as hosts before wrote it.
+    #[derive(Serialize)]
+    struct Old<'a> {
+        message_id: &'a str,
+        version: u64,
+        kind: &'a str,
+        data: &'a serde_json::Value,
+        at: jiff::Timestamp,
+        prev: &'a str,
+        hash: &'a str,
+    }
+    let mut as_text = vec![FORMAT];
+    let old = Old {
+        message_id: &event.message_id,
+        version: event.version,
+        kind: &event.kind,
+        data: &event.data,
+        at: event.at,
+        prev: &event.prev,
+        hash: &event.hash,
+    };
+    rmp_serde::encode::write_named(&mut as_text, &old).unwrap();
+    assert!(
+        stored.len() + 64 <= as_text.len(),
+        "{} against {}",
+        stored.len(),
+        as_text.len()
+    );
+    let back: crate::storage::AuditEvent = decode(b"a", &stored).unwrap();
+    assert_eq!(back, event);
+    let old: crate::storage::AuditEvent = decode(b"a", &as_text).unwrap();
+    assert_eq!(old, event);
+    let json = serde_json::to_value(&event).unwrap();
+    assert_eq!(json["hash"], event.hash.as_str());
+    // Not a digest: kept as text.
+    let odd = crate::storage::AuditEvent {
+        prev: "not-a-digest".into(),
+        ..event
+    };
+    let back: crate::storage::AuditEvent = decode(b"a", &encode(&odd)).unwrap();
+    assert_eq!(back.prev, "not-a-digest");
+}

@@ -40,9 +40,9 @@ impl ChainWrite for Chained<'_, '_, '_> {
     }
 
     fn put_entity_event(&mut self, event: EntityEvent) {
-        self.staging
-            .writes
-            .insert(entity_key(&event.entity, event.seq), encode(&event));
+        let key = entity_key(&event.entity, event.seq);
+        self.staging.writes.insert(key.as_slice(), encode(&event));
+        self.staging.entity_keys.insert(event.event.id.clone(), key);
         let type_key = entity_type_key(&event.event.route, &event.entity.entity_type);
         if !self.staging.has_type(self.known_types, &type_key) {
             self.staging.put_type(type_key);

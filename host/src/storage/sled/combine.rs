@@ -297,6 +297,8 @@ impl Db {
         if let Some(head) = prepared.opened {
             staging.moved_audit(head);
         }
+        // The entity streams first: an outbox event they hold keeps its data there only.
+        self.append_entities(&mut staging, prepared.entities, known_types)?;
         // Only an event with a sink to go takes a place in the outbox (and a number).
         for (event, sinks) in prepared.events {
             if !sinks.is_empty() {
@@ -319,7 +321,6 @@ impl Db {
             }
         }
         self.append_audit(&mut staging, prepared.audit)?;
-        self.append_entities(&mut staging, prepared.entities, known_types)?;
         Ok(Staged {
             writes: staging.writes,
             moved: staging.own,

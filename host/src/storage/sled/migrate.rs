@@ -59,7 +59,11 @@ fn from_layout_1(tree: &::sled::Tree) -> Result<(), StorageError> {
         let sinks = record.pending.into_keys().collect();
         batch.insert(
             &event_key(record.seq),
-            encode(&EventRecord { event, sinks }),
+            encode(&EventRecord {
+                event: Some(event),
+                sinks,
+                kept_at: None,
+            }),
         );
     }
     for item in tree.scan_prefix(b"p\0") {
@@ -70,7 +74,8 @@ fn from_layout_1(tree: &::sled::Tree) -> Result<(), StorageError> {
             published_key(published.at, published.record.seq),
             encode(&Published {
                 at: published.at,
-                event: published.record.event,
+                event: Some(published.record.event),
+                kept_at: None,
             }),
         );
     }

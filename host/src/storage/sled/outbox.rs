@@ -19,8 +19,8 @@ use crate::storage::codec::{
     schedule_prefix,
 };
 use crate::storage::{
-    AuditDraft, DeadLetter, DeadLetterKind, Delivery, DeliveryOutcome, Due, DueChain, OutboxEvent,
-    PendingDelivery, Released, StorageError,
+    AuditDraft, DeadLetter, DeadLetterKind, Delivery, DeliveryOutcome, Due, DueChain, EntityEvent,
+    OutboxEvent, PendingDelivery, Released, StorageError,
 };
 
 impl Db {
@@ -53,10 +53,35 @@ impl Db {
             }
         }
         counters.outbox += 1;
-        staging
-            .writes
-            .insert(&event_key(seq), encode(&EventRecord { event, sinks }));
+        let kept_at = staging.entity_keys.get(&event.id).cloned();
+        let record = EventRecord {
+            event: kept_at.is_none().then_some(event),
+            sinks,
+            kept_at,
+        };
+        staging.writes.insert(&event_key(seq), encode(&record));
         Ok(())
+    }
+
+    /// The event of the outbox record numbered `seq`: its own, or the one its entity stream
+    /// keeps.
+    pub(super) fn event_of(
+        &self,
+        seq: u64,
+        record: &EventRecord,
+    ) -> Result<OutboxEvent, StorageError> {
+        let missing = |message: &str| StorageError::Corrupt {
+            key: format!("o/{seq}"),
+            message: message.into(),
+        };
+        match (&record.event, &record.kept_at) {
+            (Some(event), _) => Ok(event.clone()),
+            (None, Some(key)) => self
+                .get::<EntityEvent>(key)?
+                .map(|kept| kept.event)
+                .ok_or_else(|| missing("its event is in an entity stream that does not hold it")),
+            (None, None) => Err(missing("an outbox record without its event")),
+        }
     }
 
     pub(super) fn due_chains(
@@ -143,7 +168,7 @@ impl Db {
             };
             out.push(PendingDelivery {
                 seq,
-                event: record.event,
+                event: self.event_of(seq, &record)?,
                 delivery,
             });
         }
@@ -166,7 +191,7 @@ impl Db {
         let Some(mut record) = self.get::<EventRecord>(&event_key(seq))? else {
             return Err(not_found());
         };
-        let key = record.event.partition_key.clone();
+        let key = self.event_of(seq, &record)?.partition_key;
         let delivery_key = delivery_key(sink, &key, seq);
         let Some(mut delivery) = self.get::<Delivery>(&delivery_key)? else {
             return Err(not_found());
@@ -214,6 +239,7 @@ impl Db {
                     encode(&Published {
                         at: now,
                         event: record.event,
+                        kept_at: record.kept_at,
                     }),
                 );
                 counters.outbox = counters.outbox.saturating_sub(1);

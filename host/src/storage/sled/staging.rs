@@ -7,7 +7,7 @@
 //! ([`Pending`]), then the tree. A commit's staging joins the group only once it is whole,
 //! so a commit that fails half way leaves nothing behind.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use ::sled::IVec;
 
@@ -78,6 +78,9 @@ pub(super) struct Staging<'a> {
     before: &'a Pending,
     pub(super) own: Pending,
     pub(super) writes: Writes,
+    /// The key of each entity event this commit wrote, by its outbox event's id: where that
+    /// event's data is kept once.
+    pub(super) entity_keys: HashMap<String, Vec<u8>>,
 }
 
 impl<'a> Staging<'a> {
@@ -87,6 +90,7 @@ impl<'a> Staging<'a> {
             before,
             own: Pending::default(),
             writes,
+            entity_keys: HashMap::new(),
         }
     }
 
