@@ -155,8 +155,9 @@ fn three_replicas_lose_nothing_double_nothing_and_keep_order_per_key_through_kil
     // Commit order per partition key, from the outbox's numbers.
     let mut committed: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for row in session.query("SELECT partition_key, event FROM dragoman.outbox ORDER BY seq") {
-        let event = tests::pg::stored_record(&row.get::<_, Vec<u8>>(1));
-        let id = event["id"].as_str().expect("an event id").to_owned();
+        let event: dragoman::storage::OutboxEvent =
+            tests::pg::stored_record(&row.get::<_, Vec<u8>>(1));
+        let id = event.id;
         committed.entry(row.get(0)).or_default().push(id);
     }
     let all: BTreeSet<String> = committed.values().flatten().cloned().collect();

@@ -215,12 +215,13 @@ impl Session {
 }
 
 /// A record as the store keeps it (a format byte, then MessagePack, LZ4-compressed in format
-/// 3, or JSON in format 1), as JSON.
+/// 3, or JSON in format 1), read as the record type `T` (digests are bytes in MessagePack,
+/// which a JSON value cannot hold).
 ///
 /// # Panics
 ///
 /// When the bytes are no such record.
-pub fn stored_record(bytes: &[u8]) -> serde_json::Value {
+pub fn stored_record<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> T {
     match bytes.split_first() {
         Some((3, rest)) => {
             rmp_serde::from_slice(&lz4_flex::decompress_size_prepended(rest).expect("an LZ4 block"))
