@@ -128,7 +128,7 @@ pub fn verify_store_against(
     let (audit_streams, mut findings) = audit.finish();
     let mut entities = Walker::default();
     storage.walk_entities(&mut |entity, event| {
-        let walk = entities.of(entity, || format!("entity:{}", entity.label()));
+        let walk = entities.of(entity, || entity.chain());
         crate::entity::step(walk, entity, &event);
         anchors.check(walk, event.seq, &event.hash);
         Ok(())

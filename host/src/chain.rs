@@ -18,11 +18,7 @@ pub(crate) fn digest(parts: &[&[u8]]) -> String {
         digest.update((part.len() as u64).to_be_bytes());
         digest.update(part);
     }
-    digest
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::encode(&digest.finalize())
 }
 
 /// What a stream's check needs of one record.

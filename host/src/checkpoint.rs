@@ -33,7 +33,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use self::key::{KeyError, SignerKey, VerifierKey};
 use crate::chain::{Finding, Walk};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{EntityRef, Storage, StorageError};
 
 /// The prefix of a signature line.
 const SIGNATURE: &str = "\u{2014} ";
@@ -255,30 +255,49 @@ pub fn notes(file: &str) -> Vec<String> {
 /// When the store cannot be read.
 pub fn heads(storage: &dyn Storage) -> Result<Vec<Head>, StorageError> {
     let mut heads: Vec<Head> = Vec::new();
-    let mut push = |chain: &str, position: u64, hash: String| match heads.last_mut() {
-        Some(head) if head.chain == chain => {
+    storage.walk_audit(&mut |stream, event| {
+        let same = heads.last().is_some_and(|head| head.chain == stream);
+        advance(
+            &mut heads,
+            same,
+            || stream.to_owned(),
+            event.version,
+            event.hash,
+        );
+        Ok(())
+    })?;
+    let mut current: Option<EntityRef> = None;
+    storage.walk_entities(&mut |entity, event| {
+        let same = current.as_ref() == Some(entity);
+        if !same {
+            current = Some(entity.clone());
+        }
+        advance(&mut heads, same, || entity.chain(), event.seq, event.hash);
+        Ok(())
+    })?;
+    Ok(heads)
+}
+
+/// The walk's next event, at `position` with `hash`: the new head of the last chain when
+/// `same`, else the first of a new chain, named by `chain` (once per chain, not per event).
+fn advance(
+    heads: &mut Vec<Head>,
+    same: bool,
+    chain: impl FnOnce() -> String,
+    position: u64,
+    hash: String,
+) {
+    match heads.last_mut() {
+        Some(head) if same => {
             head.position = position;
             head.hash = hash;
         }
         _ => heads.push(Head {
-            chain: chain.to_owned(),
+            chain: chain(),
             position,
             hash,
         }),
-    };
-    storage.walk_audit(&mut |stream, event| {
-        push(stream, event.version, event.hash);
-        Ok(())
-    })?;
-    let mut name = String::new();
-    storage.walk_entities(&mut |entity, event| {
-        name.clear();
-        name.push_str("entity:");
-        name.push_str(&entity.label());
-        push(&name, event.seq, event.hash);
-        Ok(())
-    })?;
-    Ok(heads)
+    }
 }
 
 /// The positions checkpoints vouch for, checked as a verification walks past them.

@@ -30,6 +30,12 @@ impl EntityRef {
     pub fn label(&self) -> String {
         format!("{}/{}", self.entity_type, self.id)
     }
+
+    /// `entity:type/id`: its stream's name among all chains, as findings and checkpoints
+    /// name it (an audit stream is named by its message id alone).
+    pub fn chain(&self) -> String {
+        format!("entity:{}/{}", self.entity_type, self.id)
+    }
 }
 
 /// The draft that appends `event` to its entity's stream, with the event time its data
@@ -117,7 +123,7 @@ pub fn verify(streams: &BTreeMap<EntityRef, Vec<EntityEvent>>) -> Vec<Finding> {
     let mut walker = Walker::default();
     for (entity, events) in streams {
         for event in events {
-            let walk = walker.of(entity, || format!("entity:{}", entity.label()));
+            let walk = walker.of(entity, || entity.chain());
             step(walk, entity, event);
         }
     }

@@ -103,6 +103,7 @@ mod error;
 mod evict;
 pub mod fixtures;
 mod follow;
+mod hex;
 mod host;
 pub mod outcome;
 mod percent;

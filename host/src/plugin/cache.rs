@@ -59,7 +59,7 @@ impl Cache {
         engine.precompile_compatibility_hash().hash(&mut hasher);
         Self {
             dir,
-            engine_hash: hex(&hasher.0.finalize()[..16]),
+            engine_hash: crate::hex::encode(&hasher.0.finalize()[..16]),
             max_bytes,
         }
     }
@@ -237,11 +237,7 @@ fn file_name(path: &Path) -> String {
 
 /// The sha256 of `bytes`, lower-case hex.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&Sha256::digest(bytes))
 }
 
 /// Feeds `Hash` input into sha256, so the engine hash is stable across runs and builds.

@@ -7,6 +7,7 @@
 //! moved to the retry time when a delivery fails, and removed when its last delivery is done,
 //! all under the writer lock and in the same batch as the change it follows.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use jiff::Timestamp;
@@ -53,7 +54,7 @@ impl Db {
             }
         }
         counters.outbox += 1;
-        let kept_at = staging.entity_keys.get(&event.id).cloned();
+        let kept_at = staging.entity_keys.remove(&event.id);
         let record = EventRecord {
             event: kept_at.is_none().then_some(event),
             sinks,
@@ -63,24 +64,33 @@ impl Db {
         Ok(())
     }
 
-    /// The event of the outbox record numbered `seq`: its own, or the one its entity stream
-    /// keeps.
-    pub(super) fn event_of(
+    /// The event of the outbox record numbered `seq`: borrowed from it, or read from its
+    /// entity stream, which keeps it instead.
+    pub(super) fn event_of<'r>(
         &self,
         seq: u64,
-        record: &EventRecord,
-    ) -> Result<OutboxEvent, StorageError> {
+        record: &'r EventRecord,
+    ) -> Result<Cow<'r, OutboxEvent>, StorageError> {
         let missing = |message: &str| StorageError::Corrupt {
             key: format!("o/{seq}"),
             message: message.into(),
         };
         match (&record.event, &record.kept_at) {
-            (Some(event), _) => Ok(event.clone()),
+            (Some(event), _) => Ok(Cow::Borrowed(event)),
             (None, Some(key)) => self
                 .get::<EntityEvent>(key)?
-                .map(|kept| kept.event)
+                .map(|kept| Cow::Owned(kept.event))
                 .ok_or_else(|| missing("its event is in an entity stream that does not hold it")),
             (None, None) => Err(missing("an outbox record without its event")),
+        }
+    }
+
+    /// The event of the outbox record numbered `seq`, owned: moved out of it, or read from
+    /// its entity stream.
+    fn take_event(&self, seq: u64, mut record: EventRecord) -> Result<OutboxEvent, StorageError> {
+        match record.event.take() {
+            Some(event) => Ok(event),
+            None => Ok(self.event_of(seq, &record)?.into_owned()),
         }
     }
 
@@ -168,7 +178,7 @@ impl Db {
             };
             out.push(PendingDelivery {
                 seq,
-                event: self.event_of(seq, &record)?,
+                event: self.take_event(seq, record)?,
                 delivery,
             });
         }
@@ -191,7 +201,7 @@ impl Db {
         let Some(mut record) = self.get::<EventRecord>(&event_key(seq))? else {
             return Err(not_found());
         };
-        let key = self.event_of(seq, &record)?.partition_key;
+        let key = self.event_of(seq, &record)?.partition_key.clone();
         let delivery_key = delivery_key(sink, &key, seq);
         let Some(mut delivery) = self.get::<Delivery>(&delivery_key)? else {
             return Err(not_found());
