@@ -60,15 +60,8 @@ impl Checkpointer {
 
     /// Publishes a checkpoint every interval until `cancel`.
     pub(crate) async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        let mut ticks = tokio::time::interval(self.interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The first tick is immediate: the first checkpoint waits one interval.
-        ticks.tick().await;
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
+        let mut beat = crate::clock::Beat::new(self.interval).await;
+        while beat.next(&cancel).await {
             match self.publish().await {
                 Ok(checkpoint) => {
                     self.metrics.checkpoint(Some(checkpoint.time));

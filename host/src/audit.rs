@@ -7,12 +7,12 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::chain::{self, Link, Walk, Walker};
+use crate::chain::{self, Link, Tip, Walk, Walker};
 pub use crate::chain::{Finding, GENESIS};
 use crate::checkpoint::{Anchors, Checkpoint};
-use crate::storage::{AuditDraft, AuditEvent, Storage, StorageError};
+use crate::storage::{AuditDraft, AuditEvent, AuditItem, Storage, StorageError};
 
 /// Appends one event of `kind` to `stream` at `at`, for a change already made: a failure
 /// is logged, and the change stands.
@@ -28,10 +28,10 @@ pub(crate) fn record(
     }
 }
 
-/// Gives a draft its version and hash, after `head` (the stream's last event, if any).
-pub(crate) fn seal(head: Option<&AuditEvent>, draft: AuditDraft) -> AuditEvent {
+/// Gives a draft its version and hash, after `head` (where the stream stands, if it has begun).
+pub(crate) fn seal(head: Option<&Tip>, draft: AuditDraft) -> AuditEvent {
     let (version, prev) = match head {
-        Some(head) => (head.version + 1, head.hash.clone()),
+        Some(head) => (head.position + 1, head.hash.clone()),
         None => (1, GENESIS.to_owned()),
     };
     let mut event = AuditEvent {
@@ -76,7 +76,7 @@ pub fn verify(streams: &BTreeMap<String, Vec<AuditEvent>>) -> Vec<Finding> {
 }
 
 /// Checks the next event of the stream `walk` is on.
-fn step(walk: &mut Walk, event: &AuditEvent) {
+pub(crate) fn step(walk: &mut Walk, event: &AuditEvent) {
     if event.message_id != walk.stream() {
         let problem = format!(
             "event names stream {} but is stored in {}",
@@ -117,15 +117,67 @@ pub fn verify_store_against(
     storage: &dyn Storage,
     checkpoints: &[Checkpoint],
 ) -> Result<(usize, Vec<Finding>), StorageError> {
+    verify_with(storage, checkpoints, None)
+}
+
+/// What verification asks of an archive beside the hot store (`archive::Archived`): to
+/// check its own segments first, then to meet each hot stream where it starts.
+pub(crate) trait ArchiveCheck {
+    /// Checks every segment; checkpoint heads among the archived events go to `anchors`.
+    fn check(&mut self, anchors: &mut Anchors) -> Vec<Finding>;
+    /// A hot stream that starts without an anchor.
+    fn fresh(&self, walk: &mut Walk);
+    /// A hot stream's anchor.
+    fn meet(&mut self, walk: &mut Walk, anchor: &crate::storage::Anchor);
+    /// Archived streams no anchor met: the closed ones.
+    fn archived_only(&self) -> usize;
+}
+
+/// [`verify_store_against`], and with `archived` the archive as well: its segments first,
+/// then the hot store, each stream's start met by the archive. Without an archive, each
+/// anchor is taken as it is, and checkpoint heads below it are left to a check with the
+/// archive.
+///
+/// # Errors
+///
+/// [`StorageError`] when the store cannot be read.
+pub(crate) fn verify_with(
+    storage: &dyn Storage,
+    checkpoints: &[Checkpoint],
+    mut archived: Option<&mut (dyn ArchiveCheck + Send)>,
+) -> Result<(usize, Vec<Finding>), StorageError> {
     let mut anchors = Anchors::new(checkpoints);
+    let mut findings = Vec::new();
+    if let Some(archived) = archived.as_deref_mut() {
+        findings.extend(archived.check(&mut anchors));
+    }
     let mut audit = Walker::<String>::default();
-    storage.walk_audit(&mut |stream, event| {
+    storage.walk_audit(&mut |stream, item| {
         let walk = audit.of(stream, || stream.to_owned());
-        step(walk, &event);
-        anchors.check(walk, event.version, &event.hash);
+        match item {
+            AuditItem::Anchor(anchor) => {
+                match archived.as_deref_mut() {
+                    Some(archived) => archived.meet(walk, &anchor),
+                    None => anchors.archived(walk.stream(), anchor.version),
+                }
+                walk.resume(&anchor.tip());
+                anchors.check(walk, anchor.version, &anchor.hash);
+            }
+            AuditItem::Event(event) => {
+                if let Some(archived) = archived.as_deref_mut()
+                    && walk.next() == 1
+                {
+                    archived.fresh(walk);
+                }
+                step(walk, &event);
+                anchors.check(walk, event.version, &event.hash);
+            }
+        }
         Ok(())
     })?;
-    let (audit_streams, mut findings) = audit.finish();
+    let (mut audit_streams, audit_findings) = audit.finish();
+    findings.extend(audit_findings);
+    audit_streams += archived.map_or(0, |a| a.archived_only());
     let mut entities = Walker::default();
     storage.walk_entities(&mut |entity, event| {
         let walk = entities.of(entity, || entity.chain());
@@ -140,7 +192,7 @@ pub fn verify_store_against(
 }
 
 /// A message's state, folded from its audit events.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageState {
     /// The message.
     pub message_id: String,
@@ -176,13 +228,23 @@ pub struct MessageState {
 }
 
 /// Folds the events recorded at or before `at` (all of them when `None`).
-// Long on purpose: one match over the event kinds, each arm a line or two of the state;
-// split up, the fold would be harder to check against the list of kinds.
 pub fn fold(message_id: &str, events: &[AuditEvent], at: Option<Timestamp>) -> MessageState {
-    let mut state = MessageState {
+    let state = MessageState {
         message_id: message_id.into(),
         ..MessageState::default()
     };
+    fold_from(state, events, at)
+}
+
+/// Folds on from `state` (the state through the events before `events`) the events
+/// recorded at or before `at`.
+// Long on purpose: one match over the event kinds, each arm a line or two of the state;
+// split up, the fold would be harder to check against the list of kinds.
+pub fn fold_from(
+    mut state: MessageState,
+    events: &[AuditEvent],
+    at: Option<Timestamp>,
+) -> MessageState {
     let text = |event: &AuditEvent, key: &str| {
         event
             .data

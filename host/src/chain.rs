@@ -21,6 +21,17 @@ pub(crate) fn digest(parts: &[&[u8]]) -> String {
     crate::hex::encode(&digest.finalize())
 }
 
+/// Where a chain stands: its last record's position and hash, what the next record is
+/// sealed after. The last record itself, or the anchor left where older records were
+/// archived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Tip {
+    /// The last record's position.
+    pub(crate) position: u64,
+    /// Its hash.
+    pub(crate) hash: String,
+}
+
 /// What a stream's check needs of one record.
 pub(crate) struct Link<'a> {
     /// Its position as stored.
@@ -98,6 +109,28 @@ impl Walk {
             );
         }
         link.hash.clone_into(&mut self.prev);
+    }
+
+    /// Starts the check after an anchor: the stream's records up to `tip` are in the archive,
+    /// and the next one is sealed after it. An anchor anywhere but before the first record
+    /// is a problem.
+    pub(crate) fn resume(&mut self, tip: &Tip) {
+        if self.seen != 0 {
+            self.found(
+                tip.position,
+                "an anchor after events: the archive cut is out of place".into(),
+            );
+        }
+        self.seen = tip.position;
+        tip.hash.clone_into(&mut self.prev);
+    }
+
+    /// The tip the walk stands at.
+    pub(crate) fn tip(&self) -> Tip {
+        Tip {
+            position: self.seen,
+            hash: self.prev.clone(),
+        }
     }
 
     /// Records a problem at `position`.

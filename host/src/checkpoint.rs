@@ -33,7 +33,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use self::key::{KeyError, SignerKey, VerifierKey};
 use crate::chain::{Finding, Walk};
-use crate::storage::{EntityRef, Storage, StorageError};
+use crate::storage::{AuditItem, EntityRef, Storage, StorageError};
 
 /// The prefix of a signature line.
 const SIGNATURE: &str = "\u{2014} ";
@@ -255,15 +255,14 @@ pub fn notes(file: &str) -> Vec<String> {
 /// When the store cannot be read.
 pub fn heads(storage: &dyn Storage) -> Result<Vec<Head>, StorageError> {
     let mut heads: Vec<Head> = Vec::new();
-    storage.walk_audit(&mut |stream, event| {
+    storage.walk_audit(&mut |stream, item| {
         let same = heads.last().is_some_and(|head| head.chain == stream);
-        advance(
-            &mut heads,
-            same,
-            || stream.to_owned(),
-            event.version,
-            event.hash,
-        );
+        // A stream's anchor is its head until an event follows it.
+        let (position, hash) = match item {
+            AuditItem::Anchor(anchor) => (anchor.version, anchor.hash),
+            AuditItem::Event(event) => (event.version, event.hash),
+        };
+        advance(&mut heads, same, || stream.to_owned(), position, hash);
         Ok(())
     })?;
     let mut current: Option<EntityRef> = None;
@@ -347,6 +346,16 @@ impl Anchors {
                         anchor.time
                     ),
                 );
+            }
+        }
+    }
+
+    /// Takes the heads of `chain` below `position` as out of reach: they were archived, and
+    /// only a check with the archive reads them.
+    pub(crate) fn archived(&mut self, chain: &str, position: u64) {
+        if let Some(anchors) = self.chains.get_mut(chain) {
+            for anchor in anchors.iter_mut().filter(|a| a.position < position) {
+                anchor.seen = true;
             }
         }
     }

@@ -52,3 +52,26 @@ impl Clock for ManualClock {
             .expect("the clock stays in range")
     }
 }
+
+/// A task's beat: the first beat comes one `interval` after the start, later ones an interval
+/// after the last (a beat missed while the task worked is not made up).
+#[derive(Debug)]
+pub(crate) struct Beat(tokio::time::Interval);
+
+impl Beat {
+    pub(crate) async fn new(interval: std::time::Duration) -> Self {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate.
+        ticks.tick().await;
+        Self(ticks)
+    }
+
+    /// Waits for the next beat: `false` once `cancel` is cancelled.
+    pub(crate) async fn next(&mut self, cancel: &tokio_util::sync::CancellationToken) -> bool {
+        tokio::select! {
+            () = cancel.cancelled() => false,
+            _ = self.0.tick() => true,
+        }
+    }
+}

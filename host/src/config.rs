@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::plugin::Limits;
 
+mod archive;
 mod auth;
 mod breaker;
 mod checkpoints;
@@ -24,6 +25,7 @@ mod source;
 mod store;
 mod vendors;
 
+pub use self::archive::{ArchiveConfig, DEFAULT_ARCHIVE_INTERVAL, HotRetention};
 pub use self::auth::{DEFAULT_TOLERANCE, RouteAuth};
 pub use self::checkpoints::{CheckpointsConfig, DEFAULT_CHECKPOINT_INTERVAL};
 pub use self::dead_letters::{
@@ -100,6 +102,7 @@ struct RawConfig {
     #[serde(default)]
     projectors: BTreeMap<String, projectors::RawProjector>,
     checkpoints: Option<checkpoints::RawCheckpoints>,
+    archive: Option<archive::RawArchive>,
     routes: BTreeMap<String, RawRoute>,
 }
 
@@ -178,6 +181,8 @@ pub struct Config {
     pub projectors: BTreeMap<String, ProjectorConfig>,
     /// Signed checkpoints of every chain head, if the file asks for them.
     pub checkpoints: Option<CheckpointsConfig>,
+    /// Where audit history past its route's hot retention goes, if anywhere.
+    pub archive: Option<ArchiveConfig>,
 }
 
 /// What the HTTP server allows, so that no client can exhaust the host.
@@ -288,6 +293,7 @@ impl Config {
             vendors: &vendors,
             max_waiting,
             base,
+            archive: raw.archive.is_some(),
             line: &line,
         };
         let mut routes = BTreeMap::new();
@@ -296,6 +302,7 @@ impl Config {
             routes.insert(name, route);
         }
         let checkpoints = raw.checkpoints.map(|c| c.check(base, &sinks)).transpose()?;
+        let archive = raw.archive.map(|a| a.check(base));
         let data_dir = resolve(&raw.data_dir);
         let defaults = Limits::default();
         let limits = Limits {
@@ -375,6 +382,7 @@ impl Config {
             routes,
             projectors: projectors::check(raw.projectors, base)?,
             checkpoints,
+            archive,
         })
     }
 }

@@ -14,7 +14,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::anchor::Checkpointer;
-use crate::audit::{Finding, MessageState};
+use crate::archive::StateAt;
+use crate::audit::Finding;
 use crate::circuits::Circuits;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, HttpConfig};
@@ -49,6 +50,8 @@ pub struct Host {
     sources: Sources,
     /// Signs and publishes checkpoints, if the config asks for them.
     checkpointer: Option<Arc<Checkpointer>>,
+    /// Archives old history and removes old bodies, if a route keeps them for a limited time.
+    retention: Option<Arc<crate::retention::Retention>>,
     metrics: Arc<Metrics>,
     api: Api,
     http: HttpConfig,
@@ -189,6 +192,29 @@ impl HostBuilder {
                 )))
             }
         };
+        let archive: Option<Arc<dyn crate::archive::SegmentStore>> = match &config.archive {
+            None => None,
+            Some(archive) => Some(Arc::new(
+                crate::archive::Directory::open(&archive.dir)
+                    .map_err(|e| Error::config(format!("archive.dir: {e}")))?,
+            )),
+        };
+        let retention = crate::retention::Retention::new(
+            storage.clone(),
+            archive,
+            config
+                .routes
+                .iter()
+                .map(|(name, route)| (name.clone(), route.hot))
+                .collect(),
+            config
+                .archive
+                .as_ref()
+                .map_or(crate::config::DEFAULT_ARCHIVE_INTERVAL, |a| a.interval),
+            clock.clone(),
+            metrics.clone(),
+        )
+        .map(Arc::new);
         let release = Release::new(
             storage.clone(),
             clock.clone(),
@@ -233,6 +259,7 @@ impl HostBuilder {
             watched,
             sources,
             checkpointer,
+            retention,
             metrics,
             api,
             http: config.http.clone(),
@@ -355,6 +382,10 @@ impl Host {
             .checkpointer
             .clone()
             .map(|checkpointer| tokio::spawn(checkpointer.run(cancel.clone())));
+        let retention = self
+            .retention
+            .clone()
+            .map(|retention| tokio::spawn(retention.run(cancel.clone())));
         shutdown.await;
         cancel.cancel();
         // The sources first: what they hold is committed and acknowledged before the end.
@@ -365,6 +396,11 @@ impl Host {
             && let Err(e) = checkpoints.await
         {
             tracing::error!(error = %e, "the checkpoint task failed");
+        }
+        if let Some(retention) = retention
+            && let Err(e) = retention.await
+        {
+            tracing::error!(error = %e, "the retention task failed");
         }
         if let Err(e) = follower.await {
             tracing::error!(error = %e, "the plugin follower failed");
@@ -478,11 +514,7 @@ impl Host {
     /// # Errors
     ///
     /// A storage error.
-    pub async fn message_state(
-        &self,
-        id: &str,
-        at: Option<Timestamp>,
-    ) -> Result<Option<MessageState>, Error> {
+    pub async fn message_state(&self, id: &str, at: Option<Timestamp>) -> Result<StateAt, Error> {
         self.pipeline.message_state(id, at).await
     }
 

@@ -87,6 +87,7 @@
 #![warn(missing_debug_implementations, unreachable_pub)]
 
 mod anchor;
+pub mod archive;
 pub mod audit;
 mod bindings;
 pub mod breaker;
@@ -112,6 +113,7 @@ pub mod plugin;
 pub mod projection;
 pub mod registry;
 mod relay;
+mod retention;
 mod source;
 pub mod storage;
 mod telemetry;

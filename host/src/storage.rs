@@ -34,11 +34,14 @@ pub use self::entities::{
 };
 pub use self::postgres::Postgres;
 pub use self::records::{
-    AuditDraft, AuditEvent, Commit, Cut, DeadLetter, DeadLetterDepth, DeadLetterKind, Delivery,
-    DeliveryOutcome, Depths, Due, DueChain, MessageRecord, OpenTransaction, OutboxEvent,
-    PendingDelivery, PoolDepth, Producer, Released, SharedPlugin, Swept,
+    Anchor, AuditDraft, AuditEvent, AuditItem, Commit, Cut, DeadLetter, DeadLetterDepth,
+    DeadLetterKind, Delivery, DeliveryOutcome, Depths, Due, DueChain, Forgot, MessageRecord,
+    OpenTransaction, OutboxEvent, PendingDelivery, PoolDepth, Producer, Released, SharedPlugin,
+    StreamCut, Swept,
 };
 pub use self::sled::Db;
+
+pub(crate) use self::codec::{decode as decode_record, encode as encode_record};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -50,8 +53,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::outcome::Settled;
 
-/// What [`Storage::walk_audit`] hands each event to: the stream it is stored in, and the event.
-pub type AuditVisit<'a> = dyn FnMut(&str, AuditEvent) -> Result<(), StorageError> + Send + 'a;
+/// What [`Storage::walk_audit`] hands each item to: the stream it is stored in, and the item
+/// (the stream's anchor, then its events).
+pub type AuditVisit<'a> = dyn FnMut(&str, AuditItem) -> Result<(), StorageError> + Send + 'a;
 
 /// What [`Storage::walk_entities`] hands each event to: the stream it is stored in, and the
 /// event.
@@ -306,15 +310,49 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// [`StorageError`] when the backend fails.
     fn message(&self, id: &str) -> Result<Option<MessageRecord>, StorageError>;
 
-    /// A message's audit events, in version order.
+    /// A message's audit events in the hot store, in version order: after its anchor, when
+    /// older ones were archived.
     ///
     /// # Errors
     ///
     /// [`StorageError`] when the backend fails.
     fn history(&self, message_id: &str) -> Result<Vec<AuditEvent>, StorageError>;
 
+    /// Removes stored messages (bodies kept for replay and inspection) in id order after
+    /// `after`, reading at most `limit`: each one `forget` (given its id, its route and when it
+    /// was received) answers `Some(true)` goes, `Some(false)` stays, and the first it answers
+    /// `None` ends the pass. Message ids are time-ordered, so a pass costs what is old.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails; then nothing was removed.
+    fn forget_messages(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        forget: &(dyn Fn(&str, &str, Timestamp) -> Option<bool> + Sync),
+    ) -> Result<Forgot, StorageError>;
+
+    /// Where a message's audit stream starts in the hot store, when older events were
+    /// archived.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails.
+    fn audit_anchor(&self, message_id: &str) -> Result<Option<Anchor>, StorageError>;
+
+    /// Removes archived audit events from the hot store: for each cut, the stream's events up
+    /// to its version go, and its anchor takes their place (a closed stream's anchor goes
+    /// too), in one write. Events appended after the cut stay; a stream already cut further
+    /// is left as it is.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the backend fails; then nothing changed.
+    fn archive_audit(&self, cuts: &[StreamCut]) -> Result<(), StorageError>;
+
     /// Every audit event, handed to `visit` one at a time with the stream it is stored in:
-    /// stream by stream, each in stored order. Verification reads the whole trail this way,
+    /// stream by stream, each in stored order, after the stream's anchor when it has one. Verification reads the whole trail this way,
     /// in memory bounded by a page of events, whatever the store's size.
     ///
     /// # Errors
@@ -322,16 +360,19 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// [`StorageError`] when the backend fails, or the first error `visit` returns.
     fn walk_audit(&self, visit: &mut AuditVisit<'_>) -> Result<(), StorageError>;
 
-    /// Every audit stream, whole: message id to its events in stored order. For tests and
-    /// small stores; verification walks them with [`Storage::walk_audit`].
+    /// Every audit stream's hot events: message id to its events in stored order (anchors
+    /// left out). For tests and small stores; verification walks them with
+    /// [`Storage::walk_audit`].
     ///
     /// # Errors
     ///
     /// [`StorageError`] when the backend fails.
     fn audit_streams(&self) -> Result<BTreeMap<String, Vec<AuditEvent>>, StorageError> {
         let mut streams: BTreeMap<String, Vec<AuditEvent>> = BTreeMap::new();
-        self.walk_audit(&mut |stream, event| {
-            streams.entry(stream.to_owned()).or_default().push(event);
+        self.walk_audit(&mut |stream, item| {
+            if let AuditItem::Event(event) = item {
+                streams.entry(stream.to_owned()).or_default().push(event);
+            }
             Ok(())
         })?;
         Ok(streams)

@@ -90,6 +90,9 @@ pub(crate) struct Metrics {
     checkpoints_published: Counter,
     checkpoints_failed: Counter,
     checkpoint_time: Gauge,
+    archived_events: Counter,
+    forgotten_bodies: Counter,
+    retention_failed: Counter,
     plugin_files: Family<FileLabel, Counter>,
     latency: Family<StageLabel, Histogram>,
     source_messages: Family<SourceLabel, Counter>,
@@ -134,6 +137,9 @@ impl Default for Metrics {
             checkpoints_published: Counter::default(),
             checkpoints_failed: Counter::default(),
             checkpoint_time: Gauge::default(),
+            archived_events: Counter::default(),
+            forgotten_bodies: Counter::default(),
+            retention_failed: Counter::default(),
             plugin_files: Family::default(),
             latency,
             source_messages: Family::default(),
@@ -262,6 +268,21 @@ impl Default for Metrics {
             "checkpoint_time_seconds",
             "When the heads of the last published checkpoint were read, Unix seconds (0: none yet)",
             metrics.checkpoint_time.clone(),
+        );
+        registry.register(
+            "archived_events",
+            "Audit events moved from the hot store to the archive",
+            metrics.archived_events.clone(),
+        );
+        registry.register(
+            "forgotten_bodies",
+            "Message bodies removed past their route's retention",
+            metrics.forgotten_bodies.clone(),
+        );
+        registry.register(
+            "retention_failed",
+            "Retention runs that failed (the store or the archive could not be read or written)",
+            metrics.retention_failed.clone(),
         );
         registry.register(
             "plugin_files",
@@ -475,6 +496,15 @@ impl Metrics {
             None => {
                 self.checkpoints_failed.inc();
             }
+        }
+    }
+
+    /// A retention run that archived `events` and removed `bodies`, or failed.
+    pub(crate) fn retained(&self, events: u64, bodies: u64, ok: bool) {
+        self.archived_events.inc_by(events);
+        self.forgotten_bodies.inc_by(bodies);
+        if !ok {
+            self.retention_failed.inc();
         }
     }
 }

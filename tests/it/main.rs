@@ -26,6 +26,8 @@ mod replicas;
 mod decoding;
 // Signed checkpoints of every chain head, and a chain rewritten under them.
 mod checkpoints;
+// Retention and archival of the audit trail.
+mod retention;
 // Operating a host: token, health, topology, metrics, state at an instant, config errors.
 mod operations;
 // The Python translator on the same contract.

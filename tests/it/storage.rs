@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use dragoman::outcome::{Accepted, Cause, Rejected, Settled};
 use dragoman::storage::{
-    AuditDraft, Claim, ClaimToken, Commit, Completed, DeadLetter, DeadLetterKind, DeliveryOutcome,
-    EntityDraft, EntityRef, MessageRecord, OutboxEvent, PendingDelivery, Storage, StorageError,
+    Anchor, AuditDraft, AuditItem, Claim, ClaimToken, Commit, Completed, DeadLetter,
+    DeadLetterKind, DeliveryOutcome, EntityDraft, EntityRef, MessageRecord, OutboxEvent,
+    PendingDelivery, Storage, StorageError, StreamCut,
 };
 use dragoman::storage::{Db, Postgres};
 use jiff::Timestamp;
@@ -1598,4 +1599,134 @@ fn rp_an_expired_lease_is_taken_over_and_the_old_holder_s_delivery_record_is_ref
     .unwrap();
     assert!(pending(&two, "hook").is_empty());
     assert_eq!(two.depths().unwrap().outbox, 0);
+}
+
+/// An anchor for `stream` at `event`, as the archive leaves one.
+fn anchor_at(event: &dragoman::storage::AuditEvent) -> Anchor {
+    Anchor {
+        version: event.version,
+        hash: event.hash.clone(),
+        at: event.at,
+        segment: "audit-test".into(),
+        digest: "ab".repeat(32),
+        state: json!({"message_id": event.message_id, "status": "committed"}),
+    }
+}
+
+fn cut(event: &dragoman::storage::AuditEvent, anchor: Option<Anchor>) -> StreamCut {
+    StreamCut {
+        stream: event.message_id.clone(),
+        version: event.version,
+        anchor,
+    }
+}
+
+#[test]
+fn ar1_a_stream_cut_at_an_anchor_goes_on_from_it_and_still_verifies() {
+    each(|backend, dir| {
+        let store = backend(dir);
+        let mut opening = commit(None, "m1", "k1", &["e1"], 60_000);
+        opening.new_message = true;
+        store.commit(opening).unwrap();
+        store.append(vec![draft("m1", "delivered")]).unwrap();
+        let whole = store.history("m1").unwrap();
+        assert_eq!(whole.len(), 3);
+
+        // Cut inside the commit's record: its second event stays.
+        let first = anchor_at(&whole[0]);
+        store
+            .archive_audit(&[cut(&whole[0], Some(first.clone()))])
+            .unwrap();
+        assert_eq!(store.history("m1").unwrap(), whole[1..].to_vec());
+        assert_eq!(store.audit_anchor("m1").unwrap(), Some(first.clone()));
+        let mut walked = Vec::new();
+        store
+            .walk_audit(&mut |stream, item| {
+                walked.push((stream.to_owned(), item));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(walked.len(), 3, "the anchor, then two events: {walked:?}");
+        assert_eq!(walked[0].1, AuditItem::Anchor(first));
+        assert_eq!(walked[1].1, AuditItem::Event(whole[1].clone()));
+        let (streams, findings) = dragoman::audit::verify_store(&*store).unwrap();
+        assert_eq!((streams, findings.len()), (1, 0), "{findings:?}");
+
+        // Every event archived: the next one is sealed after the anchor, also after a
+        // restart (the head is read from the store, not from a write in progress).
+        let all = anchor_at(&whole[2]);
+        store
+            .archive_audit(&[cut(&whole[2], Some(all.clone()))])
+            .unwrap();
+        assert!(store.history("m1").unwrap().is_empty());
+        drop(store);
+        let store = backend(dir);
+        store.append(vec![draft("m1", "replayed")]).unwrap();
+        let after = store.history("m1").unwrap();
+        assert_eq!(after.len(), 1);
+        assert_eq!((after[0].version, &after[0].prev), (4, &whole[2].hash));
+        // A duplicate delivery noted in the same commit as another message's: the same.
+        let mut other = commit(None, "m2", "k2", &["e2"], 60_000);
+        other.audit.push(draft("m1", "deduplicated"));
+        store.commit(other).unwrap();
+        assert_eq!(store.history("m1").unwrap()[1].version, 5);
+
+        // A cut behind the anchor changes nothing.
+        store
+            .archive_audit(&[cut(&whole[0], Some(anchor_at(&whole[0])))])
+            .unwrap();
+        assert_eq!(store.audit_anchor("m1").unwrap(), Some(all));
+        assert_eq!(store.history("m1").unwrap().len(), 2);
+        let (_, findings) = dragoman::audit::verify_store(&*store).unwrap();
+        assert!(findings.is_empty(), "{findings:?}");
+
+        // Closed: every event and the anchor go.
+        let hot = store.history("m1").unwrap();
+        store.archive_audit(&[cut(&hot[1], None)]).unwrap();
+        assert!(store.history("m1").unwrap().is_empty());
+        assert_eq!(store.audit_anchor("m1").unwrap(), None);
+        assert!(!store.audit_streams().unwrap().contains_key("m1"));
+    });
+}
+
+#[test]
+fn ar2_old_message_bodies_go_page_by_page_and_a_pass_ends_where_told() {
+    each(|backend, dir| {
+        let store = backend(dir);
+        for n in 1..=5 {
+            store
+                .commit(commit(
+                    None,
+                    &format!("m{n}"),
+                    &format!("k{n}"),
+                    &[],
+                    60_000,
+                ))
+                .unwrap();
+        }
+        let asked = std::sync::Mutex::new(Vec::new());
+        // Keep m2, end the pass at m5: two pages of two.
+        let forget = |id: &str, route: &str, received: Timestamp| {
+            assert_eq!((route, received), ("orders", t0()));
+            asked.lock().unwrap().push(id.to_owned());
+            (id != "m5").then_some(id != "m2")
+        };
+        let page = store.forget_messages(None, 2, &forget).unwrap();
+        assert_eq!(
+            (page.removed, page.last.as_deref(), page.ended),
+            (1, Some("m2"), false)
+        );
+        let page = store.forget_messages(Some("m2"), 2, &forget).unwrap();
+        assert_eq!(
+            (page.removed, page.last.as_deref(), page.ended),
+            (2, Some("m4"), false)
+        );
+        let page = store.forget_messages(Some("m4"), 2, &forget).unwrap();
+        assert_eq!((page.removed, page.ended), (0, true));
+        assert_eq!(*asked.lock().unwrap(), ["m1", "m2", "m3", "m4", "m5"]);
+        let kept: Vec<bool> = (1..=5)
+            .map(|n| store.message(&format!("m{n}")).unwrap().is_some())
+            .collect();
+        assert_eq!(kept, [false, true, false, false, true]);
+    });
 }

@@ -18,7 +18,7 @@ fn stream(kinds: &[(&str, serde_json::Value)]) -> Vec<AuditEvent> {
             data: data.clone(),
             at: at(n as i64),
         };
-        let event = seal(events.last(), draft);
+        let event = seal(events.last().map(AuditEvent::tip).as_ref(), draft);
         events.push(event);
     }
     events

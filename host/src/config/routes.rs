@@ -51,6 +51,8 @@ pub(super) struct RawRoute {
     max_waiting: Option<usize>,
     auth: Option<super::auth::RawAuth>,
     source: Option<super::source::RawSource>,
+    #[serde(default)]
+    retention: super::archive::RawRetention,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,6 +104,8 @@ pub struct RouteConfig {
     pub auth: Option<RouteAuth>,
     /// Where it also takes messages from, besides its HTTP door.
     pub source: Option<super::SourceConfig>,
+    /// How long its audit history and message bodies stay in the store.
+    pub hot: super::HotRetention,
 }
 
 /// Retries of a delivery: attempt `n` (from 1) waits `min(initial * multiplier^(n-1), max)`,
@@ -184,6 +188,8 @@ pub(super) struct Context<'a> {
     /// `[http] max_waiting`: a route's own by default.
     pub(super) max_waiting: usize,
     pub(super) base: &'a Path,
+    /// Whether `[archive]` is set.
+    pub(super) archive: bool,
     /// The line of a span of the file.
     pub(super) line: &'a dyn Fn(Range<usize>) -> usize,
 }
@@ -196,6 +202,7 @@ impl RawRoute {
             vendors,
             max_waiting,
             base,
+            archive,
             line,
         } = *context;
         let route = self;
@@ -280,6 +287,10 @@ impl RawRoute {
             }
         };
         let dead_letters = route.dead_letters.check(name)?;
+        let idempotency = route
+            .idempotency_retention_secs
+            .map_or(DEFAULT_RETENTION, Duration::from_secs);
+        let hot = route.retention.check(name, archive, idempotency)?;
         let auth = route.auth.map(|a| a.check(name, base)).transpose()?;
         let max_waiting = route.max_waiting.unwrap_or(max_waiting);
         let admitted = route.max_concurrency.unwrap_or(1).max(1) + max_waiting;
@@ -298,9 +309,7 @@ impl RawRoute {
                 })
                 .collect::<Result<PluginConfig, String>>()?,
             sinks: names,
-            retention: route
-                .idempotency_retention_secs
-                .map_or(DEFAULT_RETENTION, Duration::from_secs),
+            retention: idempotency,
             inflight_timeout: route
                 .inflight_timeout_secs
                 .map_or(DEFAULT_INFLIGHT_TIMEOUT, Duration::from_secs),
@@ -314,6 +323,7 @@ impl RawRoute {
             max_waiting,
             auth,
             source,
+            hot,
         })
     }
 }

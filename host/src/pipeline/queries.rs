@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 use super::Pipeline;
 use crate::Error;
-use crate::audit::{self, Finding, MessageState};
+use crate::archive::{self, ArchiveError, StateAt};
+use crate::audit::{self, Finding};
 use crate::config::{HttpSink, SinkAuth, SinkConfig};
 use crate::plugin::Provenance;
 use crate::storage::{
@@ -67,17 +68,22 @@ impl Pipeline {
         .await
     }
 
-    /// The message's state folded from its audit events, at `at` or now.
+    /// The message's state folded from its audit events, at `at` or now; an instant before
+    /// its archived events end is answered as [`StateAt::Archived`]: the host does not read
+    /// the archive.
     pub(crate) async fn message_state(
         &self,
         id: &str,
         at: Option<Timestamp>,
-    ) -> Result<Option<MessageState>, Error> {
-        let events = self.history(id).await?;
-        if events.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(audit::fold(id, &events, at)))
+    ) -> Result<StateAt, Error> {
+        let id = id.to_owned();
+        self.read(move |storage| {
+            archive::message_state(storage, &id, at, None).map_err(|e| match e {
+                ArchiveError::Storage(e) => e,
+                other => StorageError::Backend(other.to_string()),
+            })
+        })
+        .await
     }
 
     /// The message's audit events.

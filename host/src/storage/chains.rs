@@ -7,17 +7,19 @@
 use std::collections::BTreeMap;
 
 use super::{AuditDraft, AuditEvent, EntityDraft, EntityEvent, EntityRef, StorageError};
+use crate::chain::Tip;
 use crate::{audit, entity};
 
 /// A backend's write in progress, as the chains need it. The backend holds what keeps two
 /// writes from sealing after one head (a writer lock, a row lock).
 pub(crate) trait ChainWrite {
-    /// The last event of audit stream `stream`.
+    /// Where audit stream `stream` stands: its last event, or its anchor when every event
+    /// was archived.
     ///
     /// # Errors
     ///
     /// When the backend fails.
-    fn audit_head(&mut self, stream: &str) -> Result<Option<AuditEvent>, StorageError>;
+    fn audit_head(&mut self, stream: &str) -> Result<Option<Tip>, StorageError>;
 
     /// Writes one commit's sealed events of audit stream `stream`, in order.
     fn put_audit_segment(&mut self, stream: &str, segment: Vec<AuditEvent>);
@@ -95,11 +97,11 @@ fn by_stream(drafts: Vec<AuditDraft>) -> BTreeMap<String, Vec<AuditDraft>> {
 }
 
 /// One stream's drafts sealed after `head` (none: they open the stream).
-fn seal_segment(mut head: Option<AuditEvent>, drafts: Vec<AuditDraft>) -> Vec<AuditEvent> {
+fn seal_segment(mut head: Option<Tip>, drafts: Vec<AuditDraft>) -> Vec<AuditEvent> {
     let mut segment = Vec::with_capacity(drafts.len());
     for draft in drafts {
         let event = audit::seal(head.as_ref(), draft);
-        head = Some(event.clone());
+        head = Some(event.tip());
         segment.push(event);
     }
     segment
@@ -122,11 +124,11 @@ mod tests {
     }
 
     impl ChainWrite for Memory {
-        fn audit_head(&mut self, stream: &str) -> Result<Option<AuditEvent>, StorageError> {
+        fn audit_head(&mut self, stream: &str) -> Result<Option<Tip>, StorageError> {
             Ok(self
                 .audit
                 .get(stream)
-                .and_then(|segments| segments.last()?.last().cloned()))
+                .and_then(|segments| Some(segments.last()?.last()?.tip())))
         }
 
         fn put_audit_segment(&mut self, stream: &str, segment: Vec<AuditEvent>) {

@@ -265,7 +265,7 @@ pub(super) fn entity_type_key(route: &str, entity_type: &str) -> Vec<u8> {
     [b"y\0", route.as_bytes(), b"\0", entity_type.as_bytes()].concat()
 }
 
-pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut bytes = vec![FORMAT];
     rmp_serde::encode::write_named(&mut bytes, value).expect("stored records serialize");
     if bytes.len() > COMPRESS_FROM {
@@ -278,7 +278,7 @@ pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     bytes
 }
 
-pub(super) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StorageError> {
+pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StorageError> {
     let corrupt = |message: String| StorageError::Corrupt {
         key: String::from_utf8_lossy(key).replace('\0', "/"),
         message,

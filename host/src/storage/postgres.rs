@@ -41,9 +41,9 @@ use self::claims::{new_owner, own_claims};
 use self::connections::{CONNECT_TIMEOUT, Connections, pg_error, wait};
 use super::codec::{decode, encode};
 use crate::storage::{
-    AuditDraft, AuditEvent, Claim, ClaimToken, Commit, Cut, DeadLetter, DeliveryOutcome, Depths,
-    Due, Durable, EntityEvent, EntityRef, MessageRecord, Released, SharedPlugin, Snapshot,
-    SnapshotBound, Storage, StorageError, Swept,
+    Anchor, AuditDraft, AuditEvent, Claim, ClaimToken, Commit, Cut, DeadLetter, DeliveryOutcome,
+    Depths, Due, Durable, EntityEvent, EntityRef, Forgot, MessageRecord, Released, SharedPlugin,
+    Snapshot, SnapshotBound, Storage, StorageError, Swept,
 };
 
 /// The advisory lock held while migrations run (one key, outside the ranges of the locks in
@@ -355,12 +355,56 @@ impl Storage for Postgres {
     fn history(&self, message_id: &str) -> Result<Vec<AuditEvent>, StorageError> {
         // A stream is as long as its message's life: bounded by the host's own events.
         let rows = self.rows(
-            "SELECT event FROM dragoman.audit WHERE stream = $1 ORDER BY version",
+            "SELECT event FROM dragoman.audit WHERE stream = $1 AND version > 0 ORDER BY version",
             &[&message_id],
         )?;
         rows.iter()
             .map(|row| record("audit event", message_id, &row.get::<_, Vec<u8>>(0)))
             .collect()
+    }
+
+    fn forget_messages(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        forget: &(dyn Fn(&str, &str, Timestamp) -> Option<bool> + Sync),
+    ) -> Result<Forgot, StorageError> {
+        let rows = self.rows(
+            "SELECT id, route, received_us FROM dragoman.messages
+             WHERE id > $1 ORDER BY id LIMIT $2",
+            &[&after.unwrap_or(""), &(limit as i64)],
+        )?;
+        let messages = rows.iter().map(|row| {
+            let id: String = row.get(0);
+            let received =
+                Timestamp::from_microsecond(row.get(2)).map_err(|e| StorageError::Corrupt {
+                    key: id.clone(),
+                    message: e.to_string(),
+                })?;
+            Ok((id, row.get(1), received))
+        });
+        let (gone, forgot) = Forgot::page(messages, limit, forget)?;
+        if !gone.is_empty() {
+            self.rows(
+                "DELETE FROM dragoman.messages WHERE id = ANY($1) RETURNING id",
+                &[&gone],
+            )?;
+        }
+        Ok(forgot)
+    }
+
+    fn audit_anchor(&self, message_id: &str) -> Result<Option<Anchor>, StorageError> {
+        let rows = self.rows(
+            "SELECT event FROM dragoman.audit WHERE stream = $1 AND version = 0",
+            &[&message_id],
+        )?;
+        rows.first()
+            .map(|row| record("audit anchor", message_id, &row.get::<_, Vec<u8>>(0)))
+            .transpose()
+    }
+
+    fn archive_audit(&self, cuts: &[crate::storage::StreamCut]) -> Result<(), StorageError> {
+        self.run(commit::archive_audit(self.pool(), cuts))
     }
 
     fn walk_audit(&self, visit: &mut crate::storage::AuditVisit<'_>) -> Result<(), StorageError> {

@@ -265,6 +265,72 @@ pub struct AuditEvent {
     pub hash: String,
 }
 
+impl AuditEvent {
+    /// Where its stream stands once it is the last event.
+    pub(crate) fn tip(&self) -> crate::chain::Tip {
+        crate::chain::Tip {
+            position: self.version,
+            hash: self.hash.clone(),
+        }
+    }
+}
+
+/// Where an audit stream's hot part starts once its older events went to the archive: the
+/// last archived event (its version, hash and time), the archive segment that holds it with
+/// that segment's digest, and the message's state folded through it. The stream's next
+/// event is sealed after it, and its state is folded on from here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Anchor {
+    /// The last archived event's version.
+    pub version: u64,
+    /// Its hash.
+    #[serde(with = "codec::hex_digest")]
+    pub hash: String,
+    /// When it was recorded.
+    pub at: Timestamp,
+    /// The archive segment that holds it.
+    pub segment: String,
+    /// That segment's sha256, lower-case hex.
+    #[serde(with = "codec::hex_digest")]
+    pub digest: String,
+    /// The message's state folded through the last archived event
+    /// ([`crate::audit::MessageState`] as JSON).
+    pub state: serde_json::Value,
+}
+
+impl Anchor {
+    /// Where its stream stands when no event follows it.
+    pub(crate) fn tip(&self) -> crate::chain::Tip {
+        crate::chain::Tip {
+            position: self.version,
+            hash: self.hash.clone(),
+        }
+    }
+}
+
+/// One audit stream cut where its archived events end: its events up to `version` leave the
+/// hot store, and `anchor` takes their place, or nothing when the stream is closed (its
+/// message settled for good, past its idempotency retention: no event can follow).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamCut {
+    /// The stream.
+    pub stream: String,
+    /// The last archived event's version.
+    pub version: u64,
+    /// Where the hot stream goes on from; `None` for a closed stream.
+    pub anchor: Option<Anchor>,
+}
+
+/// What a walk of the audit trail hands over: a stream's anchor (before its first event, when
+/// older events were archived), or an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuditItem {
+    /// Where the stream's hot part starts.
+    Anchor(Anchor),
+    /// An event.
+    Event(AuditEvent),
+}
+
 /// Everything one ingest (or replay) commits, all or nothing.
 #[derive(Debug, Clone)]
 pub struct Commit {
@@ -388,6 +454,49 @@ pub struct Swept {
     pub removed: u64,
     /// Whether the sweep stopped at its limit with more to go.
     pub more: bool,
+}
+
+/// What one page of [`super::Storage::forget_messages`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Forgot {
+    /// Messages removed.
+    pub removed: u64,
+    /// The last message read: where the next page starts.
+    pub last: Option<String>,
+    /// Whether the pass is over (the page ended it, or the store has no more).
+    pub ended: bool,
+}
+
+impl Forgot {
+    /// One page as a backend reads it: `messages` (id, route, when received) in id order,
+    /// at most `limit`, each put to `forget`. The ids to remove, and the page.
+    ///
+    /// # Errors
+    ///
+    /// The first error `messages` yields.
+    pub(crate) fn page<E>(
+        messages: impl Iterator<Item = Result<(String, String, Timestamp), E>>,
+        limit: usize,
+        forget: &(dyn Fn(&str, &str, Timestamp) -> Option<bool> + Sync),
+    ) -> Result<(Vec<String>, Self), E> {
+        let (mut gone, mut page, mut read) = (Vec::new(), Self::default(), 0);
+        for message in messages.take(limit) {
+            let (id, route, received) = message?;
+            read += 1;
+            match forget(&id, &route, received) {
+                None => {
+                    page.ended = true;
+                    break;
+                }
+                Some(true) => gone.push(id.clone()),
+                Some(false) => {}
+            }
+            page.last = Some(id);
+        }
+        page.ended |= read < limit;
+        page.removed = gone.len() as u64;
+        Ok((gone, page))
+    }
 }
 
 /// What a plugin serves, as the hosts sharing a store share it: the version made active, or

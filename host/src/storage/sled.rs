@@ -45,13 +45,13 @@ use self::open::{DEFAULT_CACHE, open_sled};
 use self::staging::{Pending, Staging, Writes};
 use super::codec::{
     AuditRecord, COUNTERS, Counters, EventRecord, IdempotencyEntry, KeptAnswer, SEQ, answer_key,
-    audit_prefix, dead_letter_key, decode, encode, idempotency_key, message_key, read_seq,
-    route_dead_letter_key, route_dead_letter_prefix,
+    audit_key, audit_prefix, dead_letter_key, decode, encode, idempotency_key, message_key,
+    read_seq, route_dead_letter_key, route_dead_letter_prefix,
 };
 use crate::storage::{
-    AuditDraft, AuditEvent, Claim, ClaimToken, Commit, DeadLetter, DeliveryOutcome, Depths, Due,
-    Durable, EntityEvent, EntityRef, MessageRecord, Released, Snapshot, SnapshotBound, Storage,
-    StorageError, Swept,
+    Anchor, AuditDraft, AuditEvent, Claim, ClaimToken, Commit, DeadLetter, DeliveryOutcome, Depths,
+    Due, Durable, EntityEvent, EntityRef, Forgot, MessageRecord, Released, Snapshot, SnapshotBound,
+    Storage, StorageError, Swept,
 };
 
 /// The embedded store.
@@ -162,6 +162,21 @@ impl Db {
         self.inner.db.flush().map(drop).map_err(sled_error)
     }
 
+    /// The bytes of the records the store holds (keys and values), as against its size on
+    /// disk: sled reuses the space a removal frees, but its files keep their size.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Backend`] when the store cannot be read.
+    pub fn live_bytes(&self) -> Result<u64, StorageError> {
+        let mut total = 0u64;
+        for item in self.tree().iter() {
+            let (key, value) = item.map_err(sled_error)?;
+            total += (key.len() + value.len()) as u64;
+        }
+        Ok(total)
+    }
+
     fn lock(&self) -> MutexGuard<'_, WriteState> {
         // The state is only advanced after a successful write.
         self.inner
@@ -184,17 +199,6 @@ impl Db {
 
     fn contains(&self, key: &[u8]) -> Result<bool, StorageError> {
         self.tree().contains_key(key).map_err(sled_error)
-    }
-
-    fn scan<T: DeserializeOwned>(
-        &self,
-        prefix: &[u8],
-    ) -> impl Iterator<Item = Result<(::sled::IVec, T), StorageError>> + '_ {
-        self.tree().scan_prefix(prefix).map(|item| {
-            let (k, v) = item.map_err(sled_error)?;
-            let value = decode(&k, &v)?;
-            Ok((k, value))
-        })
     }
 
     /// Applies `writes` as one batch with the counters they bring, if they changed; the
@@ -408,10 +412,59 @@ impl Storage for Db {
 
     fn history(&self, message_id: &str) -> Result<Vec<AuditEvent>, StorageError> {
         let mut events = Vec::new();
-        for item in self.scan::<AuditRecord>(&audit_prefix(message_id)) {
-            events.extend(item?.1.into_events());
+        // Version 0 is the anchor's key; events start at 1.
+        let from = audit_key(message_id, 1);
+        for item in self.tree().range(from..) {
+            let (k, v) = item.map_err(sled_error)?;
+            if !k.starts_with(&audit_prefix(message_id)) {
+                break;
+            }
+            events.extend(decode::<AuditRecord>(&k, &v)?.into_events());
         }
         Ok(events)
+    }
+
+    fn forget_messages(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        forget: &(dyn Fn(&str, &str, Timestamp) -> Option<bool> + Sync),
+    ) -> Result<Forgot, StorageError> {
+        let start = match after {
+            // The key just after `after`'s.
+            Some(id) => [message_key(id), vec![0]].concat(),
+            None => message_key(""),
+        };
+        let messages = self
+            .tree()
+            .range(start..)
+            .map(|item| item.map_err(sled_error))
+            .take_while(|item| {
+                item.as_ref()
+                    .map_or(true, |(key, _)| key.starts_with(b"m\0"))
+            })
+            .map(|item| {
+                let (key, value) = item?;
+                let record: MessageRecord = decode(&key, &value)?;
+                Ok((record.id, record.route, record.received_at))
+            });
+        let (gone, forgot) = Forgot::page(messages, limit, forget)?;
+        let mut state = self.lock();
+        let mut writes = Writes::default();
+        for id in gone {
+            writes.remove(message_key(&id));
+        }
+        let counters = state.counters.clone();
+        self.apply(&mut state, writes, counters)?;
+        Ok(forgot)
+    }
+
+    fn audit_anchor(&self, message_id: &str) -> Result<Option<Anchor>, StorageError> {
+        self.get(&audit_key(message_id, 0))
+    }
+
+    fn archive_audit(&self, cuts: &[crate::storage::StreamCut]) -> Result<(), StorageError> {
+        self.cut_audit(cuts)
     }
 
     fn walk_audit(&self, visit: &mut super::AuditVisit<'_>) -> Result<(), StorageError> {
@@ -420,8 +473,8 @@ impl Storage for Db {
             // The stream is named by the key, so an event moved between streams is caught.
             let id = k[2..].split(|b| *b == 0).next().unwrap_or_default();
             let id = String::from_utf8_lossy(id);
-            for event in decode::<AuditRecord>(&k, &v)?.into_events() {
-                visit(&id, event)?;
+            for item in chains::audit_items(&k, &v)? {
+                visit(&id, item)?;
             }
         }
         Ok(())

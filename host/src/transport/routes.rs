@@ -10,6 +10,7 @@ use serde_json::json;
 use super::Inner;
 use super::body::read;
 use super::problem::{self, Answer};
+use crate::archive::StateAt;
 use crate::outcome::{Refusal, Unavailable};
 use crate::pipeline::MAX_LISTING;
 
@@ -409,11 +410,22 @@ async fn message_state(api: &Inner, id: &str, query: Option<&str>) -> Answer {
         }
     };
     match api.pipeline.message_state(id, at).await {
-        Ok(Some(state)) => Answer::json(
+        Ok(StateAt::State(state)) => Answer::json(
             StatusCode::OK,
             &serde_json::to_value(state).expect("state serializes"),
         ),
-        Ok(None) => problem::not_found("message", id),
+        Ok(StateAt::Unknown) => problem::not_found("message", id),
+        Ok(StateAt::Archived { until, segment }) => Answer::problem(
+            StatusCode::GONE,
+            "archived",
+            "Archived",
+            &format!(
+                "message {id}'s events up to {until} were archived (segment {segment}): its \
+                 state at an earlier instant is read with the archive (`dragoman audit show \
+                 --archive DIR`)"
+            ),
+            json!({"until": until.to_string(), "segment": segment}),
+        ),
         Err(e) => problem::internal(&e.to_string()),
     }
 }

@@ -119,6 +119,22 @@ enum Command {
     /// The configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Move audit history older than a hot retention into an archive directory: one segment
+    /// file (and its digest) per run, an anchor left in each stream it cut.
+    Archive {
+        /// The sled store in this directory (the host must not be running).
+        #[arg(long, value_name = "DIR", conflicts_with = "database_url")]
+        data_dir: Option<PathBuf>,
+        /// The PostgreSQL store at this URL (hosts may be running).
+        #[arg(long, value_name = "URL", env = "DRAGOMAN_DATABASE_URL")]
+        database_url: Option<String>,
+        /// The archive directory (made if missing).
+        #[arg(long, value_name = "DIR")]
+        archive: PathBuf,
+        /// Events recorded more than this many seconds ago move, on every route.
+        #[arg(long, value_name = "SECS")]
+        older_than_secs: u64,
+    },
     /// Signed checkpoints of the chains' heads.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
@@ -235,11 +251,29 @@ enum AuditCommand {
         /// keygen` prints it).
         #[arg(long, value_name = "KEY", env = "DRAGOMAN_CHECKPOINT_KEY")]
         checkpoint_key: Option<String>,
+        /// Also verify the archive in this directory: every segment's digest, its streams,
+        /// and that each hot stream's anchor stands where its archived events end. Reads the
+        /// store itself: with --data-dir or --database-url.
+        #[arg(long, value_name = "DIR", conflicts_with = "server")]
+        archive: Option<PathBuf>,
     },
     /// Print one message's state and its audit events, from a running host.
     Show {
         /// The message id.
         id: String,
+        /// Its state at this instant (RFC 3339) instead of now.
+        #[arg(long, value_name = "INSTANT")]
+        at: Option<jiff::Timestamp>,
+        /// Read the sled store in this directory (the host must not be running), not a host.
+        #[arg(long, value_name = "DIR", conflicts_with = "database_url")]
+        data_dir: Option<PathBuf>,
+        /// Read the PostgreSQL store at this URL, not a host.
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
+        /// With --data-dir or --database-url: read the archive in this directory when the
+        /// instant is before the message's archived events end.
+        #[arg(long, value_name = "DIR")]
+        archive: Option<PathBuf>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -347,14 +381,43 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 &format!("/v1/topology?format={format}"),
             )
         }
-        Command::Audit {
-            command: AuditCommand::Show { id, server },
+        Command::Archive {
+            data_dir,
+            database_url,
+            archive,
+            older_than_secs,
         } => {
+            let store = crate::client::open_store(data_dir.as_deref(), database_url.as_deref())?;
+            crate::client::archive(&*store, &archive, older_than_secs)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Show {
+                    id,
+                    at,
+                    data_dir,
+                    database_url,
+                    archive,
+                    server: _,
+                },
+        } if data_dir.is_some() || database_url.is_some() => {
+            let store = crate::client::open_store(data_dir.as_deref(), database_url.as_deref())?;
+            crate::client::show_offline(&*store, &id, at, archive.as_deref())
+        }
+        Command::Audit {
+            command: AuditCommand::Show { id, at, server, .. },
+        } => {
+            let at = at.map(|at| format!("?at={}", crate::client::segment(&at.to_string())));
             crate::client::call(
                 &server.server,
                 server.token.as_deref(),
                 "GET",
-                &format!("/v1/messages/{}", crate::client::segment(&id)),
+                &format!(
+                    "/v1/messages/{}{}",
+                    crate::client::segment(&id),
+                    at.unwrap_or_default()
+                ),
             )?;
             crate::client::call(
                 &server.server,
@@ -372,19 +435,21 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                     token,
                     checkpoints,
                     checkpoint_key,
+                    archive,
                 },
         } => {
             let anchors = crate::client::Anchors::read(checkpoints.as_deref(), checkpoint_key)?;
-            match (data_dir, database_url, server) {
-                (Some(dir), _, _) => crate::client::verify_offline(&dir, &anchors),
-                (None, Some(url), _) => crate::client::verify_database(&url, &anchors),
-                (None, None, Some(server)) => {
-                    crate::client::verify_online(&server, token.as_deref())
-                }
-                (None, None, None) => bail!(
+            if data_dir.is_some() || database_url.is_some() {
+                let store =
+                    crate::client::open_store(data_dir.as_deref(), database_url.as_deref())?;
+                crate::client::verify_store(&*store, &anchors, archive.as_deref())
+            } else if let Some(server) = server {
+                crate::client::verify_online(&server, token.as_deref())
+            } else {
+                bail!(
                     "give --data-dir DIR (sled, host stopped), --database-url URL (PostgreSQL) or \
-                 --server URL (host running)"
-                ),
+                     --server URL (host running)"
+                )
             }
         }
         Command::Checkpoint(CheckpointCommand::Keygen { name }) => {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use dragoman::storage::Db;
+use dragoman::storage::{Db, Storage};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -222,19 +222,47 @@ pub(crate) fn request(
     })
 }
 
-/// The page cache `audit verify --data-dir` opens a store with.
-const VERIFY_CACHE: u64 = 4 << 20;
+/// The page cache a command that reads a sled store offline opens it with: a walk reads
+/// each page once.
+const OFFLINE_CACHE: u64 = 4 << 20;
 
-/// `dragoman audit verify --data-dir DIR`.
-pub(crate) fn verify_offline(dir: &Path, anchors: &Anchors) -> Result<ExitCode> {
-    if !dir.is_dir() {
-        bail!("{} is not a directory", dir.display());
+/// The store a command reads itself: the sled store in `dir` (its host stopped) or the
+/// PostgreSQL store at `url`.
+pub(crate) fn open_store(dir: Option<&Path>, url: Option<&str>) -> Result<Box<dyn Storage>> {
+    match (dir, url) {
+        (Some(dir), _) => {
+            if !dir.is_dir() {
+                bail!("{} is not a directory", dir.display());
+            }
+            Ok(Box::new(Db::open_with_cache(dir, OFFLINE_CACHE)?))
+        }
+        (None, Some(url)) => {
+            // A URL that cannot be read is bad input (exit 2); one that does not answer, exit 3.
+            url.parse::<tokio_postgres::Config>()
+                .context("the database URL cannot be read")?;
+            let store = dragoman::storage::Postgres::connect(url, 2).map_err(|e| {
+                anyhow::Error::new(e)
+                    .context(Unreachable("cannot open the PostgreSQL store".into()))
+            })?;
+            Ok(Box::new(store))
+        }
+        (None, None) => bail!("give --data-dir DIR (sled, host stopped) or --database-url URL"),
     }
-    // A small page cache: the walk reads each page once.
-    let (streams, findings) = dragoman::audit::verify_store_against(
-        &Db::open_with_cache(dir, VERIFY_CACHE)?,
-        &anchors.trusted,
-    )?;
+}
+
+/// `dragoman audit verify --data-dir DIR | --database-url URL [--archive DIR]`.
+pub(crate) fn verify_store(
+    store: &dyn Storage,
+    anchors: &Anchors,
+    archive: Option<&Path>,
+) -> Result<ExitCode> {
+    let (streams, findings) = match archive {
+        Some(dir) => {
+            let archive = dragoman::archive::Directory::open(dir)?;
+            dragoman::archive::verify_store(store, &anchors.trusted, &archive)?
+        }
+        None => dragoman::audit::verify_store_against(store, &anchors.trusted)?,
+    };
     report(streams, &findings, anchors)
 }
 
@@ -269,19 +297,6 @@ impl Anchors {
         }
         Ok(anchors)
     }
-}
-
-/// `dragoman audit verify --database-url URL`: reads every stream of the PostgreSQL store
-/// (a read: hosts may be running).
-pub(crate) fn verify_database(url: &str, anchors: &Anchors) -> Result<ExitCode> {
-    // A URL that cannot be read is bad input (exit 2); one that does not answer, exit 3.
-    url.parse::<tokio_postgres::Config>()
-        .context("the database URL cannot be read")?;
-    let store = dragoman::storage::Postgres::connect(url, 2).map_err(|e| {
-        anyhow::Error::new(e).context(Unreachable("cannot open the PostgreSQL store".into()))
-    })?;
-    let (streams, findings) = dragoman::audit::verify_store_against(&store, &anchors.trusted)?;
-    report(streams, &findings, anchors)
 }
 
 /// `dragoman audit verify --server URL`.
@@ -334,4 +349,67 @@ fn report(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `dragoman archive`: moves every route's audit events older than `older_than_secs` into a
+/// new segment of the archive in `dir`.
+pub(crate) fn archive(store: &dyn Storage, dir: &Path, older_than_secs: u64) -> Result<()> {
+    let archive = dragoman::archive::Directory::open(dir)?;
+    let keep = std::time::Duration::from_secs(older_than_secs);
+    let done =
+        dragoman::archive::archive(store, &archive, &|_| Some(keep), jiff::Timestamp::now())?;
+    match (&done.segment, &done.digest) {
+        (Some(segment), Some(digest)) => println!(
+            "segment {segment} (sha256 {digest}): {} events of {} streams archived",
+            done.events, done.streams
+        ),
+        _ => println!("nothing is old enough to archive"),
+    }
+    Ok(())
+}
+
+/// `dragoman audit show ID --data-dir DIR | --database-url URL [--at T] [--archive DIR]`:
+/// the message's state and its hot events, read from the store itself. An instant only the
+/// archive holds is refused (exit 1) unless the archive is given.
+pub(crate) fn show_offline(
+    store: &dyn Storage,
+    id: &str,
+    at: Option<jiff::Timestamp>,
+    archive: Option<&Path>,
+) -> Result<ExitCode> {
+    let archive = archive
+        .map(dragoman::archive::Directory::open)
+        .transpose()?;
+    let segments = archive
+        .as_ref()
+        .map(|a| a as &dyn dragoman::archive::SegmentStore);
+    match dragoman::archive::message_state(store, id, at, segments)? {
+        dragoman::archive::StateAt::Unknown if archive.is_none() => {
+            eprintln!(
+                "dragoman: no message `{id}` in the store: a message settled and archived whole \
+                 is read with --archive DIR"
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        dragoman::archive::StateAt::Unknown => {
+            bail!("no message `{id}`, in the store or the archive")
+        }
+        dragoman::archive::StateAt::Archived { until, segment } => {
+            eprintln!(
+                "dragoman: message {id}'s events up to {until} are in the archive (segment \
+                 {segment}): its state at {} needs --archive DIR",
+                at.map(|t| t.to_string()).unwrap_or_default()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        dragoman::archive::StateAt::State(state) => {
+            let answer = serde_json::json!({
+                "state": state,
+                "anchor": store.audit_anchor(id)?,
+                "history": store.history(id)?,
+            });
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -10,11 +10,12 @@ use std::collections::HashMap;
 use deadpool_postgres::Transaction;
 
 use super::{Connections, pg_error, record, us};
+use crate::chain::Tip;
 use crate::storage::chains::{self, ChainWrite};
 use crate::storage::codec::encode;
 use crate::storage::{
-    AuditDraft, AuditEvent, Commit, DeadLetter, DeadLetterKind, EntityDraft, EntityEvent,
-    EntityRef, OutboxEvent, StorageError,
+    Anchor, AuditDraft, AuditEvent, Commit, DeadLetter, DeadLetterKind, EntityDraft, EntityEvent,
+    EntityRef, OutboxEvent, StorageError, StreamCut,
 };
 
 /// The kinds of advisory lock, each in a range of its own of the 64-bit key space.
@@ -72,14 +73,14 @@ pub(super) fn audit_locks(drafts: &[AuditDraft]) -> impl Iterator<Item = i64> + 
 /// code sealed after them.
 #[derive(Debug, Default)]
 pub(super) struct Heads {
-    audit: HashMap<String, Option<AuditEvent>>,
+    audit: HashMap<String, Option<Tip>>,
     entities: HashMap<EntityRef, Option<EntityEvent>>,
     sealed_audit: Vec<AuditEvent>,
     sealed_entities: Vec<EntityEvent>,
 }
 
 impl ChainWrite for Heads {
-    fn audit_head(&mut self, stream: &str) -> Result<Option<AuditEvent>, StorageError> {
+    fn audit_head(&mut self, stream: &str) -> Result<Option<Tip>, StorageError> {
         self.audit.get(stream).cloned().ok_or_else(|| {
             StorageError::Backend(format!("the head of audit stream {stream} was not read"))
         })
@@ -87,7 +88,7 @@ impl ChainWrite for Heads {
 
     fn put_audit_segment(&mut self, stream: &str, segment: Vec<AuditEvent>) {
         self.audit
-            .insert(stream.to_owned(), segment.last().cloned());
+            .insert(stream.to_owned(), segment.last().map(AuditEvent::tip));
         self.sealed_audit.extend(segment);
     }
 
@@ -124,9 +125,9 @@ impl Heads {
             }
             let statement = tx
                 .prepare_cached(
-                    "SELECT s, a.event FROM unnest($1::text[]) AS s
+                    "SELECT s, a.version, a.event FROM unnest($1::text[]) AS s
                      CROSS JOIN LATERAL (
-                         SELECT event FROM dragoman.audit WHERE stream = s
+                         SELECT version, event FROM dragoman.audit WHERE stream = s
                          ORDER BY version DESC LIMIT 1
                      ) a",
                 )
@@ -134,7 +135,14 @@ impl Heads {
                 .map_err(pg_error)?;
             for row in tx.query(&statement, &[&streams]).await.map_err(pg_error)? {
                 let stream: String = row.get(0);
-                let head: AuditEvent = record("audit event", &stream, &row.get::<_, Vec<u8>>(1))?;
+                let version: i64 = row.get(1);
+                let bytes: Vec<u8> = row.get(2);
+                // Version 0 is the stream's anchor: every event before it was archived.
+                let head = if version == 0 {
+                    record::<Anchor>("audit anchor", &stream, &bytes)?.tip()
+                } else {
+                    record::<AuditEvent>("audit event", &stream, &bytes)?.tip()
+                };
                 heads.audit.insert(stream, Some(head));
             }
         }
@@ -541,5 +549,55 @@ pub(super) async fn update_dead_letter(
         });
     }
     append_audit(&tx, audit).await?;
+    tx.commit().await.map_err(pg_error)
+}
+
+/// Cuts audit streams, in one transaction under each stream's lock: the events up to a cut's
+/// version go, and its anchor takes version 0 (a closed stream's anchor goes). A stream with
+/// nothing at or below the cut's version (cut as far or further already) is left as it is.
+pub(super) async fn archive_audit(
+    pool: &Connections,
+    cuts: &[StreamCut],
+) -> Result<(), StorageError> {
+    if cuts.is_empty() {
+        return Ok(());
+    }
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    lock(
+        &tx,
+        cuts.iter().map(|c| Lock::Audit.key(&c.stream)).collect(),
+    )
+    .await?;
+    let streams: Vec<&str> = cuts.iter().map(|c| c.stream.as_str()).collect();
+    let versions: Vec<i64> = cuts.iter().map(|c| c.version as i64).collect();
+    let anchors: Vec<Option<Vec<u8>>> =
+        cuts.iter().map(|c| c.anchor.as_ref().map(encode)).collect();
+    let statement = tx
+        .prepare_cached(
+            "WITH cut AS (
+                 SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[])
+                     AS c(stream, version, anchor)
+             ), gone AS (
+                 DELETE FROM dragoman.audit a USING cut
+                 WHERE a.stream = cut.stream AND a.version BETWEEN 1 AND cut.version
+                 RETURNING a.stream
+             ), closed AS (
+                 DELETE FROM dragoman.audit a USING cut
+                 WHERE a.stream = cut.stream AND a.version = 0 AND cut.anchor IS NULL
+                   AND EXISTS (SELECT 1 FROM gone WHERE gone.stream = cut.stream)
+                 RETURNING a.stream
+             )
+             INSERT INTO dragoman.audit (stream, version, event)
+             SELECT stream, 0, anchor FROM cut
+             WHERE anchor IS NOT NULL
+               AND EXISTS (SELECT 1 FROM gone WHERE gone.stream = cut.stream)
+             ON CONFLICT (stream, version) DO UPDATE SET event = EXCLUDED.event",
+        )
+        .await
+        .map_err(pg_error)?;
+    tx.execute(&statement, &[&streams, &versions, &anchors])
+        .await
+        .map_err(pg_error)?;
     tx.commit().await.map_err(pg_error)
 }

@@ -3,14 +3,16 @@
 
 use super::connections::Connections;
 use super::{PAGE, record};
-use crate::storage::{AuditVisit, EntityRef, EntityVisit, Snapshot, SnapshotBound, StorageError};
+use crate::storage::{
+    AuditItem, AuditVisit, EntityRef, EntityVisit, Snapshot, SnapshotBound, StorageError,
+};
 
 /// Every audit event, stream by stream, read by pages in key order.
 pub(super) async fn walk_audit(
     pool: &Connections,
     visit: &mut AuditVisit<'_>,
 ) -> Result<(), StorageError> {
-    let (mut stream, mut version) = (String::new(), 0i64);
+    let (mut stream, mut version) = (String::new(), -1i64);
     loop {
         let rows = pool
             .query(
@@ -24,8 +26,13 @@ pub(super) async fn walk_audit(
             stream = row.get(0);
             version = row.get(1);
             // The stream is named by the row, so an event moved between streams is caught.
-            let event = record("audit event", &stream, &row.get::<_, Vec<u8>>(2))?;
-            visit(&stream, event)?;
+            let bytes: Vec<u8> = row.get(2);
+            let item = if version == 0 {
+                AuditItem::Anchor(record("audit anchor", &stream, &bytes)?)
+            } else {
+                AuditItem::Event(record("audit event", &stream, &bytes)?)
+            };
+            visit(&stream, item)?;
         }
         if !full {
             return Ok(());

@@ -7,11 +7,17 @@ use std::collections::HashSet;
 
 use ::sled::IVec;
 
-use super::Db;
 use super::staging::{Staging, Writes};
+use super::{Db, sled_error};
+use crate::chain::Tip;
 use crate::storage::chains::{self, ChainWrite};
-use crate::storage::codec::{AuditRecord, audit_key, encode, entity_key, entity_type_key};
-use crate::storage::{AuditDraft, AuditEvent, EntityDraft, EntityEvent, EntityRef, StorageError};
+use crate::storage::codec::{
+    AuditRecord, audit_key, audit_prefix, decode, encode, entity_key, entity_type_key,
+};
+use crate::storage::{
+    Anchor, AuditDraft, AuditEvent, AuditItem, EntityDraft, EntityEvent, EntityRef, StorageError,
+    StreamCut,
+};
 
 /// A staging, as the chains write into it.
 struct Chained<'s, 'a, 'k> {
@@ -22,7 +28,7 @@ struct Chained<'s, 'a, 'k> {
 }
 
 impl ChainWrite for Chained<'_, '_, '_> {
-    fn audit_head(&mut self, stream: &str) -> Result<Option<AuditEvent>, StorageError> {
+    fn audit_head(&mut self, stream: &str) -> Result<Option<Tip>, StorageError> {
         self.staging.audit_head(self.db, stream)
     }
 
@@ -81,6 +87,74 @@ impl Db {
         };
         chains::append_entities(&mut chained, drafts)
     }
+}
+
+impl Db {
+    /// Cuts each stream, under the writer lock: the records up to the cut's version go (a
+    /// record that runs past it keeps its later events, under its first remaining version),
+    /// and the anchor takes key version 0 (a closed stream's anchor goes), in one batch.
+    pub(super) fn cut_audit(&self, cuts: &[StreamCut]) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        let mut writes = Writes::default();
+        for cut in cuts {
+            let mut moved = false;
+            for item in self.tree().scan_prefix(audit_prefix(&cut.stream)) {
+                let (key, value) = item.map_err(sled_error)?;
+                match audit_item(&key, &value)? {
+                    Stored::Anchor(old) if old.version > cut.version => break,
+                    Stored::Anchor(_) => {
+                        moved = true;
+                        writes.remove(&*key);
+                    }
+                    Stored::Events(events) => {
+                        if events.first().is_none_or(|e| e.version > cut.version) {
+                            break;
+                        }
+                        moved = true;
+                        writes.remove(&*key);
+                        let rest: Vec<AuditEvent> = events
+                            .into_iter()
+                            .filter(|e| e.version > cut.version)
+                            .collect();
+                        if !rest.is_empty() {
+                            let (key, value) = segment_record(&cut.stream, rest);
+                            writes.insert(key, value);
+                        }
+                    }
+                }
+            }
+            if let (true, Some(anchor)) = (moved, &cut.anchor) {
+                writes.insert(audit_key(&cut.stream, 0), encode(anchor));
+            }
+        }
+        let counters = state.counters.clone();
+        self.apply(&mut state, writes, counters)
+    }
+}
+
+/// An audit key's record: a stream's anchor (under version 0), or one commit's events.
+pub(super) enum Stored {
+    Anchor(Anchor),
+    Events(Vec<AuditEvent>),
+}
+
+/// Reads the record under an audit key.
+pub(super) fn audit_item(key: &[u8], value: &[u8]) -> Result<Stored, StorageError> {
+    if key.ends_with(&0u64.to_be_bytes()) {
+        Ok(Stored::Anchor(decode(key, value)?))
+    } else {
+        Ok(Stored::Events(
+            decode::<AuditRecord>(key, value)?.into_events(),
+        ))
+    }
+}
+
+/// The items under audit keys, as a walk hands them over.
+pub(super) fn audit_items(key: &[u8], value: &[u8]) -> Result<Vec<AuditItem>, StorageError> {
+    Ok(match audit_item(key, value)? {
+        Stored::Anchor(anchor) => vec![AuditItem::Anchor(anchor)],
+        Stored::Events(events) => events.into_iter().map(AuditItem::Event).collect(),
+    })
 }
 
 /// A new message's stream, opened without a read: its head, and the drafts of other

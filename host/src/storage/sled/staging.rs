@@ -11,10 +11,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use ::sled::IVec;
 
+use super::chains::{Stored, audit_item};
 use super::{Db, sled_error};
+use crate::chain::Tip;
 use crate::storage::codec::{
-    AuditRecord, audit_prefix, dead_letter_key, decode, encode, entity_prefix, head_key,
-    route_dead_letter_key,
+    audit_prefix, dead_letter_key, decode, encode, entity_prefix, head_key, route_dead_letter_key,
 };
 use crate::storage::{AuditEvent, DeadLetter, EntityEvent, EntityRef, StorageError};
 
@@ -94,19 +95,19 @@ impl<'a> Staging<'a> {
         }
     }
 
-    /// The last event of `message_id`'s audit stream.
+    /// Where `message_id`'s audit stream stands: its last event, or its anchor.
     pub(super) fn audit_head(
         &self,
         db: &Db,
         message_id: &str,
-    ) -> Result<Option<AuditEvent>, StorageError> {
+    ) -> Result<Option<Tip>, StorageError> {
         if let Some(head) = self
             .own
             .audit
             .get(message_id)
             .or_else(|| self.before.audit.get(message_id))
         {
-            return Ok(Some(head.clone()));
+            return Ok(Some(head.tip()));
         }
         match db
             .tree()
@@ -115,7 +116,10 @@ impl<'a> Staging<'a> {
             .transpose()
             .map_err(sled_error)?
         {
-            Some((k, v)) => Ok(decode::<AuditRecord>(&k, &v)?.into_events().pop()),
+            Some((k, v)) => Ok(match audit_item(&k, &v)? {
+                Stored::Anchor(anchor) => Some(anchor.tip()),
+                Stored::Events(mut events) => events.pop().map(|e| e.tip()),
+            }),
             None => Ok(None),
         }
     }
