@@ -140,6 +140,7 @@ impl HostBuilder {
         let metrics = Arc::new(Metrics::default());
         let wake = Wake::default();
         let running = Running::default();
+        let ready = running.clone();
         let deliveries = routes
             .iter()
             .map(|route| {
@@ -249,6 +250,7 @@ impl HostBuilder {
                 config.plugins.debounce,
                 pipeline.clone(),
                 metrics.clone(),
+                ready.clone(),
             );
             Arc::new(watched)
         });

@@ -77,6 +77,9 @@ pub(crate) struct Running(Arc<Readiness>);
 struct Readiness {
     relay_runs: AtomicBool,
     store_answers: AtomicBool,
+    /// Whether the watched plugins directory, if any, is watched yet: a file dropped before
+    /// would be neither taken nor noticed.
+    plugins_watched: AtomicBool,
 }
 
 impl Default for Running {
@@ -84,6 +87,7 @@ impl Default for Running {
         Self(Arc::new(Readiness {
             relay_runs: AtomicBool::new(false),
             store_answers: AtomicBool::new(true),
+            plugins_watched: AtomicBool::new(true),
         }))
     }
 }
@@ -92,6 +96,16 @@ impl Running {
     /// The relay runs and the store answered.
     pub(crate) fn is_ready(&self) -> bool {
         self.0.relay_runs.load(Ordering::SeqCst) && self.0.store_answers.load(Ordering::SeqCst)
+    }
+
+    /// Whether the watched plugins directory (if the config names one) is watched.
+    pub(crate) fn plugins_watched(&self) -> bool {
+        self.0.plugins_watched.load(Ordering::SeqCst)
+    }
+
+    /// Sets whether the watched plugins directory is watched.
+    pub(crate) fn set_plugins_watched(&self, watched: bool) {
+        self.0.plugins_watched.store(watched, Ordering::SeqCst);
     }
 
     fn set(&self, running: bool) {

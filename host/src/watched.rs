@@ -41,6 +41,8 @@ pub(crate) struct WatchedDir {
     debounce: Duration,
     pipeline: Pipeline,
     metrics: Arc<Metrics>,
+    /// The host's readiness, which waits for the directory to be watched.
+    ready: crate::relay::Running,
 }
 
 impl WatchedDir {
@@ -49,12 +51,16 @@ impl WatchedDir {
         debounce: Duration,
         pipeline: Pipeline,
         metrics: Arc<Metrics>,
+        ready: crate::relay::Running,
     ) -> Self {
+        // Not ready until the directory is watched (`/readyz` says so).
+        ready.set_plugins_watched(false);
         Self {
             dir,
             debounce,
             pipeline,
             metrics,
+            ready,
         }
     }
 
@@ -93,6 +99,7 @@ impl WatchedDir {
         }
         tracing::info!(dir = %self.dir.display(), "watching for plugin versions");
         let mut taken = self.snapshot().await;
+        self.ready.set_plugins_watched(true);
         let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
         let mut tick = tokio::time::interval(self.debounce / 4);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

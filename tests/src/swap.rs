@@ -89,10 +89,17 @@ impl Swapping {
             config = config.replace("{cache_dir}", &cache.display().to_string());
         }
         let server = Server::start(dir.path(), &config);
+        let http = Http::new();
+        // A file dropped before the directory is watched would go unseen: wait for it.
+        let ready = format!("{}/readyz", server.url());
+        wait_until(Duration::from_secs(30), "the host is ready", || {
+            http.send("GET", &ready, &[], b"")
+                .is_ok_and(|reply| reply.status == 200)
+        });
         Self {
             dir,
             server,
-            http: Http::new(),
+            http,
             v1,
             v2,
         }

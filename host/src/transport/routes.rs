@@ -329,6 +329,8 @@ async fn read_only(api: &Inner, segments: &[&str], query: Option<&str>) -> Optio
             };
             if !api.relay.is_ready() {
                 not_ready("the relay is not running")
+            } else if !api.relay.plugins_watched() {
+                not_ready("the plugins directory is not watched yet")
             } else if let Err(e) = pipeline.store_ready().await {
                 not_ready(&format!("the store does not answer: {e}"))
             } else {
