@@ -4,6 +4,7 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use super::*;
+use crate::chain::Finding;
 use crate::storage::{AuditDraft, Db};
 
 fn at(second: i64) -> Timestamp {

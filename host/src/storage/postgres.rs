@@ -404,7 +404,7 @@ impl Storage for Postgres {
     }
 
     fn archive_audit(&self, cuts: &[crate::storage::StreamCut]) -> Result<(), StorageError> {
-        self.run(commit::archive_audit(self.pool(), cuts))
+        self.run(streams::archive_audit(self.pool(), cuts))
     }
 
     fn walk_audit(&self, visit: &mut crate::storage::AuditVisit<'_>) -> Result<(), StorageError> {

@@ -412,11 +412,11 @@ impl Storage for Db {
 
     fn history(&self, message_id: &str) -> Result<Vec<AuditEvent>, StorageError> {
         let mut events = Vec::new();
+        let prefix = audit_prefix(message_id);
         // Version 0 is the anchor's key; events start at 1.
-        let from = audit_key(message_id, 1);
-        for item in self.tree().range(from..) {
+        for item in self.tree().range(audit_key(message_id, 1)..) {
             let (k, v) = item.map_err(sled_error)?;
-            if !k.starts_with(&audit_prefix(message_id)) {
+            if !k.starts_with(&prefix) {
                 break;
             }
             events.extend(decode::<AuditRecord>(&k, &v)?.into_events());
@@ -430,33 +430,7 @@ impl Storage for Db {
         limit: usize,
         forget: &(dyn Fn(&str, &str, Timestamp) -> Option<bool> + Sync),
     ) -> Result<Forgot, StorageError> {
-        let start = match after {
-            // The key just after `after`'s.
-            Some(id) => [message_key(id), vec![0]].concat(),
-            None => message_key(""),
-        };
-        let messages = self
-            .tree()
-            .range(start..)
-            .map(|item| item.map_err(sled_error))
-            .take_while(|item| {
-                item.as_ref()
-                    .map_or(true, |(key, _)| key.starts_with(b"m\0"))
-            })
-            .map(|item| {
-                let (key, value) = item?;
-                let record: MessageRecord = decode(&key, &value)?;
-                Ok((record.id, record.route, record.received_at))
-            });
-        let (gone, forgot) = Forgot::page(messages, limit, forget)?;
-        let mut state = self.lock();
-        let mut writes = Writes::default();
-        for id in gone {
-            writes.remove(message_key(&id));
-        }
-        let counters = state.counters.clone();
-        self.apply(&mut state, writes, counters)?;
-        Ok(forgot)
+        self.forget_old_messages(after, limit, forget)
     }
 
     fn audit_anchor(&self, message_id: &str) -> Result<Option<Anchor>, StorageError> {

@@ -15,7 +15,7 @@ use crate::storage::chains::{self, ChainWrite};
 use crate::storage::codec::encode;
 use crate::storage::{
     Anchor, AuditDraft, AuditEvent, Commit, DeadLetter, DeadLetterKind, EntityDraft, EntityEvent,
-    EntityRef, OutboxEvent, StorageError, StreamCut,
+    EntityRef, OutboxEvent, StorageError,
 };
 
 /// The kinds of advisory lock, each in a range of its own of the 64-bit key space.
@@ -549,55 +549,5 @@ pub(super) async fn update_dead_letter(
         });
     }
     append_audit(&tx, audit).await?;
-    tx.commit().await.map_err(pg_error)
-}
-
-/// Cuts audit streams, in one transaction under each stream's lock: the events up to a cut's
-/// version go, and its anchor takes version 0 (a closed stream's anchor goes). A stream with
-/// nothing at or below the cut's version (cut as far or further already) is left as it is.
-pub(super) async fn archive_audit(
-    pool: &Connections,
-    cuts: &[StreamCut],
-) -> Result<(), StorageError> {
-    if cuts.is_empty() {
-        return Ok(());
-    }
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await.map_err(pg_error)?;
-    lock(
-        &tx,
-        cuts.iter().map(|c| Lock::Audit.key(&c.stream)).collect(),
-    )
-    .await?;
-    let streams: Vec<&str> = cuts.iter().map(|c| c.stream.as_str()).collect();
-    let versions: Vec<i64> = cuts.iter().map(|c| c.version as i64).collect();
-    let anchors: Vec<Option<Vec<u8>>> =
-        cuts.iter().map(|c| c.anchor.as_ref().map(encode)).collect();
-    let statement = tx
-        .prepare_cached(
-            "WITH cut AS (
-                 SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[])
-                     AS c(stream, version, anchor)
-             ), gone AS (
-                 DELETE FROM dragoman.audit a USING cut
-                 WHERE a.stream = cut.stream AND a.version BETWEEN 1 AND cut.version
-                 RETURNING a.stream
-             ), closed AS (
-                 DELETE FROM dragoman.audit a USING cut
-                 WHERE a.stream = cut.stream AND a.version = 0 AND cut.anchor IS NULL
-                   AND EXISTS (SELECT 1 FROM gone WHERE gone.stream = cut.stream)
-                 RETURNING a.stream
-             )
-             INSERT INTO dragoman.audit (stream, version, event)
-             SELECT stream, 0, anchor FROM cut
-             WHERE anchor IS NOT NULL
-               AND EXISTS (SELECT 1 FROM gone WHERE gone.stream = cut.stream)
-             ON CONFLICT (stream, version) DO UPDATE SET event = EXCLUDED.event",
-        )
-        .await
-        .map_err(pg_error)?;
-    tx.execute(&statement, &[&streams, &versions, &anchors])
-        .await
-        .map_err(pg_error)?;
     tx.commit().await.map_err(pg_error)
 }

@@ -1,10 +1,13 @@
 //! The chains walked: every audit event and every entity event, by pages in key order
-//! (what verification reads), and the latest snapshot that fits a bound, latest first.
+//! (what verification reads), and the latest snapshot that fits a bound, latest first; and
+//! audit streams cut where their archived events end.
 
-use super::connections::Connections;
+use super::commit::{Lock, lock};
+use super::connections::{Connections, pg_error};
 use super::{PAGE, record};
+use crate::storage::codec::encode;
 use crate::storage::{
-    AuditItem, AuditVisit, EntityRef, EntityVisit, Snapshot, SnapshotBound, StorageError,
+    AuditItem, AuditVisit, EntityRef, EntityVisit, Snapshot, SnapshotBound, StorageError, StreamCut,
 };
 
 /// Every audit event, stream by stream, read by pages in key order.
@@ -104,4 +107,54 @@ pub(super) async fn walk_entities(
             return Ok(());
         }
     }
+}
+
+/// Cuts audit streams, in one transaction under each stream's lock: the events up to a cut's
+/// version go, and its anchor takes version 0 (a closed stream's anchor goes). A stream with
+/// nothing at or below the cut's version (cut as far or further already) is left as it is.
+pub(super) async fn archive_audit(
+    pool: &Connections,
+    cuts: &[StreamCut],
+) -> Result<(), StorageError> {
+    if cuts.is_empty() {
+        return Ok(());
+    }
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    lock(
+        &tx,
+        cuts.iter().map(|c| Lock::Audit.key(&c.stream)).collect(),
+    )
+    .await?;
+    let streams: Vec<&str> = cuts.iter().map(|c| c.stream.as_str()).collect();
+    let versions: Vec<i64> = cuts.iter().map(|c| c.version as i64).collect();
+    let anchors: Vec<Option<Vec<u8>>> =
+        cuts.iter().map(|c| c.anchor.as_ref().map(encode)).collect();
+    let statement = tx
+        .prepare_cached(
+            "WITH cut AS (
+                 SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[])
+                     AS c(stream, version, anchor)
+             ), gone AS (
+                 DELETE FROM dragoman.audit a USING cut
+                 WHERE a.stream = cut.stream AND a.version BETWEEN 1 AND cut.version
+                 RETURNING a.stream
+             ), closed AS (
+                 DELETE FROM dragoman.audit a USING cut
+                 WHERE a.stream = cut.stream AND a.version = 0 AND cut.anchor IS NULL
+                   AND EXISTS (SELECT 1 FROM gone WHERE gone.stream = cut.stream)
+                 RETURNING a.stream
+             )
+             INSERT INTO dragoman.audit (stream, version, event)
+             SELECT stream, 0, anchor FROM cut
+             WHERE anchor IS NOT NULL
+               AND EXISTS (SELECT 1 FROM gone WHERE gone.stream = cut.stream)
+             ON CONFLICT (stream, version) DO UPDATE SET event = EXCLUDED.event",
+        )
+        .await
+        .map_err(pg_error)?;
+    tx.execute(&statement, &[&streams, &versions, &anchors])
+        .await
+        .map_err(pg_error)?;
+    tx.commit().await.map_err(pg_error)
 }
