@@ -39,7 +39,7 @@ pub use self::records::{
     OpenTransaction, OutboxEvent, PendingDelivery, PoolDepth, Producer, Released, SharedPlugin,
     StreamCut, Swept,
 };
-pub use self::sled::Db;
+pub use self::sled::{Compacted, Db};
 
 pub(crate) use self::codec::{decode as decode_record, encode as encode_record};
 

@@ -211,6 +211,34 @@ fn a_store_of_100000_messages_sheds_its_old_history_into_the_archive() {
         "the store sheds the history it archived: {live_before} -> {live_after}, segment \
          {archived}"
     );
+    // A compaction gives the freed space back: the files fall by at least what was archived.
+    let (out, stdout) = dragoman(&["compact", "--data-dir", data_s]);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let compacted = size(&data);
+    eprintln!(
+        "compact: {} ({compacted} bytes under the data dir)",
+        stdout.trim_end()
+    );
+    assert!(
+        data.join("store").is_dir() && !data.join("db").exists(),
+        "the compacted store replaces the old files"
+    );
+    assert!(
+        compacted + archived <= before,
+        "the store's files fall by the archived history: {before} -> {compacted}, segment \
+         {archived}"
+    );
+    let store = Db::open(&data).unwrap();
+    assert_eq!(
+        store.live_bytes().unwrap(),
+        live_after,
+        "every record is copied"
+    );
+    drop(store);
 
     // The hot store alone: its own streams (the closed ones are the archive's).
     let (out, stdout) = dragoman(&["audit", "verify", "--data-dir", data_s]);

@@ -4,7 +4,8 @@
 //! shared `storage/chains.rs` seals them) in `sled/chains.rs`, entity streams read in
 //! `sled/entities.rs`, the time-indexed sweep in `sled/sweep.rs`, commits
 //! combined into one batch in `sled/combine.rs` (staged in `sled/staging.rs`), flushes
-//! shared in `sled/flush.rs`, and the move from older layouts in `sled/migrate.rs`.
+//! shared in `sled/flush.rs`, the move from older layouts in `sled/migrate.rs`, and the copy
+//! that gives freed space back to the file system in `sled/compact.rs`.
 //!
 //! Everything lives in one tree, by key prefix, so that one `apply_batch` is one atomic
 //! write. Writes that read first (commits, delivery records, sweeps) run under one mutex, so
@@ -22,6 +23,7 @@
 mod chains;
 mod claims;
 mod combine;
+mod compact;
 mod entities;
 mod flush;
 mod migrate;
@@ -40,6 +42,7 @@ use serde::de::DeserializeOwned;
 
 use self::claims::Claims;
 use self::combine::Queue;
+pub use self::compact::Compacted;
 use self::flush::Flusher;
 use self::open::{DEFAULT_CACHE, open_sled};
 use self::staging::{Pending, Staging, Writes};
@@ -119,7 +122,7 @@ impl Db {
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
-        let db = open_sled(dir, cache_bytes)?;
+        let db = open_sled(&compact::settle(dir)?, cache_bytes)?;
         let tree = db.open_tree("pipeline").map_err(sled_error)?;
         migrate::to_current(&tree)?;
         let next_seq = match tree.get(SEQ).map_err(sled_error)? {
@@ -151,6 +154,19 @@ impl Db {
                 flusher: Mutex::new(Some(thread)),
             }),
         })
+    }
+
+    /// Copies the store in `dir` into fresh files and puts them in its place, giving back to
+    /// the file system the space that removals freed (sled reuses that space but its files
+    /// never shrink). The store must not be open; see `sled/compact.rs` for how a crash
+    /// during the copy or the swap is settled at the next open.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Backend`] when the store is in use or a file cannot be read, written,
+    /// renamed or removed.
+    pub fn compact(dir: &Path) -> Result<Compacted, StorageError> {
+        compact::compact(dir)
     }
 
     /// Flushes everything to disk now.

@@ -135,6 +135,14 @@ enum Command {
         #[arg(long, value_name = "SECS")]
         older_than_secs: u64,
     },
+    /// Copy a sled store into fresh files and put them in its place, giving the space that
+    /// archival and retention freed back to the file system (sled's files never shrink by
+    /// themselves). Needs free space for the copy; the host must not be running.
+    Compact {
+        /// The sled store in this directory.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
     /// Signed checkpoints of the chains' heads.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
@@ -389,6 +397,14 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         } => {
             let store = crate::client::open_store(data_dir.as_deref(), database_url.as_deref())?;
             crate::client::archive(&*store, &archive, older_than_secs)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compact { data_dir } => {
+            let done = dragoman::storage::Db::compact(&data_dir)?;
+            println!(
+                "{} records copied: {} bytes on disk before, {} after",
+                done.records, done.before, done.after
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
