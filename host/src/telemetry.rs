@@ -509,6 +509,58 @@ impl Metrics {
     }
 }
 
+/// A route's counts since the host started, as the console reads them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct RouteCounts {
+    /// Messages that arrived.
+    pub(crate) received: u64,
+    /// Messages translated and committed.
+    pub(crate) translated: u64,
+    /// Messages refused: by the plugin (dead-lettered), at the door, or by a full bulkhead.
+    pub(crate) refused: u64,
+}
+
+/// The outbox as the relay last measured it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct OutboxGauges {
+    /// Events with a sink to go.
+    pub(crate) depth: i64,
+    /// Seconds since the oldest of them was committed.
+    pub(crate) oldest_age_secs: i64,
+    /// Entries in the dead letter channel.
+    pub(crate) dead_letters: i64,
+}
+
+impl Metrics {
+    /// `route`'s counts: read without adding a series for a route that has none.
+    pub(crate) fn route_counts(&self, route: &str) -> RouteCounts {
+        let label = route_label(route);
+        let count =
+            |family: &Family<RouteLabel, Counter>| family.get(&label).map_or(0, |c| c.get());
+        RouteCounts {
+            received: count(&self.received),
+            translated: count(&self.translated),
+            refused: count(&self.rejected) + count(&self.door_refused) + count(&self.busy),
+        }
+    }
+
+    /// The deliveries `sink` waits for, as the relay last measured them.
+    pub(crate) fn sink_pending(&self, sink: &str) -> i64 {
+        self.sink_pending
+            .get(&sink_label(sink))
+            .map_or(0, |gauge| gauge.get())
+    }
+
+    /// The outbox's gauges.
+    pub(crate) fn outbox(&self) -> OutboxGauges {
+        OutboxGauges {
+            depth: self.outbox_depth.get(),
+            oldest_age_secs: self.outbox_oldest_age.get(),
+            dead_letters: self.dlq_size.get(),
+        }
+    }
+}
+
 fn route_label(route: &str) -> RouteLabel {
     RouteLabel {
         route: route.to_owned(),

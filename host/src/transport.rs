@@ -3,7 +3,8 @@
 //! - `server.rs`: the accept loop and graceful shutdown;
 //! - `routes.rs`: which request goes to which operation, and the admin token;
 //! - `body.rs`: reading a message request;
-//! - `problem.rs`: outcomes to statuses and RFC 9457 problems, in one place.
+//! - `problem.rs`: outcomes to statuses and RFC 9457 problems, in one place;
+//! - `console.rs`: the operator's console at `/console`, pages over the same operations.
 //!
 //! [`Api`] is also how an embedding service mounts the API into its own router: it is a
 //! `tower` service over any request body of `Bytes`.
@@ -11,6 +12,7 @@
 mod body;
 mod breakers;
 mod commands;
+mod console;
 mod entities;
 mod plugins;
 mod problem;
@@ -67,6 +69,8 @@ struct Inner {
     doors: crate::door::Doors,
     /// The routes' broker sources, shown with their state.
     sources: crate::source::Sources,
+    /// The console's sessions and samples.
+    console: console::Console,
 }
 
 impl std::fmt::Debug for Api {
@@ -107,6 +111,7 @@ impl Api {
                 release,
                 doors,
                 sources,
+                console: console::Console::default(),
             }),
         }
     }

@@ -52,3 +52,5 @@ mod domain;
 mod projectors;
 // Routes that take their messages from a NATS JetStream stream.
 mod source;
+// The operator's console, driven in headless Chromium.
+mod console;

@@ -346,16 +346,7 @@ fn a_host_archives_settled_history_and_forgets_old_bodies_as_it_runs() {
     let http = Http::new();
     let mut ids = Vec::new();
     for n in 0..3 {
-        let body = tests::seed_order().replace("SEED-2026-000417", &format!("R-{n}"));
-        let reply = http
-            .send(
-                "POST",
-                &format!("{}/v1/routes/orders/messages", server.url()),
-                &[("content-type", "application/json")],
-                body.as_bytes(),
-            )
-            .unwrap();
-        assert_eq!(reply.status, 202, "{}", reply.text());
+        let reply = server.send_order(&http, &format!("R-{n}"));
         ids.push(reply.json()["message_id"].as_str().unwrap().to_owned());
     }
     let received_at = jiff::Timestamp::now();

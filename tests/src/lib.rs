@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use dragoman::plugin::{Limits, Plugin, Runtime, VendorMessage};
 
+pub mod browser;
 pub mod dev;
 pub mod jetstream;
 pub mod net;

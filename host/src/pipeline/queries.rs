@@ -168,6 +168,16 @@ impl Pipeline {
         sources: &BTreeMap<String, String>,
         format: topology::Format,
     ) -> Result<String, Error> {
+        let picture = self.topology_model(sinks, sources).await?;
+        Ok(topology::render(&picture, format))
+    }
+
+    /// What the topology picture shows, for a caller that draws it itself (the console).
+    pub(crate) async fn topology_model(
+        &self,
+        sinks: &BTreeMap<String, SinkConfig>,
+        sources: &BTreeMap<String, String>,
+    ) -> Result<topology::Topology, Error> {
         let types = self.read(|storage| storage.entity_types()).await?;
         let mut picture = topology::Topology::default();
         for route in self.core.routes.iter() {
@@ -192,7 +202,12 @@ impl Pipeline {
             };
             picture.sinks.insert(name.clone(), kind.to_owned());
         }
-        Ok(topology::render(&picture, format))
+        Ok(picture)
+    }
+
+    /// The host's metrics, for a reader of single values (the console).
+    pub(crate) fn metrics(&self) -> &crate::telemetry::Metrics {
+        &self.core.metrics
     }
 
     /// The Prometheus text exposition; the relay refreshes the store's gauges once a second.

@@ -32,6 +32,10 @@ where
         .map(crate::percent::decode)
         .collect();
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    if segments.first() == Some(&"console") {
+        // The console authenticates by its own session cookie.
+        return super::console::handle(api, Request::from_parts(parts, body), &segments).await;
+    }
     let open = matches!(
         segments.as_slice(),
         ["v1", "routes", _, "messages" | "translate"] | ["healthz"] | ["readyz"]

@@ -1,0 +1,293 @@
+//! The operator's console at `/console`: pages rendered by the host, one stylesheet and one
+//! small script embedded in the binary (nothing fetched from elsewhere).
+//!
+//! - `console/session.rs`: the login's session cookie and each session's CSRF token;
+//! - `console/html.rs`: escaping and the page frame;
+//! - `console/overview.rs`: the overview (topology, routes, sinks and breakers).
+//!
+//! Authentication: with an admin token configured, the login form takes it once and the
+//! browser keeps a session cookie (`HttpOnly`, `SameSite=Strict`), never the token; without
+//! one (an open API), any browser gets a session. Every POST but the login carries the
+//! session's CSRF token in its form, checked in constant time; a POST without it is refused
+//! with `403`. Every answer forbids framing and inline script.
+
+mod html;
+mod overview;
+mod session;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::Full;
+use subtle::ConstantTimeEq as _;
+
+use self::overview::{Overview, Rates};
+use self::session::{Session, Sessions};
+use super::Inner;
+use super::body::read;
+
+const CSS: &str = include_str!("console/console.css");
+const JS: &str = include_str!("console/console.js");
+/// The largest form the console takes.
+const MAX_FORM: usize = 4096;
+/// What every page answers with: no framing, scripts and styles from the host alone.
+const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                      connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// What the console keeps: its sessions and the routes' last sample.
+#[derive(Debug, Default)]
+pub(super) struct Console {
+    sessions: Sessions,
+    rates: Rates,
+}
+
+/// Answers a request under `/console`.
+pub(super) async fn handle<B>(
+    api: &Inner,
+    request: Request<B>,
+    segments: &[&str],
+) -> http::Response<Full<Bytes>>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::fmt::Display + Send,
+{
+    let (parts, body) = request.into_parts();
+    let now = Instant::now();
+    let method = &parts.method;
+    match (method, segments) {
+        (&Method::GET, ["console", "assets", "console.css"]) => {
+            return asset("text/css; charset=utf-8", CSS);
+        }
+        (&Method::GET, ["console", "assets", "console.js"]) => {
+            return asset("text/javascript; charset=utf-8", JS);
+        }
+        (&Method::GET, ["console", "login"]) => return html(StatusCode::OK, html::login(false)),
+        (&Method::POST, ["console", "login"]) => {
+            let form = match read_form(&parts.headers, body).await {
+                Ok(form) => form,
+                Err(status) => return plain(status, "the form could not be read"),
+            };
+            return login(api, form.get("token").map(String::as_str), now);
+        }
+        _ => {}
+    }
+    let cookies = parts
+        .headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok());
+    let session = match api.console.sessions.find(cookies, now) {
+        Some(session) => session,
+        None if api.admin_token.is_none() && method == Method::GET => {
+            // An open API: a session for the asking, then the page asked for.
+            let session = api.console.sessions.start(now);
+            return see_other(parts.uri.path(), Some(session.set_cookie()));
+        }
+        None if method == Method::GET && !is_fragment(parts.uri.query()) => {
+            return see_other("/console/login", None);
+        }
+        None => return plain(StatusCode::UNAUTHORIZED, "log in at /console/login"),
+    };
+    if method == Method::POST {
+        let form = match read_form(&parts.headers, body).await {
+            Ok(form) => form,
+            Err(status) => return plain(status, "the form could not be read"),
+        };
+        if !session.csrf_matches(form.get("csrf").map(String::as_str)) {
+            tracing::warn!("a console form without its session's CSRF token was refused");
+            return plain(
+                StatusCode::FORBIDDEN,
+                "the form's CSRF token is missing or wrong",
+            );
+        }
+        return act(api, &session, segments, &form);
+    }
+    if method != Method::GET && method != Method::HEAD {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "GET or POST");
+    }
+    match segments {
+        ["console"] | ["console", "overview"] => {
+            let main = overview::render(&gather(api, &session, now).await);
+            if is_fragment(parts.uri.query()) {
+                html(StatusCode::OK, main)
+            } else {
+                html(
+                    StatusCode::OK,
+                    html::page("Overview", &main, Some(&session.csrf)),
+                )
+            }
+        }
+        _ => plain(StatusCode::NOT_FOUND, "no such console page"),
+    }
+}
+
+/// A POST of a logged-in session, its CSRF token checked.
+fn act(
+    api: &Inner,
+    session: &Session,
+    segments: &[&str],
+    form: &BTreeMap<String, String>,
+) -> http::Response<Full<Bytes>> {
+    match segments {
+        ["console", "logout"] => {
+            api.console.sessions.end(&session.id);
+            see_other("/console/login", Some(session::clear_cookie()))
+        }
+        ["console", "breakers", name] => {
+            let Some(breaker) = api.breakers.get(name) else {
+                return plain(StatusCode::NOT_FOUND, "no such breaker");
+            };
+            match form.get("action").map(String::as_str) {
+                Some("reset") => breaker.reset(),
+                Some("force-open") => breaker.force_open(),
+                _ => return plain(StatusCode::BAD_REQUEST, "`action` is reset or force-open"),
+            }
+            tracing::warn!(
+                breaker = *name,
+                action = form.get("action").map(String::as_str),
+                "an operator set a circuit breaker from the console"
+            );
+            see_other("/console", None)
+        }
+        _ => plain(StatusCode::NOT_FOUND, "no such console action"),
+    }
+}
+
+/// The login form's token, compared in constant time with the admin token.
+fn login(api: &Inner, token: Option<&str>, now: Instant) -> http::Response<Full<Bytes>> {
+    let good = match &api.admin_token {
+        None => true,
+        Some(admin) => {
+            token.is_some_and(|t| bool::from(t.as_bytes().ct_eq(admin.expose().as_bytes())))
+        }
+    };
+    if !good {
+        tracing::warn!("a console login with a wrong token was refused");
+        return html(StatusCode::UNAUTHORIZED, html::login(true));
+    }
+    let session = api.console.sessions.start(now);
+    see_other("/console", Some(session.set_cookie()))
+}
+
+/// What the overview shows, read now: the counters and gauges are atomics the hot path
+/// already keeps; the entity types are one store read.
+async fn gather(api: &Inner, session: &Session, now: Instant) -> Overview {
+    let topology = api
+        .pipeline
+        .topology_model(&api.sinks, &api.sources.labels())
+        .await
+        .unwrap_or_default();
+    let metrics = api.pipeline.metrics();
+    let counts = topology
+        .routes
+        .keys()
+        .map(|route| (route.clone(), metrics.route_counts(route)))
+        .collect();
+    Overview {
+        routes: api.console.rates.rows(counts, now),
+        breakers: api
+            .breakers
+            .iter()
+            .map(|(name, breaker)| (name.clone(), breaker.state().name()))
+            .collect(),
+        pending: topology
+            .sinks
+            .keys()
+            .map(|sink| (sink.clone(), metrics.sink_pending(sink)))
+            .collect(),
+        outbox: metrics.outbox(),
+        csrf: session.csrf.clone(),
+        topology,
+    }
+}
+
+fn is_fragment(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|pair| pair == "fragment=1"))
+}
+
+/// An `application/x-www-form-urlencoded` body as its fields (a repeated name keeps its last
+/// value).
+async fn read_form<B>(
+    headers: &http::HeaderMap,
+    body: B,
+) -> Result<BTreeMap<String, String>, StatusCode>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::fmt::Display + Send,
+{
+    let incoming = read(headers, body, MAX_FORM)
+        .await
+        .map_err(|_| StatusCode::PAYLOAD_TOO_LARGE)?;
+    let text = std::str::from_utf8(&incoming.body).map_err(|_| StatusCode::BAD_REQUEST)?;
+    Ok(parse_form(text))
+}
+
+fn parse_form(text: &str) -> BTreeMap<String, String> {
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| crate::percent::decode(&s.replace('+', " "));
+            (decode(key), decode(value))
+        })
+        .collect()
+}
+
+fn response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> http::Response<Full<Bytes>> {
+    http::Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONTENT_SECURITY_POLICY, POLICY)
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+        .header(header::X_FRAME_OPTIONS, "DENY")
+        .header(header::REFERRER_POLICY, "no-referrer")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Full::new(Bytes::from(body)))
+        .expect("a valid response")
+}
+
+fn html(status: StatusCode, body: String) -> http::Response<Full<Bytes>> {
+    response(status, "text/html; charset=utf-8", body)
+}
+
+fn plain(status: StatusCode, text: &str) -> http::Response<Full<Bytes>> {
+    response(status, "text/plain; charset=utf-8", format!("{text}\n"))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> http::Response<Full<Bytes>> {
+    response(StatusCode::OK, content_type, body.to_owned())
+}
+
+fn see_other(location: &str, cookie: Option<String>) -> http::Response<Full<Bytes>> {
+    let mut answer = response(
+        StatusCode::SEE_OTHER,
+        "text/plain; charset=utf-8",
+        String::new(),
+    );
+    let headers = answer.headers_mut();
+    if let Ok(location) = http::HeaderValue::from_str(location) {
+        headers.insert(header::LOCATION, location);
+    }
+    if let Some(cookie) = cookie.and_then(|c| http::HeaderValue::from_str(&c).ok()) {
+        headers.insert(header::SET_COOKIE, cookie);
+    }
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_form_body_decodes_plus_and_percent() {
+        let form = parse_form("token=a+b%2Bc&csrf=&x");
+        assert_eq!(form["token"], "a b+c");
+        assert_eq!(form["csrf"], "");
+        assert_eq!(form["x"], "");
+    }
+}

@@ -1,0 +1,217 @@
+//! The operator's console in headless Chromium against `dragoman serve` on loopback: the
+//! login, the overview's topology and breakers as a sink goes away and comes back, and the
+//! CSRF defence of its forms.
+
+use std::time::Duration;
+
+use tests::browser::{Browser, screenshots_dir};
+use tests::net::{self, Http, Server, Webhook, wait_until};
+use tests::proxy::Proxy;
+
+const TOKEN: &str = "console-admin-token-7f3a";
+
+/// A host with an admin token whose one sink is a webhook behind a proxy the test cuts, and
+/// a browser.
+struct Rig {
+    webhook: Webhook,
+    proxy: Proxy,
+    server: Server,
+    http: Http,
+    browser: Browser,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    fn start() -> Self {
+        let webhook = Webhook::start();
+        let proxy = Proxy::start(webhook.addr);
+        let dir = tempfile::tempdir().unwrap();
+        let server = host(dir.path(), &proxy);
+        Self {
+            webhook,
+            proxy,
+            server,
+            http: Http::new(),
+            browser: Browser::start(),
+            _dir: dir,
+        }
+    }
+}
+
+fn host(dir: &std::path::Path, proxy: &Proxy) -> Server {
+    let sinks = format!(
+        "[sinks.hook]\ntype = \"http\"\nurl = \"http://{}/events\"\n\
+         [sinks.hook.breaker]\nminimum_calls = 3\nwait_in_open_ms = 2000\nwait_multiplier = 1\nprobes = 1\n",
+        proxy.address()
+    );
+    let retry = "[routes.orders.retry]\nmax_attempts = 1000\ninitial_backoff_ms = 50\nmax_backoff_ms = 200\n";
+    let config = format!(
+        "admin_token = \"{TOKEN}\"\n{}",
+        net::config(&sinks, "\"hook\"", retry)
+    );
+    Server::start(dir, &config)
+}
+
+/// Logs in on the login page shown, and waits for the overview.
+fn log_in(browser: &Browser) {
+    browser.type_into("#token", TOKEN);
+    browser.click("#login");
+    browser.wait_text("#breaker-hook", Duration::from_secs(10), |t| t == "closed");
+}
+
+#[test]
+fn an_operator_logs_in_and_sees_a_sink_s_breaker_open_and_close_on_the_overview() {
+    let Rig {
+        webhook,
+        proxy,
+        server,
+        http,
+        browser,
+        _dir,
+    } = Rig::start();
+    let shots = screenshots_dir();
+
+    // Not logged in: the login form. A wrong token is refused on the page.
+    browser.goto(&format!("{}/console", server.url()));
+    assert!(
+        browser.url().ends_with("/console/login"),
+        "{}",
+        browser.url()
+    );
+    browser.type_into("#token", "not-the-token");
+    browser.click("#login");
+    browser.wait_text("#login-error", Duration::from_secs(10), |t| {
+        t.contains("not the admin token")
+    });
+    browser.screenshot(&shots.join("login.png"));
+    log_in(&browser);
+    let url = browser.url();
+    assert!(url.ends_with("/console") && !url.contains(TOKEN), "{url}");
+    // The session is a cookie the page's script cannot read, sent to the console alone, and
+    // it is not the token.
+    let cookie = browser
+        .cookie("dragoman_console")
+        .expect("a session cookie");
+    assert_eq!(cookie["httpOnly"], true, "{cookie}");
+    assert_eq!(cookie["sameSite"], "Strict", "{cookie}");
+    assert_eq!(cookie["path"], "/console", "{cookie}");
+    assert!(!cookie["value"].as_str().unwrap().contains(TOKEN));
+    assert_eq!(
+        browser.execute("return document.cookie"),
+        "",
+        "HttpOnly: not in document.cookie"
+    );
+
+    // The quickstart's route and sink, in the table and in the picture.
+    let route = browser.text("#route-orders");
+    assert!(route.contains("acme-erp-orders@1.0.0"), "{route}");
+    let picture = browser.text("#topology");
+    for part in ["orders", "acme-erp-orders@1.0.0", "hook · closed"] {
+        assert!(picture.contains(part), "{part} in the topology: {picture}");
+    }
+
+    // Orders flow; the overview counts them by itself (its script refreshes it).
+    for n in 0..3 {
+        server.send_order(&http, &format!("C-{n}"));
+    }
+    wait_until(Duration::from_secs(20), "three deliveries", || {
+        webhook.counts().len() == 3
+    });
+    browser.wait_text("#route-orders", Duration::from_secs(10), |t| {
+        t.split_whitespace().nth(2) == Some("3")
+    });
+    browser.screenshot(&shots.join("overview.png"));
+
+    // The sink goes away: its breaker shows open within the refresh period, the row marked.
+    proxy.cut();
+    for n in 3..9 {
+        server.send_order(&http, &format!("C-{n}"));
+    }
+    browser.wait_text("#breaker-hook", Duration::from_secs(20), |t| t == "open");
+    assert_eq!(
+        browser.execute("return document.querySelector('#sink-hook').className"),
+        "failing"
+    );
+    assert!(browser.text("#topology").contains("hook · open"));
+    browser.screenshot(&shots.join("overview-open.png"));
+
+    // It comes back: closed again, every order delivered.
+    proxy.restore();
+    browser.wait_text("#breaker-hook", Duration::from_secs(30), |t| t == "closed");
+    wait_until(Duration::from_secs(30), "every order delivered", || {
+        webhook.counts().len() == 9
+    });
+}
+
+#[test]
+fn a_console_form_needs_the_session_s_csrf_token_and_the_api_keeps_its_bearer_token() {
+    let rig = Rig::start();
+    let (server, http, browser) = (&rig.server, &rig.http, &rig.browser);
+    browser.goto(&format!("{}/console/login", server.url()));
+    log_in(browser);
+    let session = browser.cookie("dragoman_console").unwrap()["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cookie = format!("dragoman_console={session}");
+    let action = format!("{}/console/breakers/hook", server.url());
+    let form = ("content-type", "application/x-www-form-urlencoded");
+
+    // The session's cookie without its token, or with another: refused, nothing done.
+    for body in ["action=force-open", "action=force-open&csrf=0000"] {
+        let reply = http
+            .send(
+                "POST",
+                &action,
+                &[form, ("cookie", &cookie)],
+                body.as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(reply.status, 403, "{body}: {}", reply.text());
+    }
+    let reply = http
+        .send("POST", &action, &[form], b"action=force-open")
+        .unwrap();
+    assert_eq!(reply.status, 401, "no session");
+    let breakers = format!("{}/v1/breakers", server.url());
+    let bearer = format!("Bearer {TOKEN}");
+    let state = || {
+        let reply = http
+            .send("GET", &breakers, &[("authorization", &bearer)], b"")
+            .unwrap();
+        assert_eq!(reply.status, 200);
+        reply.json()["breakers"]["hook"]["state"].clone()
+    };
+    assert_eq!(state(), "closed");
+    assert_eq!(
+        http.send("GET", &breakers, &[], b"").unwrap().status,
+        401,
+        "the API still wants its bearer token"
+    );
+
+    // The page's own form carries the token: the operator forces the breaker open, then
+    // resets it.
+    browser.click("#sink-hook button");
+    browser.wait_text("#breaker-hook", Duration::from_secs(10), |t| {
+        t == "forced_open"
+    });
+    assert_eq!(state(), "forced_open");
+    browser.click("#sink-hook button");
+    browser.wait_text("#breaker-hook", Duration::from_secs(10), |t| t == "closed");
+    assert_eq!(state(), "closed");
+
+    // Logging out ends the session: its cookie no longer opens a page.
+    browser.click(".logout button");
+    wait_until(Duration::from_secs(10), "the login page", || {
+        browser.url().ends_with("/console/login")
+    });
+    let reply = http
+        .send(
+            "GET",
+            &format!("{}/console", server.url()),
+            &[("cookie", &cookie)],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(reply.status, 303, "back to the login");
+}
