@@ -215,3 +215,114 @@ fn a_console_form_needs_the_session_s_csrf_token_and_the_api_keeps_its_bearer_to
         .unwrap();
     assert_eq!(reply.status, 303, "back to the login");
 }
+
+/// The 2 AM story on the console: orders the active 1.0.0 refuses are dead-lettered; on the
+/// Plugins page the operator activates 2.0.0 and rolls it back, each after a confirmation
+/// and showing its audit entry; on the Dead letters page every entry that matches is
+/// selected, a dry run through the kept 2.0.0 (not active) shows what each would become and
+/// stores nothing, and the replay delivers them and empties the page. One order's id is
+/// markup: it shows as text and runs nothing.
+#[test]
+fn dead_letters_are_selected_dry_run_through_a_kept_version_and_replayed_from_the_console() {
+    const ORDERS: usize = 5;
+    let webhook = Webhook::start();
+    let rig = tests::swap::Swapping::start(&webhook, false);
+    let v2 = tests::swap::sha256(&rig.v2);
+    let wasm = std::fs::read(&rig.v2).unwrap();
+    let kept = rig.call("PUT", "/v1/plugins/acme-erp-orders?activate=false", &wasm);
+    assert_eq!(kept.status, 201, "{}", kept.json());
+    let markup = "<img src=x onerror=alert(1)>";
+    for n in 0..ORDERS {
+        let id = if n == 0 {
+            markup.to_owned()
+        } else {
+            format!("NIGHT-{n}")
+        };
+        let reply = rig.post(&tests::swap::order_v2(&id));
+        assert_eq!(reply.status, 422, "{}", reply.json());
+    }
+    let dlq = || {
+        rig.call("GET", "/v1/dlq", b"").json()["dead_letters"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(dlq(), ORDERS);
+    let browser = Browser::start();
+    let shots = screenshots_dir();
+
+    // An open API (no admin token): the console gives the browser a session at once.
+    browser.goto(&rig.url("/console/plugins"));
+    browser.wait_text(
+        "#plugin-acme-erp-orders .serving",
+        Duration::from_secs(10),
+        |t| t.contains("orders serves 1.0.0"),
+    );
+    browser.screenshot(&shots.join("plugins.png"));
+    browser.click("#activate-acme-erp-orders-2\\.0\\.0");
+    browser.wait_text("#question", Duration::from_secs(10), |t| {
+        t.contains("Activate version 2.0.0 of acme-erp-orders")
+    });
+    assert_ne!(rig.active(), v2, "nothing changes before the confirmation");
+    browser.click("#confirm");
+    let audit = browser.wait_text("#audit", Duration::from_secs(30), |t| t.contains("2.0.0"));
+    assert!(audit.contains("route:orders"), "{audit}");
+    assert_eq!(rig.active(), v2);
+    browser.click("#back");
+    browser.click("#rollback-acme-erp-orders");
+    browser.wait_text("#question", Duration::from_secs(10), |t| t.contains("Roll"));
+    browser.click("#confirm");
+    browser.wait_text("#audit", Duration::from_secs(30), |t| t.contains("1.0.0"));
+    assert_ne!(rig.active(), v2, "rolled back to 1.0.0");
+
+    // The dead letters 1.0.0 made, all selected, dry run through the kept 2.0.0.
+    browser.goto(&rig.url("/console/dead-letters?route=orders&plugin=1.0.0"));
+    browser.wait_text("#matched", Duration::from_secs(10), |t| {
+        t.starts_with(&format!("{ORDERS} match"))
+    });
+    assert!(
+        browser.text("#dead-letters").contains("missing-field"),
+        "each entry's fault"
+    );
+    browser.screenshot(&shots.join("dead-letters.png"));
+    browser.click("#select-all");
+    browser.execute("document.querySelector('#version').value = '2.0.0'; return null");
+    browser.click("#dry-run");
+    browser.wait_text("#stored", Duration::from_secs(30), |t| {
+        t.contains("Nothing was stored")
+    });
+    let counts = browser.text("#counts");
+    assert!(
+        counts.contains("acme-erp-orders@2.0.0")
+            && counts.contains(&format!("{ORDERS} would_accept")),
+        "{counts}"
+    );
+    // The markup in an order id is text on the page: no element made of it, no script run
+    // (an alert would fail every WebDriver command from here on).
+    let outcomes = browser.text("#outcomes");
+    assert!(outcomes.contains(markup), "{outcomes}");
+    assert_eq!(
+        browser.execute("return document.querySelectorAll('#outcomes img').length"),
+        0
+    );
+    browser.screenshot(&shots.join("dry-run.png"));
+    assert_eq!(dlq(), ORDERS, "a dry run stores nothing");
+    assert!(webhook.received().is_empty(), "and delivers nothing");
+
+    // The replay of the same selection.
+    browser.click("#replay-now");
+    browser.wait_text("#counts", Duration::from_secs(60), |t| {
+        t.contains(&format!("{ORDERS} accepted"))
+    });
+    wait_until(
+        Duration::from_secs(30),
+        "every replayed order delivered",
+        || webhook.received().len() == ORDERS,
+    );
+    assert!(webhook.received().iter().all(|r| r.plugin_sha256 == v2));
+    assert_eq!(dlq(), 0);
+    browser.goto(&rig.url("/console/dead-letters?route=orders"));
+    browser.wait_text("#matched", Duration::from_secs(10), |t| {
+        t.starts_with("0 match")
+    });
+}

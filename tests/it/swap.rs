@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tests::net::{self, Webhook, wait_until};
-use tests::swap::{Swapping, one_swap, order, packed, sha256};
+use tests::swap::{Swapping, one_swap, order, order_v2, packed, sha256};
 use tests::wasm;
 
 #[test]
@@ -669,15 +669,7 @@ fn issue_11_a_bad_canary_is_rolled_back_by_itself_and_its_failures_replay_throug
         if rolled_back().is_some() {
             break;
         }
-        let reply = rig
-            .http
-            .send(
-                "POST",
-                &rig.url("/v1/routes/orders/messages"),
-                &[("content-type", "application/json")],
-                order(&format!("CAN-{n}")).as_bytes(),
-            )
-            .unwrap();
+        let reply = rig.post(&order(&format!("CAN-{n}")));
         match reply.status {
             202 => accepted += 1,
             422 => {
@@ -742,28 +734,12 @@ fn issue_11_a_bad_canary_is_rolled_back_by_itself_and_its_failures_replay_throug
     }
 }
 
-/// An order as API v2 of the vendor sends it.
-fn order_v2(id: &str) -> String {
-    format!(
-        r#"{{"orderNumber": "{id}", "orderStatus": "OPEN", "lines": [{{"productCode": "S", "quantity": 2, "unitPrice": "1.25"}}]}}"#
-    )
-}
-
 #[test]
 fn issue_11_the_2_am_story_shadow_canary_activation_and_a_pinned_replay_delivering_each_once() {
     let webhook = Webhook::start();
     let rig = Swapping::start(&webhook, false);
     let v2 = sha256(&rig.v2);
-    let post = |body: String| {
-        rig.http
-            .send(
-                "POST",
-                &rig.url("/v1/routes/orders/messages"),
-                &[("content-type", "application/json")],
-                body.as_bytes(),
-            )
-            .unwrap()
-    };
+    let post = |body: String| rig.post(&body);
 
     // 02:00: the vendor starts sending API v2; v1 refuses every such order into the DLQ.
     for n in 0..6 {

@@ -56,6 +56,15 @@ pub fn order(id: &str) -> String {
     )
 }
 
+/// An order as API v2 of the vendor sends it: v1 refuses it (`missing-field`).
+pub fn order_v2(id: &str) -> String {
+    serde_json::json!({
+        "orderNumber": id, "orderStatus": "OPEN",
+        "lines": [{"productCode": "S", "quantity": 2, "unitPrice": "1.25"}],
+    })
+    .to_string()
+}
+
 /// A host serving route `orders` on the packed v1, delivering to `webhook`.
 #[derive(Debug)]
 pub struct Swapping {
@@ -113,6 +122,18 @@ impl Swapping {
     /// One call to the host.
     pub fn call(&self, method: &str, path: &str, body: &[u8]) -> net::Reply {
         self.http.send(method, &self.url(path), &[], body).unwrap()
+    }
+
+    /// Posts `body` as a message to route `orders`.
+    pub fn post(&self, body: &str) -> net::Reply {
+        self.http
+            .send(
+                "POST",
+                &self.url("/v1/routes/orders/messages"),
+                &[("content-type", "application/json")],
+                body.as_bytes(),
+            )
+            .unwrap()
     }
 
     /// `PUT /v1/plugins/{name}` of `file`.

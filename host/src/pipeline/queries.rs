@@ -52,6 +52,16 @@ impl Pipeline {
             .await
     }
 
+    /// The translation dead letters `filter` matches, oldest first, at most
+    /// [`super::replay::MAX_BATCH`]: what a batch replay of that filter would take.
+    pub(crate) async fn dead_letters_matching(
+        &self,
+        filter: crate::ReplayFilter,
+    ) -> Result<Vec<DeadLetter>, Error> {
+        self.read(move |storage| super::replay::matching(storage, &filter))
+            .await
+    }
+
     /// One dead letter entry with the message it concerns, if that is still stored.
     pub(crate) async fn dead_letter(
         &self,

@@ -66,8 +66,7 @@ impl Pipeline {
         let pipeline = self.clone();
         let found = tokio::task::spawn_blocking(move || {
             let version = pipeline.target(&route, target)?;
-            let entries = pipeline
-                .matching(&filter)
+            let entries = matching(&*pipeline.core.storage, &filter)
                 .map_err(|e| Box::new(Activated::Unavailable(super::storage_failure(&e))))?;
             Ok::<_, Box<Activated>>((route, version, entries))
         })
@@ -165,27 +164,6 @@ impl Pipeline {
         Ok(route.candidate(checked.plugin, checked.loaded))
     }
 
-    /// The dead letters `filter` matches, oldest first, at most [`MAX_BATCH`].
-    fn matching(
-        &self,
-        filter: &ReplayFilter,
-    ) -> Result<Vec<DeadLetter>, crate::storage::StorageError> {
-        let storage = &self.core.storage;
-        let mut found = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page =
-                storage.route_dead_letters(&filter.route, after.as_deref(), super::MAX_LISTING)?;
-            let full = page.len() == super::MAX_LISTING;
-            after = page.last().map(|e| e.id.clone());
-            found.extend(page.into_iter().filter(|e| filter.matches(e)));
-            if !full || found.len() >= MAX_BATCH {
-                found.truncate(MAX_BATCH);
-                return Ok(found);
-            }
-        }
-    }
-
     /// What `version` would make of the message `id`, storing nothing.
     fn would(&self, route: &Route, version: &Version, id: &str) -> ItemOutcome {
         let record = match self.core.storage.message(id) {
@@ -221,6 +199,26 @@ impl Pipeline {
                 }
             }
             Err(fault) => ItemOutcome::Fault(fault.to_string()),
+        }
+    }
+}
+
+/// The dead letters `filter` matches, oldest first, at most [`MAX_BATCH`].
+pub(super) fn matching(
+    storage: &dyn crate::storage::Storage,
+    filter: &ReplayFilter,
+) -> Result<Vec<DeadLetter>, crate::storage::StorageError> {
+    let mut found = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page =
+            storage.route_dead_letters(&filter.route, after.as_deref(), super::MAX_LISTING)?;
+        let full = page.len() == super::MAX_LISTING;
+        after = page.last().map(|e| e.id.clone());
+        found.extend(page.into_iter().filter(|e| filter.matches(e)));
+        if !full || found.len() >= MAX_BATCH {
+            found.truncate(MAX_BATCH);
+            return Ok(found);
         }
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! - `console/session.rs`: the login's session cookie and each session's CSRF token;
 //! - `console/html.rs`: escaping and the page frame;
-//! - `console/overview.rs`: the overview (topology, routes, sinks and breakers).
+//! - `console/overview.rs`: the overview (topology, routes, sinks and breakers);
+//! - `console/dead_letters.rs`: the dead letters, filtered, selected, dry run and replayed;
+//! - `console/plugins.rs`: the kept versions, activation and rollback after a confirmation.
 //!
 //! Authentication: with an admin token configured, the login form takes it once and the
 //! browser keeps a session cookie (`HttpOnly`, `SameSite=Strict`), never the token; without
@@ -11,11 +13,12 @@
 //! session's CSRF token in its form, checked in constant time; a POST without it is refused
 //! with `403`. Every answer forbids framing and inline script.
 
+mod dead_letters;
 mod html;
 mod overview;
+mod plugins;
 mod session;
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -69,7 +72,7 @@ where
                 Ok(form) => form,
                 Err(status) => return plain(status, "the form could not be read"),
             };
-            return login(api, form.get("token").map(String::as_str), now);
+            return login(api, form.get("token"), now);
         }
         _ => {}
     }
@@ -94,14 +97,14 @@ where
             Ok(form) => form,
             Err(status) => return plain(status, "the form could not be read"),
         };
-        if !session.csrf_matches(form.get("csrf").map(String::as_str)) {
+        if !session.csrf_matches(form.get("csrf")) {
             tracing::warn!("a console form without its session's CSRF token was refused");
             return plain(
                 StatusCode::FORBIDDEN,
                 "the form's CSRF token is missing or wrong",
             );
         }
-        return act(api, &session, segments, &form);
+        return act(api, &session, segments, &form).await;
     }
     if method != Method::GET && method != Method::HEAD {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "GET or POST");
@@ -118,16 +121,210 @@ where
                 )
             }
         }
+        ["console", "dead-letters"] => {
+            let query = Form::parse(parts.uri.query().unwrap_or_default());
+            let main = dead_letters::render(&list(api, &query, &session).await);
+            html(
+                StatusCode::OK,
+                html::page("Dead letters", &main, Some(&session.csrf)),
+            )
+        }
+        ["console", "plugins"] => match api.pipeline.plugins().await {
+            Ok(listed) => html(
+                StatusCode::OK,
+                html::page("Plugins", &plugins::render(&listed), Some(&session.csrf)),
+            ),
+            Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        },
+        ["console", "plugins", name, "confirm"] => {
+            let query = Form::parse(parts.uri.query().unwrap_or_default());
+            let action = match query.get("action") {
+                Some(action @ ("activate" | "rollback")) => action,
+                _ => return plain(StatusCode::BAD_REQUEST, "`action` is activate or rollback"),
+            };
+            let main = plugins::confirm(name, action, query.get("version"), &session.csrf);
+            html(
+                StatusCode::OK,
+                html::page("Confirm", &main, Some(&session.csrf)),
+            )
+        }
         _ => plain(StatusCode::NOT_FOUND, "no such console page"),
     }
 }
 
+/// The dead letters the query's filter matches (every entry, a page of them, without a
+/// route), and the kept versions a replay may go through.
+async fn list(api: &Inner, query: &Form, session: &Session) -> dead_letters::List {
+    let filter = dead_letters::FilterForm::read(query);
+    let mut list = dead_letters::List {
+        routes: route_names(api),
+        csrf: session.csrf.clone(),
+        ..dead_letters::List::default()
+    };
+    let found = match filter.filter() {
+        Err(error) => Err(error),
+        Ok(None) => api
+            .pipeline
+            .dead_letters(None, dead_letters::SHOWN)
+            .await
+            .map_err(|e| e.to_string()),
+        Ok(Some(replay)) => {
+            list.versions = kept_versions(api, &replay.route).await;
+            api.pipeline
+                .dead_letters_matching(replay)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    match found {
+        Ok(entries) => list.entries = entries,
+        Err(error) => list.error = Some(error),
+    }
+    list.filter = filter;
+    list
+}
+
+/// The routes' names.
+fn route_names(api: &Inner) -> Vec<String> {
+    super::topology::routes(api)["routes"]
+        .as_object()
+        .map(|routes| routes.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The kept versions of the plugin `route` serves, the newest received first.
+async fn kept_versions(api: &Inner, route: &str) -> Vec<String> {
+    let Ok(listed) = api.pipeline.plugins().await else {
+        return Vec::new();
+    };
+    let Some(entry) = listed
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(_, entry)| entry)
+        .find(|entry| entry["routes"].get(route).is_some())
+    else {
+        return Vec::new();
+    };
+    let mut versions: Vec<(String, String)> = entry["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            let text = |key: &str| v[key].as_str().unwrap_or_default().to_owned();
+            (text("received_at"), text("version"))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .into_iter()
+        .rev()
+        .map(|(_, version)| version)
+        .collect()
+}
+
+/// A dry run or a replay of the selection: every entry that matches the filter, or the ones
+/// ticked.
+async fn replay(api: &Inner, form: &Form) -> String {
+    let dry_run = form.get("mode") != Some("replay");
+    let filter = match dead_letters::FilterForm::read(form).filter() {
+        Ok(Some(filter)) => filter,
+        Ok(None) => return "<p class=\"error\">Choose a route first.</p>".to_owned(),
+        Err(error) => return format!("<p class=\"error\">{}</p>", html::escape(&error)),
+    };
+    let target = form
+        .get("version")
+        .filter(|v| !v.is_empty())
+        .map(|v| crate::registry::Selector::Version(v.to_owned()));
+    let all = form.get("all") == Some("on");
+    let ticked: std::collections::BTreeSet<&str> = form.all("id").collect();
+    if !all && ticked.is_empty() {
+        return "<p class=\"error\" id=\"problem\">Nothing selected: tick entries, or select all that match.</p>"
+            .to_owned();
+    }
+    let mut answer = if all || dry_run {
+        super::replay::replayed_batch(api.pipeline.replay_batch(filter, target, dry_run).await)
+            .json_body()
+    } else {
+        let mut items = Vec::new();
+        let mut counts = serde_json::Map::new();
+        for id in &ticked {
+            let outcome = api.pipeline.replay_pinned(id, target.clone()).await;
+            let answer = super::problem::replayed(outcome).json_body();
+            let kind = if answer.get("detail").is_some() {
+                "refused"
+            } else {
+                "accepted"
+            };
+            let count = counts.entry(kind).or_insert(serde_json::json!(0));
+            *count = serde_json::json!(count.as_u64().unwrap_or(0) + 1);
+            items.push(serde_json::json!({
+                "dead_letter": id, "message_id": answer["message_id"], "outcome": kind,
+                "detail": answer,
+            }));
+        }
+        serde_json::json!({
+            "target": form.get("version").unwrap_or("the active version"),
+            "matched": items.len(), "counts": counts, "items": items,
+        })
+    };
+    if !all && let Some(items) = answer["items"].as_array_mut() {
+        items.retain(|item| {
+            item["dead_letter"]
+                .as_str()
+                .is_some_and(|id| ticked.contains(id))
+        });
+        answer["matched"] = serde_json::json!(items.len());
+    }
+    dead_letters::render_outcome(&answer, dry_run, form)
+}
+
+/// Activates a kept version of `name` (or rolls it back), and shows the outcome with the
+/// audit entry it wrote.
+async fn change_plugin(api: &Inner, name: &str, action: &str, version: Option<&str>) -> String {
+    let outcome = if action == "rollback" {
+        api.pipeline.rollback(name).await
+    } else {
+        let Some(version) = version.filter(|v| !v.is_empty()) else {
+            return "<p class=\"error\">Which version?</p>".to_owned();
+        };
+        let selector = crate::registry::Selector::Version(version.to_owned());
+        api.pipeline
+            .activate(name, selector, crate::registry::Serve::Activate)
+            .await
+    };
+    let answer = super::plugins::activated(outcome);
+    let body = answer.json_body();
+    // A change is recorded in the stream of each route it swapped (`route:NAME`).
+    let mut audit = Vec::new();
+    if answer.status().is_success() {
+        for swap in body["swaps"].as_array().into_iter().flatten() {
+            let Some(route) = swap["route"].as_str() else {
+                continue;
+            };
+            if let Ok(events) = api.pipeline.history(&format!("route:{route}")).await
+                && let Some(last) = events.last()
+            {
+                audit.push(serde_json::json!(last));
+            }
+        }
+    }
+    tracing::warn!(
+        plugin = name,
+        action,
+        version,
+        "an operator changed a plugin from the console"
+    );
+    let audit = (!audit.is_empty()).then_some(serde_json::Value::Array(audit));
+    plugins::outcome(answer.status().as_u16(), &body, audit.as_ref())
+}
+
 /// A POST of a logged-in session, its CSRF token checked.
-fn act(
+async fn act(
     api: &Inner,
     session: &Session,
     segments: &[&str],
-    form: &BTreeMap<String, String>,
+    form: &Form,
 ) -> http::Response<Full<Bytes>> {
     match segments {
         ["console", "logout"] => {
@@ -138,17 +335,36 @@ fn act(
             let Some(breaker) = api.breakers.get(name) else {
                 return plain(StatusCode::NOT_FOUND, "no such breaker");
             };
-            match form.get("action").map(String::as_str) {
+            match form.get("action") {
                 Some("reset") => breaker.reset(),
                 Some("force-open") => breaker.force_open(),
                 _ => return plain(StatusCode::BAD_REQUEST, "`action` is reset or force-open"),
             }
             tracing::warn!(
                 breaker = *name,
-                action = form.get("action").map(String::as_str),
+                action = form.get("action"),
                 "an operator set a circuit breaker from the console"
             );
             see_other("/console", None)
+        }
+        ["console", "dead-letters", "replay"] => {
+            let main = replay(api, form).await;
+            html(
+                StatusCode::OK,
+                html::page("Dead letters", &main, Some(&session.csrf)),
+            )
+        }
+        [
+            "console",
+            "plugins",
+            name,
+            action @ ("activate" | "rollback"),
+        ] => {
+            let main = change_plugin(api, name, action, form.get("version")).await;
+            html(
+                StatusCode::OK,
+                html::page("Plugins", &main, Some(&session.csrf)),
+            )
         }
         _ => plain(StatusCode::NOT_FOUND, "no such console action"),
     }
@@ -206,12 +422,49 @@ fn is_fragment(query: Option<&str>) -> bool {
     query.is_some_and(|q| q.split('&').any(|pair| pair == "fragment=1"))
 }
 
-/// An `application/x-www-form-urlencoded` body as its fields (a repeated name keeps its last
-/// value).
-async fn read_form<B>(
-    headers: &http::HeaderMap,
-    body: B,
-) -> Result<BTreeMap<String, String>, StatusCode>
+/// The fields of an `application/x-www-form-urlencoded` body or query, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn parse(text: &str) -> Self {
+        Self(
+            text.split('&')
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| {
+                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                    let decode = |s: &str| crate::percent::decode(&s.replace('+', " "));
+                    (decode(key), decode(value))
+                })
+                .collect(),
+        )
+    }
+
+    /// The last value of `name`.
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Every value of `name`, in order.
+    pub(super) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.0
+            .iter()
+            .filter(move |(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Every field, in order.
+    pub(super) fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// An `application/x-www-form-urlencoded` body as its fields.
+async fn read_form<B>(headers: &http::HeaderMap, body: B) -> Result<Form, StatusCode>
 where
     B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display + Send,
@@ -220,18 +473,7 @@ where
         .await
         .map_err(|_| StatusCode::PAYLOAD_TOO_LARGE)?;
     let text = std::str::from_utf8(&incoming.body).map_err(|_| StatusCode::BAD_REQUEST)?;
-    Ok(parse_form(text))
-}
-
-fn parse_form(text: &str) -> BTreeMap<String, String> {
-    text.split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |s: &str| crate::percent::decode(&s.replace('+', " "));
-            (decode(key), decode(value))
-        })
-        .collect()
+    Ok(Form::parse(text))
 }
 
 fn response(
@@ -284,10 +526,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_form_body_decodes_plus_and_percent() {
-        let form = parse_form("token=a+b%2Bc&csrf=&x");
-        assert_eq!(form["token"], "a b+c");
-        assert_eq!(form["csrf"], "");
-        assert_eq!(form["x"], "");
+    fn a_form_body_decodes_plus_and_percent_and_keeps_repeated_names() {
+        let form = Form::parse("token=a+b%2Bc&csrf=&x&id=1&id=2");
+        assert_eq!(form.get("token"), Some("a b+c"));
+        assert_eq!(form.get("csrf"), Some(""));
+        assert_eq!(form.get("x"), Some(""));
+        assert_eq!(form.all("id").collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(form.get("none"), None);
     }
 }

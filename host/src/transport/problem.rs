@@ -42,6 +42,17 @@ impl Answer {
         }
     }
 
+    /// The status it answers with.
+    pub(super) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Its body as JSON (`null` when it is not JSON): for the console, which shows the
+    /// API's answers as pages.
+    pub(super) fn json_body(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
     pub(super) fn empty(status: StatusCode) -> Self {
         Self {
             status,

@@ -22,7 +22,11 @@ pub(super) fn escape(text: &str) -> String {
 }
 
 /// The pages' navigation: (path, label).
-const PAGES: [(&str, &str); 1] = [("/console", "Overview")];
+const PAGES: [(&str, &str); 3] = [
+    ("/console", "Overview"),
+    ("/console/dead-letters", "Dead letters"),
+    ("/console/plugins", "Plugins"),
+];
 
 /// A whole page: `main` is HTML already escaped; `csrf` is the session's token, for the
 /// logout form (`None` on the login page).
