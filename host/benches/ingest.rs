@@ -15,7 +15,9 @@
 //! 4. **bare**: 64 concurrent writers do what the store must do at the least for each
 //!    message (one `apply_batch` of the same bytes under three keys, then a flush that
 //!    concurrent writers share) on bare sled.
-//! 5. **loaded**: a store prepared with 1,000,000 retained idempotency keys, 100,000 events
+//! 5. **console open**: as *empty*, while the overview of the operator's console is read
+//!    every 250 ms (what eight open consoles, refreshing every 2 s, ask of the host).
+//! 6. **loaded**: a store prepared with 1,000,000 retained idempotency keys, 100,000 events
 //!    (of 1,000 partition keys) pending for the down sink, and 300,000 more keys that have
 //!    expired, so that a sweep removes them while the load runs.
 //!
@@ -26,7 +28,7 @@
 //! sweeper removed while it was measured, and the worst p99 and longest ingest of all its
 //! rounds. The summary gives empty/bare, no store/bare (the most empty/bare could be with a
 //! store that cost nothing), empty/no store (what the store costs), loaded/empty and streams
-//! on/off.
+//! on/off and console open/closed.
 //!
 //! Run: `cargo bench -p dragoman --bench ingest` (`-- --seconds N --clients N --keys N
 //! --pending N --expired N --rounds N` to change the load).
@@ -142,6 +144,7 @@ fn main() {
         (off, _),
         (ceiling, _),
         (bare, _),
+        (console, reads),
         (loaded, swept),
     ] = best;
     println!("records swept while the best loaded round was measured: {swept}");
@@ -158,6 +161,12 @@ fn main() {
     println!(
         "entity streams on / off = {:.2}",
         empty.throughput / off.throughput
+    );
+    println!(
+        "console open / closed = {:.2} ({reads} overview reads while the best round was \
+         measured, one every {} ms)",
+        console.throughput / empty.throughput,
+        CONSOLE_EVERY.as_millis()
     );
     println!(
         "loaded, worst of {rounds} rounds: p99 = {:.1} ms, longest ingest = {:.1} ms",
@@ -246,16 +255,21 @@ enum Kind {
     StreamsOff,
     NoStore,
     Bare,
+    ConsoleOpen,
     Loaded,
 }
 
-const KINDS: [Kind; 5] = [
+const KINDS: [Kind; 6] = [
     Kind::Empty,
     Kind::StreamsOff,
     Kind::NoStore,
     Kind::Bare,
+    Kind::ConsoleOpen,
     Kind::Loaded,
 ];
+
+/// How often the console run reads the overview.
+const CONSOLE_EVERY: Duration = Duration::from_millis(250);
 
 impl Kind {
     fn name(self) -> &'static str {
@@ -264,6 +278,7 @@ impl Kind {
             Self::StreamsOff => "empty store, streams off",
             Self::NoStore => "no store (translate only)",
             Self::Bare => "bare sled batch + flush",
+            Self::ConsoleOpen => "empty store, console open",
             Self::Loaded => "loaded store",
         }
     }
@@ -280,13 +295,24 @@ struct Measure<'a> {
 
 impl Measure<'_> {
     /// Measures `kind` in round `round`: its figures, and how many records the sweeper
-    /// removed meanwhile. Each round's orders have numbers of their own, so that a round
-    /// on the loaded store does not repeat an earlier one's keys.
+    /// removed meanwhile (for the console run: how many overviews it read). Each round's
+    /// orders have numbers of their own, so that a round on the loaded store does not repeat
+    /// an earlier one's keys.
     async fn run(&self, kind: Kind, round: u64) -> (Figures, u64) {
         let first = round * 1_000_000_000;
         let run = match kind {
-            Kind::Empty | Kind::Loaded => Run::Store { streams: true },
-            Kind::StreamsOff => Run::Store { streams: false },
+            Kind::Empty | Kind::Loaded => Run::Store {
+                streams: true,
+                console: false,
+            },
+            Kind::StreamsOff => Run::Store {
+                streams: false,
+                console: false,
+            },
+            Kind::ConsoleOpen => Run::Store {
+                streams: true,
+                console: true,
+            },
             Kind::NoStore => Run::NoStore,
             Kind::Bare => {
                 let bare = bare_sled(self.seed.as_bytes(), self.clients, self.duration).await;
@@ -304,8 +330,9 @@ impl Measure<'_> {
 /// What a host run measures.
 #[derive(Debug, Clone, Copy)]
 enum Run {
-    /// Ingest, appending each event to its entity's stream or not.
-    Store { streams: bool },
+    /// Ingest, appending each event to its entity's stream or not, with the console's
+    /// overview read meanwhile or not.
+    Store { streams: bool, console: bool },
     /// Translate only: the same HTTP and sandbox work, nothing stored.
     NoStore,
 }
@@ -359,9 +386,9 @@ async fn ingest(measure: &Measure<'_>, first: u64, dir: &Path, run: Run) -> (Fig
         duration,
         ..
     } = *measure;
-    let (streams, action, answered) = match run {
-        Run::Store { streams } => (streams, "messages", 202),
-        Run::NoStore => (true, "translate", 200),
+    let (streams, console, action, answered) = match run {
+        Run::Store { streams, console } => (streams, console, "messages", 202),
+        Run::NoStore => (true, false, "translate", 200),
     };
     let config = config(plugin, dir, streams);
     let serving = Serving::start(config).await;
@@ -387,11 +414,48 @@ async fn ingest(measure: &Measure<'_>, first: u64, dir: &Path, run: Run) -> (Fig
     load(Duration::from_secs(1)).await;
     let swept_before = swept(&client, &base).await;
     let started = Instant::now();
+    let reading = console.then(|| tokio::spawn(read_console(base.clone(), started + duration)));
     let latencies = load(duration).await;
     let elapsed = started.elapsed();
     let swept = swept(&client, &base).await - swept_before;
     serving.stop().await;
-    (figures(latencies, elapsed), swept)
+    match reading {
+        Some(reads) => (
+            figures(latencies, elapsed),
+            reads.await.expect("the console reader ran"),
+        ),
+        None => (figures(latencies, elapsed), swept),
+    }
+}
+
+/// Reads the console's overview as its page does (the host has no admin token: the first
+/// visit gives the session cookie) every [`CONSOLE_EVERY`] until `until`; how many it read.
+async fn read_console(base: String, until: Instant) -> u64 {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let visit = client
+        .get(format!("{base}/console").parse().expect("a URI"))
+        .await
+        .expect("the console answers");
+    let cookie = visit
+        .headers()
+        .get(http::header::SET_COOKIE)
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let mut reads = 0;
+    while Instant::now() < until {
+        let request = http::Request::get(format!("{base}/console/overview?fragment=1"))
+            .header(http::header::COOKIE, &cookie)
+            .body(Full::new(Bytes::new()))
+            .expect("a request");
+        let answer = client.request(request).await.expect("the overview answers");
+        assert_eq!(answer.status(), 200, "the overview is read");
+        let _ = answer.into_body().collect().await;
+        reads += 1;
+        tokio::time::sleep(CONSOLE_EVERY).await;
+    }
+    reads
 }
 
 async fn bare_sled(bytes: &[u8], clients: usize, duration: Duration) -> Figures {

@@ -321,8 +321,115 @@ fn dead_letters_are_selected_dry_run_through_a_kept_version_and_replayed_from_th
     );
     assert!(webhook.received().iter().all(|r| r.plugin_sha256 == v2));
     assert_eq!(dlq(), 0);
+
+    // A replayed message's page: its journey in order, from the refusal to the delivery.
+    browser.click("#outcomes tr.outcome a");
+    browser.wait_text("#status", Duration::from_secs(10), |t| {
+        t.contains("published")
+    });
+    let kinds = journey(&browser);
+    let story = [
+        "received",
+        "rejected",
+        "dead_lettered",
+        "replayed",
+        "translated",
+        "committed",
+        "publish_succeeded",
+    ];
+    let mut at = 0;
+    for kind in story {
+        let found = kinds[at..].iter().position(|k| k == kind);
+        assert!(found.is_some(), "{kind} after step {at} of {kinds:?}");
+        at += found.unwrap() + 1;
+    }
+    assert!(browser.text("#journey").contains("acme-erp-orders@2.0.0"));
+    browser.screenshot(&shots.join("message.png"));
+
     browser.goto(&rig.url("/console/dead-letters?route=orders"));
     browser.wait_text("#matched", Duration::from_secs(10), |t| {
         t.starts_with("0 match")
     });
+}
+
+/// The kinds of the journey's steps on a message's page, in order.
+fn journey(browser: &Browser) -> Vec<String> {
+    let kinds = browser.execute(
+        "return [...document.querySelectorAll('#journey td.kind')].map(e => e.textContent)",
+    );
+    kinds
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// An entity's page: its state before and after a cancellation, on the commit clock, and a
+/// timeline whose events name their vendor messages and plugin versions; a message of it
+/// opens on its journey.
+#[test]
+fn an_entity_page_shows_the_state_before_and_after_a_cancellation() {
+    let webhook = Webhook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = net::config(&webhook.sink_table("hook"), "\"hook\"", "")
+        + &format!(
+            "\n[routes.cancellations]\nplugin = \"{}\"\nsinks = [\"hook\"]\n\n\
+             [projectors.order]\nplugin = \"{}\"\n",
+            tests::wasm::ACME_ERP_CANCELLATIONS,
+            tests::wasm::ORDER_FOLD,
+        );
+    let server = Server::start(dir.path(), &config);
+    let http = Http::new();
+    server.send_order(&http, "E-1");
+    // The creation is committed when its answer comes; the cancellation after this instant.
+    let between = jiff::Timestamp::now();
+    let cancel = serde_json::json!({
+        "ord_id": "E-1", "cancel_reason": "CUST",
+        "cancelled_at": jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S").to_string(),
+    });
+    let reply = http
+        .send(
+            "POST",
+            &format!("{}/v1/routes/cancellations/messages", server.url()),
+            &[("content-type", "application/json")],
+            cancel.to_string().as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(reply.status, 202, "{}", reply.text());
+
+    let browser = Browser::start();
+    browser.goto(&format!("{}/console/entities/order/E-1", server.url()));
+    browser.wait_text("#state", Duration::from_secs(10), |t| {
+        t.contains("\"cancelled\"")
+    });
+    let timeline = browser.text("#timeline");
+    for part in [
+        "order.created.v1",
+        "order.cancelled.v1",
+        "acme-erp-orders@1.0.0",
+        "acme-erp-cancellations@",
+    ] {
+        assert!(timeline.contains(part), "{part} in {timeline}");
+    }
+    browser.screenshot(&screenshots_dir().join("entity.png"));
+
+    // The instant between the two commits: created, one event applied.
+    browser.type_into("#at", &between.to_string());
+    browser.click("#show");
+    browser.wait_text("#state", Duration::from_secs(10), |t| {
+        t.contains("\"created\"")
+    });
+    assert!(browser.text("#folded").contains("through event 1"));
+    assert!(!browser.text("#timeline").contains("order.cancelled.v1"));
+
+    // The creation's vendor message, on its own page.
+    browser.click("#timeline tr.event a");
+    browser.wait_text("#status", Duration::from_secs(10), |t| t.contains("orders"));
+    let kinds = journey(&browser);
+    assert_eq!(
+        kinds[..3],
+        ["received", "translated", "committed"],
+        "{kinds:?}"
+    );
 }

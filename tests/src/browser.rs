@@ -105,6 +105,14 @@ impl Browser {
 
     /// A WebDriver command: its `value`.
     fn call(&self, method: &str, path: &str, body: &Value) -> Value {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|(status, answer)| {
+                panic!("WebDriver {method} {path}: {status} {answer}")
+            })
+    }
+
+    /// A WebDriver command: its `value`, or the status and answer of its error.
+    fn try_call(&self, method: &str, path: &str, body: &Value) -> Result<Value, (u16, Value)> {
         let body = if method == "GET" || method == "DELETE" {
             Vec::new()
         } else {
@@ -120,12 +128,11 @@ impl Browser {
             )
             .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
         let answer: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-        assert!(
-            reply.status == 200,
-            "WebDriver {method} {path}: {} {answer}",
-            reply.status
-        );
-        answer["value"].clone()
+        if reply.status == 200 {
+            Ok(answer["value"].clone())
+        } else {
+            Err((reply.status, answer))
+        }
     }
 
     /// Opens `url` and waits for it to load.
@@ -154,14 +161,20 @@ impl Browser {
             .and_then(|e| e.as_object()?.values().next()?.as_str().map(str::to_owned))
     }
 
-    /// The visible text of the element `css` selects (empty when there is none).
+    /// The visible text of the element `css` selects (empty when there is none), read in one
+    /// step: a page that refreshes a section cannot swap it between the find and the read.
     pub fn text(&self, css: &str) -> String {
-        self.find(css).map_or_else(String::new, |element| {
-            self.call("GET", &format!("/element/{element}/text"), &Value::Null)
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        })
+        self.call(
+            "POST",
+            "/execute/sync",
+            &json!({
+                "script": "const e = document.querySelector(arguments[0]); return e ? (e.innerText ?? e.textContent) : '';",
+                "args": [css],
+            }),
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
     }
 
     /// Types `text` into the element `css` selects.
@@ -174,10 +187,18 @@ impl Browser {
         );
     }
 
-    /// Clicks the element `css` selects.
+    /// Clicks the element `css` selects; found again when the page replaced it between the
+    /// find and the click (a section that refreshes itself), at most five times.
     pub fn click(&self, css: &str) {
-        let element = self.find(css).unwrap_or_else(|| panic!("no {css}"));
-        self.call("POST", &format!("/element/{element}/click"), &json!({}));
+        for _ in 0..5 {
+            let element = self.find(css).unwrap_or_else(|| panic!("no {css}"));
+            match self.try_call("POST", &format!("/element/{element}/click"), &json!({})) {
+                Ok(_) => return,
+                Err((_, answer)) if answer["value"]["error"] == "stale element reference" => {}
+                Err((status, answer)) => panic!("WebDriver click on {css}: {status} {answer}"),
+            }
+        }
+        panic!("{css} was replaced five times before it could be clicked");
     }
 
     /// Runs `script` in the page; what it returns.

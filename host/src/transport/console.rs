@@ -5,7 +5,9 @@
 //! - `console/html.rs`: escaping and the page frame;
 //! - `console/overview.rs`: the overview (topology, routes, sinks and breakers);
 //! - `console/dead_letters.rs`: the dead letters, filtered, selected, dry run and replayed;
-//! - `console/plugins.rs`: the kept versions, activation and rollback after a confirmation.
+//! - `console/plugins.rs`: the kept versions, activation and rollback after a confirmation;
+//! - `console/journey.rs`: a message's journey and an entity's state and timeline;
+//! - `console/pages.rs`: what each page reads or does through the host's operations.
 //!
 //! Authentication: with an admin token configured, the login form takes it once and the
 //! browser keeps a session cookie (`HttpOnly`, `SameSite=Strict`), never the token; without
@@ -15,7 +17,9 @@
 
 mod dead_letters;
 mod html;
+mod journey;
 mod overview;
+mod pages;
 mod plugins;
 mod session;
 
@@ -26,7 +30,7 @@ use http::{Method, Request, StatusCode, header};
 use http_body_util::Full;
 use subtle::ConstantTimeEq as _;
 
-use self::overview::{Overview, Rates};
+use self::overview::Rates;
 use self::session::{Session, Sessions};
 use super::Inner;
 use super::body::read;
@@ -111,7 +115,7 @@ where
     }
     match segments {
         ["console"] | ["console", "overview"] => {
-            let main = overview::render(&gather(api, &session, now).await);
+            let main = overview::render(&pages::gather(api, &session, now).await);
             if is_fragment(parts.uri.query()) {
                 html(StatusCode::OK, main)
             } else {
@@ -123,7 +127,7 @@ where
         }
         ["console", "dead-letters"] => {
             let query = Form::parse(parts.uri.query().unwrap_or_default());
-            let main = dead_letters::render(&list(api, &query, &session).await);
+            let main = dead_letters::render(&pages::list(api, &query, &session).await);
             html(
                 StatusCode::OK,
                 html::page("Dead letters", &main, Some(&session.csrf)),
@@ -136,6 +140,21 @@ where
             ),
             Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         },
+        ["console", "messages", id] => {
+            let main = pages::message(api, id).await;
+            html(
+                StatusCode::OK,
+                html::page("Message", &main, Some(&session.csrf)),
+            )
+        }
+        ["console", "entities", entity_type, id] => {
+            let query = Form::parse(parts.uri.query().unwrap_or_default());
+            let main = pages::entity(api, entity_type, id, &query).await;
+            html(
+                StatusCode::OK,
+                html::page("Entity", &main, Some(&session.csrf)),
+            )
+        }
         ["console", "plugins", name, "confirm"] => {
             let query = Form::parse(parts.uri.query().unwrap_or_default());
             let action = match query.get("action") {
@@ -150,173 +169,6 @@ where
         }
         _ => plain(StatusCode::NOT_FOUND, "no such console page"),
     }
-}
-
-/// The dead letters the query's filter matches (every entry, a page of them, without a
-/// route), and the kept versions a replay may go through.
-async fn list(api: &Inner, query: &Form, session: &Session) -> dead_letters::List {
-    let filter = dead_letters::FilterForm::read(query);
-    let mut list = dead_letters::List {
-        routes: route_names(api),
-        csrf: session.csrf.clone(),
-        ..dead_letters::List::default()
-    };
-    let found = match filter.filter() {
-        Err(error) => Err(error),
-        Ok(None) => api
-            .pipeline
-            .dead_letters(None, dead_letters::SHOWN)
-            .await
-            .map_err(|e| e.to_string()),
-        Ok(Some(replay)) => {
-            list.versions = kept_versions(api, &replay.route).await;
-            api.pipeline
-                .dead_letters_matching(replay)
-                .await
-                .map_err(|e| e.to_string())
-        }
-    };
-    match found {
-        Ok(entries) => list.entries = entries,
-        Err(error) => list.error = Some(error),
-    }
-    list.filter = filter;
-    list
-}
-
-/// The routes' names.
-fn route_names(api: &Inner) -> Vec<String> {
-    super::topology::routes(api)["routes"]
-        .as_object()
-        .map(|routes| routes.keys().cloned().collect())
-        .unwrap_or_default()
-}
-
-/// The kept versions of the plugin `route` serves, the newest received first.
-async fn kept_versions(api: &Inner, route: &str) -> Vec<String> {
-    let Ok(listed) = api.pipeline.plugins().await else {
-        return Vec::new();
-    };
-    let Some(entry) = listed
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(_, entry)| entry)
-        .find(|entry| entry["routes"].get(route).is_some())
-    else {
-        return Vec::new();
-    };
-    let mut versions: Vec<(String, String)> = entry["versions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|v| {
-            let text = |key: &str| v[key].as_str().unwrap_or_default().to_owned();
-            (text("received_at"), text("version"))
-        })
-        .collect();
-    versions.sort();
-    versions
-        .into_iter()
-        .rev()
-        .map(|(_, version)| version)
-        .collect()
-}
-
-/// A dry run or a replay of the selection: every entry that matches the filter, or the ones
-/// ticked.
-async fn replay(api: &Inner, form: &Form) -> String {
-    let dry_run = form.get("mode") != Some("replay");
-    let filter = match dead_letters::FilterForm::read(form).filter() {
-        Ok(Some(filter)) => filter,
-        Ok(None) => return "<p class=\"error\">Choose a route first.</p>".to_owned(),
-        Err(error) => return format!("<p class=\"error\">{}</p>", html::escape(&error)),
-    };
-    let target = form
-        .get("version")
-        .filter(|v| !v.is_empty())
-        .map(|v| crate::registry::Selector::Version(v.to_owned()));
-    let all = form.get("all") == Some("on");
-    let ticked: std::collections::BTreeSet<&str> = form.all("id").collect();
-    if !all && ticked.is_empty() {
-        return "<p class=\"error\" id=\"problem\">Nothing selected: tick entries, or select all that match.</p>"
-            .to_owned();
-    }
-    let mut answer = if all || dry_run {
-        super::replay::replayed_batch(api.pipeline.replay_batch(filter, target, dry_run).await)
-            .json_body()
-    } else {
-        let mut items = Vec::new();
-        let mut counts = serde_json::Map::new();
-        for id in &ticked {
-            let outcome = api.pipeline.replay_pinned(id, target.clone()).await;
-            let answer = super::problem::replayed(outcome).json_body();
-            let kind = if answer.get("detail").is_some() {
-                "refused"
-            } else {
-                "accepted"
-            };
-            let count = counts.entry(kind).or_insert(serde_json::json!(0));
-            *count = serde_json::json!(count.as_u64().unwrap_or(0) + 1);
-            items.push(serde_json::json!({
-                "dead_letter": id, "message_id": answer["message_id"], "outcome": kind,
-                "detail": answer,
-            }));
-        }
-        serde_json::json!({
-            "target": form.get("version").unwrap_or("the active version"),
-            "matched": items.len(), "counts": counts, "items": items,
-        })
-    };
-    if !all && let Some(items) = answer["items"].as_array_mut() {
-        items.retain(|item| {
-            item["dead_letter"]
-                .as_str()
-                .is_some_and(|id| ticked.contains(id))
-        });
-        answer["matched"] = serde_json::json!(items.len());
-    }
-    dead_letters::render_outcome(&answer, dry_run, form)
-}
-
-/// Activates a kept version of `name` (or rolls it back), and shows the outcome with the
-/// audit entry it wrote.
-async fn change_plugin(api: &Inner, name: &str, action: &str, version: Option<&str>) -> String {
-    let outcome = if action == "rollback" {
-        api.pipeline.rollback(name).await
-    } else {
-        let Some(version) = version.filter(|v| !v.is_empty()) else {
-            return "<p class=\"error\">Which version?</p>".to_owned();
-        };
-        let selector = crate::registry::Selector::Version(version.to_owned());
-        api.pipeline
-            .activate(name, selector, crate::registry::Serve::Activate)
-            .await
-    };
-    let answer = super::plugins::activated(outcome);
-    let body = answer.json_body();
-    // A change is recorded in the stream of each route it swapped (`route:NAME`).
-    let mut audit = Vec::new();
-    if answer.status().is_success() {
-        for swap in body["swaps"].as_array().into_iter().flatten() {
-            let Some(route) = swap["route"].as_str() else {
-                continue;
-            };
-            if let Ok(events) = api.pipeline.history(&format!("route:{route}")).await
-                && let Some(last) = events.last()
-            {
-                audit.push(serde_json::json!(last));
-            }
-        }
-    }
-    tracing::warn!(
-        plugin = name,
-        action,
-        version,
-        "an operator changed a plugin from the console"
-    );
-    let audit = (!audit.is_empty()).then_some(serde_json::Value::Array(audit));
-    plugins::outcome(answer.status().as_u16(), &body, audit.as_ref())
 }
 
 /// A POST of a logged-in session, its CSRF token checked.
@@ -348,7 +200,7 @@ async fn act(
             see_other("/console", None)
         }
         ["console", "dead-letters", "replay"] => {
-            let main = replay(api, form).await;
+            let main = pages::replay(api, form).await;
             html(
                 StatusCode::OK,
                 html::page("Dead letters", &main, Some(&session.csrf)),
@@ -360,7 +212,7 @@ async fn act(
             name,
             action @ ("activate" | "rollback"),
         ] => {
-            let main = change_plugin(api, name, action, form.get("version")).await;
+            let main = pages::change_plugin(api, name, action, form.get("version")).await;
             html(
                 StatusCode::OK,
                 html::page("Plugins", &main, Some(&session.csrf)),
@@ -384,38 +236,6 @@ fn login(api: &Inner, token: Option<&str>, now: Instant) -> http::Response<Full<
     }
     let session = api.console.sessions.start(now);
     see_other("/console", Some(session.set_cookie()))
-}
-
-/// What the overview shows, read now: the counters and gauges are atomics the hot path
-/// already keeps; the entity types are one store read.
-async fn gather(api: &Inner, session: &Session, now: Instant) -> Overview {
-    let topology = api
-        .pipeline
-        .topology_model(&api.sinks, &api.sources.labels())
-        .await
-        .unwrap_or_default();
-    let metrics = api.pipeline.metrics();
-    let counts = topology
-        .routes
-        .keys()
-        .map(|route| (route.clone(), metrics.route_counts(route)))
-        .collect();
-    Overview {
-        routes: api.console.rates.rows(counts, now),
-        breakers: api
-            .breakers
-            .iter()
-            .map(|(name, breaker)| (name.clone(), breaker.state().name()))
-            .collect(),
-        pending: topology
-            .sinks
-            .keys()
-            .map(|sink| (sink.clone(), metrics.sink_pending(sink)))
-            .collect(),
-        outbox: metrics.outbox(),
-        csrf: session.csrf.clone(),
-        topology,
-    }
 }
 
 fn is_fragment(query: Option<&str>) -> bool {

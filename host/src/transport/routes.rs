@@ -401,7 +401,7 @@ async fn dead_letters(api: &Inner, query: Option<&str>) -> Answer {
 const DEFAULT_LISTING: usize = 100;
 
 /// `GET /v1/messages/{id}[?at=RFC3339]`: the message's state, at an instant.
-async fn message_state(api: &Inner, id: &str, query: Option<&str>) -> Answer {
+pub(super) async fn message_state(api: &Inner, id: &str, query: Option<&str>) -> Answer {
     let at = match self::query(query, "at").map(|t| t.parse::<Timestamp>()) {
         None => None,
         Some(Ok(at)) => Some(at),
