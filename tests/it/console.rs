@@ -2,6 +2,7 @@
 //! login, the overview's topology and breakers as a sink goes away and comes back, and the
 //! CSRF defence of its forms.
 
+use std::path::Path;
 use std::time::Duration;
 
 use tests::browser::{Browser, screenshots_dir};
@@ -10,7 +11,7 @@ use tests::proxy::Proxy;
 
 const TOKEN: &str = "console-admin-token-7f3a";
 
-/// A host with an admin token whose one sink is a webhook behind a proxy the test cuts, and
+/// The quickstart with an admin token, its sink a webhook behind a proxy the test cuts, and
 /// a browser.
 struct Rig {
     webhook: Webhook,
@@ -38,25 +39,42 @@ impl Rig {
     }
 }
 
+/// The quickstart's own configuration (`examples/quickstart/dragoman.toml`: its routes, its
+/// sink `watch`, the order fold) with an admin token, on a free port and the test's
+/// directory; the sink is the webhook behind the proxy, its breaker quick to open and probe.
 fn host(dir: &std::path::Path, proxy: &Proxy) -> Server {
-    let sinks = format!(
-        "[sinks.hook]\ntype = \"http\"\nurl = \"http://{}/events\"\n\
-         [sinks.hook.breaker]\nminimum_calls = 3\nwait_in_open_ms = 2000\nwait_multiplier = 1\nprobes = 1\n",
-        proxy.address()
-    );
-    let retry = "[routes.orders.retry]\nmax_attempts = 1000\ninitial_backoff_ms = 50\nmax_backoff_ms = 200\n";
-    let config = format!(
-        "admin_token = \"{TOKEN}\"\n{}",
-        net::config(&sinks, "\"hook\"", retry)
-    );
+    let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart");
+    let text = std::fs::read_to_string(quickstart.join("dragoman.toml")).unwrap();
+    let built = Path::new(tests::wasm::ACME_ERP_ORDERS).parent().unwrap();
+    let config = format!("admin_token = \"{TOKEN}\"\n{text}")
+        .replace("\"127.0.0.1:8080\"", "\"127.0.0.1:0\"")
+        .replace("\"../../target/quickstart/data\"", "\"{data_dir}\"")
+        .replace("[sandbox]\n", "[sandbox]\ncache_dir = \"{cache_dir}\"\n")
+        .replace(
+            "\"http://127.0.0.1:9090/events\"",
+            &format!("\"http://{}/events\"", proxy.address()),
+        )
+        .replace("max_attempts = 8", "max_attempts = 1000")
+        .replace(
+            "\"../../target/wasm/wasm32-wasip2/release/",
+            &format!("\"{}/", built.display()),
+        )
+        + "\n[sinks.watch.breaker]\nminimum_calls = 3\nwait_in_open_ms = 2000\n\
+           wait_multiplier = 1\nprobes = 1\n";
+    assert!(!config.contains("../../"), "every path replaced: {config}");
     Server::start(dir, &config)
+}
+
+/// Posts seed order `id` to the quickstart's ERP route.
+fn send_order(server: &Server, http: &Http, id: &str) {
+    server.send_order(http, "erp-orders", id);
 }
 
 /// Logs in on the login page shown, and waits for the overview.
 fn log_in(browser: &Browser) {
     browser.type_into("#token", TOKEN);
     browser.click("#login");
-    browser.wait_text("#breaker-hook", Duration::from_secs(10), |t| t == "closed");
+    browser.wait_text("#breaker-watch", Duration::from_secs(10), |t| t == "closed");
 }
 
 #[test]
@@ -102,22 +120,29 @@ fn an_operator_logs_in_and_sees_a_sink_s_breaker_open_and_close_on_the_overview(
         "HttpOnly: not in document.cookie"
     );
 
-    // The quickstart's route and sink, in the table and in the picture.
-    let route = browser.text("#route-orders");
-    assert!(route.contains("acme-erp-orders@1.0.0"), "{route}");
+    // The quickstart's routes and sink, in the tables and in the picture.
+    for (route, plugin) in [
+        ("erp-orders", "acme-erp-orders@1.0.0"),
+        ("erp-cancellations", "acme-erp-cancellations@"),
+        ("payments", "paylane-payments@"),
+    ] {
+        let row = browser.text(&format!("#route-{route}"));
+        assert!(row.contains(plugin), "{route}: {row}");
+    }
+    assert!(browser.text("#sink-watch").contains("http"));
     let picture = browser.text("#topology");
-    for part in ["orders", "acme-erp-orders@1.0.0", "hook · closed"] {
+    for part in ["erp-orders", "acme-erp-orders@1.0.0", "watch · closed"] {
         assert!(picture.contains(part), "{part} in the topology: {picture}");
     }
 
     // Orders flow; the overview counts them by itself (its script refreshes it).
     for n in 0..3 {
-        server.send_order(&http, &format!("C-{n}"));
+        send_order(&server, &http, &format!("C-{n}"));
     }
     wait_until(Duration::from_secs(20), "three deliveries", || {
         webhook.counts().len() == 3
     });
-    browser.wait_text("#route-orders", Duration::from_secs(10), |t| {
+    browser.wait_text("#route-erp-orders", Duration::from_secs(10), |t| {
         t.split_whitespace().nth(2) == Some("3")
     });
     browser.screenshot(&shots.join("overview.png"));
@@ -125,19 +150,19 @@ fn an_operator_logs_in_and_sees_a_sink_s_breaker_open_and_close_on_the_overview(
     // The sink goes away: its breaker shows open within the refresh period, the row marked.
     proxy.cut();
     for n in 3..9 {
-        server.send_order(&http, &format!("C-{n}"));
+        send_order(&server, &http, &format!("C-{n}"));
     }
-    browser.wait_text("#breaker-hook", Duration::from_secs(20), |t| t == "open");
+    browser.wait_text("#breaker-watch", Duration::from_secs(20), |t| t == "open");
     assert_eq!(
-        browser.execute("return document.querySelector('#sink-hook').className"),
+        browser.execute("return document.querySelector('#sink-watch').className"),
         "failing"
     );
-    assert!(browser.text("#topology").contains("hook · open"));
+    assert!(browser.text("#topology").contains("watch · open"));
     browser.screenshot(&shots.join("overview-open.png"));
 
     // It comes back: closed again, every order delivered.
     proxy.restore();
-    browser.wait_text("#breaker-hook", Duration::from_secs(30), |t| t == "closed");
+    browser.wait_text("#breaker-watch", Duration::from_secs(30), |t| t == "closed");
     wait_until(Duration::from_secs(30), "every order delivered", || {
         webhook.counts().len() == 9
     });
@@ -154,7 +179,7 @@ fn a_console_form_needs_the_session_s_csrf_token_and_the_api_keeps_its_bearer_to
         .unwrap()
         .to_owned();
     let cookie = format!("dragoman_console={session}");
-    let action = format!("{}/console/breakers/hook", server.url());
+    let action = format!("{}/console/breakers/watch", server.url());
     let form = ("content-type", "application/x-www-form-urlencoded");
 
     // The session's cookie without its token, or with another: refused, nothing done.
@@ -180,7 +205,7 @@ fn a_console_form_needs_the_session_s_csrf_token_and_the_api_keeps_its_bearer_to
             .send("GET", &breakers, &[("authorization", &bearer)], b"")
             .unwrap();
         assert_eq!(reply.status, 200);
-        reply.json()["breakers"]["hook"]["state"].clone()
+        reply.json()["breakers"]["watch"]["state"].clone()
     };
     assert_eq!(state(), "closed");
     assert_eq!(
@@ -191,13 +216,13 @@ fn a_console_form_needs_the_session_s_csrf_token_and_the_api_keeps_its_bearer_to
 
     // The page's own form carries the token: the operator forces the breaker open, then
     // resets it.
-    browser.click("#sink-hook button");
-    browser.wait_text("#breaker-hook", Duration::from_secs(10), |t| {
+    browser.click("#sink-watch button");
+    browser.wait_text("#breaker-watch", Duration::from_secs(10), |t| {
         t == "forced_open"
     });
     assert_eq!(state(), "forced_open");
-    browser.click("#sink-hook button");
-    browser.wait_text("#breaker-hook", Duration::from_secs(10), |t| t == "closed");
+    browser.click("#sink-watch button");
+    browser.wait_text("#breaker-watch", Duration::from_secs(10), |t| t == "closed");
     assert_eq!(state(), "closed");
 
     // Logging out ends the session: its cookie no longer opens a page.
@@ -381,7 +406,7 @@ fn an_entity_page_shows_the_state_before_and_after_a_cancellation() {
         );
     let server = Server::start(dir.path(), &config);
     let http = Http::new();
-    server.send_order(&http, "E-1");
+    server.send_order(&http, "orders", "E-1");
     // The creation is committed when its answer comes; the cancellation after this instant.
     let between = jiff::Timestamp::now();
     let cancel = serde_json::json!({

@@ -346,7 +346,7 @@ fn a_host_archives_settled_history_and_forgets_old_bodies_as_it_runs() {
     let http = Http::new();
     let mut ids = Vec::new();
     for n in 0..3 {
-        let reply = server.send_order(&http, &format!("R-{n}"));
+        let reply = server.send_order(&http, "orders", &format!("R-{n}"));
         ids.push(reply.json()["message_id"].as_str().unwrap().to_owned());
     }
     let received_at = jiff::Timestamp::now();

@@ -253,18 +253,18 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
-    /// Posts the seed order with its order id replaced by `order_id` to route `orders`, and
-    /// asserts it was accepted (`202`).
+    /// Posts the seed order with its order id replaced by `order_id` to `route`, and asserts
+    /// it was accepted (`202`).
     ///
     /// # Panics
     ///
     /// When the request fails or is not accepted.
-    pub fn send_order(&self, http: &Http, order_id: &str) -> Reply {
+    pub fn send_order(&self, http: &Http, route: &str, order_id: &str) -> Reply {
         let body = crate::seed_order().replace("SEED-2026-000417", order_id);
         let reply = http
             .send(
                 "POST",
-                &format!("{}/v1/routes/orders/messages", self.url()),
+                &format!("{}/v1/routes/{route}/messages", self.url()),
                 &[("content-type", "application/json")],
                 body.as_bytes(),
             )

@@ -183,9 +183,9 @@ fn breaker_form(name: &str, state: &str, csrf: &str) -> String {
     )
 }
 
-const COLUMN: f64 = 230.0;
+const COLUMN: f64 = 270.0;
 const ROW: f64 = 56.0;
-const BOX_W: f64 = 190.0;
+const BOX_W: f64 = 240.0;
 const BOX_H: f64 = 38.0;
 
 /// The topology as SVG: four columns, a box per vendor (route), translator, entity type and
