@@ -492,7 +492,12 @@ impl Host {
 
     /// Discards a dead letter for good; the audit trail records it.
     pub async fn discard(&self, id: &str) -> Discarded {
-        self.pipeline.discard(id).await
+        self.pipeline.discard(id, None).await
+    }
+
+    /// Discards a dead letter for good; the audit trail records it with `reason`.
+    pub async fn discard_with_reason(&self, id: &str, reason: &str) -> Discarded {
+        self.pipeline.discard(id, Some(reason)).await
     }
 
     /// Up to `limit` entries of the dead letter channel (at most 1,000) after the entry

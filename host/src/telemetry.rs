@@ -1,8 +1,12 @@
 //! What the host tells about itself: the Prometheus metrics, rendered as text for
-//! `/metrics`. Trace context is `trace.rs`'s. The library never installs a tracing
+//! `/metrics`, and each route's latency buckets for the console (`telemetry/latency.rs`).
+//! Trace context is `trace.rs`'s. The library never installs a tracing
 //! subscriber; the binary (or the embedding service) does.
 
+mod latency;
+
 use jiff::Timestamp;
+pub(crate) use latency::{BUCKETS, Latency, quantile};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -518,6 +522,8 @@ pub(crate) struct RouteCounts {
     pub(crate) translated: u64,
     /// Messages refused: by the plugin (dead-lettered), at the door, or by a full bulkhead.
     pub(crate) refused: u64,
+    /// Its ingests' latency buckets (filled by the reader that has the route).
+    pub(crate) latency: [u64; BUCKETS],
 }
 
 /// The outbox as the relay last measured it.
@@ -541,6 +547,7 @@ impl Metrics {
             received: count(&self.received),
             translated: count(&self.translated),
             refused: count(&self.rejected) + count(&self.door_refused) + count(&self.busy),
+            latency: [0; BUCKETS],
         }
     }
 

@@ -272,9 +272,32 @@ fn dead_letters_are_selected_dry_run_through_a_kept_version_and_replayed_from_th
             .unwrap()
             .len()
     };
-    assert_eq!(dlq(), ORDERS);
+    // One more, which the operator discards with a reason from its message's page.
+    let duplicate = rig.post(&tests::swap::order_v2("DUPLICATE-1"));
+    assert_eq!(duplicate.status, 422);
+    let duplicate = duplicate.json()["message_id"].as_str().unwrap().to_owned();
+    assert_eq!(dlq(), ORDERS + 1);
     let browser = Browser::start();
     let shots = screenshots_dir();
+    browser.goto(&rig.url(&format!("/console/messages/{duplicate}")));
+    browser.wait_text("#status", Duration::from_secs(10), |t| {
+        t.contains("dead_lettered")
+    });
+    browser.type_into("#reason", "sent twice by the vendor's retry");
+    browser.click("#discard-entry");
+    browser.wait_text("#status", Duration::from_secs(10), |t| {
+        t.contains("discarded")
+    });
+    assert_eq!(
+        journey(&browser).last().map(String::as_str),
+        Some("discarded")
+    );
+    assert!(
+        browser
+            .text("#journey")
+            .contains("sent twice by the vendor's retry")
+    );
+    assert_eq!(dlq(), ORDERS);
 
     // An open API (no admin token): the console gives the browser a session at once.
     browser.goto(&rig.url("/console/plugins"));

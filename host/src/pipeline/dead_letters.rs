@@ -274,10 +274,12 @@ impl Pipeline {
         }
     }
 
-    /// Discards a dead letter for good; the audit trail records it.
-    pub(crate) async fn discard(&self, id: &str) -> Discarded {
+    /// Discards a dead letter for good; the audit trail records it, with the operator's
+    /// reason when one is given.
+    pub(crate) async fn discard(&self, id: &str, reason: Option<&str>) -> Discarded {
         let pipeline = self.clone();
         let id = id.to_owned();
+        let reason = reason.map(str::to_owned);
         let ran = tokio::task::spawn_blocking(move || {
             let storage = &pipeline.core.storage;
             let Some(entry) = storage.dead_letter(&id)? else {
@@ -287,7 +289,10 @@ impl Pipeline {
                 &entry.message_id,
                 pipeline.core.clock.now(),
                 "discarded",
-                json!({"dead_letter": id}),
+                match reason {
+                    Some(reason) => json!({"dead_letter": id, "reason": reason}),
+                    None => json!({"dead_letter": id}),
+                },
             );
             storage.discard_dead_letter(&id, vec![draft])?;
             Ok::<_, StorageError>(true)

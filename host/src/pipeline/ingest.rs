@@ -88,6 +88,7 @@ impl Pipeline {
         let permit = (place, worker);
         let pipeline = self.clone();
         let bulkhead = route.bulkhead.clone();
+        let timed = route.clone();
         // The message's span from its door to its flush; its stages are its children, and it
         // continues the caller's trace.
         let door = tracing::info_span!(
@@ -137,6 +138,7 @@ impl Pipeline {
             ));
         }
         self.core.metrics.observe("ingest", started);
+        timed.latency.observe(started.elapsed());
         outcome
     }
 

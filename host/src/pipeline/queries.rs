@@ -215,6 +215,11 @@ impl Pipeline {
         Ok(picture)
     }
 
+    /// `route`'s ingest latency buckets now (`None` for no such route).
+    pub(crate) fn route_latency(&self, route: &str) -> Option<[u64; crate::telemetry::BUCKETS]> {
+        self.core.routes.get(route).map(|r| r.latency.counts())
+    }
+
     /// The host's metrics, for a reader of single values (the console).
     pub(crate) fn metrics(&self) -> &crate::telemetry::Metrics {
         &self.core.metrics

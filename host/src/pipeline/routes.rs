@@ -59,6 +59,8 @@ pub(crate) struct Route {
     pub(crate) dead_letters: crate::config::DeadLetterBound,
     /// Its own bound on translations running and waiting.
     pub(crate) bulkhead: crate::bulkhead::Bulkhead,
+    /// How long its ingests took, for the console's p99.
+    pub(crate) latency: crate::telemetry::Latency,
 }
 
 impl Route {
@@ -298,5 +300,6 @@ fn load_route(
         entity_streams: route.entity_streams,
         dead_letters: route.dead_letters,
         bulkhead,
+        latency: crate::telemetry::Latency::default(),
     })
 }

@@ -141,7 +141,7 @@ where
             Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         },
         ["console", "messages", id] => {
-            let main = pages::message(api, id).await;
+            let main = pages::message(api, id, &session).await;
             html(
                 StatusCode::OK,
                 html::page("Message", &main, Some(&session.csrf)),
@@ -206,6 +206,23 @@ async fn act(
                 html::page("Dead letters", &main, Some(&session.csrf)),
             )
         }
+        ["console", "messages", id, "discard"] => match pages::discard(api, form).await {
+            Ok(()) => see_other(
+                &format!("/console/messages/{}", crate::percent::encode(id)),
+                None,
+            ),
+            Err(why) => html(
+                StatusCode::BAD_REQUEST,
+                html::page(
+                    "Message",
+                    &format!(
+                        "<p class=\"error\" id=\"problem\">{}</p>",
+                        html::escape(&why)
+                    ),
+                    Some(&session.csrf),
+                ),
+            ),
+        },
         [
             "console",
             "plugins",

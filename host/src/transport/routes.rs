@@ -158,7 +158,8 @@ where
         }
         ["v1", "plugins", _] if method != Method::GET => return method_not_allowed("GET, PUT"),
         ["v1", "dlq", id] if method == Method::DELETE => {
-            problem::discarded(api.pipeline.discard(id).await, id)
+            let reason = query(parts.uri.query(), "reason");
+            problem::discarded(api.pipeline.discard(id, reason.as_deref()).await, id)
         }
         ["v1", "dlq", "replay"] => {
             if method != Method::POST {

@@ -220,6 +220,9 @@ enum DlqCommand {
     Discard {
         /// The entry's id.
         id: String,
+        /// Why, recorded with the discard in the message's audit trail.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
     },
 }
 
@@ -354,8 +357,15 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                     ("GET", format!("/v1/dlq/{}", crate::client::segment(id)))
                 }
                 DlqCommand::Replay { .. } => unreachable!("matched above"),
-                DlqCommand::Discard { id } => {
-                    ("DELETE", format!("/v1/dlq/{}", crate::client::segment(id)))
+                DlqCommand::Discard { id, reason } => {
+                    let reason = reason
+                        .as_ref()
+                        .map(|r| format!("?reason={}", crate::client::segment(r)))
+                        .unwrap_or_default();
+                    (
+                        "DELETE",
+                        format!("/v1/dlq/{}{reason}", crate::client::segment(id)),
+                    )
                 }
             };
             crate::client::call(&server.server, server.token.as_deref(), method, &path)

@@ -46,6 +46,7 @@ fn summary(event: &Value) -> String {
         ),
         "publish_succeeded" => format!("delivered to {}", field("sink")),
         "publish_failed" => format!("to {}: {}", field("sink"), field("error")),
+        "discarded" => field("reason"),
         "rejected" | "dead_lettered" | "replayed" => {
             let mut line = field("error");
             if line.is_empty() {
@@ -58,8 +59,9 @@ fn summary(event: &Value) -> String {
 }
 
 /// A message's page: its state (`GET /v1/messages/{id}`'s answer, or its problem) and its
-/// audit events in order.
-pub(super) fn message(id: &str, state: &Value, history: &[Value]) -> String {
+/// audit events in order; while a dead letter holds it, the form that discards that entry
+/// with a reason.
+pub(super) fn message(id: &str, state: &Value, history: &[Value], csrf: &str) -> String {
     let mut out = format!("<h1>Message {}</h1>", escape(id));
     let facts = state;
     let known = facts.get("status").is_some();
@@ -73,6 +75,19 @@ pub(super) fn message(id: &str, state: &Value, history: &[Value]) -> String {
         );
     } else if let Some(detail) = state["detail"].as_str() {
         let _ = write!(out, "<p class=\"error\">{}</p>", escape(detail));
+    }
+    if let Some(entry) = facts["dead_letter"].as_str() {
+        let _ = write!(
+            out,
+            "<form method=\"post\" action=\"/console/messages/{path}/discard\" id=\"discard\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"dead_letter\" value=\"{entry}\">\
+             Dead letter <b>{entry}</b>: <label>reason <input name=\"reason\" id=\"reason\" \
+             required></label> <button type=\"submit\" id=\"discard-entry\">Discard</button></form>",
+            path = escape(&crate::percent::encode(id)),
+            csrf = escape(csrf),
+            entry = escape(entry),
+        );
     }
     out.push_str(
         "<h2>Journey</h2><table id=\"journey\"><thead><tr><th>#</th><th>When</th>\
@@ -174,7 +189,18 @@ mod tests {
             json!({"version": 2, "at": "t2", "kind": "translated", "data": {"plugin": "p@1.0.0"}}),
             json!({"version": 3, "at": "t3", "kind": "committed", "data": {"events": ["e"], "sinks": ["hook"], "note": "<script>x</script>"}}),
         ];
-        let html = message("m<1>", &json!({"status": "published"}), &history);
+        let html = message("m<1>", &json!({"status": "published"}), &history, "t");
+        assert!(
+            !html.contains("id=\"discard\""),
+            "no dead letter, no discard"
+        );
+        let held = message(
+            "m1",
+            &json!({"status": "dead_lettered", "dead_letter": "d1"}),
+            &[],
+            "t",
+        );
+        assert!(held.contains("name=\"dead_letter\" value=\"d1\""), "{held}");
         let kinds: Vec<&str> = html
             .match_indices("class=\"kind\">")
             .map(|(i, _)| &html[i + 13..i + 20])

@@ -30,8 +30,19 @@ pub(super) struct Overview {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(super) struct RouteRow {
     pub(super) counts: RouteCounts,
-    /// Messages a second and refusals a second over the last interval, once there is one.
-    pub(super) rates: Option<(f64, f64)>,
+    /// Over the last interval, once there is one.
+    pub(super) rates: Option<Rate>,
+}
+
+/// What a route did over an interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(super) struct Rate {
+    /// Messages a second.
+    pub(super) messages: f64,
+    /// Refusals a second.
+    pub(super) refusals: f64,
+    /// The 99th percentile of its ingests' latency (a bucket's upper bound), if any ran.
+    pub(super) p99: Option<Duration>,
 }
 
 /// The routes' rates between two reads of their counters at least [`Rates::EVERY`] apart:
@@ -44,7 +55,7 @@ pub(super) struct Rates {
 #[derive(Debug, Default)]
 struct RatesState {
     sample: Option<(Instant, BTreeMap<String, RouteCounts>)>,
-    rates: BTreeMap<String, (f64, f64)>,
+    rates: BTreeMap<String, Rate>,
 }
 
 impl Rates {
@@ -75,10 +86,15 @@ impl Rates {
                         let per_sec = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
                         Some((
                             route.clone(),
-                            (
-                                per_sec(now.received, before.received),
-                                per_sec(now.refused, before.refused),
-                            ),
+                            Rate {
+                                messages: per_sec(now.received, before.received),
+                                refusals: per_sec(now.refused, before.refused),
+                                p99: crate::telemetry::quantile(
+                                    &before.latency,
+                                    &now.latency,
+                                    0.99,
+                                ),
+                            },
                         ))
                     })
                     .collect();
@@ -110,15 +126,24 @@ pub(super) fn render(view: &Overview) -> String {
     out.push_str(
         "<h2>Routes</h2><table id=\"routes\"><thead><tr><th>Route</th><th>Translator</th>\
          <th>Received</th><th>Translated</th><th>Refused</th><th>Messages/s</th>\
-         <th>Refusals/s</th></tr></thead><tbody>",
+         <th>Refusals/s</th><th>p99</th></tr></thead><tbody>",
     );
     for (name, route) in &view.topology.routes {
         let row = view.routes.get(name).copied().unwrap_or_default();
-        let (rate, refusals) = row.rates.map_or_else(
-            || ("…".to_owned(), "…".to_owned()),
-            |(a, b)| (format!("{a:.1}"), format!("{b:.1}")),
+        let (rate, refusals, p99) = row.rates.map_or_else(
+            || ("…".to_owned(), "…".to_owned(), "…".to_owned()),
+            |r| {
+                (
+                    format!("{:.1}", r.messages),
+                    format!("{:.1}", r.refusals),
+                    r.p99.map_or_else(
+                        || "–".to_owned(),
+                        |p| format!("≤ {:.1} ms", p.as_secs_f64() * 1e3),
+                    ),
+                )
+            },
         );
-        let class = if row.rates.is_some_and(|(_, r)| r > 0.0) {
+        let class = if row.rates.is_some_and(|r| r.refusals > 0.0) {
             " class=\"failing\""
         } else {
             ""
@@ -126,7 +151,7 @@ pub(super) fn render(view: &Overview) -> String {
         let _ = write!(
             out,
             "<tr id=\"route-{id}\"{class}><td>{name}</td><td>{plugin}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{rate}</td><td>{refusals}</td></tr>",
+             <td>{}</td><td>{rate}</td><td>{refusals}</td><td>{p99}</td></tr>",
             row.counts.received,
             row.counts.translated,
             row.counts.refused,
@@ -351,8 +376,8 @@ mod tests {
                 "orders".to_owned(),
                 RouteCounts {
                     received,
-                    translated: 0,
                     refused,
+                    ..RouteCounts::default()
                 },
             )])
         };
@@ -363,7 +388,8 @@ mod tests {
             None
         );
         let row = rates.rows(counts(30, 4), t + Duration::from_secs(2))["orders"];
-        assert_eq!(row.rates, Some((10.0, 2.0)));
+        let rate = row.rates.unwrap();
+        assert_eq!((rate.messages, rate.refusals, rate.p99), (10.0, 2.0, None));
         assert_eq!(row.counts.received, 30);
     }
 
@@ -373,9 +399,24 @@ mod tests {
             topology: topology(),
             breakers: BTreeMap::from([("hook".to_owned(), "open")]),
             csrf: "t0k".into(),
+            routes: BTreeMap::from([(
+                "orders".to_owned(),
+                RouteRow {
+                    rates: Some(Rate {
+                        messages: 3.0,
+                        refusals: 0.0,
+                        p99: Some(Duration::from_micros(200)),
+                    }),
+                    ..RouteRow::default()
+                },
+            )]),
             ..Overview::default()
         };
         let html = render(&view);
+        assert!(
+            html.contains("<td>3.0</td><td>0.0</td><td>≤ 0.2 ms</td>"),
+            "{html}"
+        );
         assert!(html.contains("id=\"breaker-hook\">open<"), "{html}");
         assert!(html.contains("name=\"csrf\" value=\"t0k\""), "{html}");
         assert!(html.contains("value=\"reset\""), "{html}");

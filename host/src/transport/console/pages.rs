@@ -20,7 +20,11 @@ pub(super) async fn gather(api: &Inner, session: &Session, now: Instant) -> Over
     let counts = topology
         .routes
         .keys()
-        .map(|route| (route.clone(), metrics.route_counts(route)))
+        .map(|route| {
+            let mut counts = metrics.route_counts(route);
+            counts.latency = api.pipeline.route_latency(route).unwrap_or_default();
+            (route.clone(), counts)
+        })
         .collect();
     Overview {
         routes: api.console.rates.rows(counts, now),
@@ -215,7 +219,7 @@ pub(super) async fn change_plugin(
 }
 
 /// A message's page: its state and its audit events, in order.
-pub(super) async fn message(api: &Inner, id: &str) -> String {
+pub(super) async fn message(api: &Inner, id: &str, session: &Session) -> String {
     let state = crate::transport::routes::message_state(api, id, None)
         .await
         .json_body();
@@ -223,7 +227,7 @@ pub(super) async fn message(api: &Inner, id: &str) -> String {
         Ok(events) => events.iter().map(|e| serde_json::json!(e)).collect(),
         Err(_) => Vec::new(),
     };
-    journey::message(id, &state, &history)
+    journey::message(id, &state, &history, &session.csrf)
 }
 
 /// An entity's page at the query's instant (`at`, `time`).
@@ -241,4 +245,29 @@ pub(super) async fn entity(api: &Inner, entity_type: &str, id: &str, query: &For
         Err(error) => serde_json::json!({ "detail": error }),
     };
     journey::entity(entity_type, id, at, time, &answer)
+}
+
+/// Discards the dead letter the form names, with its reason; `Err` with what to show when it
+/// could not.
+pub(super) async fn discard(api: &Inner, form: &Form) -> Result<(), String> {
+    let entry = form.get("dead_letter").unwrap_or_default();
+    let reason = form.get("reason").unwrap_or_default().trim();
+    if reason.is_empty() {
+        return Err("A discard needs a reason.".into());
+    }
+    match api.pipeline.discard(entry, Some(reason)).await {
+        crate::outcome::Discarded::Discarded => {
+            tracing::warn!(
+                dead_letter = entry,
+                "an operator discarded a dead letter from the console"
+            );
+            Ok(())
+        }
+        other => Err(
+            crate::transport::problem::discarded(other, entry).json_body()["detail"]
+                .as_str()
+                .unwrap_or("the entry could not be discarded")
+                .to_owned(),
+        ),
+    }
 }
