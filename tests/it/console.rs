@@ -358,7 +358,11 @@ fn dead_letters_are_selected_dry_run_through_a_kept_version_and_replayed_from_th
     assert!(webhook.received().is_empty(), "and delivers nothing");
 
     // The replay of the same selection.
+    // The page's script replays them one by one, counting as it goes.
     browser.click("#replay-now");
+    browser.wait_text("#progress", Duration::from_secs(60), |t| {
+        t == format!("Replayed {ORDERS} of {ORDERS}.")
+    });
     browser.wait_text("#counts", Duration::from_secs(60), |t| {
         t.contains(&format!("{ORDERS} accepted"))
     });

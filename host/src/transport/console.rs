@@ -206,6 +206,15 @@ async fn act(
                 html::page("Dead letters", &main, Some(&session.csrf)),
             )
         }
+        ["console", "dead-letters", id, "replay"] => {
+            // One entry of a selection the page's script replays one by one, with progress.
+            let target = form
+                .get("version")
+                .filter(|v| !v.is_empty())
+                .map(|v| crate::registry::Selector::Version(v.to_owned()));
+            let item = pages::replay_one(api, id, target).await;
+            response(StatusCode::OK, "application/json", item.to_string())
+        }
         ["console", "messages", id, "discard"] => match pages::discard(api, form).await {
             Ok(()) => see_other(
                 &format!("/console/messages/{}", crate::percent::encode(id)),

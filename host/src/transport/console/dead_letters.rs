@@ -241,14 +241,15 @@ pub(super) fn render_outcome(answer: &Value, dry_run: bool, again: &Form) -> Str
         .unwrap_or_default();
     let _ = write!(
         out,
-        "<p id=\"counts\">Through <b>{}</b>: {} of {} matched.</p>",
-        escape(&producer(&answer["target"])),
+        "<p id=\"counts\" data-target=\"{target}\">Through <b>{target}</b>: {} of {} matched.</p>\
+         <p id=\"progress\"></p>",
         if counts.is_empty() {
             "none".to_owned()
         } else {
             counts.join(", ")
         },
         answer["matched"].as_u64().unwrap_or(0),
+        target = escape(&producer(&answer["target"])),
     );
     if dry_run {
         let fields: String = again
@@ -264,7 +265,7 @@ pub(super) fn render_outcome(answer: &Value, dry_run: bool, again: &Form) -> Str
             .collect();
         let _ = write!(
             out,
-            "<form method=\"post\" action=\"/console/dead-letters/replay\">{fields}\
+            "<form method=\"post\" action=\"/console/dead-letters/replay\" data-progress>{fields}\
              <button type=\"submit\" name=\"mode\" value=\"replay\" id=\"replay-now\">Replay \
              these now</button></form>"
         );
@@ -278,13 +279,13 @@ pub(super) fn render_outcome(answer: &Value, dry_run: bool, again: &Form) -> Str
         let detail = serde_json::to_string_pretty(&item["detail"]).unwrap_or_default();
         let _ = write!(
             out,
-            "<tr class=\"outcome\"><td>{}</td><td><a href=\"/console/messages/{}\">{}</a></td>\
+            "<tr class=\"outcome\" data-entry=\"{entry}\"><td>{entry}</td><td><a href=\"/console/messages/{}\">{}</a></td>\
              <td class=\"kind\">{}</td><td><pre>{}</pre></td></tr>",
-            escape(&text(&item["dead_letter"])),
             escape(&crate::percent::encode(&text(&item["message_id"]))),
             escape(&text(&item["message_id"])),
             escape(&text(&item["outcome"])),
             escape(&detail),
+            entry = escape(&text(&item["dead_letter"])),
         );
     }
     out.push_str(

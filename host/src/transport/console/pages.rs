@@ -143,19 +143,11 @@ pub(super) async fn replay(api: &Inner, form: &Form) -> String {
         let mut items = Vec::new();
         let mut counts = serde_json::Map::new();
         for id in &ticked {
-            let outcome = api.pipeline.replay_pinned(id, target.clone()).await;
-            let answer = crate::transport::problem::replayed(outcome).json_body();
-            let kind = if answer.get("detail").is_some() {
-                "refused"
-            } else {
-                "accepted"
-            };
+            let item = replay_one(api, id, target.clone()).await;
+            let kind = item["outcome"].as_str().unwrap_or_default().to_owned();
             let count = counts.entry(kind).or_insert(serde_json::json!(0));
             *count = serde_json::json!(count.as_u64().unwrap_or(0) + 1);
-            items.push(serde_json::json!({
-                "dead_letter": id, "message_id": answer["message_id"], "outcome": kind,
-                "detail": answer,
-            }));
+            items.push(item);
         }
         serde_json::json!({
             "target": form.get("version").unwrap_or("the active version"),
@@ -270,4 +262,24 @@ pub(super) async fn discard(api: &Inner, form: &Form) -> Result<(), String> {
                 .to_owned(),
         ),
     }
+}
+
+/// Replays one entry through `target` (the active version when `None`): the entry, its
+/// message, `accepted` or `refused`, and the API's answer.
+pub(super) async fn replay_one(
+    api: &Inner,
+    id: &str,
+    target: Option<crate::registry::Selector>,
+) -> serde_json::Value {
+    let outcome = api.pipeline.replay_pinned(id, target).await;
+    let answer = crate::transport::problem::replayed(outcome).json_body();
+    let kind = if answer.get("detail").is_some() {
+        "refused"
+    } else {
+        "accepted"
+    };
+    serde_json::json!({
+        "dead_letter": id, "message_id": answer["message_id"], "outcome": kind,
+        "detail": answer,
+    })
 }
