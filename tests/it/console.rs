@@ -485,3 +485,92 @@ fn an_entity_page_shows_the_state_before_and_after_a_cancellation() {
         "{kinds:?}"
     );
 }
+
+/// The plugins page while 2.0.0 runs in shadow (each difference side by side: what 1.0.0
+/// refused, what 2.0.0 made of it), then as a canary started from the page (its failure rate
+/// against the active version's), then rolled back.
+#[test]
+fn the_plugins_page_shows_a_shadow_side_by_side_and_a_canary_against_the_active_version() {
+    let webhook = Webhook::start();
+    let rig = tests::swap::Swapping::start(&webhook, false);
+    let wasm = std::fs::read(&rig.v2).unwrap();
+    let shadowing = rig.call("PUT", "/v1/plugins/acme-erp-orders?shadow=true", &wasm);
+    assert_eq!(shadowing.status, 201, "{}", shadowing.json());
+    for n in 0..2 {
+        assert_eq!(
+            rig.post(&tests::swap::order_v2(&format!("V2-{n}"))).status,
+            422
+        );
+        assert_eq!(
+            rig.post(&tests::swap::order(&format!("V1-{n}"))).status,
+            202
+        );
+    }
+    let shadow = || {
+        rig.call("GET", "/v1/plugins/acme-erp-orders/shadow", b"")
+            .json()
+    };
+    wait_until(Duration::from_secs(30), "the shadow compares four", || {
+        shadow()["shadow"]["orders"]["compared"].as_u64() >= Some(4)
+    });
+
+    let browser = Browser::start();
+    browser.goto(&rig.url("/console/plugins"));
+    let report = browser.wait_text("#shadow-orders", Duration::from_secs(10), |t| {
+        t.contains("4 compared, 2 the same, 2 different, 0 dropped")
+    });
+    let differences = browser.execute(
+        "return [...document.querySelectorAll('#shadow-orders tr.difference')]\
+         .map(r => [...r.querySelectorAll('pre')].map(p => p.textContent))",
+    );
+    let rows = differences.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{report}");
+    for row in rows {
+        assert!(row[0].as_str().unwrap().contains("missing-field"), "{row}");
+        assert!(
+            row[1].as_str().unwrap().contains("order.created.v1"),
+            "{row}"
+        );
+    }
+    browser.screenshot(&screenshots_dir().join("plugins-shadow.png"));
+    assert_eq!(
+        rig.call("DELETE", "/v1/plugins/acme-erp-orders/shadow", b"")
+            .status,
+        200
+    );
+
+    // A canary of 2.0.0 on half the messages, started from the page.
+    browser.goto(&rig.url("/console/plugins"));
+    browser.click("#canary-acme-erp-orders-2\\.0\\.0");
+    browser.wait_text("#question", Duration::from_secs(10), |t| {
+        t.contains("Start a canary of version 2.0.0")
+    });
+    browser.execute("document.querySelector('#percent').value = '50'; return null");
+    browser.click("#confirm");
+    browser.wait_text("#answer", Duration::from_secs(30), |t| t.contains("canary"));
+    for n in 0..20 {
+        assert_eq!(rig.post(&tests::swap::order(&format!("C-{n}"))).status, 202);
+    }
+    browser.goto(&rig.url("/console/plugins"));
+    let canary = browser.wait_text("#canary-orders", Duration::from_secs(10), |t| {
+        t.contains("Canary 2.0.0 on 50% of orders: failures 0.0% of")
+    });
+    assert!(canary.contains("against 1.0.0's 0.0% of"), "{canary}");
+    browser.screenshot(&screenshots_dir().join("plugins-canary.png"));
+
+    // Rolled back: the canary ends.
+    browser.click("#rollback-acme-erp-orders");
+    browser.click("#confirm");
+    browser.wait_text("#answer", Duration::from_secs(30), |t| !t.is_empty());
+    browser.goto(&rig.url("/console/plugins"));
+    browser.wait_text(
+        "#plugin-acme-erp-orders .serving",
+        Duration::from_secs(10),
+        |t| t.contains("orders serves 1.0.0"),
+    );
+    assert_eq!(
+        browser.text("#canary-orders"),
+        "",
+        "no canary after the rollback"
+    );
+}

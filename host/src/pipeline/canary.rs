@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
+use serde::Serialize;
+
 use super::Pipeline;
 use super::routes::{Route, Version};
 use crate::config::CanaryPolicy;
@@ -74,7 +76,34 @@ pub(crate) struct Failing {
     pub(crate) counted: usize,
 }
 
+/// How a canary stands against the stable version, over their windows.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub(crate) struct Standing {
+    /// The canary's failure rate, in percent.
+    pub(crate) canary_failure_percent: f64,
+    /// Its messages counted.
+    pub(crate) canary_counted: usize,
+    /// The stable version's failure rate, in percent.
+    pub(crate) stable_failure_percent: f64,
+    /// Its messages counted.
+    pub(crate) stable_counted: usize,
+}
+
 impl Canary {
+    /// How it stands now.
+    pub(crate) fn standing(&self) -> Standing {
+        let tally = self
+            .tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Standing {
+            canary_failure_percent: tally.canary.rate(),
+            canary_counted: tally.canary.outcomes.len(),
+            stable_failure_percent: tally.stable.rate(),
+            stable_counted: tally.stable.outcomes.len(),
+        }
+    }
+
     pub(crate) fn new(version: Arc<Version>, percent: u8) -> Self {
         Self {
             version,

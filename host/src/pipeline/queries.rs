@@ -256,6 +256,13 @@ impl Pipeline {
                 let entry = plugins
                     .entry(active.producer.name.clone())
                     .or_insert_with(blank);
+                let canary = route.canary().map(|c| {
+                    json!({
+                        "version": c.version.producer, "percent": c.percent,
+                        "standing": c.standing(),
+                    })
+                });
+                let shadow = route.shadow().map(|s| json!(s.report()));
                 entry["routes"][route.name.as_str()] = json!({
                     "active": active.producer,
                     "loaded": match active.loaded {
@@ -263,6 +270,8 @@ impl Pipeline {
                         Provenance::Compiled => "compiled",
                     },
                     "previous": previous,
+                    "canary": canary,
+                    "shadow": shadow,
                 });
             }
             for projector in pipeline.core.versions.projections.projectors() {

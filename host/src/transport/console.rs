@@ -158,8 +158,13 @@ where
         ["console", "plugins", name, "confirm"] => {
             let query = Form::parse(parts.uri.query().unwrap_or_default());
             let action = match query.get("action") {
-                Some(action @ ("activate" | "rollback")) => action,
-                _ => return plain(StatusCode::BAD_REQUEST, "`action` is activate or rollback"),
+                Some(action @ ("activate" | "canary" | "rollback")) => action,
+                _ => {
+                    return plain(
+                        StatusCode::BAD_REQUEST,
+                        "`action` is activate, canary or rollback",
+                    );
+                }
             };
             let main = plugins::confirm(name, action, query.get("version"), &session.csrf);
             html(
@@ -236,9 +241,9 @@ async fn act(
             "console",
             "plugins",
             name,
-            action @ ("activate" | "rollback"),
+            action @ ("activate" | "canary" | "rollback"),
         ] => {
-            let main = pages::change_plugin(api, name, action, form.get("version")).await;
+            let main = pages::change_plugin(api, name, action, form).await;
             html(
                 StatusCode::OK,
                 html::page("Plugins", &main, Some(&session.csrf)),

@@ -167,12 +167,8 @@ pub(super) async fn replay(api: &Inner, form: &Form) -> String {
 
 /// Activates a kept version of `name` (or rolls it back), and shows the outcome with the
 /// audit entry it wrote.
-pub(super) async fn change_plugin(
-    api: &Inner,
-    name: &str,
-    action: &str,
-    version: Option<&str>,
-) -> String {
+pub(super) async fn change_plugin(api: &Inner, name: &str, action: &str, form: &Form) -> String {
+    let version = form.get("version");
     let outcome = if action == "rollback" {
         api.pipeline.rollback(name).await
     } else {
@@ -180,9 +176,18 @@ pub(super) async fn change_plugin(
             return "<p class=\"error\">Which version?</p>".to_owned();
         };
         let selector = crate::registry::Selector::Version(version.to_owned());
-        api.pipeline
-            .activate(name, selector, crate::registry::Serve::Activate)
-            .await
+        let serve = if action == "canary" {
+            match form
+                .get("percent")
+                .and_then(|p| p.trim().parse::<u8>().ok())
+            {
+                Some(percent @ 1..=99) => crate::registry::Serve::Canary(percent),
+                _ => return "<p class=\"error\">A canary serves 1 to 99 percent.</p>".to_owned(),
+            }
+        } else {
+            crate::registry::Serve::Activate
+        };
+        api.pipeline.activate(name, selector, serve).await
     };
     let answer = crate::transport::plugins::activated(outcome);
     let body = answer.json_body();

@@ -1,6 +1,7 @@
-//! The plugins page: each plugin's kept versions, the version each route serves and the ones
-//! before it; activate a version or roll back, each after a page that asks for confirmation,
-//! then the outcome with the audit entry it wrote.
+//! The plugins page: each plugin's kept versions, the version each route serves, a canary's
+//! failure rate against the active version's, a shadow's report with each difference side by
+//! side; activate a version, start a canary of it or roll back, each after a page that asks
+//! for confirmation, then the outcome with the audit entries it wrote.
 
 use std::fmt::Write as _;
 
@@ -42,6 +43,10 @@ pub(super) fn render(plugins: &Value) -> String {
                 .collect();
             let _ = write!(out, "<p class=\"serving\">{}</p>", routes.join("; "));
         }
+        for (route, state) in entry["routes"].as_object().into_iter().flatten() {
+            out.push_str(&canary(route, state));
+            out.push_str(&shadow(route, state));
+        }
         out.push_str(
             "<table class=\"versions\"><thead><tr><th>Version</th><th>sha256</th>\
              <th>Vendor API</th><th>Received</th><th></th></tr></thead><tbody>",
@@ -58,14 +63,20 @@ pub(super) fn render(plugins: &Value) -> String {
             let action = if active {
                 "<span class=\"active\">active</span>".to_owned()
             } else {
-                format!(
-                    "<a class=\"button\" id=\"activate-{id}-{v}\" \
-                     href=\"/console/plugins/{path}/confirm?action=activate&amp;version={query}\">\
-                     Activate</a>",
-                    v = escape(number),
-                    path = escape(&crate::percent::encode(name)),
-                    query = escape(&crate::percent::encode(number)),
-                )
+                ["activate", "canary"]
+                    .iter()
+                    .map(|action| {
+                        format!(
+                            "<a class=\"button\" id=\"{action}-{id}-{v}\" \
+                             href=\"/console/plugins/{path}/confirm?action={action}&amp;version={query}\">\
+                             {label}</a> ",
+                            v = escape(number),
+                            path = escape(&crate::percent::encode(name)),
+                            query = escape(&crate::percent::encode(number)),
+                            label = if *action == "activate" { "Activate" } else { "Canary" },
+                        )
+                    })
+                    .collect()
             };
             let _ = write!(
                 out,
@@ -87,11 +98,86 @@ pub(super) fn render(plugins: &Value) -> String {
     out
 }
 
-/// The page that asks before an activation or a rollback.
+/// A route's canary against its active version, if it has one.
+fn canary(route: &str, state: &Value) -> String {
+    let canary = &state["canary"];
+    if canary.is_null() {
+        return String::new();
+    }
+    let standing = &canary["standing"];
+    let rate = |key: &str| standing[key].as_f64().unwrap_or(0.0);
+    let (mine, stable) = (
+        rate("canary_failure_percent"),
+        rate("stable_failure_percent"),
+    );
+    format!(
+        "<p class=\"canary{failing}\" id=\"canary-{route}\">Canary <b>{version}</b> on {percent}% of \
+         {route}: failures {mine:.1}% of {counted} against {active}'s {stable:.1}% of {stable_counted}</p>",
+        failing = if mine > stable { " failing" } else { "" },
+        route = escape(route),
+        version = escape(canary["version"]["version"].as_str().unwrap_or_default()),
+        percent = canary["percent"],
+        counted = standing["canary_counted"],
+        active = escape(state["active"]["version"].as_str().unwrap_or_default()),
+        stable_counted = standing["stable_counted"],
+    )
+}
+
+/// A route's shadow report, each difference side by side, if a shadow runs.
+fn shadow(route: &str, state: &Value) -> String {
+    let report = &state["shadow"];
+    if report.is_null() {
+        return String::new();
+    }
+    let count = |key: &str| report[key].as_u64().unwrap_or(0);
+    let mut out = format!(
+        "<div class=\"shadow\" id=\"shadow-{route}\"><p>Shadow <b>{version}</b> on {route} since \
+         {since}: {} compared, {} the same, {} different, {} dropped</p>\
+         <table class=\"differences\"><thead><tr><th>Message</th><th>Active ({active})</th>\
+         <th>Candidate ({version})</th></tr></thead><tbody>",
+        count("compared"),
+        count("same"),
+        count("different"),
+        count("dropped"),
+        route = escape(route),
+        version = escape(report["candidate"]["version"].as_str().unwrap_or_default()),
+        since = escape(report["since"].as_str().unwrap_or_default()),
+        active = escape(state["active"]["version"].as_str().unwrap_or_default()),
+    );
+    let pretty = |v: &Value| escape(&serde_json::to_string_pretty(v).unwrap_or_default());
+    for sample in report["samples"].as_array().into_iter().flatten() {
+        let id = sample["message_id"].as_str().unwrap_or_default();
+        let _ = write!(
+            out,
+            "<tr class=\"difference\"><td><a href=\"/console/messages/{}\">{}</a></td>\
+             <td><pre>{}</pre></td><td><pre>{}</pre></td></tr>",
+            escape(&crate::percent::encode(id)),
+            escape(id),
+            pretty(&sample["active_output"]),
+            pretty(&sample["candidate_output"]),
+        );
+    }
+    out.push_str("</tbody></table></div>");
+    out
+}
+
+/// The page that asks before an activation, a canary or a rollback.
 pub(super) fn confirm(name: &str, action: &str, version: Option<&str>, csrf: &str) -> String {
+    let percent = if action == "canary" {
+        "<label>on <input name=\"percent\" id=\"percent\" value=\"10\" size=\"3\">% of each \
+         route's messages</label> "
+    } else {
+        ""
+    };
     let what = match (action, version) {
         ("activate", Some(version)) => format!(
             "Activate version <b>{}</b> of <b>{}</b> on every route that serves it?",
+            escape(version),
+            escape(name)
+        ),
+        ("canary", Some(version)) => format!(
+            "Start a canary of version <b>{}</b> of <b>{}</b>, judged against the active \
+             version and rolled back by itself if it fails more?",
             escape(version),
             escape(name)
         ),
@@ -105,7 +191,7 @@ pub(super) fn confirm(name: &str, action: &str, version: Option<&str>, csrf: &st
         "<h1>Confirm</h1><p id=\"question\">{what}</p>\
          <form method=\"post\" action=\"/console/plugins/{path}/{action}\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <input type=\"hidden\" name=\"version\" value=\"{version}\">\
+         <input type=\"hidden\" name=\"version\" value=\"{version}\">{percent}\
          <button type=\"submit\" id=\"confirm\">Yes, {action}</button></form> \
          <a href=\"/console/plugins\" id=\"cancel\">Cancel</a>",
         path = escape(&crate::percent::encode(name)),
@@ -157,11 +243,49 @@ mod tests {
             !html.contains("id=\"activate-acme-erp-orders-1.0.0\""),
             "{html}"
         );
+        assert!(
+            html.contains("id=\"canary-acme-erp-orders-2.0.0\""),
+            "{html}"
+        );
         let page = confirm("acme-erp-orders", "activate", Some("2.0.0"), "tok");
         assert!(
             page.contains("action=\"/console/plugins/acme-erp-orders/activate\""),
             "{page}"
         );
         assert!(page.contains("name=\"csrf\" value=\"tok\""));
+    }
+
+    #[test]
+    fn a_canary_stands_against_the_active_version_and_a_shadow_shows_each_difference() {
+        let state = serde_json::json!({
+            "active": {"version": "1.0.0"},
+            "canary": {"version": {"version": "2.0.0"}, "percent": 50, "standing": {
+                "canary_failure_percent": 40.0, "canary_counted": 10,
+                "stable_failure_percent": 0.0, "stable_counted": 12}},
+            "shadow": {"candidate": {"version": "2.0.0"}, "since": "t", "compared": 6, "same": 2,
+                "different": 4, "dropped": 0, "samples": [{"message_id": "m1",
+                "active_output": {"refused": {"code": "<b>missing-field</b>"}},
+                "candidate_output": {"events": [{"type": "order.created.v1"}]}}]},
+        });
+        let canary = canary("orders", &state);
+        assert!(canary.contains("class=\"canary failing\""), "{canary}");
+        assert!(
+            canary.contains("failures 40.0% of 10 against 1.0.0's 0.0% of 12"),
+            "{canary}"
+        );
+        let shadow = shadow("orders", &state);
+        assert!(
+            shadow.contains("6 compared, 2 the same, 4 different, 0 dropped"),
+            "{shadow}"
+        );
+        assert!(
+            shadow.contains("&lt;b&gt;missing-field&lt;/b&gt;"),
+            "{shadow}"
+        );
+        assert!(shadow.contains("order.created.v1"), "{shadow}");
+        assert_eq!(
+            super::canary("orders", &serde_json::json!({"canary": null})),
+            ""
+        );
     }
 }
