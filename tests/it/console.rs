@@ -1,6 +1,9 @@
 //! The operator's console in headless Chromium against `dragoman serve` on loopback: the
 //! login, the overview's topology and breakers as a sink goes away and comes back, and the
-//! CSRF defence of its forms.
+//! CSRF defence of its forms, a message's journey and an entity's state; `console/recovery.rs`
+//! the 2 AM story through the plugins and dead letters pages.
+
+mod recovery;
 
 use std::path::Path;
 use std::time::Duration;
@@ -241,171 +244,8 @@ fn a_console_form_needs_the_session_s_csrf_token_and_the_api_keeps_its_bearer_to
     assert_eq!(reply.status, 303, "back to the login");
 }
 
-/// The 2 AM story on the console: orders the active 1.0.0 refuses are dead-lettered; on the
-/// Plugins page the operator activates 2.0.0 and rolls it back, each after a confirmation
-/// and showing its audit entry; on the Dead letters page every entry that matches is
-/// selected, a dry run through the kept 2.0.0 (not active) shows what each would become and
-/// stores nothing, and the replay delivers them and empties the page. One order's id is
-/// markup: it shows as text and runs nothing.
-#[test]
-fn dead_letters_are_selected_dry_run_through_a_kept_version_and_replayed_from_the_console() {
-    const ORDERS: usize = 5;
-    let webhook = Webhook::start();
-    let rig = tests::swap::Swapping::start(&webhook, false);
-    let v2 = tests::swap::sha256(&rig.v2);
-    let wasm = std::fs::read(&rig.v2).unwrap();
-    let kept = rig.call("PUT", "/v1/plugins/acme-erp-orders?activate=false", &wasm);
-    assert_eq!(kept.status, 201, "{}", kept.json());
-    let markup = "<img src=x onerror=alert(1)>";
-    for n in 0..ORDERS {
-        let id = if n == 0 {
-            markup.to_owned()
-        } else {
-            format!("NIGHT-{n}")
-        };
-        let reply = rig.post(&tests::swap::order_v2(&id));
-        assert_eq!(reply.status, 422, "{}", reply.json());
-    }
-    let dlq = || {
-        rig.call("GET", "/v1/dlq", b"").json()["dead_letters"]
-            .as_array()
-            .unwrap()
-            .len()
-    };
-    // One more, which the operator discards with a reason from its message's page.
-    let duplicate = rig.post(&tests::swap::order_v2("DUPLICATE-1"));
-    assert_eq!(duplicate.status, 422);
-    let duplicate = duplicate.json()["message_id"].as_str().unwrap().to_owned();
-    assert_eq!(dlq(), ORDERS + 1);
-    let browser = Browser::start();
-    let shots = screenshots_dir();
-    browser.goto(&rig.url(&format!("/console/messages/{duplicate}")));
-    browser.wait_text("#status", Duration::from_secs(10), |t| {
-        t.contains("dead_lettered")
-    });
-    browser.type_into("#reason", "sent twice by the vendor's retry");
-    browser.click("#discard-entry");
-    browser.wait_text("#status", Duration::from_secs(10), |t| {
-        t.contains("discarded")
-    });
-    assert_eq!(
-        journey(&browser).last().map(String::as_str),
-        Some("discarded")
-    );
-    assert!(
-        browser
-            .text("#journey")
-            .contains("sent twice by the vendor's retry")
-    );
-    assert_eq!(dlq(), ORDERS);
-
-    // An open API (no admin token): the console gives the browser a session at once.
-    browser.goto(&rig.url("/console/plugins"));
-    browser.wait_text(
-        "#plugin-acme-erp-orders .serving",
-        Duration::from_secs(10),
-        |t| t.contains("orders serves 1.0.0"),
-    );
-    browser.screenshot(&shots.join("plugins.png"));
-    browser.click("#activate-acme-erp-orders-2\\.0\\.0");
-    browser.wait_text("#question", Duration::from_secs(10), |t| {
-        t.contains("Activate version 2.0.0 of acme-erp-orders")
-    });
-    assert_ne!(rig.active(), v2, "nothing changes before the confirmation");
-    browser.click("#confirm");
-    let audit = browser.wait_text("#audit", Duration::from_secs(30), |t| t.contains("2.0.0"));
-    assert!(audit.contains("route:orders"), "{audit}");
-    assert_eq!(rig.active(), v2);
-    browser.click("#back");
-    browser.click("#rollback-acme-erp-orders");
-    browser.wait_text("#question", Duration::from_secs(10), |t| t.contains("Roll"));
-    browser.click("#confirm");
-    browser.wait_text("#audit", Duration::from_secs(30), |t| t.contains("1.0.0"));
-    assert_ne!(rig.active(), v2, "rolled back to 1.0.0");
-
-    // The dead letters 1.0.0 made, all selected, dry run through the kept 2.0.0.
-    browser.goto(&rig.url("/console/dead-letters?route=orders&plugin=1.0.0"));
-    browser.wait_text("#matched", Duration::from_secs(10), |t| {
-        t.starts_with(&format!("{ORDERS} match"))
-    });
-    assert!(
-        browser.text("#dead-letters").contains("missing-field"),
-        "each entry's fault"
-    );
-    browser.screenshot(&shots.join("dead-letters.png"));
-    browser.click("#select-all");
-    browser.execute("document.querySelector('#version').value = '2.0.0'; return null");
-    browser.click("#dry-run");
-    browser.wait_text("#stored", Duration::from_secs(30), |t| {
-        t.contains("Nothing was stored")
-    });
-    let counts = browser.text("#counts");
-    assert!(
-        counts.contains("acme-erp-orders@2.0.0")
-            && counts.contains(&format!("{ORDERS} would_accept")),
-        "{counts}"
-    );
-    // The markup in an order id is text on the page: no element made of it, no script run
-    // (an alert would fail every WebDriver command from here on).
-    let outcomes = browser.text("#outcomes");
-    assert!(outcomes.contains(markup), "{outcomes}");
-    assert_eq!(
-        browser.execute("return document.querySelectorAll('#outcomes img').length"),
-        0
-    );
-    browser.screenshot(&shots.join("dry-run.png"));
-    assert_eq!(dlq(), ORDERS, "a dry run stores nothing");
-    assert!(webhook.received().is_empty(), "and delivers nothing");
-
-    // The replay of the same selection.
-    // The page's script replays them one by one, counting as it goes.
-    browser.click("#replay-now");
-    browser.wait_text("#progress", Duration::from_secs(60), |t| {
-        t == format!("Replayed {ORDERS} of {ORDERS}.")
-    });
-    browser.wait_text("#counts", Duration::from_secs(60), |t| {
-        t.contains(&format!("{ORDERS} accepted"))
-    });
-    wait_until(
-        Duration::from_secs(30),
-        "every replayed order delivered",
-        || webhook.received().len() == ORDERS,
-    );
-    assert!(webhook.received().iter().all(|r| r.plugin_sha256 == v2));
-    assert_eq!(dlq(), 0);
-
-    // A replayed message's page: its journey in order, from the refusal to the delivery.
-    browser.click("#outcomes tr.outcome a");
-    browser.wait_text("#status", Duration::from_secs(10), |t| {
-        t.contains("published")
-    });
-    let kinds = journey(&browser);
-    let story = [
-        "received",
-        "rejected",
-        "dead_lettered",
-        "replayed",
-        "translated",
-        "committed",
-        "publish_succeeded",
-    ];
-    let mut at = 0;
-    for kind in story {
-        let found = kinds[at..].iter().position(|k| k == kind);
-        assert!(found.is_some(), "{kind} after step {at} of {kinds:?}");
-        at += found.unwrap() + 1;
-    }
-    assert!(browser.text("#journey").contains("acme-erp-orders@2.0.0"));
-    browser.screenshot(&shots.join("message.png"));
-
-    browser.goto(&rig.url("/console/dead-letters?route=orders"));
-    browser.wait_text("#matched", Duration::from_secs(10), |t| {
-        t.starts_with("0 match")
-    });
-}
-
 /// The kinds of the journey's steps on a message's page, in order.
-fn journey(browser: &Browser) -> Vec<String> {
+pub(super) fn journey(browser: &Browser) -> Vec<String> {
     let kinds = browser.execute(
         "return [...document.querySelectorAll('#journey td.kind')].map(e => e.textContent)",
     );
@@ -450,7 +290,21 @@ fn an_entity_page_shows_the_state_before_and_after_a_cancellation() {
         .unwrap();
     assert_eq!(reply.status, 202, "{}", reply.text());
 
+    // An order whose id is markup: its entity's page shows the id as text and runs nothing
+    // (an alert would fail every WebDriver command after it).
+    let markup = "<img src=x onerror=alert(1)>";
+    server.send_order(&http, "orders", markup);
     let browser = Browser::start();
+    browser.goto(&format!(
+        "{}/console/entities/order/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E",
+        server.url()
+    ));
+    browser.wait_text("main h1", Duration::from_secs(10), |t| t.contains(markup));
+    assert!(browser.text("#timeline").contains("order.created.v1"));
+    assert_eq!(
+        browser.execute("return document.querySelectorAll('main img').length"),
+        0
+    );
     browser.goto(&format!("{}/console/entities/order/E-1", server.url()));
     browser.wait_text("#state", Duration::from_secs(10), |t| {
         t.contains("\"cancelled\"")
@@ -483,94 +337,5 @@ fn an_entity_page_shows_the_state_before_and_after_a_cancellation() {
         kinds[..3],
         ["received", "translated", "committed"],
         "{kinds:?}"
-    );
-}
-
-/// The plugins page while 2.0.0 runs in shadow (each difference side by side: what 1.0.0
-/// refused, what 2.0.0 made of it), then as a canary started from the page (its failure rate
-/// against the active version's), then rolled back.
-#[test]
-fn the_plugins_page_shows_a_shadow_side_by_side_and_a_canary_against_the_active_version() {
-    let webhook = Webhook::start();
-    let rig = tests::swap::Swapping::start(&webhook, false);
-    let wasm = std::fs::read(&rig.v2).unwrap();
-    let shadowing = rig.call("PUT", "/v1/plugins/acme-erp-orders?shadow=true", &wasm);
-    assert_eq!(shadowing.status, 201, "{}", shadowing.json());
-    for n in 0..2 {
-        assert_eq!(
-            rig.post(&tests::swap::order_v2(&format!("V2-{n}"))).status,
-            422
-        );
-        assert_eq!(
-            rig.post(&tests::swap::order(&format!("V1-{n}"))).status,
-            202
-        );
-    }
-    let shadow = || {
-        rig.call("GET", "/v1/plugins/acme-erp-orders/shadow", b"")
-            .json()
-    };
-    wait_until(Duration::from_secs(30), "the shadow compares four", || {
-        shadow()["shadow"]["orders"]["compared"].as_u64() >= Some(4)
-    });
-
-    let browser = Browser::start();
-    browser.goto(&rig.url("/console/plugins"));
-    let report = browser.wait_text("#shadow-orders", Duration::from_secs(10), |t| {
-        t.contains("4 compared, 2 the same, 2 different, 0 dropped")
-    });
-    let differences = browser.execute(
-        "return [...document.querySelectorAll('#shadow-orders tr.difference')]\
-         .map(r => [...r.querySelectorAll('pre')].map(p => p.textContent))",
-    );
-    let rows = differences.as_array().unwrap();
-    assert_eq!(rows.len(), 2, "{report}");
-    for row in rows {
-        assert!(row[0].as_str().unwrap().contains("missing-field"), "{row}");
-        assert!(
-            row[1].as_str().unwrap().contains("order.created.v1"),
-            "{row}"
-        );
-    }
-    browser.screenshot(&screenshots_dir().join("plugins-shadow.png"));
-    assert_eq!(
-        rig.call("DELETE", "/v1/plugins/acme-erp-orders/shadow", b"")
-            .status,
-        200
-    );
-
-    // A canary of 2.0.0 on half the messages, started from the page.
-    browser.goto(&rig.url("/console/plugins"));
-    browser.click("#canary-acme-erp-orders-2\\.0\\.0");
-    browser.wait_text("#question", Duration::from_secs(10), |t| {
-        t.contains("Start a canary of version 2.0.0")
-    });
-    browser.execute("document.querySelector('#percent').value = '50'; return null");
-    browser.click("#confirm");
-    browser.wait_text("#answer", Duration::from_secs(30), |t| t.contains("canary"));
-    for n in 0..20 {
-        assert_eq!(rig.post(&tests::swap::order(&format!("C-{n}"))).status, 202);
-    }
-    browser.goto(&rig.url("/console/plugins"));
-    let canary = browser.wait_text("#canary-orders", Duration::from_secs(10), |t| {
-        t.contains("Canary 2.0.0 on 50% of orders: failures 0.0% of")
-    });
-    assert!(canary.contains("against 1.0.0's 0.0% of"), "{canary}");
-    browser.screenshot(&screenshots_dir().join("plugins-canary.png"));
-
-    // Rolled back: the canary ends.
-    browser.click("#rollback-acme-erp-orders");
-    browser.click("#confirm");
-    browser.wait_text("#answer", Duration::from_secs(30), |t| !t.is_empty());
-    browser.goto(&rig.url("/console/plugins"));
-    browser.wait_text(
-        "#plugin-acme-erp-orders .serving",
-        Duration::from_secs(10),
-        |t| t.contains("orders serves 1.0.0"),
-    );
-    assert_eq!(
-        browser.text("#canary-orders"),
-        "",
-        "no canary after the rollback"
     );
 }

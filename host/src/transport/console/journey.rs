@@ -48,11 +48,12 @@ fn summary(event: &Value) -> String {
         "publish_failed" => format!("to {}: {}", field("sink"), field("error")),
         "discarded" => field("reason"),
         "rejected" | "dead_lettered" | "replayed" => {
-            let mut line = field("error");
-            if line.is_empty() {
-                line = field("plugin");
+            let (plugin, error) = (field("plugin"), field("error"));
+            match (plugin.is_empty(), error.is_empty()) {
+                (false, false) => format!("by {plugin}: {error}"),
+                (false, true) => format!("by {plugin}"),
+                _ => error,
             }
-            line
         }
         _ => String::new(),
     }
