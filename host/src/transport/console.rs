@@ -89,7 +89,11 @@ where
         None if api.admin_token.is_none() && method == Method::GET => {
             // An open API: a session for the asking, then the page asked for.
             let session = api.console.sessions.start(now);
-            return see_other(parts.uri.path(), Some(session.set_cookie()));
+            let asked = parts
+                .uri
+                .path_and_query()
+                .map_or("/console", http::uri::PathAndQuery::as_str);
+            return see_other(asked, Some(session.set_cookie()));
         }
         None if method == Method::GET && !is_fragment(parts.uri.query()) => {
             return see_other("/console/login", None);
