@@ -156,19 +156,6 @@ impl Db {
         })
     }
 
-    /// Copies the store in `dir` into fresh files and puts them in its place, giving back to
-    /// the file system the space that removals freed (sled reuses that space but its files
-    /// never shrink). The store must not be open; see `sled/compact.rs` for how a crash
-    /// during the copy or the swap is settled at the next open.
-    ///
-    /// # Errors
-    ///
-    /// [`StorageError::Backend`] when the store is in use or a file cannot be read, written,
-    /// renamed or removed.
-    pub fn compact(dir: &Path) -> Result<Compacted, StorageError> {
-        compact::compact(dir)
-    }
-
     /// Flushes everything to disk now.
     ///
     /// # Errors
@@ -176,21 +163,6 @@ impl Db {
     /// [`StorageError::Backend`] when the flush fails.
     pub fn flush(&self) -> Result<(), StorageError> {
         self.inner.db.flush().map(drop).map_err(sled_error)
-    }
-
-    /// The bytes of the records the store holds (keys and values), as against its size on
-    /// disk: sled reuses the space a removal frees, but its files keep their size.
-    ///
-    /// # Errors
-    ///
-    /// [`StorageError::Backend`] when the store cannot be read.
-    pub fn live_bytes(&self) -> Result<u64, StorageError> {
-        let mut total = 0u64;
-        for item in self.tree().iter() {
-            let (key, value) = item.map_err(sled_error)?;
-            total += (key.len() + value.len()) as u64;
-        }
-        Ok(total)
     }
 
     fn lock(&self) -> MutexGuard<'_, WriteState> {

@@ -274,7 +274,7 @@ fn login(api: &Inner, token: Option<&str>, now: Instant) -> http::Response<Full<
 }
 
 fn is_fragment(query: Option<&str>) -> bool {
-    query.is_some_and(|q| q.split('&').any(|pair| pair == "fragment=1"))
+    Form::parse(query.unwrap_or_default()).get("fragment") == Some("1")
 }
 
 /// The fields of an `application/x-www-form-urlencoded` body or query, in order.

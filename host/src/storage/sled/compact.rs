@@ -1,6 +1,7 @@
-//! Compaction: a copy of the store's records into fresh sled files, put in place of the old
-//! ones. sled reuses the space a removal frees but never gives it back to the file system, so
-//! after retention and archival have removed history, the files only shrink by a copy.
+//! Compaction (`Db::compact`, and `Db::live_bytes`, the record bytes it keeps): a copy of the
+//! store's records into fresh sled files, put in place of the old ones. sled reuses the space
+//! a removal frees but never gives it back to the file system, so after retention and
+//! archival have removed history, the files only shrink by a copy.
 //!
 //! Where the store is: a store made by `Db::open` lives in the data dir itself; once
 //! compacted, it lives in `DATA/store`, and the copy in progress in `DATA/store.new`. The
@@ -18,7 +19,7 @@
 use std::path::{Path, PathBuf};
 
 use super::open::open_sled;
-use super::{backend, sled_error};
+use super::{Db, backend, sled_error};
 use crate::storage::StorageError;
 
 /// The page cache of a compaction's two stores: records stream through it.
@@ -37,6 +38,36 @@ pub struct Compacted {
     pub after: u64,
     /// The records copied (every tree).
     pub records: u64,
+}
+
+impl Db {
+    /// Copies the store in `dir` into fresh files and puts them in its place, giving back to
+    /// the file system the space that removals freed (sled reuses that space but its files
+    /// never shrink). The store must not be open; see `sled/compact.rs` for how a crash
+    /// during the copy or the swap is settled at the next open.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Backend`] when the store is in use or a file cannot be read, written,
+    /// renamed or removed.
+    pub fn compact(dir: &Path) -> Result<Compacted, StorageError> {
+        compact(dir)
+    }
+
+    /// The bytes of the records the store holds (keys and values), as against its size on
+    /// disk: sled reuses the space a removal frees, but its files keep their size.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Backend`] when the store cannot be read.
+    pub fn live_bytes(&self) -> Result<u64, StorageError> {
+        let mut total = 0u64;
+        for item in self.tree().iter() {
+            let (key, value) = item.map_err(sled_error)?;
+            total += (key.len() + value.len()) as u64;
+        }
+        Ok(total)
+    }
 }
 
 /// The directory sled's files are in for the store in `data`, once what an interrupted
@@ -73,7 +104,7 @@ pub(super) fn settle(data: &Path) -> Result<PathBuf, StorageError> {
 ///
 /// [`StorageError::Backend`] when the store is in use, or a file cannot be read, written,
 /// renamed or removed; what is left is settled at the next open.
-pub(super) fn compact(data: &Path) -> Result<Compacted, StorageError> {
+fn compact(data: &Path) -> Result<Compacted, StorageError> {
     let from = settle(data)?;
     let before = size(&from)?;
     let new = data.join("store.new");

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use super::Form;
-use super::html::escape;
+use super::html::{escape, message_link, pretty};
 use crate::ReplayFilter;
 use crate::storage::DeadLetter;
 
@@ -276,15 +276,13 @@ pub(super) fn render_outcome(answer: &Value, dry_run: bool, again: &Form) -> Str
     );
     for item in answer["items"].as_array().into_iter().flatten() {
         let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-        let detail = serde_json::to_string_pretty(&item["detail"]).unwrap_or_default();
         let _ = write!(
             out,
-            "<tr class=\"outcome\" data-entry=\"{entry}\"><td>{entry}</td><td><a href=\"/console/messages/{}\">{}</a></td>\
+            "<tr class=\"outcome\" data-entry=\"{entry}\"><td>{entry}</td><td>{}</td>\
              <td class=\"kind\">{}</td><td><pre>{}</pre></td></tr>",
-            escape(&crate::percent::encode(&text(&item["message_id"]))),
-            escape(&text(&item["message_id"])),
+            message_link(&text(&item["message_id"])),
             escape(&text(&item["outcome"])),
-            escape(&detail),
+            pretty(&item["detail"]),
             entry = escape(&text(&item["dead_letter"])),
         );
     }

@@ -21,6 +21,20 @@ pub(super) fn escape(text: &str) -> String {
     out
 }
 
+/// `value` as indented JSON, escaped for a `<pre>`.
+pub(super) fn pretty(value: &serde_json::Value) -> String {
+    escape(&serde_json::to_string_pretty(value).unwrap_or_default())
+}
+
+/// A link to message `id`'s page, the id as its text.
+pub(super) fn message_link(id: &str) -> String {
+    format!(
+        "<a href=\"/console/messages/{}\">{}</a>",
+        escape(&crate::percent::encode(id)),
+        escape(id)
+    )
+}
+
 /// The pages' navigation: (path, label).
 const PAGES: [(&str, &str); 3] = [
     ("/console", "Overview"),

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::html::escape;
+use super::html::{escape, message_link, pretty};
 
 fn text(value: &Value) -> String {
     match value {
@@ -15,18 +15,6 @@ fn text(value: &Value) -> String {
         Value::Null => String::new(),
         other => other.to_string(),
     }
-}
-
-fn pretty(value: &Value) -> String {
-    escape(&serde_json::to_string_pretty(value).unwrap_or_default())
-}
-
-fn message_link(id: &str) -> String {
-    format!(
-        "<a href=\"/console/messages/{}\">{}</a>",
-        escape(&crate::percent::encode(id)),
-        escape(id)
-    )
 }
 
 /// What an audit event adds to the journey, in a line.

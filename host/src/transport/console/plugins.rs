@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::html::escape;
+use super::html::{escape, message_link, pretty};
 
 /// The page's main section, from `GET /v1/plugins`'s answer.
 pub(super) fn render(plugins: &Value) -> String {
@@ -144,15 +144,11 @@ fn shadow(route: &str, state: &Value) -> String {
         since = escape(report["since"].as_str().unwrap_or_default()),
         active = escape(state["active"]["version"].as_str().unwrap_or_default()),
     );
-    let pretty = |v: &Value| escape(&serde_json::to_string_pretty(v).unwrap_or_default());
     for sample in report["samples"].as_array().into_iter().flatten() {
-        let id = sample["message_id"].as_str().unwrap_or_default();
         let _ = write!(
             out,
-            "<tr class=\"difference\"><td><a href=\"/console/messages/{}\">{}</a></td>\
-             <td><pre>{}</pre></td><td><pre>{}</pre></td></tr>",
-            escape(&crate::percent::encode(id)),
-            escape(id),
+            "<tr class=\"difference\"><td>{}</td><td><pre>{}</pre></td><td><pre>{}</pre></td></tr>",
+            message_link(sample["message_id"].as_str().unwrap_or_default()),
             pretty(&sample["active_output"]),
             pretty(&sample["candidate_output"]),
         );
@@ -207,13 +203,13 @@ pub(super) fn outcome(status: u16, answer: &Value, audit: Option<&Value>) -> Str
     let mut out = format!(
         "<h1>{}</h1><pre id=\"answer\">{}</pre>",
         if ok { "Done" } else { "Refused" },
-        escape(&serde_json::to_string_pretty(answer).unwrap_or_default()),
+        pretty(answer),
     );
     if let Some(audit) = audit {
         let _ = write!(
             out,
             "<h2>The audit entry it wrote</h2><pre id=\"audit\">{}</pre>",
-            escape(&serde_json::to_string_pretty(audit).unwrap_or_default())
+            pretty(audit)
         );
     }
     out.push_str("<p><a href=\"/console/plugins\" id=\"back\">Back to the plugins</a></p>");
